@@ -1,0 +1,63 @@
+import ArgumentParser
+import DrydockClient
+import Foundation
+
+struct Login: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a token against the server and save it for later commands.",
+        discussion: "The token and URL are saved in $XDG_CONFIG_HOME/drydock/config.json, readable only by you.")
+
+    @Option(help: "The token to save (ddu_…, ddo_…, ddp_…).")
+    var token: String
+
+    @Option(name: .customLong("api-url"), help: "Server URL (default: DRYDOCK_API_URL, the saved URL, or http://127.0.0.1:8080).")
+    var apiURL: String?
+
+    func run() async throws {
+        var connection = ConnectionOptions()
+        connection.apiURL = apiURL
+        connection.token = token
+        let url = connection.resolvedAPIURL()
+        let caller = try await connection.client().whoami()
+        try CLIConfiguration.save(SavedLogin(apiURL: url, token: token))
+        let who = caller.user?.email ?? "a \(caller.token.kind.rawValue) token (\(caller.token.name))"
+        print("Logged in to \(url) as \(who) in organization \(caller.organization.name).")
+    }
+}
+
+struct Logout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Forget the saved token.")
+
+    func run() async throws {
+        if try CLIConfiguration.clearToken() {
+            print("Logged out; the saved token is gone (it stays valid until revoked: 'drydock tokens revoke ID').")
+        } else {
+            print("Not logged in.")
+        }
+    }
+}
+
+struct Whoami: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the token, organization and user in use.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: FormatOption
+
+    func run() async throws {
+        let caller = try await connection.client().whoami()
+        switch output.format {
+        case .json:
+            try Output.json(caller)
+        case .table:
+            Output.keyValues([
+                ("Server", connection.resolvedAPIURL()),
+                ("Organization", "\(caller.organization.name) (\(caller.organization.id))"),
+                ("User", caller.user.map { "\($0.email) (\($0.id))" } ?? "-"),
+                ("Role", caller.role?.rawValue ?? "-"),
+                ("Token", "\(caller.token.name) (\(caller.token.id), \(caller.token.kind.rawValue))"),
+                ("Project", caller.token.projectId ?? "-"),
+                ("Expires", caller.token.expiresAt.map(Output.date) ?? "never"),
+            ])
+        }
+    }
+}

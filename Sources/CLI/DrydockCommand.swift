@@ -1,0 +1,41 @@
+import ArgumentParser
+
+/// `drydock`: remote container builds with a shared, persistent cache.
+public struct DrydockCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "drydock",
+        abstract: "Remote container builds with a persistent per-project cache and registry.",
+        discussion: """
+            Start with 'drydock login --token TOKEN --api-url URL' (an owner gets the first token
+            from 'drydock-server bootstrap'), then 'drydock projects create NAME' and
+            'drydock init' in your repository.
+
+            Environment: DRYDOCK_API_URL, DRYDOCK_TOKEN and DRYDOCK_PROJECT override the saved
+            login (kept in $XDG_CONFIG_HOME/drydock/config.json).
+            """,
+        version: "1.0.0",
+        subcommands: [Login.self, Logout.self, Whoami.self, Init.self, ProjectCommands.self, TokenCommands.self]
+    )
+
+    public init() {}
+}
+
+struct ProjectCommands: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "projects",
+        abstract: "Create, list, inspect, change and delete projects.",
+        discussion: "A project is a build cache and a registry namespace (HOST/<project-id>/<name>).",
+        subcommands: [ProjectCreate.self, ProjectList.self, ProjectGet.self, ProjectUpdate.self, ProjectDelete.self],
+        aliases: ["project"]
+    )
+}
+
+struct TokenCommands: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokens",
+        abstract: "Create, list and revoke tokens for people, CI and builders.",
+        discussion: "Secrets are shown once, when created; the server keeps only a hash.",
+        subcommands: [TokenCreate.self, TokenList.self, TokenRevoke.self],
+        aliases: ["token"]
+    )
+}

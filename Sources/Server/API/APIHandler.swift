@@ -1,0 +1,255 @@
+import DrydockAPITypes
+import Foundation
+import OpenAPIRuntime
+
+/// The `/api/v1` operations, generated from `openapi.yaml`. Authentication and the coarse
+/// permission check happen in `AuthMiddleware` before any of these run; here each operation
+/// narrows to what the caller can reach. Failures are thrown as `APIError` and rendered by
+/// `ProblemMiddleware`.
+struct APIHandler: APIProtocol {
+    let organizations: any OrganizationRepository
+    let projects: any ProjectRepository
+    let tokens: any TokenRepository
+
+    // MARK: identity
+
+    func getCurrentCaller(_ input: Operations.GetCurrentCaller.Input) async throws -> Operations.GetCurrentCaller.Output {
+        let caller = try Caller.require()
+        guard let token = try await tokens.token(id: caller.tokenId, organizationId: caller.organizationId),
+              let organization = try await organizations.organization(id: caller.organizationId)
+        else { throw APIError.invalidToken }
+        let user = try await caller.userId.asyncMap { try await organizations.user(id: $0) } ?? nil
+        return .ok(.init(body: .json(.init(
+            token: .init(token), organization: .init(organization), user: user.map(Components.Schemas.User.init),
+            role: caller.role.map(Components.Schemas.Role.init)))))
+    }
+
+    // MARK: organizations
+
+    private func visibleOrganization(_ id: String) async throws -> OrganizationRecord {
+        let caller = try Caller.require()
+        guard id == caller.organizationId, let organization = try await organizations.organization(id: id) else {
+            throw APIError.notFound("organization", id)
+        }
+        return organization
+    }
+
+    func getOrganization(_ input: Operations.GetOrganization.Input) async throws -> Operations.GetOrganization.Output {
+        .ok(.init(body: .json(.init(try await visibleOrganization(input.path.orgId)))))
+    }
+
+    func updateOrganization(_ input: Operations.UpdateOrganization.Input) async throws -> Operations.UpdateOrganization.Output {
+        let organization = try await visibleOrganization(input.path.orgId)
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        guard let name = body.name else { return .ok(.init(body: .json(.init(organization)))) }
+        guard let renamed = try await organizations.rename(id: organization.id, to: try Validation.name(name)) else {
+            throw APIError.notFound("organization", organization.id)
+        }
+        return .ok(.init(body: .json(.init(renamed))))
+    }
+
+    func listMembers(_ input: Operations.ListMembers.Input) async throws -> Operations.ListMembers.Output {
+        let organization = try await visibleOrganization(input.path.orgId)
+        let page = try await organizations.members(
+            organizationId: organization.id, cursor: try PageCursor.decode(input.query.cursor),
+            limit: try PageCursor.limit(input.query.limit))
+        return .ok(.init(body: .json(.init(items: page.items.map(Components.Schemas.Member.init), nextCursor: page.nextCursor))))
+    }
+
+    /// Only owners grant or take away ownership.
+    private func requireOwnerFor(_ roles: Role?...) throws {
+        let caller = try Caller.require()
+        if roles.contains(.owner), caller.role != .owner {
+            throw APIError.forbidden("only an owner can make or unmake owners")
+        }
+    }
+
+    func addMember(_ input: Operations.AddMember.Input) async throws -> Operations.AddMember.Output {
+        let organization = try await visibleOrganization(input.path.orgId)
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        let email = try Validation.email(body.email)
+        let role = body.role?.domain ?? .member
+        try requireOwnerFor(role)
+        let caller = try Caller.require()
+        var secret = ""
+        let member = try await organizations.addMember(organizationId: organization.id, email: email, role: role) { userId in
+            let token = NewToken(kind: .user, name: "first token for \(email)", organizationId: organization.id,
+                                 userId: userId, createdByUserId: caller.userId)
+            secret = token.secret
+            return token
+        }
+        return .created(.init(body: .json(.init(member: .init(member), token: secret))))
+    }
+
+    func updateMember(_ input: Operations.UpdateMember.Input) async throws -> Operations.UpdateMember.Output {
+        let organization = try await visibleOrganization(input.path.orgId)
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        let current = try await member(organization.id, input.path.userId)
+        try requireOwnerFor(current.role, body.role.domain)
+        guard let updated = try await organizations.setRole(organizationId: organization.id, userId: input.path.userId, role: body.role.domain) else {
+            throw APIError.notFound("member", input.path.userId)
+        }
+        return .ok(.init(body: .json(.init(updated))))
+    }
+
+    func removeMember(_ input: Operations.RemoveMember.Input) async throws -> Operations.RemoveMember.Output {
+        let organization = try await visibleOrganization(input.path.orgId)
+        let current = try await member(organization.id, input.path.userId)
+        try requireOwnerFor(current.role)
+        guard try await organizations.removeMember(organizationId: organization.id, userId: input.path.userId) else {
+            throw APIError.notFound("member", input.path.userId)
+        }
+        return .noContent(.init())
+    }
+
+    private func member(_ organizationId: String, _ userId: String) async throws -> MemberRecord {
+        var cursor = Int64.max
+        // Membership lists are small; walk them rather than add a lookup to the repository.
+        while true {
+            let page = try await organizations.members(organizationId: organizationId, cursor: cursor, limit: 200)
+            if let found = page.items.first(where: { $0.user.id == userId }) { return found }
+            guard let next = page.nextCursor else { throw APIError.notFound("member", userId) }
+            cursor = try PageCursor.decode(next)
+        }
+    }
+
+    // MARK: projects
+
+    private func visibleProject(_ id: String) async throws -> ProjectRecord {
+        let caller = try Caller.require()
+        guard Identifier.isValid(id), let project = try await projects.project(id: id), caller.canSee(project: project) else {
+            throw APIError.notFound("project", id)
+        }
+        return project
+    }
+
+    func listProjects(_ input: Operations.ListProjects.Input) async throws -> Operations.ListProjects.Output {
+        let caller = try Caller.require()
+        let page = try await projects.list(
+            organizationId: caller.organizationId, onlyProjectId: caller.projectId,
+            cursor: try PageCursor.decode(input.query.cursor), limit: try PageCursor.limit(input.query.limit))
+        return .ok(.init(body: .json(.init(items: page.items.map(Components.Schemas.Project.init), nextCursor: page.nextCursor))))
+    }
+
+    func createProject(_ input: Operations.CreateProject.Input) async throws -> Operations.CreateProject.Output {
+        let caller = try Caller.require()
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        let name = try Validation.name(body.name)
+        let keepGB = try Validation.range(body.cachePolicy?.keepGigabytes, 1...500, field: "cachePolicy.keepGigabytes") ?? 50
+        let keepDays = try Validation.range(body.cachePolicy?.keepDays, 1...365, field: "cachePolicy.keepDays") ?? 14
+        let project = try await projects.create(organizationId: caller.organizationId, name: name, keepGigabytes: keepGB, keepDays: keepDays)
+        return .created(.init(body: .json(.init(project))))
+    }
+
+    func getProject(_ input: Operations.GetProject.Input) async throws -> Operations.GetProject.Output {
+        .ok(.init(body: .json(.init(try await visibleProject(input.path.projectId)))))
+    }
+
+    func updateProject(_ input: Operations.UpdateProject.Input) async throws -> Operations.UpdateProject.Output {
+        let project = try await visibleProject(input.path.projectId)
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        let changes = ProjectChanges(
+            name: try body.name.map { try Validation.name($0) },
+            keepGigabytes: try Validation.range(body.cachePolicy?.keepGigabytes, 1...500, field: "cachePolicy.keepGigabytes"),
+            keepDays: try Validation.range(body.cachePolicy?.keepDays, 1...365, field: "cachePolicy.keepDays"))
+        guard let updated = try await projects.update(id: project.id, changes) else {
+            throw APIError.notFound("project", project.id)
+        }
+        return .ok(.init(body: .json(.init(updated))))
+    }
+
+    func deleteProject(_ input: Operations.DeleteProject.Input) async throws -> Operations.DeleteProject.Output {
+        let project = try await visibleProject(input.path.projectId)
+        guard try await projects.delete(id: project.id) else { throw APIError.notFound("project", project.id) }
+        return .noContent(.init())
+    }
+
+    // MARK: tokens
+
+    /// Admins and organization tokens see every token of the organization; members see their own
+    /// and those they created.
+    private func tokenVisibility(_ caller: Caller) -> String? {
+        caller.isOrganizationAdmin ? nil : (caller.userId ?? "-")
+    }
+
+    private func visibleToken(_ id: String) async throws -> TokenRecord {
+        let caller = try Caller.require()
+        guard Identifier.isValid(id), let token = try await tokens.token(id: id, organizationId: caller.organizationId) else {
+            throw APIError.notFound("token", id)
+        }
+        if let me = tokenVisibility(caller), token.userId != me, token.createdByUserId != me {
+            throw APIError.notFound("token", id)
+        }
+        return token
+    }
+
+    func listTokens(_ input: Operations.ListTokens.Input) async throws -> Operations.ListTokens.Output {
+        let caller = try Caller.require()
+        let filter = TokenFilter(
+            kind: input.query.kind?.domain, projectId: input.query.projectId,
+            includeRevoked: input.query.includeRevoked ?? false, visibleToUserId: tokenVisibility(caller))
+        let page = try await tokens.list(
+            organizationId: caller.organizationId, filter: filter,
+            cursor: try PageCursor.decode(input.query.cursor), limit: try PageCursor.limit(input.query.limit))
+        return .ok(.init(body: .json(.init(items: page.items.map(Components.Schemas.Token.init), nextCursor: page.nextCursor))))
+    }
+
+    func createToken(_ input: Operations.CreateToken.Input) async throws -> Operations.CreateToken.Output {
+        let caller = try Caller.require()
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        let name = try Validation.tokenName(body.name)
+        let kind = body.kind?.domain ?? (body.projectId == nil ? .user : .project)
+        var lifetime = try Validation.range(body.expiresInSeconds, 60...315_360_000, field: "expiresInSeconds")
+        var projectId: String?
+        var userId: String?
+        switch kind {
+        case .build:
+            throw APIError.invalidField("kind", "build tokens are minted by the server for each job and cannot be created")
+        case .user:
+            guard let me = caller.userId else {
+                throw APIError.forbidden("user tokens act as a person; only a user token can create one")
+            }
+            userId = me
+        case .organization, .worker:
+            guard caller.isOrganizationAdmin else {
+                throw APIError.forbidden("only owners, admins and organization tokens can create \(kind.rawValue) tokens")
+            }
+        case .project, .pull:
+            guard let requested = body.projectId else {
+                throw APIError.invalidField("projectId", "is required for \(kind.rawValue) tokens")
+            }
+            projectId = try await visibleProject(requested).id
+            if kind == .pull {
+                lifetime = lifetime ?? 3600
+                if lifetime! > 86_400 {
+                    throw APIError.invalidField("expiresInSeconds", "pull tokens live at most 86400 seconds (24 hours)")
+                }
+            }
+        }
+        if body.projectId != nil, projectId == nil {
+            throw APIError.invalidField("projectId", "applies only to project and pull tokens")
+        }
+        let new = NewToken(
+            kind: kind, name: name, organizationId: caller.organizationId, userId: userId, projectId: projectId,
+            createdByUserId: caller.userId, expiresAt: lifetime.map { Date().addingTimeInterval(TimeInterval($0)) })
+        let record = try await tokens.create(new)
+        return .created(.init(body: .json(.init(record, secret: new.secret))))
+    }
+
+    func getToken(_ input: Operations.GetToken.Input) async throws -> Operations.GetToken.Output {
+        .ok(.init(body: .json(.init(try await visibleToken(input.path.tokenId)))))
+    }
+
+    func revokeToken(_ input: Operations.RevokeToken.Input) async throws -> Operations.RevokeToken.Output {
+        let token = try await visibleToken(input.path.tokenId)
+        try await tokens.revoke(id: token.id, organizationId: token.organizationId ?? "")
+        return .noContent(.init())
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
+    }
+}

@@ -1,0 +1,62 @@
+/// What an operation needs. Every operation in `openapi.yaml` has exactly one entry in
+/// `Authorization.table` (a test holds the two together); handlers then narrow to the
+/// resources in the caller's reach (answering 404 for the rest).
+public enum Permission: String, Sendable, CaseIterable {
+    /// Any valid token may ask who it is.
+    case identity
+    case organizationRead
+    case organizationAdmin
+    case projectRead
+    case projectCreate
+    case projectWrite
+    case projectDelete
+    case tokensRead
+    case tokensWrite
+}
+
+public enum Authorization {
+    public static let table: [String: Permission] = [
+        "getCurrentCaller": .identity,
+        "getOrganization": .organizationRead,
+        "updateOrganization": .organizationAdmin,
+        "listMembers": .organizationRead,
+        "addMember": .organizationAdmin,
+        "updateMember": .organizationAdmin,
+        "removeMember": .organizationAdmin,
+        "listProjects": .projectRead,
+        "createProject": .projectCreate,
+        "getProject": .projectRead,
+        "updateProject": .projectWrite,
+        "deleteProject": .projectDelete,
+        "listTokens": .tokensRead,
+        "createToken": .tokensWrite,
+        "getToken": .tokensRead,
+        "revokeToken": .tokensWrite,
+    ]
+
+    /// The permissions each kind of token (and, for user tokens, each role) holds.
+    public static func permissions(kind: TokenKind, role: Role?) -> Set<Permission> {
+        switch kind {
+        case .user:
+            switch role ?? .member {
+            case .owner, .admin:
+                return Set(Permission.allCases)
+            case .member:
+                return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .tokensRead, .tokensWrite]
+            }
+        case .organization:
+            // Automation across the organization, but not its membership.
+            return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .projectDelete, .tokensRead, .tokensWrite]
+        case .project:
+            return [.identity, .projectRead]
+        case .pull, .worker, .build:
+            // Registry, builder and job credentials: no management API beyond identity.
+            return [.identity]
+        }
+    }
+
+    public static func allows(_ caller: Caller, operation: String) -> Bool {
+        guard let needed = table[operation] else { return false }
+        return permissions(kind: caller.kind, role: caller.role).contains(needed)
+    }
+}

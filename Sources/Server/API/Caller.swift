@@ -1,0 +1,51 @@
+import Foundation
+
+public enum Role: String, Sendable, CaseIterable, Comparable {
+    case member, admin, owner
+
+    private var rank: Int {
+        switch self {
+        case .member: 0
+        case .admin: 1
+        case .owner: 2
+        }
+    }
+
+    public static func < (lhs: Role, rhs: Role) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// Who is making the current request: resolved once per request from the bearer token by
+/// `AuthMiddleware` and bound to the task for the handlers.
+public struct Caller: Sendable {
+    public let tokenId: String
+    public let kind: TokenKind
+    public let organizationId: String
+    public let projectId: String?
+    public let userId: String?
+    /// The user's role in the organization, for user tokens.
+    public let role: Role?
+
+    @TaskLocal public static var current: Caller?
+
+    /// The caller bound by the middleware; a handler reached without one is a server bug.
+    static func require() throws -> Caller {
+        guard let caller = current else { throw APIError.unauthenticated }
+        return caller
+    }
+
+    /// Whether this caller may see a project: its organization's, and for tokens bound to one
+    /// project only that project. Anything else is reported as not found.
+    func canSee(project: ProjectRecord) -> Bool {
+        guard project.organizationId == organizationId else { return false }
+        if let projectId { return project.id == projectId }
+        return true
+    }
+
+    var isOrganizationAdmin: Bool {
+        switch kind {
+        case .organization: true
+        case .user: (role ?? .member) >= .admin
+        default: false
+        }
+    }
+}

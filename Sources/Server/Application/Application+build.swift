@@ -1,0 +1,75 @@
+import DrydockAPITypes
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import OpenAPIHummingbird
+import OpenAPIRuntime
+import PostgresNIO
+import ServiceLifecycle
+
+/// The composition root: everything the server is, wired from one configuration. `main` only
+/// reads configuration and runs this; tests call it with a test configuration (port 0).
+public func buildApplication(
+    _ configuration: ServerConfiguration,
+    database: DatabaseURL,
+    logger: Logger
+) throws -> some ApplicationProtocol {
+    let postgres = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
+    let organizations = PostgresOrganizationRepository(client: postgres, logger: logger)
+    let projects = PostgresProjectRepository(client: postgres, logger: logger)
+    let tokens = PostgresTokenRepository(client: postgres, logger: logger)
+    let authenticator = TokenAuthenticator(tokens: tokens, logger: logger)
+    _ = Observability.registry
+
+    let router = Router()
+    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: LogRequestsMiddleware(.debug))
+
+    router.get("/healthz") { _, _ in "ok\n" }
+    router.get("/readyz") { _, _ -> Response in
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await postgres.query("SELECT 1", logger: logger) }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(2))
+                    throw CancellationError()
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+            return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
+        } catch {
+            return Response(status: .serviceUnavailable, headers: [.contentType: "text/plain"],
+                            body: .init(byteBuffer: ByteBuffer(string: "database unavailable\n")))
+        }
+    }
+    router.get("/metrics") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                 body: .init(byteBuffer: ByteBuffer(bytes: Observability.exposition())))
+    }
+    router.get("/openapi.yaml") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "application/yaml"],
+                 body: .init(byteBuffer: ByteBuffer(bytes: EmbeddedOpenAPIDocument.bytes)))
+    }
+
+    let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens)
+    try handler.registerHandlers(
+        on: router,
+        serverURL: Servers.Server1.url(),
+        middlewares: [
+            ProblemMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes, logger: logger),
+            AuthMiddleware(authenticator: authenticator),
+            BodyLimitMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes),
+        ])
+
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "drydock"),
+        services: [postgres],
+        logger: logger)
+    app.beforeServerStarts {
+        try await Migrations.apply(on: postgres, logger: logger)
+    }
+    return app
+}

@@ -1,0 +1,82 @@
+import Foundation
+
+/// Everything `drydock-server` reads from its environment and flags.
+public struct ServerConfiguration: Sendable {
+    /// A `postgres://` URL; `nil` runs a private cluster inside `dataDirectory`.
+    public var databaseURL: String?
+    public var host: String
+    public var port: Int
+    /// Blobs, build contexts and (embedded mode) the PostgreSQL cluster live here.
+    public var dataDirectory: URL
+    /// The URL clients use to reach this server (registry realms, `Location` headers).
+    public var publicURL: String
+    /// Largest JSON request body the API accepts.
+    public var maxJSONBodyBytes: Int = 1 << 20
+
+    public init(
+        databaseURL: String?,
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        dataDirectory: URL,
+        publicURL: String? = nil
+    ) {
+        self.databaseURL = databaseURL
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.publicURL = publicURL ?? "http://\(host):\(port)"
+    }
+
+    /// Reads `DRYDOCK_*` variables, with explicit overrides (from flags) taking precedence.
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment,
+        host: String? = nil,
+        port portFlag: Int? = nil,
+        dataDirectory: String? = nil,
+        databaseURL: String? = nil
+    ) throws -> ServerConfiguration {
+        let host = host ?? environment["DRYDOCK_HOST"].nonEmpty ?? "127.0.0.1"
+        let port: Int
+        if let portFlag {
+            port = portFlag
+        } else if let raw = environment["DRYDOCK_PORT"].nonEmpty {
+            guard let parsed = Int(raw), (0...65535).contains(parsed) else {
+                throw ConfigurationError("DRYDOCK_PORT must be a port number (0-65535), not '\(raw)'")
+            }
+            port = parsed
+        } else {
+            port = 8080
+        }
+        let dataDir = dataDirectory ?? environment["DRYDOCK_DATA_DIR"].nonEmpty ?? defaultDataDirectory(environment)
+        let databaseURL = databaseURL ?? environment["DRYDOCK_DATABASE_URL"].nonEmpty
+        if let databaseURL { _ = try DatabaseURL(databaseURL) }
+        return ServerConfiguration(
+            databaseURL: databaseURL,
+            host: host,
+            port: port,
+            dataDirectory: URL(fileURLWithPath: dataDir, isDirectory: true).standardizedFileURL,
+            publicURL: environment["DRYDOCK_PUBLIC_URL"].nonEmpty
+        )
+    }
+
+    /// `$XDG_DATA_HOME/drydock` (or `~/.local/share/drydock`); `/var/lib/drydock` for root,
+    /// because the embedded PostgreSQL then runs as the `postgres` user, which cannot enter `/root`.
+    static func defaultDataDirectory(_ environment: [String: String]) -> String {
+        if geteuid() == 0 { return "/var/lib/drydock" }
+        if let xdg = environment["XDG_DATA_HOME"].nonEmpty { return xdg + "/drydock" }
+        let home = environment["HOME"].nonEmpty ?? NSHomeDirectory()
+        return home + "/.local/share/drydock"
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension Optional where Wrapped == String {
+    var nonEmpty: String? {
+        guard let self, !self.isEmpty else { return nil }
+        return self
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// What `drydock-server` does, as library code the executable and tests share.
+public enum ServerRunner {
+    /// The database to use: the configured URL, or the private cluster in the data directory
+    /// (started if needed). `startedHere` tells the caller to stop it when done.
+    public static func database(for configuration: ServerConfiguration, logger: Logger) throws
+        -> (url: DatabaseURL, embedded: EmbeddedPostgres?, startedHere: Bool)
+    {
+        if let url = configuration.databaseURL {
+            return (try DatabaseURL(url), nil, false)
+        }
+        let embedded = try EmbeddedPostgres(dataDirectory: configuration.dataDirectory)
+        let started = try embedded.start(logger: logger)
+        return (embedded.databaseURL, embedded, started)
+    }
+
+    /// Runs the server until SIGTERM/SIGINT, then drains HTTP, closes the database pool and
+    /// stops the private cluster if this process started it.
+    public static func serve(_ configuration: ServerConfiguration, logger: Logger) async throws {
+        try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
+        let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
+        logger.info("database", metadata: ["url": "\(database.redacted)"])
+        do {
+            let app = try buildApplication(configuration, database: database, logger: logger)
+            try await app.runService()
+        } catch {
+            if startedHere { embedded?.stop(logger: logger) }
+            throw error
+        }
+        if startedHere { embedded?.stop(logger: logger) }
+    }
+
+    public struct BootstrapResult: Sendable {
+        public let organization: OrganizationRecord
+        public let owner: UserRecord
+        public let token: TokenRecord
+        public let secret: String
+    }
+
+    /// Creates an organization, its owner and the owner's first token, whether or not a server is
+    /// running on the same database. Applies pending migrations first.
+    public static func bootstrap(
+        _ configuration: ServerConfiguration, organization name: String, email: String?, logger: Logger
+    ) async throws -> BootstrapResult {
+        try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
+        let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
+        defer { if startedHere { embedded?.stop(logger: logger) } }
+        return try await bootstrap(configuration, database: database, organization: name, email: email, logger: logger)
+    }
+
+    public static func bootstrap(
+        _ configuration: ServerConfiguration, database: DatabaseURL, organization name: String, email: String?, logger: Logger
+    ) async throws -> BootstrapResult {
+        let name = try Validation.name(name, field: "--org")
+        let email = try Validation.email(email ?? "owner@\(name.lowercased()).local", field: "--email")
+        return try await withDatabase(database, logger: logger) { client in
+            try await Migrations.apply(on: client, logger: logger)
+            let repository = PostgresOrganizationRepository(client: client, logger: logger)
+            let secret = Mutex("")
+            let (organization, owner, token) = try await repository.bootstrap(name: name, ownerEmail: email) { orgId, userId in
+                let token = NewToken(kind: .user, name: "bootstrap", organizationId: orgId, userId: userId)
+                secret.withLock { $0 = token.secret }
+                return token
+            }
+            return BootstrapResult(organization: organization, owner: owner, token: token, secret: secret.withLock { $0 })
+        }
+    }
+
+    /// Runs `body` with a connected client, then shuts the client down.
+    public static func withDatabase<T: Sendable>(
+        _ database: DatabaseURL, logger: Logger, _ body: @escaping @Sendable (PostgresClient) async throws -> T
+    ) async throws -> T {
+        let client = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            let result = try await body(client)
+            return result
+        }
+    }
+}

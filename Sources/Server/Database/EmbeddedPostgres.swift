@@ -1,0 +1,154 @@
+import Foundation
+import Logging
+
+/// The private PostgreSQL cluster `drydock-server` runs inside its data directory when no
+/// `DRYDOCK_DATABASE_URL` is given. It uses the system's `initdb`/`pg_ctl`, listens only on a
+/// Unix socket in the data directory, and runs as the `postgres` user when the server runs as root
+/// (PostgreSQL refuses to run as root).
+public struct EmbeddedPostgres: Sendable {
+    public let clusterDirectory: URL
+    public let socketDirectory: URL
+    public let logFile: URL
+    let binDirectory: URL
+    /// The unprivileged user the cluster runs as, or nil to run as ourselves.
+    let runAs: String?
+    static let superuser = "drydock"
+    static let database = "drydock"
+
+    public init(dataDirectory: URL) throws {
+        self.clusterDirectory = dataDirectory.appendingPathComponent("postgres", isDirectory: true)
+        self.socketDirectory = dataDirectory.appendingPathComponent("run", isDirectory: true)
+        self.logFile = dataDirectory.appendingPathComponent("postgres.log")
+        self.binDirectory = try Self.findBinaries()
+        self.runAs = geteuid() == 0 ? "postgres" : nil
+    }
+
+    public var databaseURL: DatabaseURL {
+        DatabaseURL(socketDirectory: socketDirectory.path, username: Self.superuser, database: Self.database)
+    }
+
+    /// Initialises the cluster if needed and starts it unless it already runs (a server may be
+    /// running while `bootstrap` is used). Returns true when this call started it.
+    @discardableResult
+    public func start(logger: Logger) throws -> Bool {
+        let fm = FileManager.default
+        try fm.createDirectory(at: clusterDirectory.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try fm.createDirectory(at: clusterDirectory, withIntermediateDirectories: true)
+        try fm.createDirectory(at: socketDirectory, withIntermediateDirectories: true)
+        try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: clusterDirectory.path)
+        try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: socketDirectory.path)
+        if let runAs {
+            // The postgres user must be able to pass through the data directory (not list it).
+            try fm.setAttributes([.posixPermissions: 0o711], ofItemAtPath: clusterDirectory.deletingLastPathComponent().path)
+            try run("/bin/chown", ["-R", "\(runAs):\(runAs)", clusterDirectory.path, socketDirectory.path], asUser: nil)
+            if !fm.fileExists(atPath: logFile.path) { fm.createFile(atPath: logFile.path, contents: nil) }
+            try run("/bin/chown", ["\(runAs):\(runAs)", logFile.path], asUser: nil)
+            // The postgres user must be able to reach the data directory.
+            do {
+                try run("/usr/bin/test", ["-x", clusterDirectory.path, "-a", "-w", socketDirectory.path], asUser: runAs)
+            } catch {
+                throw ConfigurationError(
+                    "the '\(runAs)' user cannot reach \(clusterDirectory.path); choose a DRYDOCK_DATA_DIR outside home directories (the default for root is /var/lib/drydock)"
+                )
+            }
+        }
+        if !fm.fileExists(atPath: clusterDirectory.appendingPathComponent("PG_VERSION").path) {
+            logger.info("initialising private PostgreSQL cluster", metadata: ["path": "\(clusterDirectory.path)"])
+            try run(binDirectory.appendingPathComponent("initdb").path, [
+                "-D", clusterDirectory.path, "-U", Self.superuser, "-A", "trust", "-E", "UTF8", "--no-instructions",
+            ], asUser: runAs)
+        }
+        if isRunning() {
+            logger.info("private PostgreSQL cluster already running", metadata: ["socket": "\(socketDirectory.path)"])
+            return false
+        }
+        logger.info("starting private PostgreSQL cluster", metadata: ["socket": "\(socketDirectory.path)"])
+        try run(binDirectory.appendingPathComponent("pg_ctl").path, [
+            "-D", clusterDirectory.path, "-l", logFile.path, "-w", "-t", "60",
+            "-o", "-c listen_addresses='' -k '\(socketDirectory.path)' -c max_connections=100",
+            "start",
+        ], asUser: runAs)
+        try createDatabaseIfMissing()
+        return true
+    }
+
+    public func isRunning() -> Bool {
+        (try? run(binDirectory.appendingPathComponent("pg_ctl").path, ["-D", clusterDirectory.path, "status"], asUser: runAs)) != nil
+    }
+
+    public func stop(logger: Logger) {
+        logger.info("stopping private PostgreSQL cluster")
+        do {
+            try run(binDirectory.appendingPathComponent("pg_ctl").path, ["-D", clusterDirectory.path, "-m", "fast", "-w", "stop"], asUser: runAs)
+        } catch {
+            logger.error("could not stop PostgreSQL: \(error)")
+        }
+    }
+
+    private func createDatabaseIfMissing() throws {
+        let psql = binDirectory.appendingPathComponent("psql").path
+        let psqlPath = FileManager.default.isExecutableFile(atPath: psql) ? psql : "/usr/bin/psql"
+        let exists = try run(psqlPath, [
+            "-h", socketDirectory.path, "-U", Self.superuser, "-d", "postgres", "-tAc",
+            "SELECT 1 FROM pg_database WHERE datname = '\(Self.database)'",
+        ], asUser: runAs)
+        if exists.trimmingCharacters(in: .whitespacesAndNewlines) != "1" {
+            try run(psqlPath, ["-h", socketDirectory.path, "-U", Self.superuser, "-d", "postgres", "-c", "CREATE DATABASE \(Self.database)"], asUser: runAs)
+        }
+    }
+
+    static func findBinaries() throws -> URL {
+        let fm = FileManager.default
+        var candidates: [String] = []
+        if let path = ProcessInfo.processInfo.environment["PATH"] {
+            candidates += path.split(separator: ":").map(String.init)
+        }
+        if let versions = try? fm.contentsOfDirectory(atPath: "/usr/lib/postgresql") {
+            let sorted = versions.compactMap { v in Int(v).map { ($0, v) } }.sorted { $0.0 > $1.0 }
+            candidates += sorted.map { "/usr/lib/postgresql/\($0.1)/bin" }
+        }
+        for dir in candidates {
+            let pgctl = dir + "/pg_ctl", initdb = dir + "/initdb"
+            if fm.isExecutableFile(atPath: pgctl), fm.isExecutableFile(atPath: initdb) {
+                // Resolve symlinks such as /usr/local/bin/pg_ctl so psql/createdb come from the same install.
+                let resolved = URL(fileURLWithPath: pgctl).resolvingSymlinksInPath().deletingLastPathComponent()
+                return resolved
+            }
+        }
+        throw ConfigurationError(
+            "PostgreSQL is not installed (no initdb/pg_ctl found). Install it with 'apt-get install postgresql', or point DRYDOCK_DATABASE_URL at an existing server"
+        )
+    }
+
+    /// Runs a command to completion, returning its standard output; throws with its output on failure.
+    @discardableResult
+    func run(_ executable: String, _ arguments: [String], asUser user: String?) throws -> String {
+        let process = Process()
+        if let user {
+            process.executableURL = URL(fileURLWithPath: "/sbin/runuser")
+            if !FileManager.default.isExecutableFile(atPath: "/sbin/runuser") {
+                process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+            }
+            process.arguments = ["-u", user, "--", executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
+        // Run from a directory every user can enter, so the postgres user is not stuck in /root.
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
+        let stderrData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let stdout = String(decoding: stdoutData, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            let stderr = String(decoding: stderrData, as: UTF8.self)
+            throw ConfigurationError("\((executable as NSString).lastPathComponent) failed (exit \(process.terminationStatus)): \(stderr.isEmpty ? stdout : stderr)".trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return stdout
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+public struct ProjectRecord: Sendable {
+    public var id: String
+    public var organizationId: String
+    public var name: String
+    public var keepGigabytes: Int
+    public var keepDays: Int
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+public struct ProjectChanges: Sendable {
+    public var name: String?
+    public var keepGigabytes: Int?
+    public var keepDays: Int?
+}
+
+public protocol ProjectRepository: Sendable {
+    func project(id: String) async throws -> ProjectRecord?
+    func list(organizationId: String, onlyProjectId: String?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord>
+    func create(organizationId: String, name: String, keepGigabytes: Int, keepDays: Int) async throws -> ProjectRecord
+    func update(id: String, _ changes: ProjectChanges) async throws -> ProjectRecord?
+    /// Deletes the project; its project and pull tokens go with it (ON DELETE CASCADE).
+    func delete(id: String) async throws -> Bool
+}
+
+public struct PostgresProjectRepository: ProjectRepository {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    static let columns = "id, organization_id, name, cache_keep_gb, cache_keep_days, created_at, updated_at, seq"
+    typealias Row = (String, String, String, Int, Int, Date, Date, Int64)
+
+    static func record(_ r: Row) -> (seq: Int64, item: ProjectRecord) {
+        (r.7, ProjectRecord(id: r.0, organizationId: r.1, name: r.2, keepGigabytes: r.3, keepDays: r.4, createdAt: r.5, updatedAt: r.6))
+    }
+
+    private func one(_ query: PostgresQuery) async throws -> ProjectRecord? {
+        let rows = try await client.query(query, logger: logger)
+        for try await row in rows.decode(Row.self) { return Self.record(row).item }
+        return nil
+    }
+
+    public func project(id: String) async throws -> ProjectRecord? {
+        try await one("SELECT \(unescaped: Self.columns) FROM projects WHERE id = \(id)")
+    }
+
+    public func list(organizationId: String, onlyProjectId: String?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord> {
+        let rows = try await client.query(
+            """
+            SELECT \(unescaped: Self.columns) FROM projects
+            WHERE organization_id = \(organizationId) AND seq < \(cursor)
+              AND (\(onlyProjectId)::text IS NULL OR id = \(onlyProjectId))
+            ORDER BY seq DESC LIMIT \(limit + 1)
+            """, logger: logger)
+        var out: [(seq: Int64, item: ProjectRecord)] = []
+        for try await row in rows.decode(Row.self) { out.append(Self.record(row)) }
+        return PageCursor.page(out, limit: limit)
+    }
+
+    public func create(organizationId: String, name: String, keepGigabytes: Int, keepDays: Int) async throws -> ProjectRecord {
+        do {
+            let id = Identifier.generate()
+            guard let project = try await one(
+                """
+                INSERT INTO projects (id, organization_id, name, cache_keep_gb, cache_keep_days)
+                VALUES (\(id), \(organizationId), \(name), \(keepGigabytes), \(keepDays))
+                RETURNING \(unescaped: Self.columns)
+                """)
+            else { throw APIError(status: .internalServerError, code: "internal", detail: "project insert returned nothing") }
+            return project
+        } catch where error.isUniqueViolation {
+            throw APIError.conflict("a project named '\(name)' already exists in this organization")
+        }
+    }
+
+    public func update(id: String, _ changes: ProjectChanges) async throws -> ProjectRecord? {
+        do {
+            return try await one(
+                """
+                UPDATE projects SET
+                    name = coalesce(\(changes.name), name),
+                    cache_keep_gb = coalesce(\(changes.keepGigabytes), cache_keep_gb),
+                    cache_keep_days = coalesce(\(changes.keepDays), cache_keep_days),
+                    updated_at = now()
+                WHERE id = \(id)
+                RETURNING \(unescaped: Self.columns)
+                """)
+        } catch where error.isUniqueViolation {
+            throw APIError.conflict("a project named '\(changes.name ?? "")' already exists in this organization")
+        }
+    }
+
+    public func delete(id: String) async throws -> Bool {
+        try await one("DELETE FROM projects WHERE id = \(id) RETURNING \(unescaped: Self.columns)") != nil
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Turns a presented secret into a `Caller`, or says why not. Grants are cached for a few
+/// seconds so a busy CI does not cost a database round trip per request; any change that can
+/// take a grant away (revocation, role change, removal) empties the cache, and expiry is checked
+/// on every use.
+public final class TokenAuthenticator: Sendable {
+    let tokens: any TokenRepository
+    let logger: Logger
+    let ttl: Duration
+    private let cache = Mutex<[String: (grant: TokenGrant, fetched: ContinuousClock.Instant)]>([:])
+
+    public init(tokens: any TokenRepository, logger: Logger, ttl: Duration = .seconds(5)) {
+        self.tokens = tokens
+        self.logger = logger
+        self.ttl = ttl
+    }
+
+    public func authenticate(authorization: String?) async throws -> Caller {
+        guard let authorization, !authorization.isEmpty else { throw APIError.unauthenticated }
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError(status: .unauthorized, code: "unauthenticated",
+                           detail: "use 'Authorization: Bearer <token>' with a Drydock token")
+        }
+        return try await authenticate(secret: String(parts[1]).trimmingCharacters(in: .whitespaces))
+    }
+
+    public func authenticate(secret: String) async throws -> Caller {
+        guard TokenSecret.looksValid(secret) else { throw APIError.invalidToken }
+        let now = ContinuousClock.now
+        var grant = cache.withLock { $0[secret] }.flatMap { now - $0.fetched < ttl ? $0.grant : nil }
+        if grant == nil {
+            guard let fresh = try await tokens.grant(forSecret: secret) else { throw APIError.invalidToken }
+            if fresh.lastUsedAt.map({ Date().timeIntervalSince($0) > 60 }) ?? true, !fresh.revoked {
+                try await tokens.touch(tokenId: fresh.tokenId)
+            }
+            cache.withLock { cache in
+                if cache.count > 10_000 { cache.removeAll() }
+                cache[secret] = (fresh, now)
+            }
+            grant = fresh
+        }
+        guard let grant, !grant.revoked else { throw APIError.invalidToken }
+        if let expires = grant.expiresAt, expires <= Date() { throw APIError.invalidToken }
+        guard let organizationId = grant.organizationId else {
+            // Operator-level credentials (a server-wide worker token) have no organization API.
+            throw APIError.forbidden("this token is not bound to an organization")
+        }
+        if grant.kind == .user, grant.role == nil {
+            throw APIError.invalidToken  // the user has left the organization
+        }
+        return Caller(tokenId: grant.tokenId, kind: grant.kind, organizationId: organizationId,
+                      projectId: grant.projectId, userId: grant.userId, role: grant.role)
+    }
+
+    /// Called after anything that can narrow or remove a grant.
+    public func invalidate() {
+        cache.withLock { $0.removeAll() }
+    }
+}

@@ -1,0 +1,3 @@
+import DrydockCLI
+
+await DrydockCommand.main()

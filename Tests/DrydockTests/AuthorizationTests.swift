@@ -1,0 +1,63 @@
+import DrydockServer
+import Foundation
+import HTTPTypes
+import Testing
+
+@Suite("Authorization table")
+struct AuthorizationTests {
+    @Test("every operation in openapi.yaml has exactly one entry, and no entry names a missing operation")
+    func tableMatchesSpec() throws {
+        let operations = Set(try specOperations().map(\.id))
+        #expect(!operations.isEmpty)
+        #expect(operations == Set(Authorization.table.keys))
+    }
+
+    @Test("what each kind of token and role may do")
+    func matrix() {
+        func allowed(_ kind: TokenKind, _ role: Role?) -> Set<String> {
+            let caller = Caller(tokenId: "t", kind: kind, organizationId: "o", projectId: nil, userId: nil, role: role)
+            return Set(Authorization.table.keys.filter { Authorization.allows(caller, operation: $0) })
+        }
+        #expect(allowed(.user, .owner) == Set(Authorization.table.keys))
+        #expect(allowed(.user, .admin) == Set(Authorization.table.keys))
+        let member = allowed(.user, .member)
+        #expect(member.contains("createProject") && member.contains("createToken"))
+        #expect(!member.contains("deleteProject") && !member.contains("addMember") && !member.contains("updateOrganization"))
+        let organization = allowed(.organization, nil)
+        #expect(organization.contains("deleteProject") && !organization.contains("addMember"))
+        #expect(allowed(.project, nil) == ["getCurrentCaller", "listProjects", "getProject"])
+        for kind in [TokenKind.pull, .worker, .build] {
+            #expect(allowed(kind, nil) == ["getCurrentCaller"])
+        }
+        let unknown = Caller(tokenId: "t", kind: .user, organizationId: "o", projectId: nil, userId: nil, role: .owner)
+        #expect(!Authorization.allows(unknown, operation: "noSuchOperation"))
+    }
+
+    @Test("members and project tokens are refused what their role does not allow, with 403")
+    func enforced() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("web")
+            let added = try await server.request(.post, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken, json: #"{"email":"m@acme.test"}"#)
+            let memberToken = try #require(added["token"])
+            let delete = try await server.request(.delete, "/api/v1/projects/\(project)", token: memberToken)
+            #expect(delete.status == .forbidden)
+            let orgToken = try await server.request(.post, "/api/v1/tokens", token: memberToken, json: #"{"name":"o","kind":"organization"}"#)
+            #expect(orgToken.status == .forbidden)
+            let own = try await server.request(.post, "/api/v1/tokens", token: memberToken, json: #"{"name":"mine"}"#)
+            #expect(own.status == .created)
+            // A member sees their own tokens, not the owner's.
+            let list = try await server.request(.get, "/api/v1/tokens", token: memberToken)
+            #expect(list.items.count == 2)
+            #expect(list.items.allSatisfy { ($0["name"] as? String) != "bootstrap" })
+
+            let (_, projectToken) = try await server.createToken(#"{"name":"ci","projectId":"\#(project)"}"#)
+            let tokens = try await server.request(.get, "/api/v1/tokens", token: projectToken)
+            #expect(tokens.status == .forbidden)
+            let projects = try await server.request(.get, "/api/v1/projects", token: projectToken)
+            #expect(projects.items.map { $0["id"] as? String } == [project])
+            let other = try await server.createProject("other")
+            let otherProject = try await server.request(.get, "/api/v1/projects/\(other)", token: projectToken)
+            #expect(otherProject.status == .notFound)
+        }
+    }
+}

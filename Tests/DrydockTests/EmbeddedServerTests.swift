@@ -1,0 +1,89 @@
+import DrydockClient
+import Foundation
+import Testing
+
+/// The embedded default, as a user runs it: `drydock-server` with no database URL runs its own
+/// PostgreSQL in the data directory; `bootstrap` works with the server running or not.
+@Suite("drydock-server with its private PostgreSQL")
+struct EmbeddedServerTests {
+    @Test("serve, bootstrap while running and while stopped, stop the cluster on SIGTERM, keep data across restarts")
+    func embeddedLifecycle() async throws {
+        try await withTemporaryDirectory { dir in
+            let dataDir = dir.appendingPathComponent("data")
+            let port = Int.random(in: 31000..<39000)
+            let env = ["DRYDOCK_DATA_DIR": dataDir.path, "DRYDOCK_PORT": "\(port)", "HOME": dir.path]
+            let baseURL = URL(string: "http://127.0.0.1:\(port)")!
+
+            // Bootstrap with no server running: initialises the cluster, then stops it again.
+            let first = try runExecutable("drydock-server", ["bootstrap", "--org", "solo"], environment: env)
+            #expect(first.status == 0, "\(first.stderr)")
+            let firstToken = try #require(first.stdout.split(separator: "\n").last.map(String.init))
+            #expect(firstToken.hasPrefix("ddu_"))
+            #expect(!FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("postgres/postmaster.pid").path))
+
+            for round in 0..<2 {
+                let server = try startServer(environment: env)
+                defer { if server.isRunning { server.terminate() } }
+                try await waitUntilReady(baseURL)
+
+                let caller = try await DrydockClient(baseURL: baseURL, token: firstToken).whoami()
+                #expect(caller.organization.name == "solo")
+
+                if round == 0 {
+                    let second = try runExecutable("drydock-server", ["bootstrap", "--org", "second", "--email", "boss@second.test"], environment: env)
+                    #expect(second.status == 0, "\(second.stderr)")
+                    let token = try #require(second.stdout.split(separator: "\n").last.map(String.init))
+                    let other = try await DrydockClient(baseURL: baseURL, token: token).whoami()
+                    #expect(other.organization.name == "second")
+                    #expect(other.user?.email == "boss@second.test")
+
+                    let duplicate = try runExecutable("drydock-server", ["bootstrap", "--org", "second"], environment: env)
+                    #expect(duplicate.status != 0)
+                    #expect(duplicate.stderr.contains("already exists"))
+                    #expect(!duplicate.stdout.contains("dd"), "no token printed on failure")
+                }
+
+                server.terminate()
+                server.waitUntilExit()
+                #expect(server.terminationStatus == 0)
+                #expect(!FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("postgres/postmaster.pid").path),
+                        "the private cluster stops with the server")
+            }
+        }
+    }
+
+    @Test("a bad configuration is one clear line, not a crash")
+    func badConfiguration() throws {
+        let result = try runExecutable("drydock-server", [], environment: ["DRYDOCK_PORT": "eighty"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("DRYDOCK_PORT"))
+        let url = try runExecutable("drydock-server", [], environment: ["DRYDOCK_DATABASE_URL": "mysql://nope"])
+        #expect(url.status != 0)
+        #expect(url.stderr.contains("postgres://"))
+    }
+
+    func startServer(environment: [String: String]) throws -> Process {
+        let process = Process()
+        process.executableURL = packageRoot.appendingPathComponent(".build/debug/drydock-server")
+        var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func waitUntilReady(_ baseURL: URL) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            do {
+                _ = try await DrydockClient(baseURL: baseURL, token: nil, timeout: .seconds(2)).whoami()
+            } catch let error as DrydockClientError {
+                if error.status == 401 { return }
+            } catch {}
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw CLITestError("server at \(baseURL) did not become ready in 60 s")
+    }
+}

@@ -1,0 +1,146 @@
+import DrydockServer
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import PostgresNIO
+import Testing
+
+/// The PostgreSQL server the test command started (scripts/test.sh). Each test gets a database
+/// of its own, created empty, so tests run in parallel and migrations start from nothing.
+enum TestDatabase {
+    static var adminURL: DatabaseURL {
+        get throws {
+            guard let raw = ProcessInfo.processInfo.environment["DRYDOCK_TEST_DATABASE_URL"], !raw.isEmpty else {
+                throw ConfigurationError("DRYDOCK_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL")
+            }
+            return try DatabaseURL(raw)
+        }
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "drydock-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        return logger
+    }()
+
+    /// A new, empty database; returns its URL.
+    static func create() async throws -> DatabaseURL {
+        let admin = try adminURL
+        let name = "drydock_test_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased())"
+        try await ServerRunner.withDatabase(admin, logger: logger) { client in
+            try await client.query("CREATE DATABASE \(unescaped: name)", logger: logger)
+        }
+        return admin.with(database: name)
+    }
+
+    static func execute(_ url: DatabaseURL, _ query: PostgresQuery) async throws {
+        try await ServerRunner.withDatabase(url, logger: logger) { client in
+            try await client.query(query, logger: logger)
+        }
+    }
+}
+
+struct JSONResponse: Sendable {
+    let status: HTTPResponse.Status
+    let headers: HTTPFields
+    let text: String
+
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+    }
+
+    var items: [[String: Any]] { json["items"] as? [[String: Any]] ?? [] }
+
+    subscript(key: String) -> String? { json[key] as? String }
+}
+
+/// A live server on an ephemeral port, on its own database, with one bootstrapped organization.
+struct TestServer: Sendable {
+    let client: any TestClientProtocol
+    let database: DatabaseURL
+    let port: Int
+    let ownerToken: String
+    let organizationId: String
+
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    @discardableResult
+    func request(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, json: String? = nil,
+                 headers extra: HTTPFields = [:]) async throws -> JSONResponse {
+        var headers = extra
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        if json != nil, headers[.contentType] == nil { headers[.contentType] = "application/json" }
+        let response = try await client.executeRequest(
+            uri: path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+        return JSONResponse(status: response.status, headers: response.headers, text: String(buffer: response.body))
+    }
+
+    /// Bootstraps another organization on the same database; returns (organizationId, ownerToken).
+    func bootstrap(_ name: String) async throws -> (String, String) {
+        let result = try await ServerRunner.bootstrap(
+            ServerConfiguration(databaseURL: nil, dataDirectory: FileManager.default.temporaryDirectory),
+            database: database, organization: name, email: nil, logger: TestDatabase.logger)
+        return (result.organization.id, result.secret)
+    }
+
+    /// Creates a project with the owner token and returns its id.
+    func createProject(_ name: String, token: String? = nil) async throws -> String {
+        let response = try await request(.post, "/api/v1/projects", token: token ?? ownerToken, json: #"{"name":"\#(name)"}"#)
+        try #require(response.status == .created, "creating project \(name): \(response.text)")
+        return try #require(response["id"])
+    }
+
+    /// Creates a token and returns (id, secret).
+    func createToken(_ body: String, token: String? = nil) async throws -> (String, String) {
+        let response = try await request(.post, "/api/v1/tokens", token: token ?? ownerToken, json: body)
+        try #require(response.status == .created, "creating token \(body): \(response.text)")
+        return (try #require(response["id"]), try #require(response["token"]))
+    }
+}
+
+func withTestServer<T: Sendable>(_ body: @escaping @Sendable (TestServer) async throws -> T) async throws -> T {
+    let database = try await TestDatabase.create()
+    let configuration = ServerConfiguration(
+        databaseURL: nil, host: "127.0.0.1", port: 0,
+        dataDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("drydock-test-\(UUID().uuidString)"))
+    let app = try buildApplication(configuration, database: database, logger: TestDatabase.logger)
+    return try await app.test(.live) { client in
+        let bootstrap = try await ServerRunner.bootstrap(
+            configuration, database: database, organization: "acme", email: "owner@acme.test", logger: TestDatabase.logger)
+        let server = TestServer(
+            client: client, database: database, port: try #require(client.port),
+            ownerToken: bootstrap.secret, organizationId: bootstrap.organization.id)
+        return try await body(server)
+    }
+}
+
+/// The package root, for the built executables and openapi.yaml.
+let packageRoot: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The operations in openapi.yaml as (operationId, method, path template).
+func specOperations() throws -> [(id: String, method: String, path: String)] {
+    let text = try String(contentsOf: packageRoot.appendingPathComponent("openapi.yaml"), encoding: .utf8)
+    var operations: [(String, String, String)] = []
+    var currentPath: String?
+    var currentMethod: String?
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        if line.hasPrefix("  /"), line.hasSuffix(":") {
+            currentPath = String(line.dropFirst(2).dropLast())
+        } else if line.hasPrefix("components:") {
+            currentPath = nil
+        } else if let path = currentPath {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("    "), !line.hasPrefix("     "),
+               ["get:", "post:", "patch:", "put:", "delete:"].contains(trimmed) {
+                currentMethod = String(trimmed.dropLast())
+            } else if trimmed.hasPrefix("operationId:"), let method = currentMethod {
+                operations.append((trimmed.replacingOccurrences(of: "operationId:", with: "").trimmingCharacters(in: .whitespaces), method, path))
+            }
+        }
+    }
+    return operations
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, starts a throwaway PostgreSQL on 127.0.0.1,
+# builds, runs the Swift Testing suites, and stops PostgreSQL again whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+scripts/install-deps.sh
+
+PGBIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
+PGDIR=$(mktemp -d /tmp/drydock-test-pg.XXXXXX)
+chmod 755 "$PGDIR"
+PGPORT=${DRYDOCK_TEST_PG_PORT:-$((40000 + RANDOM % 10000))}
+AS=()
+if [[ $(id -u) -eq 0 ]]; then
+    chown postgres:postgres "$PGDIR"
+    AS=(runuser -u postgres --)
+fi
+
+stop_pg() {
+    (cd / && "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate -w stop >/dev/null 2>&1) || true
+    rm -rf "$PGDIR"
+}
+trap stop_pg EXIT
+
+echo "==> starting PostgreSQL for the tests on 127.0.0.1:$PGPORT"
+(cd / && "${AS[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -U drydock -A trust -E UTF8 --no-instructions >/dev/null)
+(cd / && "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDIR -c max_connections=300 -c fsync=off" start >/dev/null)
+export DRYDOCK_TEST_DATABASE_URL="postgres://drydock@127.0.0.1:$PGPORT/postgres"
+
+echo "==> building (debug, with tests)"
+set +e
+swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]|^(Compiling|Building|Write|Emitting|Linking|Planning)'
+build=${PIPESTATUS[0]}
+set -e
+if [[ $build -ne 0 ]]; then echo "drydock: build failed" >&2; exit "$build"; fi
+
+echo "==> running tests"
+swift test --skip-build "$@"
