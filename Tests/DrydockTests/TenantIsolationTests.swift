@@ -86,7 +86,8 @@ struct TenantIsolationTests {
                         }
                     }
                     if label != "another project's token" {
-                        for secret in secretsOfA {
+                        // Echoing the id the caller sent is no leak; any other of A's ids would be.
+                        for secret in secretsOfA where !realPath.contains(secret) {
                             #expect(!onReal.text.contains(secret), "\(operation.id) by \(label) leaked \(secret)")
                         }
                     }

@@ -37,8 +37,11 @@ public enum CLIConfiguration {
         try handle.write(contentsOf: data)
         try handle.synchronize()
         try handle.close()
-        _ = try fm.replaceItemAt(file, withItemAt: temporary)
-        try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        guard rename(temporary.path, file.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? fm.removeItem(at: temporary)
+            throw CLIError("could not save the login to \(file.path): \(reason)")
+        }
     }
 
     public static func clearToken() throws -> Bool {

@@ -27,6 +27,15 @@ public struct Caller: Sendable {
 
     @TaskLocal public static var current: Caller?
 
+    public init(tokenId: String, kind: TokenKind, organizationId: String, projectId: String?, userId: String?, role: Role?) {
+        self.tokenId = tokenId
+        self.kind = kind
+        self.organizationId = organizationId
+        self.projectId = projectId
+        self.userId = userId
+        self.role = role
+    }
+
     /// The caller bound by the middleware; a handler reached without one is a server bug.
     static func require() throws -> Caller {
         guard let caller = current else { throw APIError.unauthenticated }

@@ -75,7 +75,10 @@ public enum ServerRunner {
     public static func withDatabase<T: Sendable>(
         _ database: DatabaseURL, logger: Logger, _ body: @escaping @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
-        let client = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
+        // The pool's background chatter (such as leasing before run() is scheduled) is not news here.
+        var backgroundLogger = logger
+        backgroundLogger.logLevel = .error
+        let client = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: backgroundLogger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()

@@ -121,33 +121,53 @@ public struct EmbeddedPostgres: Sendable {
     }
 
     /// Runs a command to completion, returning its standard output; throws with its output on failure.
+    ///
+    /// Uses posix_spawn and waitpid rather than Foundation's `Process`, whose child reaping was
+    /// seen to miss the exit of `pg_ctl start` (which leaves a daemon behind) and wait forever.
+    /// Output goes to temporary files, not pipes, for the same reason: the daemon would inherit a
+    /// pipe and keep it open.
     @discardableResult
     func run(_ executable: String, _ arguments: [String], asUser user: String?) throws -> String {
-        let process = Process()
+        var argv: [String]
         if let user {
-            process.executableURL = URL(fileURLWithPath: "/sbin/runuser")
-            if !FileManager.default.isExecutableFile(atPath: "/sbin/runuser") {
-                process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            }
-            process.arguments = ["-u", user, "--", executable] + arguments
+            let runuser = FileManager.default.isExecutableFile(atPath: "/sbin/runuser") ? "/sbin/runuser" : "/usr/sbin/runuser"
+            argv = [runuser, "-u", user, "--", executable] + arguments
         } else {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+            argv = [executable] + arguments
         }
-        // Run from a directory every user can enter, so the postgres user is not stuck in /root.
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-        let stderrData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let stdout = String(decoding: stdoutData, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            let stderr = String(decoding: stderrData, as: UTF8.self)
-            throw ConfigurationError("\((executable as NSString).lastPathComponent) failed (exit \(process.terminationStatus)): \(stderr.isEmpty ? stdout : stderr)".trimmingCharacters(in: .whitespacesAndNewlines))
+        // Start in a directory every user can enter, so the postgres user is not stuck in /root.
+        argv = ["/usr/bin/env", "-C", "/"] + argv
+
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-cmd-\(UUID().uuidString)").path
+        let outPath = base + ".out", errPath = base + ".err"
+        defer {
+            unlink(outPath)
+            unlink(errPath)
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+
+        let cArguments = argv.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArguments, environ)
+        guard spawned == 0 else {
+            throw ConfigurationError("could not run \(executable): \(String(cString: strerror(spawned)))")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else { throw ConfigurationError("waiting for \(executable) failed: \(String(cString: strerror(errno)))") }
+        }
+        let stdout = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard exitCode == 0 else {
+            let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+            let name = (executable as NSString).lastPathComponent
+            throw ConfigurationError("\(name) failed (exit \(exitCode)): \(stderr.isEmpty ? stdout : stderr)".trimmingCharacters(in: .whitespacesAndNewlines))
         }
         return stdout
     }

@@ -77,35 +77,46 @@ public enum Migrations {
     @discardableResult
     public static func apply(on client: PostgresClient, logger: Logger) async throws -> [Int] {
         try await client.withConnection { connection in
-            try await connection.query(
-                """
-                CREATE TABLE IF NOT EXISTS schema_migrations (
-                    version integer PRIMARY KEY,
-                    name text NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now()
-                )
-                """, logger: logger)
-            var applied: [Int] = []
-            for migration in all {
-                let didApply = try await connection.withTransaction(logger: logger) { tx in
-                    // Serialises concurrent servers; released at the end of the transaction.
-                    try await tx.query("SELECT pg_advisory_xact_lock(7411953)", logger: logger)
-                    let rows = try await tx.query("SELECT 1 FROM schema_migrations WHERE version = \(migration.version)", logger: logger)
-                    for try await _ in rows { return false }
-                    for statement in migration.statements {
-                        try await tx.query(statement, logger: logger)
-                    }
-                    try await tx.query(
-                        "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
-                        logger: logger)
-                    return true
-                }
-                if didApply {
-                    logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
-                    applied.append(migration.version)
-                }
+            // A session-level lock serialises servers starting at once, including the creation
+            // of the bookkeeping table itself.
+            try await connection.query("SELECT pg_advisory_lock(7411953)", logger: logger)
+            do {
+                let applied = try await applyLocked(on: connection, logger: logger)
+                try await connection.query("SELECT pg_advisory_unlock(7411953)", logger: logger)
+                return applied
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(7411953)", logger: logger)
+                throw error
             }
-            return applied
         }
+    }
+
+    private static func applyLocked(on connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+        try await connection.query(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )
+            """, logger: logger)
+        var done: Set<Int> = []
+        for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
+            done.insert(version)
+        }
+        var applied: [Int] = []
+        for migration in all where !done.contains(migration.version) {
+            try await connection.withTransaction(logger: logger) { tx in
+                for statement in migration.statements {
+                    try await tx.query(statement, logger: logger)
+                }
+                try await tx.query(
+                    "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
+                    logger: logger)
+            }
+            logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            applied.append(migration.version)
+        }
+        return applied
     }
 }

@@ -1,0 +1,8 @@
+import DrydockCLI
+
+@main
+enum Drydock {
+    static func main() async {
+        await DrydockCommand.main(nil)
+    }
+}

@@ -1,3 +1,0 @@
-import DrydockCLI
-
-await DrydockCommand.main()
