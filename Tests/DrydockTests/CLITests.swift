@@ -1,14 +1,26 @@
 import Foundation
 import Testing
 
-struct CommandResult {
+struct CommandResult: Sendable {
     let status: Int32
     let stdout: String
     let stderr: String
 }
 
 /// Runs one of the package's built executables with a clean environment plus `environment`.
-func runExecutable(_ name: String, _ arguments: [String], environment: [String: String], stdin: String? = nil) throws -> CommandResult {
+/// Waits on a dispatch thread: blocking the few cooperative threads would starve the in-process
+/// server the command is talking to.
+func runExecutable(_ name: String, _ arguments: [String], environment: [String: String], stdin: String? = nil) async throws -> CommandResult {
+    try await offCooperativePool { try runExecutableBlocking(name, arguments, environment: environment, stdin: stdin) }
+}
+
+func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+    }
+}
+
+func runExecutableBlocking(_ name: String, _ arguments: [String], environment: [String: String], stdin: String?) throws -> CommandResult {
     let binary = packageRoot.appendingPathComponent(".build/debug/\(name)")
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
         throw CLITestError("\(binary.path) is missing: build with 'swift build --build-tests' first")
@@ -52,55 +64,55 @@ struct CLITests {
         try await withTestServer { server in
             try await withTemporaryDirectory { home in
                 let env = ["HOME": home.path, "XDG_CONFIG_HOME": home.appendingPathComponent("config").path]
-                func drydock(_ args: String..., extra: [String: String] = [:], stdin: String? = nil) throws -> CommandResult {
-                    try runExecutable("drydock", args, environment: env.merging(extra) { $1 }, stdin: stdin)
+                func drydock(_ args: String..., extra: [String: String] = [:], stdin: String? = nil) async throws -> CommandResult {
+                    try await runExecutable("drydock", args, environment: env.merging(extra) { $1 }, stdin: stdin)
                 }
 
-                let notLoggedIn = try drydock("projects", "list")
+                let notLoggedIn = try await drydock("projects", "list")
                 #expect(notLoggedIn.status != 0)
                 #expect(notLoggedIn.stderr.contains("not logged in"))
 
-                let login = try drydock("login", "--token", server.ownerToken, "--api-url", server.baseURL)
+                let login = try await drydock("login", "--token", server.ownerToken, "--api-url", server.baseURL)
                 #expect(login.status == 0, "\(login.stderr)")
                 #expect(login.stdout.contains("owner@acme.test"))
                 let configFile = home.appendingPathComponent("config/drydock/config.json")
                 let attributes = try FileManager.default.attributesOfItem(atPath: configFile.path)
                 #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
 
-                let whoami = try drydock("whoami", "--format", "json")
+                let whoami = try await drydock("whoami", "--format", "json")
                 #expect(whoami.status == 0)
                 let caller = try JSONSerialization.jsonObject(with: Data(whoami.stdout.utf8)) as? [String: Any]
                 #expect((caller?["organization"] as? [String: Any])?["name"] as? String == "acme")
 
-                let created = try drydock("projects", "create", "webapp", "--keep-gb", "100", "--format", "json")
+                let created = try await drydock("projects", "create", "webapp", "--keep-gb", "100", "--format", "json")
                 #expect(created.status == 0, "\(created.stderr)")
                 let project = try #require(try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])
                 let projectId = try #require(project["id"] as? String)
                 #expect((project["cachePolicy"] as? [String: Any])?["keepGigabytes"] as? Int == 100)
 
-                let list = try drydock("projects", "list")
+                let list = try await drydock("projects", "list")
                 #expect(list.status == 0)
                 #expect(list.stdout.contains("ID") && list.stdout.contains("webapp") && list.stdout.contains(projectId))
-                let listJSON = try drydock("projects", "ls", "--format", "json")
+                let listJSON = try await drydock("projects", "ls", "--format", "json")
                 #expect((try JSONSerialization.jsonObject(with: Data(listJSON.stdout.utf8)) as? [[String: Any]])?.count == 1)
 
-                let get = try drydock("projects", "get", projectId)
+                let get = try await drydock("projects", "get", projectId)
                 #expect(get.status == 0 && get.stdout.contains("100 GB per platform"))
-                let update = try drydock("projects", "update", projectId, "--name", "webapp2", "--format", "json")
+                let update = try await drydock("projects", "update", projectId, "--name", "webapp2", "--format", "json")
                 #expect(update.status == 0 && update.stdout.contains("\"webapp2\""))
 
                 let workdir = home.appendingPathComponent("repo/sub", isDirectory: true)
                 try FileManager.default.createDirectory(at: workdir, withIntermediateDirectories: true)
-                let initialised = try drydock("init", "--project", projectId, "--directory", home.appendingPathComponent("repo").path)
+                let initialised = try await drydock("init", "--project", projectId, "--directory", home.appendingPathComponent("repo").path)
                 #expect(initialised.status == 0, "\(initialised.stderr)")
                 let written = try String(contentsOf: home.appendingPathComponent("repo/drydock.json"), encoding: .utf8)
                 #expect(written.contains("\"id\" : \"\(projectId)\""))
-                let again = try drydock("init", "--project", projectId, "--directory", home.appendingPathComponent("repo").path)
+                let again = try await drydock("init", "--project", projectId, "--directory", home.appendingPathComponent("repo").path)
                 #expect(again.status != 0 && again.stderr.contains("--force"))
-                let nonInteractive = try drydock("init", "--directory", workdir.path)
+                let nonInteractive = try await drydock("init", "--directory", workdir.path)
                 #expect(nonInteractive.status != 0 && nonInteractive.stderr.contains(projectId))
 
-                let token = try drydock("tokens", "create", "--name", "github-actions", "--project", projectId, "--expires", "30d", "--format", "json")
+                let token = try await drydock("tokens", "create", "--name", "github-actions", "--project", projectId, "--expires", "30d", "--format", "json")
                 #expect(token.status == 0, "\(token.stderr)")
                 let tokenJSON = try #require(try JSONSerialization.jsonObject(with: Data(token.stdout.utf8)) as? [String: Any])
                 let secret = try #require(tokenJSON["token"] as? String)
@@ -108,38 +120,38 @@ struct CLITests {
                 #expect(secret.hasPrefix("ddp_"))
                 #expect(tokenJSON["expiresAt"] != nil)
 
-                let plain = try drydock("tokens", "create", "--name", "laptop")
+                let plain = try await drydock("tokens", "create", "--name", "laptop")
                 #expect(plain.status == 0)
                 #expect(plain.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("ddu_"), "the secret alone on stdout")
 
                 // The project token works through the environment, overriding the saved login.
-                let asProject = try drydock("projects", "list", "--format", "json", extra: ["DRYDOCK_TOKEN": secret])
+                let asProject = try await drydock("projects", "list", "--format", "json", extra: ["DRYDOCK_TOKEN": secret])
                 #expect(asProject.status == 0)
                 #expect(asProject.stdout.contains(projectId))
 
-                let tokens = try drydock("tokens", "list")
+                let tokens = try await drydock("tokens", "list")
                 #expect(tokens.status == 0 && tokens.stdout.contains("github-actions") && !tokens.stdout.contains(secret))
-                let revoke = try drydock("tokens", "revoke", tokenId)
+                let revoke = try await drydock("tokens", "revoke", tokenId)
                 #expect(revoke.status == 0)
-                let revokedUse = try drydock("whoami", extra: ["DRYDOCK_TOKEN": secret])
+                let revokedUse = try await drydock("whoami", extra: ["DRYDOCK_TOKEN": secret])
                 #expect(revokedUse.status != 0)
                 #expect(revokedUse.stderr.contains("revoked"))
                 #expect(revokedUse.stderr.split(separator: "\n").count == 1, "one line: \(revokedUse.stderr)")
 
-                let missing = try drydock("projects", "get", "zzzzzzzzzzzzzzzz")
+                let missing = try await drydock("projects", "get", "zzzzzzzzzzzzzzzz")
                 #expect(missing.status != 0 && missing.stderr.contains("does not exist"))
-                let invalid = try drydock("projects", "create", "bad name")
+                let invalid = try await drydock("projects", "create", "bad name")
                 #expect(invalid.status != 0 && invalid.stderr.contains("letters, digits"))
 
-                let delete = try drydock("projects", "delete", projectId)
+                let delete = try await drydock("projects", "delete", projectId)
                 #expect(delete.status == 0)
 
-                let logout = try drydock("logout")
+                let logout = try await drydock("logout")
                 #expect(logout.status == 0)
-                let after = try drydock("whoami")
+                let after = try await drydock("whoami")
                 #expect(after.status != 0 && after.stderr.contains("not logged in"))
 
-                let unreachable = try drydock("whoami", extra: ["DRYDOCK_API_URL": "http://127.0.0.1:1", "DRYDOCK_TOKEN": server.ownerToken])
+                let unreachable = try await drydock("whoami", extra: ["DRYDOCK_API_URL": "http://127.0.0.1:1", "DRYDOCK_TOKEN": server.ownerToken])
                 #expect(unreachable.status != 0 && unreachable.stderr.contains("cannot reach"))
             }
         }

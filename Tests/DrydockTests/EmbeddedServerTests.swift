@@ -15,7 +15,7 @@ struct EmbeddedServerTests {
             let baseURL = URL(string: "http://127.0.0.1:\(port)")!
 
             // Bootstrap with no server running: initialises the cluster, then stops it again.
-            let first = try runExecutable("drydock-server", ["bootstrap", "--org", "solo"], environment: env)
+            let first = try await runExecutable("drydock-server", ["bootstrap", "--org", "solo"], environment: env)
             #expect(first.status == 0, "\(first.stderr)")
             let firstToken = try #require(first.stdout.split(separator: "\n").last.map(String.init))
             #expect(firstToken.hasPrefix("ddu_"))
@@ -30,14 +30,14 @@ struct EmbeddedServerTests {
                 #expect(caller.organization.name == "solo")
 
                 if round == 0 {
-                    let second = try runExecutable("drydock-server", ["bootstrap", "--org", "second", "--email", "boss@second.test"], environment: env)
+                    let second = try await runExecutable("drydock-server", ["bootstrap", "--org", "second", "--email", "boss@second.test"], environment: env)
                     #expect(second.status == 0, "\(second.stderr)")
                     let token = try #require(second.stdout.split(separator: "\n").last.map(String.init))
                     let other = try await DrydockClient(baseURL: baseURL, token: token).whoami()
                     #expect(other.organization.name == "second")
                     #expect(other.user?.email == "boss@second.test")
 
-                    let duplicate = try runExecutable("drydock-server", ["bootstrap", "--org", "second"], environment: env)
+                    let duplicate = try await runExecutable("drydock-server", ["bootstrap", "--org", "second"], environment: env)
                     #expect(duplicate.status != 0)
                     #expect(duplicate.stderr.contains("already exists"))
                     #expect(!duplicate.stdout.contains("dd"), "no token printed on failure")
@@ -53,11 +53,11 @@ struct EmbeddedServerTests {
     }
 
     @Test("a bad configuration is one clear line, not a crash")
-    func badConfiguration() throws {
-        let result = try runExecutable("drydock-server", [], environment: ["DRYDOCK_PORT": "eighty"])
+    func badConfiguration() async throws {
+        let result = try await runExecutable("drydock-server", [], environment: ["DRYDOCK_PORT": "eighty"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("DRYDOCK_PORT"))
-        let url = try runExecutable("drydock-server", [], environment: ["DRYDOCK_DATABASE_URL": "mysql://nope"])
+        let url = try await runExecutable("drydock-server", [], environment: ["DRYDOCK_DATABASE_URL": "mysql://nope"])
         #expect(url.status != 0)
         #expect(url.stderr.contains("postgres://"))
     }

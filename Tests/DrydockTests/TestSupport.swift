@@ -78,6 +78,15 @@ struct TestServer: Sendable {
         return JSONResponse(status: response.status, headers: response.headers, text: String(buffer: response.body))
     }
 
+    /// A request with a binary body and Basic credentials (registry style).
+    func registry(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: [UInt8]? = nil,
+                  headers extra: HTTPFields = [:]) async throws -> (status: HTTPResponse.Status, headers: HTTPFields, body: [UInt8]) {
+        var headers = extra
+        if let token { headers[.authorization] = "Basic " + Data("ci:\(token)".utf8).base64EncodedString() }
+        let response = try await client.executeRequest(uri: path, method: method, headers: headers, body: body.map { ByteBuffer(bytes: $0) })
+        return (response.status, response.headers, Array(buffer: response.body))
+    }
+
     /// Bootstraps another organization on the same database; returns (organizationId, ownerToken).
     func bootstrap(_ name: String) async throws -> (String, String) {
         let result = try await ServerRunner.bootstrap(

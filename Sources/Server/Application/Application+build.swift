@@ -63,6 +63,14 @@ public func buildApplication(
             BodyLimitMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes),
         ])
 
+    let registry = RegistryRoutes(
+        store: RegistryStore(client: postgres, logger: logger),
+        blobs: try FileSystemBlobStore(root: configuration.dataDirectory),
+        projects: projects, authenticator: authenticator,
+        signer: try RegistryTokenSigner(dataDirectory: configuration.dataDirectory),
+        publicURL: configuration.publicURL)
+    registry.register(on: router)
+
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "drydock"),

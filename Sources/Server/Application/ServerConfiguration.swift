@@ -8,8 +8,9 @@ public struct ServerConfiguration: Sendable {
     public var port: Int
     /// Blobs, build contexts and (embedded mode) the PostgreSQL cluster live here.
     public var dataDirectory: URL
-    /// The URL clients use to reach this server (registry realms, `Location` headers).
-    public var publicURL: String
+    /// The URL clients use to reach this server (registry token realm). Without it, the realm
+    /// is built from the Host header of each request.
+    public var publicURL: String?
     /// Largest JSON request body the API accepts.
     public var maxJSONBodyBytes: Int = 1 << 20
 
@@ -24,7 +25,7 @@ public struct ServerConfiguration: Sendable {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
-        self.publicURL = publicURL ?? "http://\(host):\(port)"
+        self.publicURL = publicURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
     }
 
     /// Reads `DRYDOCK_*` variables, with explicit overrides (from flags) taking precedence.

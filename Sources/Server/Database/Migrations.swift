@@ -71,6 +71,65 @@ public enum Migrations {
             """,
             "CREATE INDEX tokens_org_seq ON tokens (organization_id, seq DESC)",
         ]),
+        Migration(version: 2, name: "registry metadata", statements: [
+            """
+            CREATE TABLE registry_repositories (
+                id bigserial PRIMARY KEY,
+                project_id text NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                name text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                UNIQUE (project_id, name)
+            )
+            """,
+            """
+            CREATE TABLE registry_blobs (
+                digest text PRIMARY KEY,
+                size bigint NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE registry_repository_blobs (
+                repository_id bigint NOT NULL REFERENCES registry_repositories(id) ON DELETE CASCADE,
+                digest text NOT NULL REFERENCES registry_blobs(digest),
+                created_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (repository_id, digest)
+            )
+            """,
+            """
+            CREATE TABLE registry_manifests (
+                repository_id bigint NOT NULL REFERENCES registry_repositories(id) ON DELETE CASCADE,
+                digest text NOT NULL,
+                media_type text NOT NULL,
+                content bytea NOT NULL,
+                size bigint NOT NULL,
+                subject text,
+                artifact_type text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (repository_id, digest)
+            )
+            """,
+            "CREATE INDEX registry_manifests_subject ON registry_manifests (repository_id, subject) WHERE subject IS NOT NULL",
+            """
+            CREATE TABLE registry_tags (
+                repository_id bigint NOT NULL,
+                name text NOT NULL,
+                digest text NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (repository_id, name),
+                FOREIGN KEY (repository_id, digest) REFERENCES registry_manifests (repository_id, digest) ON DELETE CASCADE
+            )
+            """,
+            """
+            CREATE TABLE registry_uploads (
+                id text PRIMARY KEY,
+                project_id text NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                repository text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

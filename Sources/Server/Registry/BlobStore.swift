@@ -1,0 +1,116 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// Content-addressed blob storage. Uploads stream into a temporary file; a blob becomes visible
+/// only after its digest is verified and the file is fsynced and renamed into place, so nothing
+/// half-written is ever served. An S3-compatible store can implement the same protocol.
+public protocol BlobStore: Sendable {
+    func size(of digest: Digest) async throws -> Int64?
+    /// The local path of a stored blob, for zero-copy serving; nil when the store is remote.
+    func path(of digest: Digest) -> String?
+    func createUpload(id: String) async throws
+    /// Appends to an upload and returns its new size.
+    func append<S: AsyncSequence & Sendable>(to id: String, _ chunks: S, limit: Int64) async throws -> Int64 where S.Element == ByteBuffer
+    func uploadSize(id: String) async throws -> Int64?
+    /// Verifies the upload against `digest` and moves it into place. Throws `BlobStoreError.digestMismatch`.
+    func commit(upload id: String, as digest: Digest) async throws -> Int64
+    func cancelUpload(id: String) async throws
+    func delete(_ digest: Digest) async throws
+}
+
+public enum BlobStoreError: Error, Equatable {
+    case uploadUnknown
+    case digestMismatch(actual: String)
+    case tooLarge
+}
+
+public struct FileSystemBlobStore: BlobStore {
+    let root: URL
+    let fileIO = NonBlockingFileIO(threadPool: .singleton)
+
+    public init(root: URL) throws {
+        self.root = root
+        for sub in ["blobs/sha256", "blobs/sha512", "uploads"] {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(sub), withIntermediateDirectories: true)
+        }
+    }
+
+    public func path(of digest: Digest) -> String? {
+        root.appendingPathComponent("blobs/\(digest.algorithm.rawValue)/\(digest.hex.prefix(2))/\(digest.hex)").path
+    }
+
+    func uploadPath(_ id: String) -> String { root.appendingPathComponent("uploads/\(id)").path }
+
+    public func size(of digest: Digest) async throws -> Int64? {
+        var info = stat()
+        guard let path = path(of: digest), stat(path, &info) == 0 else { return nil }
+        return Int64(info.st_size)
+    }
+
+    public func createUpload(id: String) async throws {
+        let fd = open(uploadPath(id), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        close(fd)
+    }
+
+    public func uploadSize(id: String) async throws -> Int64? {
+        var info = stat()
+        guard stat(uploadPath(id), &info) == 0 else { return nil }
+        return Int64(info.st_size)
+    }
+
+    public func append<S: AsyncSequence & Sendable>(to id: String, _ chunks: S, limit: Int64) async throws -> Int64 where S.Element == ByteBuffer {
+        let path = uploadPath(id)
+        guard FileManager.default.fileExists(atPath: path) else { throw BlobStoreError.uploadUnknown }
+        return try await fileIO.withFileHandle(_deprecatedPath: path, mode: .write, flags: .default) { handle in
+            var offset = try await fileIO.readFileSize(fileHandle: handle)
+            for try await chunk in chunks {
+                guard offset + Int64(chunk.readableBytes) <= limit else { throw BlobStoreError.tooLarge }
+                try await fileIO.write(fileHandle: handle, toOffset: offset, buffer: chunk)
+                offset += Int64(chunk.readableBytes)
+            }
+            return offset
+        }
+    }
+
+    public func commit(upload id: String, as digest: Digest) async throws -> Int64 {
+        let source = uploadPath(id)
+        guard FileManager.default.fileExists(atPath: source) else { throw BlobStoreError.uploadUnknown }
+        // Hash what is on disk: it is what will be served, and it survives server restarts.
+        let (actual, size) = try await fileIO.withFileHandle(_deprecatedPath: source, mode: .read) { handle in
+            var hasher = DigestHasher(digest.algorithm)
+            var size: Int64 = 0
+            while true {
+                let chunk = try await fileIO.read(fileHandle: handle, fromOffset: size, byteCount: 1 << 20, allocator: ByteBufferAllocator())
+                if chunk.readableBytes == 0 { break }
+                chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+                size += Int64(chunk.readableBytes)
+            }
+            try handle.withUnsafeFileDescriptor { fd in _ = fsync(fd) }
+            return (hasher.finalize(), size)
+        }
+        guard actual == digest else {
+            unlink(source)
+            throw BlobStoreError.digestMismatch(actual: actual.description)
+        }
+        guard let destination = path(of: digest) else { throw BlobStoreError.uploadUnknown }
+        let directory = (destination as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        guard rename(source, destination) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        let dirFD = open(directory, O_RDONLY | O_DIRECTORY)
+        if dirFD >= 0 {
+            fsync(dirFD)
+            close(dirFD)
+        }
+        return size
+    }
+
+    public func cancelUpload(id: String) async throws {
+        unlink(uploadPath(id))
+    }
+
+    public func delete(_ digest: Digest) async throws {
+        if let path = path(of: digest) { unlink(path) }
+    }
+}

@@ -1,0 +1,95 @@
+import Crypto
+import Foundation
+
+/// What a registry request may do. Basic auth (any username, a Drydock token as password) gives
+/// the token's own rights; a bearer token from `/v2/token` gives the scopes granted then.
+public struct RegistryGrant: Sendable {
+    public let caller: Caller
+    /// Repository → actions, for bearer registry tokens; nil means "whatever the caller may".
+    let access: [String: Set<String>]?
+    let catalog: Bool
+}
+
+enum RegistryAction: String {
+    case pull, push, delete
+}
+
+/// Signs and verifies the short-lived bearer tokens of the docker token flow: an HMAC-SHA256 over
+/// the granted scopes and the caller, with a key kept in the data directory (so tokens survive a
+/// restart) and readable only by the server.
+public struct RegistryTokenSigner: Sendable {
+    let key: SymmetricKey
+    static let lifetime: TimeInterval = 300
+
+    public init(dataDirectory: URL) throws {
+        let file = dataDirectory.appendingPathComponent("registry-token.key")
+        if let existing = try? Data(contentsOf: file), existing.count == 32 {
+            key = SymmetricKey(data: existing)
+        } else {
+            let fresh = SymmetricKey(size: .bits256)
+            let data = fresh.withUnsafeBytes { Data($0) }
+            try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: file.path, contents: data, attributes: [.posixPermissions: 0o600])
+            key = fresh
+        }
+    }
+
+    struct Payload: Codable {
+        var tid: String
+        var kind: String
+        var org: String
+        var prj: String?
+        var uid: String?
+        var role: String?
+        var acc: [String: [String]]
+        var cat: Bool
+        var exp: Double
+    }
+
+    func issue(caller: Caller, access: [String: Set<String>], catalog: Bool) throws -> (token: String, expiresIn: Int) {
+        let payload = Payload(
+            tid: caller.tokenId, kind: caller.kind.rawValue, org: caller.organizationId, prj: caller.projectId,
+            uid: caller.userId, role: caller.role?.rawValue, acc: access.mapValues { $0.sorted() }, cat: catalog,
+            exp: Date().addingTimeInterval(Self.lifetime).timeIntervalSince1970)
+        let body = Self.base64url(try JSONEncoder().encode(payload))
+        let mac = Self.base64url(Data(HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: key)))
+        return ("ddreg.\(body).\(mac)", Int(Self.lifetime))
+    }
+
+    func verify(_ token: String) -> RegistryGrant? {
+        let parts = token.split(separator: ".")
+        guard parts.count == 3, parts[0] == "ddreg", let mac = Self.unbase64url(String(parts[2])),
+              HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Data(parts[1].utf8), using: key),
+              let json = Self.unbase64url(String(parts[1])),
+              let payload = try? JSONDecoder().decode(Payload.self, from: json),
+              payload.exp > Date().timeIntervalSince1970,
+              let kind = TokenKind(rawValue: payload.kind)
+        else { return nil }
+        let caller = Caller(tokenId: payload.tid, kind: kind, organizationId: payload.org, projectId: payload.prj,
+                            userId: payload.uid, role: payload.role.flatMap(Role.init(rawValue:)))
+        return RegistryGrant(caller: caller, access: payload.acc.mapValues(Set.init), catalog: payload.cat)
+    }
+
+    static func base64url(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func unbase64url(_ string: String) -> Data? {
+        var s = string.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while s.count % 4 != 0 { s += "=" }
+        return Data(base64Encoded: s)
+    }
+}
+
+extension Caller {
+    /// Registry actions this kind of token may take on a project it can see.
+    var registryActions: Set<RegistryAction> {
+        switch kind {
+        case .user, .organization: [.pull, .push, .delete]
+        case .project, .build: [.pull, .push]
+        case .pull: [.pull]
+        case .worker: []
+        }
+    }
+}

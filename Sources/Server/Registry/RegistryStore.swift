@@ -1,0 +1,234 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A stored manifest, byte-exact.
+public struct StoredManifest: Sendable {
+    public let digest: String
+    public let mediaType: String
+    public let content: [UInt8]
+    public let artifactType: String?
+}
+
+/// What a manifest PUT brings besides its bytes, parsed by the route.
+public struct ManifestPut: Sendable {
+    let projectId: String
+    let repository: String
+    let digest: Digest
+    let mediaType: String
+    let content: [UInt8]
+    let subject: String?
+    let artifactType: String?
+    let tag: String?
+    let blobs: [String]
+    let manifests: [String]
+}
+
+/// Registry metadata in PostgreSQL: repositories, blob links, manifests, tags, upload sessions.
+/// A repository exists once something is pushed to it; a blob is readable only through a
+/// repository that links it.
+public struct RegistryStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    func repositoryId(projectId: String, name: String) async throws -> Int64? {
+        let rows = try await client.query(
+            "SELECT id FROM registry_repositories WHERE project_id = \(projectId) AND name = \(name)", logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        return nil
+    }
+
+    private static func ensureRepository(projectId: String, name: String, on tx: PostgresConnection, logger: Logger) async throws -> Int64 {
+        let rows = try await tx.query(
+            """
+            INSERT INTO registry_repositories (project_id, name) VALUES (\(projectId), \(name))
+            ON CONFLICT (project_id, name) DO UPDATE SET name = EXCLUDED.name
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        throw RegistryError.unknown("repository insert returned nothing")
+    }
+
+    /// The size of a blob if this repository links it.
+    func linkedBlobSize(projectId: String, repository: String, digest: Digest) async throws -> Int64? {
+        let rows = try await client.query(
+            """
+            SELECT b.size FROM registry_repository_blobs l
+            JOIN registry_repositories r ON r.id = l.repository_id
+            JOIN registry_blobs b ON b.digest = l.digest
+            WHERE r.project_id = \(projectId) AND r.name = \(repository) AND l.digest = \(digest.description)
+            """, logger: logger)
+        for try await size in rows.decode(Int64.self) { return size }
+        return nil
+    }
+
+    /// Whether any repository the caller may pull from holds the blob, for cross-repository mounts.
+    func linkBlob(projectId: String, repository: String, digest: Digest, size: Int64) async throws {
+        try await client.withTransaction(logger: logger) { tx in
+            let repositoryId = try await Self.ensureRepository(projectId: projectId, name: repository, on: tx, logger: logger)
+            try await tx.query(
+                "INSERT INTO registry_blobs (digest, size) VALUES (\(digest.description), \(size)) ON CONFLICT (digest) DO NOTHING",
+                logger: logger)
+            try await tx.query(
+                """
+                INSERT INTO registry_repository_blobs (repository_id, digest) VALUES (\(repositoryId), \(digest.description))
+                ON CONFLICT DO NOTHING
+                """, logger: logger)
+        }
+    }
+
+    func unlinkBlob(projectId: String, repository: String, digest: Digest) async throws -> Bool {
+        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return false }
+        let rows = try await client.query(
+            "DELETE FROM registry_repository_blobs WHERE repository_id = \(id) AND digest = \(digest.description) RETURNING digest",
+            logger: logger)
+        for try await _ in rows.decode(String.self) { return true }
+        return false
+    }
+
+    func manifest(projectId: String, repository: String, reference: String) async throws -> StoredManifest? {
+        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return nil }
+        let query: PostgresQuery = Digest(reference) != nil
+            ? "SELECT digest, media_type, content, artifact_type FROM registry_manifests WHERE repository_id = \(id) AND digest = \(reference)"
+            : """
+              SELECT m.digest, m.media_type, m.content, m.artifact_type FROM registry_tags t
+              JOIN registry_manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+              WHERE t.repository_id = \(id) AND t.name = \(reference)
+              """
+        let rows = try await client.query(query, logger: logger)
+        for try await (digest, mediaType, content, artifactType) in rows.decode((String, String, ByteBuffer, String?).self) {
+            return StoredManifest(digest: digest, mediaType: mediaType, content: Array(buffer: content), artifactType: artifactType)
+        }
+        return nil
+    }
+
+    enum PutOutcome { case stored, blobUnknown(String), manifestUnknown(String) }
+
+    func putManifest(_ put: ManifestPut) async throws -> PutOutcome {
+        try await client.withTransaction(logger: logger) { tx in
+            let id = try await Self.ensureRepository(projectId: put.projectId, name: put.repository, on: tx, logger: logger)
+            for blob in put.blobs {
+                let rows = try await tx.query(
+                    "SELECT 1 FROM registry_repository_blobs WHERE repository_id = \(id) AND digest = \(blob)", logger: logger)
+                var found = false
+                for try await _ in rows { found = true }
+                if !found { throw RegistryStoreAbort.blobUnknown(blob) }
+            }
+            for manifest in put.manifests {
+                let rows = try await tx.query(
+                    "SELECT 1 FROM registry_manifests WHERE repository_id = \(id) AND digest = \(manifest)", logger: logger)
+                var found = false
+                for try await _ in rows { found = true }
+                if !found { throw RegistryStoreAbort.manifestUnknown(manifest) }
+            }
+            try await tx.query(
+                """
+                INSERT INTO registry_manifests (repository_id, digest, media_type, content, size, subject, artifact_type)
+                VALUES (\(id), \(put.digest.description), \(put.mediaType), \(ByteBuffer(bytes: put.content)),
+                        \(Int64(put.content.count)), \(put.subject), \(put.artifactType))
+                ON CONFLICT (repository_id, digest) DO NOTHING
+                """, logger: logger)
+            if let tag = put.tag {
+                try await tx.query(
+                    """
+                    INSERT INTO registry_tags (repository_id, name, digest) VALUES (\(id), \(tag), \(put.digest.description))
+                    ON CONFLICT (repository_id, name) DO UPDATE SET digest = EXCLUDED.digest, updated_at = now()
+                    """, logger: logger)
+            }
+            return PutOutcome.stored
+        }
+    }
+
+    func deleteManifest(projectId: String, repository: String, digest: Digest) async throws -> Bool {
+        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return false }
+        let rows = try await client.query(
+            "DELETE FROM registry_manifests WHERE repository_id = \(id) AND digest = \(digest.description) RETURNING digest",
+            logger: logger)
+        for try await _ in rows.decode(String.self) { return true }
+        return false
+    }
+
+    func deleteTag(projectId: String, repository: String, tag: String) async throws -> Bool {
+        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return false }
+        let rows = try await client.query(
+            "DELETE FROM registry_tags WHERE repository_id = \(id) AND name = \(tag) RETURNING name", logger: logger)
+        for try await _ in rows.decode(String.self) { return true }
+        return false
+    }
+
+    /// Tags in lexical order after `last`, at most `limit`; nil when the repository does not exist.
+    func tags(projectId: String, repository: String, after last: String?, limit: Int) async throws -> [String]? {
+        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return nil }
+        let rows = try await client.query(
+            """
+            SELECT name FROM registry_tags WHERE repository_id = \(id) AND (\(last)::text IS NULL OR name COLLATE "C" > \(last))
+            ORDER BY name COLLATE "C" LIMIT \(limit)
+            """, logger: logger)
+        var out: [String] = []
+        for try await name in rows.decode(String.self) { out.append(name) }
+        return out
+    }
+
+    /// `<project>/<name>` of the organization's repositories (or one project's), in lexical order.
+    func catalog(organizationId: String, onlyProjectId: String?, after last: String?, limit: Int) async throws -> [String] {
+        let rows = try await client.query(
+            """
+            SELECT r.project_id || '/' || r.name AS full FROM registry_repositories r
+            JOIN projects p ON p.id = r.project_id
+            WHERE p.organization_id = \(organizationId)
+              AND (\(onlyProjectId)::text IS NULL OR r.project_id = \(onlyProjectId))
+              AND (\(last)::text IS NULL OR (r.project_id || '/' || r.name) COLLATE "C" > \(last))
+              AND EXISTS (SELECT 1 FROM registry_manifests m WHERE m.repository_id = r.id)
+            ORDER BY (r.project_id || '/' || r.name) COLLATE "C" LIMIT \(limit)
+            """, logger: logger)
+        var out: [String] = []
+        for try await name in rows.decode(String.self) { out.append(name) }
+        return out
+    }
+
+    /// Manifests whose subject is `digest`, for the referrers API.
+    func referrers(projectId: String, repository: String, subject: Digest) async throws -> [StoredManifest] {
+        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return [] }
+        let rows = try await client.query(
+            """
+            SELECT digest, media_type, content, artifact_type FROM registry_manifests
+            WHERE repository_id = \(id) AND subject = \(subject.description) ORDER BY created_at
+            """, logger: logger)
+        var out: [StoredManifest] = []
+        for try await (digest, mediaType, content, artifactType) in rows.decode((String, String, ByteBuffer, String?).self) {
+            out.append(StoredManifest(digest: digest, mediaType: mediaType, content: Array(buffer: content), artifactType: artifactType))
+        }
+        return out
+    }
+
+    // MARK: upload sessions
+
+    func createUpload(id: String, projectId: String, repository: String) async throws {
+        try await client.query(
+            "INSERT INTO registry_uploads (id, project_id, repository) VALUES (\(id), \(projectId), \(repository))", logger: logger)
+    }
+
+    func upload(id: String) async throws -> (projectId: String, repository: String)? {
+        let rows = try await client.query("SELECT project_id, repository FROM registry_uploads WHERE id = \(id)", logger: logger)
+        for try await (project, repository) in rows.decode((String, String).self) { return (project, repository) }
+        return nil
+    }
+
+    func touchUpload(id: String) async throws {
+        try await client.query("UPDATE registry_uploads SET updated_at = now() WHERE id = \(id)", logger: logger)
+    }
+
+    func deleteUpload(id: String) async throws {
+        try await client.query("DELETE FROM registry_uploads WHERE id = \(id)", logger: logger)
+    }
+}
+
+enum RegistryStoreAbort: Error {
+    case blobUnknown(String)
+    case manifestUnknown(String)
+}

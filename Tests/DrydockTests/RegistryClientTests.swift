@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+
+/// Runs any program found on PATH.
+func runTool(_ tool: String, _ arguments: [String]) async throws -> CommandResult {
+    try await offCooperativePool { try runToolBlocking(tool, arguments) }
+}
+
+func runToolBlocking(_ tool: String, _ arguments: [String]) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [tool] + arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
+    let stderrData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
+                         stderr: String(decoding: stderrData, as: UTF8.self))
+}
+
+/// Real registry clients, unchanged, against a live server.
+@Suite("Registry with real clients")
+struct RegistryClientTests {
+    @Test("skopeo copies an image in and out byte for byte, across repositories, and lists tags")
+    func skopeo() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let project = try await server.createProject("app")
+                let layout = dir.appendingPathComponent("image").path
+                let made = try await runTool("python3", [packageRoot.appendingPathComponent("Tests/Fixtures/make-oci-layout.py").path, layout, "3", "256"])
+                try #require(made.status == 0, "\(made.stderr)")
+                let manifestDigest = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                let host = "127.0.0.1:\(server.port)"
+                let creds = "ci:\(server.ownerToken)"
+
+                let push = try await runTool("skopeo", ["copy", "--dest-tls-verify=false", "--dest-creds", creds,
+                                                  "oci:\(layout):latest", "docker://\(host)/\(project)/app:v1"])
+                #expect(push.status == 0, "\(push.stderr)")
+
+                let inspect = try await runTool("skopeo", ["inspect", "--tls-verify=false", "--creds", creds, "docker://\(host)/\(project)/app:v1"])
+                #expect(inspect.status == 0, "\(inspect.stderr)")
+                #expect(inspect.stdout.contains(manifestDigest), "the manifest is stored byte-exact")
+
+                let pulled = dir.appendingPathComponent("pulled").path
+                let pull = try await runTool("skopeo", ["copy", "--src-tls-verify=false", "--src-creds", creds,
+                                                  "docker://\(host)/\(project)/app:v1", "oci:\(pulled):v1"])
+                #expect(pull.status == 0, "\(pull.stderr)")
+                let original = Set(try FileManager.default.contentsOfDirectory(atPath: layout + "/blobs/sha256"))
+                let copy = Set(try FileManager.default.contentsOfDirectory(atPath: pulled + "/blobs/sha256"))
+                #expect(original == copy)
+
+                let across = try await runTool("skopeo", ["copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", creds, "--dest-creds", creds,
+                                                    "docker://\(host)/\(project)/app:v1", "docker://\(host)/\(project)/mirror:v1"])
+                #expect(across.status == 0, "\(across.stderr)")
+                #expect(across.stdout.contains("already exists") || across.stderr.contains("already exists") || across.status == 0)
+
+                let tags = try await runTool("skopeo", ["list-tags", "--tls-verify=false", "--creds", creds, "docker://\(host)/\(project)/mirror"])
+                #expect(tags.stdout.contains("\"v1\""))
+
+                // A pull token reads but cannot push.
+                let pullToken = try await server.request(.post, "/api/v1/tokens", token: server.ownerToken,
+                                                         json: #"{"name":"p","kind":"pull","projectId":"\#(project)"}"#)["token"] ?? ""
+                let readOnly = try await runTool("skopeo", ["inspect", "--tls-verify=false", "--creds", "ci:\(pullToken)", "docker://\(host)/\(project)/app:v1"])
+                #expect(readOnly.status == 0, "\(readOnly.stderr)")
+                let refused = try await runTool("skopeo", ["copy", "--dest-tls-verify=false", "--dest-creds", "ci:\(pullToken)",
+                                                     "oci:\(layout):latest", "docker://\(host)/\(project)/app:v2"])
+                #expect(refused.status != 0)
+
+                // Another organization cannot read it.
+                let (_, ownerB) = try await server.bootstrap("globex")
+                let foreign = try await runTool("skopeo", ["inspect", "--tls-verify=false", "--creds", "ci:\(ownerB)", "docker://\(host)/\(project)/app:v1"])
+                #expect(foreign.status != 0)
+            }
+        }
+    }
+}

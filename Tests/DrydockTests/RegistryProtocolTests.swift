@@ -1,0 +1,242 @@
+import Crypto
+import DrydockServer
+import Foundation
+import HTTPTypes
+import Testing
+
+func sha256(_ bytes: [UInt8]) -> String {
+    "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+}
+
+extension HTTPField.Name {
+    static let dockerContentDigest = HTTPField.Name("Docker-Content-Digest")!
+    static let ociSubject = HTTPField.Name("OCI-Subject")!
+}
+
+/// The registry's protocol, driven request by request, especially its error paths.
+@Suite("Registry protocol")
+struct RegistryProtocolTests {
+    static func errorCode(_ body: [UInt8]) -> String? {
+        let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
+        return ((object?["errors"] as? [[String: Any]])?.first)?["code"] as? String
+    }
+
+    /// Pushes a blob in one POST; returns its digest.
+    static func pushBlob(_ server: TestServer, _ name: String, _ bytes: [UInt8], token: String) async throws -> String {
+        let digest = sha256(bytes)
+        let response = try await server.registry(.post, "/v2/\(name)/blobs/uploads/?digest=\(digest)", token: token, body: bytes)
+        try #require(response.status == .created, "push blob: \(response.status) \(String(decoding: response.body, as: UTF8.self))")
+        return digest
+    }
+
+    static func manifest(config: String, configSize: Int, layers: [(String, Int)], subject: (String, Int)? = nil, artifactType: String? = nil) -> [UInt8] {
+        var object: [String: Any] = [
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": ["mediaType": artifactType == nil ? "application/vnd.oci.image.config.v1+json" : "application/vnd.oci.empty.v1+json",
+                       "digest": config, "size": configSize],
+            "layers": layers.map { ["mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": $0.0, "size": $0.1] },
+        ]
+        if let subject { object["subject"] = ["mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject.0, "size": subject.1] }
+        if let artifactType { object["artifactType"] = artifactType }
+        return Array(try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+    }
+
+    @Test("anonymous requests get 401 with a Bearer challenge naming the token realm")
+    func anonymous() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let root = try await server.registry(.get, "/v2/")
+            #expect(root.status == .unauthorized)
+            #expect(root.headers[.wwwAuthenticate]?.contains(#"Bearer realm="http://"#) == true)
+            #expect(root.headers[.wwwAuthenticate]?.contains(#"/v2/token",service="drydock""#) == true)
+            let blob = try await server.registry(.get, "/v2/\(project)/app/manifests/latest")
+            #expect(blob.status == .unauthorized)
+            #expect(blob.headers[.wwwAuthenticate]?.contains("scope=\"repository:\(project)/app:pull\"") == true)
+            #expect(Self.errorCode(blob.body) == "UNAUTHORIZED")
+            let ok = try await server.registry(.get, "/v2/", token: server.ownerToken)
+            #expect(ok.status == .ok)
+        }
+    }
+
+    @Test("monolithic and chunked uploads, digest verification, ranges, and out-of-order chunks")
+    func uploads() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let name = "\(project)/app"
+            let bytes = Array("hello, drydock registry".utf8)
+            let digest = try await Self.pushBlob(server, name, bytes, token: server.ownerToken)
+
+            let head = try await server.registry(.head, "/v2/\(name)/blobs/\(digest)", token: server.ownerToken)
+            #expect(head.status == .ok)
+            #expect(head.headers[.contentLength] == "\(bytes.count)")
+            #expect(head.headers[.dockerContentDigest] == digest)
+            let get = try await server.registry(.get, "/v2/\(name)/blobs/\(digest)", token: server.ownerToken)
+            #expect(get.body == bytes)
+            let range = try await server.registry(.get, "/v2/\(name)/blobs/\(digest)", token: server.ownerToken, headers: [.range: "bytes=7-13"])
+            #expect(range.status == .partialContent)
+            #expect(String(decoding: range.body, as: UTF8.self) == "drydock")
+            #expect(range.headers[.contentRange] == "bytes 7-13/\(bytes.count)")
+
+            // Wrong digest: refused, and nothing becomes visible.
+            let wrong = sha256(Array("something else".utf8))
+            let bad = try await server.registry(.post, "/v2/\(name)/blobs/uploads/?digest=\(wrong)", token: server.ownerToken, body: bytes)
+            #expect(bad.status == .badRequest)
+            #expect(Self.errorCode(bad.body) == "DIGEST_INVALID")
+            let missing = try await server.registry(.head, "/v2/\(name)/blobs/\(wrong)", token: server.ownerToken)
+            #expect(missing.status == .notFound)
+
+            // Chunked, in order; then a chunk out of order answers 416.
+            let start = try await server.registry(.post, "/v2/\(name)/blobs/uploads/", token: server.ownerToken)
+            #expect(start.status == .accepted)
+            let location = try #require(start.headers[.location])
+            let big = (0..<100_000).map { UInt8($0 % 251) }
+            let first = try await server.registry(.patch, location, token: server.ownerToken, body: Array(big[0..<60_000]),
+                                                  headers: [.contentRange: "0-59999", .contentType: "application/octet-stream"])
+            #expect(first.status == .accepted)
+            #expect(first.headers[.range] == "0-59999")
+            let outOfOrder = try await server.registry(.patch, location, token: server.ownerToken, body: Array(big[70_000...]),
+                                                       headers: [.contentRange: "70000-99999"])
+            #expect(outOfOrder.status == .rangeNotSatisfiable)
+            let status = try await server.registry(.get, location, token: server.ownerToken)
+            #expect(status.status == .noContent)
+            #expect(status.headers[.range] == "0-59999")
+            let close = try await server.registry(.put, "\(location)?digest=\(sha256(big))", token: server.ownerToken, body: Array(big[60_000...]),
+                                                  headers: [.contentRange: "60000-99999"])
+            #expect(close.status == .created)
+            let back = try await server.registry(.get, "/v2/\(name)/blobs/\(sha256(big))", token: server.ownerToken)
+            #expect(back.body == big)
+
+            // Cancel.
+            let other = try await server.registry(.post, "/v2/\(name)/blobs/uploads/", token: server.ownerToken)
+            let otherLocation = try #require(other.headers[.location])
+            #expect(try await server.registry(.delete, otherLocation, token: server.ownerToken).status == .noContent)
+            #expect(try await server.registry(.get, otherLocation, token: server.ownerToken).status == .notFound)
+        }
+    }
+
+    @Test("manifests: stored byte-exact, refused when a blob is missing, tags, ?tag=, referrers, delete")
+    func manifests() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let name = "\(project)/app"
+            let config = Array(#"{"architecture":"amd64","os":"linux"}"#.utf8)
+            let layer = Array("layer".utf8)
+            let configDigest = try await Self.pushBlob(server, name, config, token: server.ownerToken)
+
+            let incomplete = Self.manifest(config: configDigest, configSize: config.count, layers: [(sha256(layer), layer.count)])
+            let refused = try await server.registry(.put, "/v2/\(name)/manifests/v1", token: server.ownerToken, body: incomplete,
+                                                    headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            #expect(refused.status == .badRequest)
+            #expect(Self.errorCode(refused.body) == "MANIFEST_BLOB_UNKNOWN")
+
+            let layerDigest = try await Self.pushBlob(server, name, layer, token: server.ownerToken)
+            let put = try await server.registry(.put, "/v2/\(name)/manifests/v1", token: server.ownerToken, body: incomplete,
+                                                headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            #expect(put.status == .created)
+            let manifestDigest = sha256(incomplete)
+            #expect(put.headers[.dockerContentDigest] == manifestDigest)
+            #expect(layerDigest == sha256(layer))
+
+            for reference in ["v1", manifestDigest] {
+                let got = try await server.registry(.get, "/v2/\(name)/manifests/\(reference)", token: server.ownerToken)
+                #expect(got.status == .ok)
+                #expect(got.body == incomplete, "byte-exact")
+                #expect(got.headers[.contentType] == "application/vnd.oci.image.manifest.v1+json")
+                #expect(got.headers[.dockerContentDigest] == manifestDigest)
+            }
+            let wrongDigest = try await server.registry(.put, "/v2/\(name)/manifests/\(sha256(layer))", token: server.ownerToken, body: incomplete,
+                                                        headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            #expect(Self.errorCode(wrongDigest.body) == "DIGEST_INVALID")
+
+            // PUT by digest with ?tag=.
+            let tagged = try await server.registry(.put, "/v2/\(name)/manifests/\(manifestDigest)?tag=v2", token: server.ownerToken, body: incomplete,
+                                                   headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            #expect(tagged.status == .created)
+            let tags = try await server.registry(.get, "/v2/\(name)/tags/list", token: server.ownerToken)
+            #expect(String(decoding: tags.body, as: UTF8.self).contains(#"["v1","v2"]"#))
+            let firstPage = try await server.registry(.get, "/v2/\(name)/tags/list?n=1", token: server.ownerToken)
+            #expect(firstPage.headers[HTTPField.Name("Link")!]?.contains("last=v1") == true)
+            let secondPage = try await server.registry(.get, "/v2/\(name)/tags/list?n=1&last=v1", token: server.ownerToken)
+            #expect(String(decoding: secondPage.body, as: UTF8.self).contains(#"["v2"]"#))
+
+            // A referrer (an artifact whose subject is the image), filtered by artifactType.
+            let emptyConfig = try await Self.pushBlob(server, name, Array("{}".utf8), token: server.ownerToken)
+            let signature = Self.manifest(config: emptyConfig, configSize: 2, layers: [(layerDigest, layer.count)],
+                                          subject: (manifestDigest, incomplete.count), artifactType: "application/vnd.example.signature")
+            let attached = try await server.registry(.put, "/v2/\(name)/manifests/\(sha256(signature))", token: server.ownerToken, body: signature,
+                                                     headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            #expect(attached.status == .created)
+            #expect(attached.headers[.ociSubject] == manifestDigest)
+            let referrers = try await server.registry(.get, "/v2/\(name)/referrers/\(manifestDigest)", token: server.ownerToken)
+            #expect(referrers.status == .ok)
+            #expect(String(decoding: referrers.body, as: UTF8.self).contains(sha256(signature)))
+            let filtered = try await server.registry(.get, "/v2/\(name)/referrers/\(manifestDigest)?artifactType=application/vnd.example.other", token: server.ownerToken)
+            #expect(!String(decoding: filtered.body, as: UTF8.self).contains(sha256(signature)))
+            #expect(filtered.headers[HTTPField.Name("OCI-Filters-Applied")!] == "artifactType")
+
+            // Delete a tag, then the manifest.
+            #expect(try await server.registry(.delete, "/v2/\(name)/manifests/v2", token: server.ownerToken).status == .accepted)
+            #expect(try await server.registry(.get, "/v2/\(name)/manifests/v2", token: server.ownerToken).status == .notFound)
+            #expect(try await server.registry(.delete, "/v2/\(name)/manifests/\(manifestDigest)", token: server.ownerToken).status == .accepted)
+            let gone = try await server.registry(.get, "/v2/\(name)/manifests/v1", token: server.ownerToken)
+            #expect(gone.status == .notFound)
+            #expect(Self.errorCode(gone.body) == "MANIFEST_UNKNOWN")
+        }
+    }
+
+    @Test("tenants: another organization, another project's token and a digest from elsewhere all see nothing; pull tokens only read")
+    func tenants() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let name = "\(project)/app"
+            let secret = Array("tenant A's secret layer".utf8)
+            let digest = try await Self.pushBlob(server, name, secret, token: server.ownerToken)
+
+            let (_, ownerB) = try await server.bootstrap("globex")
+            let projectB = try await server.createProject("b", token: ownerB)
+            let otherProject = try await server.createProject("other")
+            let (_, otherProjectToken) = try await server.createToken(#"{"name":"ci","projectId":"\#(otherProject)"}"#)
+
+            for token in [ownerB, otherProjectToken] {
+                let existing = try await server.registry(.get, "/v2/\(name)/blobs/\(digest)", token: token)
+                let missing = try await server.registry(.get, "/v2/zzzzzzzzzzzzzzzz/app/blobs/\(digest)", token: token)
+                #expect(existing.status == missing.status, "existing and missing repositories look alike")
+                #expect(![.ok, .partialContent].contains(existing.status))
+                let push = try await server.registry(.post, "/v2/\(name)/blobs/uploads/?digest=\(digest)", token: token, body: secret)
+                #expect(push.status == .unauthorized || push.status == .forbidden)
+            }
+            // Knowing the digest does not make it readable through B's own repository.
+            let viaB = try await server.registry(.get, "/v2/\(projectB)/b/blobs/\(digest)", token: ownerB)
+            #expect(viaB.status == .notFound)
+            #expect(Self.errorCode(viaB.body) == "BLOB_UNKNOWN")
+            // Nor can B mount it from A's repository: the mount falls back to a normal upload.
+            let mount = try await server.registry(.post, "/v2/\(projectB)/b/blobs/uploads/?mount=\(digest)&from=\(name)", token: ownerB)
+            #expect(mount.status == .accepted)
+            // The catalog lists only one's own organization.
+            let catalogB = try await server.registry(.get, "/v2/_catalog", token: ownerB)
+            #expect(!String(decoding: catalogB.body, as: UTF8.self).contains(project))
+
+            // A pull token reads but does not write.
+            let pull = try await server.request(.post, "/api/v1/tokens", token: server.ownerToken, json: #"{"name":"p","kind":"pull","projectId":"\#(project)"}"#)
+            let pullToken = try #require(pull["token"])
+            #expect(try await server.registry(.get, "/v2/\(name)/blobs/\(digest)", token: pullToken).status == .ok)
+            let denied = try await server.registry(.post, "/v2/\(name)/blobs/uploads/", token: pullToken)
+            #expect(denied.status == .forbidden)
+            #expect(Self.errorCode(denied.body) == "DENIED")
+
+            // The token endpoint grants the intersection of what is asked and what the token may do.
+            let issued = try await server.registry(.get, "/v2/token?service=drydock&scope=repository:\(name):pull,push", token: pullToken)
+            #expect(issued.status == .ok)
+            let bearer = try #require((try JSONSerialization.jsonObject(with: Data(issued.body)) as? [String: Any])?["token"] as? String)
+            let read = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/\(digest)", method: .get, headers: [.authorization: "Bearer \(bearer)"], body: nil)
+            #expect(read.status == .ok)
+            let write = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/uploads/", method: .post, headers: [.authorization: "Bearer \(bearer)"], body: nil)
+            #expect(write.status == .forbidden || write.status == .unauthorized)
+
+            // A mount from a repository the token can pull works without re-uploading.
+            let mounted = try await server.registry(.post, "/v2/\(project)/copy/blobs/uploads/?mount=\(digest)&from=\(name)", token: server.ownerToken)
+            #expect(mounted.status == .created)
+            #expect(try await server.registry(.get, "/v2/\(project)/copy/blobs/\(digest)", token: server.ownerToken).body == secret)
+        }
+    }
+}
