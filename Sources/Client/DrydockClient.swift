@@ -160,6 +160,42 @@ public struct DrydockClient: Sendable {
     }
 }
 
+extension DrydockClient {
+    // MARK: registry
+
+    public func createPullToken(projectId: String, name: String? = nil, expiresInSeconds: Int? = nil) async throws -> Components.Schemas.CreatedToken {
+        try await call {
+            try await $0.createPullToken(path: .init(projectId: projectId), body: .json(.init(name: name, expiresInSeconds: expiresInSeconds))).created.body.json
+        }
+    }
+
+    public func repositories(projectId: String) async throws -> [Components.Schemas.Repository] {
+        try await call { try await $0.listRepositories(path: .init(projectId: projectId)).ok.body.json.items }
+    }
+
+    public func tags(projectId: String, repository: String) async throws -> Components.Schemas.TagList {
+        try await call {
+            try await $0.listRepositoryTags(path: .init(projectId: projectId), query: .init(repository: repository)).ok.body.json
+        }
+    }
+
+    public func deleteTag(projectId: String, repository: String, tag: String) async throws {
+        try await call {
+            _ = try await $0.deleteRepositoryTag(path: .init(projectId: projectId), query: .init(repository: repository, tag: tag)).noContent
+        }
+    }
+
+    public func deleteImage(projectId: String, repository: String, digest: String) async throws {
+        try await call {
+            _ = try await $0.deleteImage(path: .init(projectId: projectId), query: .init(repository: repository, digest: digest)).noContent
+        }
+    }
+
+    public func registryUsage(projectId: String) async throws -> Components.Schemas.RegistryUsage {
+        try await call { try await $0.getRegistryUsage(path: .init(projectId: projectId)).ok.body.json }
+    }
+}
+
 /// Sets `Authorization` and `User-Agent` on every request. The token never appears in errors.
 struct ClientHeadersMiddleware: ClientMiddleware {
     let token: String?

@@ -25,7 +25,9 @@ struct AuthorizationTests {
         #expect(!member.contains("deleteProject") && !member.contains("addMember") && !member.contains("updateOrganization"))
         let organization = allowed(.organization, nil)
         #expect(organization.contains("deleteProject") && !organization.contains("addMember"))
-        #expect(allowed(.project, nil) == ["getCurrentCaller", "listProjects", "getProject"])
+        #expect(allowed(.project, nil) == ["getCurrentCaller", "listProjects", "getProject", "listRepositories", "listRepositoryTags",
+                                           "getRegistryUsage", "createPullToken"])
+        #expect(member.contains("deleteRepositoryTag") && member.contains("createPullToken"))
         for kind in [TokenKind.pull, .worker, .build] {
             #expect(allowed(kind, nil) == ["getCurrentCaller"])
         }

@@ -239,4 +239,85 @@ struct RegistryProtocolTests {
             #expect(try await server.registry(.get, "/v2/\(project)/copy/blobs/\(digest)", token: server.ownerToken).body == secret)
         }
     }
+
+    @Test("management API: repositories, tags with sizes, usage, pull tokens, deleting tags and images")
+    func management() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let name = "\(project)/web"
+            let config = Array(#"{"os":"linux"}"#.utf8)
+            let layer = Array(repeating: UInt8(7), count: 1000)
+            let configDigest = try await Self.pushBlob(server, name, config, token: server.ownerToken)
+            let layerDigest = try await Self.pushBlob(server, name, layer, token: server.ownerToken)
+            let manifest = Self.manifest(config: configDigest, configSize: config.count, layers: [(layerDigest, layer.count)])
+            for tag in ["v1", "latest"] {
+                let put = try await server.registry(.put, "/v2/\(name)/manifests/\(tag)", token: server.ownerToken, body: manifest,
+                                                    headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+                #expect(put.status == .created)
+            }
+            let repositories = try await server.request(.get, "/api/v1/projects/\(project)/registry/repositories", token: server.ownerToken)
+            #expect(repositories.status == .ok)
+            let repository = try #require(repositories.items.first)
+            #expect(repository["reference"] as? String == name)
+            #expect(repository["tagCount"] as? Int == 2)
+            #expect((repository["sizeBytes"] as? NSNumber)?.intValue == config.count + layer.count)
+
+            let tags = try await server.request(.get, "/api/v1/projects/\(project)/registry/tags?repository=web", token: server.ownerToken)
+            #expect(tags.items.compactMap { $0["name"] as? String } == ["latest", "v1"])
+            #expect((tags.items.first?["sizeBytes"] as? NSNumber)?.intValue == manifest.count + config.count + layer.count)
+            #expect(tags.items.first?["digest"] as? String == sha256(manifest))
+
+            let usage = try await server.request(.get, "/api/v1/projects/\(project)/registry/usage", token: server.ownerToken)
+            #expect((usage.json["sizeBytes"] as? NSNumber)?.intValue == config.count + layer.count)
+            #expect(usage.json["blobs"] as? Int == 2)
+
+            let pull = try await server.request(.post, "/api/v1/projects/\(project)/pull-tokens", token: server.ownerToken, json: #"{"expiresInSeconds":600}"#)
+            #expect(pull.status == .created)
+            let pullToken = try #require(pull["token"])
+            #expect(pullToken.hasPrefix("ddr_"))
+            #expect(try await server.registry(.get, "/v2/\(name)/manifests/v1", token: pullToken).status == .ok)
+            let tooLong = try await server.request(.post, "/api/v1/projects/\(project)/pull-tokens", token: server.ownerToken, json: #"{"expiresInSeconds":90000}"#)
+            #expect(tooLong.status == .badRequest)
+
+            let untag = try await server.request(.delete, "/api/v1/projects/\(project)/registry/tags?repository=web&tag=latest", token: server.ownerToken)
+            #expect(untag.status == .noContent)
+            #expect(try await server.registry(.get, "/v2/\(name)/manifests/latest", token: server.ownerToken).status == .notFound)
+            #expect(try await server.registry(.get, "/v2/\(name)/manifests/v1", token: server.ownerToken).status == .ok)
+            let remove = try await server.request(.delete, "/api/v1/projects/\(project)/registry/images?repository=web&digest=\(sha256(manifest))", token: server.ownerToken)
+            #expect(remove.status == .noContent)
+            #expect(try await server.registry(.get, "/v2/\(name)/manifests/v1", token: server.ownerToken).status == .notFound)
+            let again = try await server.request(.delete, "/api/v1/projects/\(project)/registry/tags?repository=web&tag=v1", token: server.ownerToken)
+            #expect(again.status == .notFound)
+        }
+    }
+
+    @Test("housekeeping expires abandoned uploads and removes unreferenced blobs after the grace period, keeping linked ones")
+    func housekeeping() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let name = "\(project)/app"
+            let orphan = try await Self.pushBlob(server, name, Array("orphan".utf8), token: server.ownerToken)
+            let kept = try await Self.pushBlob(server, name, Array("kept".utf8), token: server.ownerToken)
+            #expect(try await server.registry(.delete, "/v2/\(name)/blobs/\(orphan)", token: server.ownerToken).status == .accepted)
+            let upload = try await server.registry(.post, "/v2/\(name)/blobs/uploads/", token: server.ownerToken)
+            let location = try #require(upload.headers[.location])
+
+            let blobs = try FileSystemBlobStore(root: server.dataDirectory)
+            try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger) { client in
+                let janitor = RegistryJanitor(store: RegistryStore(client: client, logger: TestDatabase.logger), blobs: blobs, logger: TestDatabase.logger)
+                // Fresh: nothing is old enough yet.
+                let early = try await janitor.sweep()
+                #expect(early.uploads == 0 && early.blobs == 0)
+                try await client.query("UPDATE registry_blobs SET created_at = now() - interval '2 hours'", logger: TestDatabase.logger)
+                try await client.query("UPDATE registry_uploads SET updated_at = now() - interval '2 days'", logger: TestDatabase.logger)
+                let swept = try await janitor.sweep()
+                #expect(swept.uploads == 1)
+                #expect(swept.blobs == 1)
+            }
+            #expect(try await blobs.size(of: try #require(Digest(orphan))) == nil)
+            #expect(try await blobs.size(of: try #require(Digest(kept))) != nil)
+            #expect(try await server.registry(.get, location, token: server.ownerToken).status == .notFound)
+            #expect(try await server.registry(.get, "/v2/\(name)/blobs/\(kept)", token: server.ownerToken).status == .ok)
+        }
+    }
 }

@@ -16,6 +16,14 @@ struct TenantIsolationTests {
         "createProject": #"{"name":"evil"}"#,
         "updateProject": #"{"name":"evil"}"#,
         "createToken": #"{"name":"evil"}"#,
+        "createPullToken": #"{}"#,
+    ]
+
+    /// Required query parameters, so a refusal is not a 400 for a missing one.
+    static let queries: [String: String] = [
+        "listRepositoryTags": "?repository=app",
+        "deleteRepositoryTag": "?repository=app&tag=v1",
+        "deleteImage": "?repository=app&digest=sha256:\(String(repeating: "0", count: 64))",
     ]
 
     static func path(_ template: String, _ ids: [String: String]) -> String {
@@ -63,8 +71,8 @@ struct TenantIsolationTests {
             for operation in operations {
                 let method = Self.method(operation.method)
                 let body = Self.bodies[operation.id]
-                let realPath = Self.path(operation.path, real)
-                let fakePath = Self.path(operation.path, fake)
+                let realPath = Self.path(operation.path, real) + (Self.queries[operation.id] ?? "")
+                let fakePath = Self.path(operation.path, fake) + (Self.queries[operation.id] ?? "")
 
                 for (label, token) in [("no token", nil as String?), ("revoked", revoked), ("expired", expired), ("garbage", "ddu_not-a-real-token")] {
                     let response = try await server.request(method, realPath, token: token, json: body)

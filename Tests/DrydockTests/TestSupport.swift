@@ -64,6 +64,7 @@ struct TestServer: Sendable {
     let port: Int
     let ownerToken: String
     let organizationId: String
+    let dataDirectory: URL
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
@@ -121,7 +122,8 @@ func withTestServer<T: Sendable>(_ body: @escaping @Sendable (TestServer) async 
             configuration, database: database, organization: "acme", email: "owner@acme.test", logger: TestDatabase.logger)
         let server = TestServer(
             client: client, database: database, port: try #require(client.port),
-            ownerToken: bootstrap.secret, organizationId: bootstrap.organization.id)
+            ownerToken: bootstrap.secret, organizationId: bootstrap.organization.id,
+            dataDirectory: configuration.dataDirectory)
         return try await body(server)
     }
 }

@@ -41,6 +41,10 @@ enum Output {
         return formatter.string(from: date)
     }
 
+    static func bytes(_ count: Int64) -> String {
+        ByteCountFormatter.string(fromByteCount: count, countStyle: .binary)
+    }
+
     static func keyValues(_ pairs: [(String, String)]) {
         let width = pairs.map(\.0.count).max() ?? 0
         for (key, value) in pairs {

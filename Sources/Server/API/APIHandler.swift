@@ -10,6 +10,7 @@ struct APIHandler: APIProtocol {
     let organizations: any OrganizationRepository
     let projects: any ProjectRepository
     let tokens: any TokenRepository
+    let registry: RegistryStore
 
     // MARK: identity
 
@@ -115,7 +116,7 @@ struct APIHandler: APIProtocol {
 
     // MARK: projects
 
-    private func visibleProject(_ id: String) async throws -> ProjectRecord {
+    func visibleProject(_ id: String) async throws -> ProjectRecord {
         let caller = try Caller.require()
         guard Identifier.isValid(id), let project = try await projects.project(id: id), caller.canSee(project: project) else {
             throw APIError.notFound("project", id)
@@ -244,6 +245,71 @@ struct APIHandler: APIProtocol {
         let token = try await visibleToken(input.path.tokenId)
         try await tokens.revoke(id: token.id, organizationId: token.organizationId ?? "")
         return .noContent(.init())
+    }
+}
+
+// MARK: registry management
+
+extension APIHandler {
+    func createPullToken(_ input: Operations.CreatePullToken.Input) async throws -> Operations.CreatePullToken.Output {
+        let caller = try Caller.require()
+        let project = try await visibleProject(input.path.projectId)
+        var body: Components.Schemas.PullTokenCreate?
+        if case .json(let json) = input.body { body = json }
+        let lifetime = try Validation.range(body?.expiresInSeconds, 60...86_400, field: "expiresInSeconds") ?? 3600
+        let name = try Validation.tokenName(body?.name ?? "pull token for \(project.name)")
+        let new = NewToken(kind: .pull, name: name, organizationId: caller.organizationId, projectId: project.id,
+                           createdByUserId: caller.userId, expiresAt: Date().addingTimeInterval(TimeInterval(lifetime)))
+        let record = try await tokens.create(new)
+        return .created(.init(body: .json(.init(record, secret: new.secret))))
+    }
+
+    func listRepositories(_ input: Operations.ListRepositories.Input) async throws -> Operations.ListRepositories.Output {
+        let project = try await visibleProject(input.path.projectId)
+        let items = try await registry.repositories(projectId: project.id).map {
+            Components.Schemas.Repository(
+                name: $0.name, reference: "\(project.id)/\($0.name)", tagCount: $0.tagCount, manifestCount: $0.manifestCount,
+                sizeBytes: $0.sizeBytes, createdAt: $0.createdAt)
+        }
+        return .ok(.init(body: .json(.init(items: items))))
+    }
+
+    func listRepositoryTags(_ input: Operations.ListRepositoryTags.Input) async throws -> Operations.ListRepositoryTags.Output {
+        let project = try await visibleProject(input.path.projectId)
+        let repository = input.query.repository
+        guard let tags = try await registry.tagDetails(projectId: project.id, repository: repository) else {
+            throw APIError.notFound("repository", repository)
+        }
+        let items = tags.map {
+            Components.Schemas.Tag(name: $0.name, digest: $0.digest, mediaType: $0.mediaType, sizeBytes: $0.sizeBytes,
+                                   updatedAt: $0.updatedAt, platforms: $0.platforms)
+        }
+        return .ok(.init(body: .json(.init(repository: "\(project.id)/\(repository)", items: items))))
+    }
+
+    func deleteRepositoryTag(_ input: Operations.DeleteRepositoryTag.Input) async throws -> Operations.DeleteRepositoryTag.Output {
+        let project = try await visibleProject(input.path.projectId)
+        guard try await registry.deleteTag(projectId: project.id, repository: input.query.repository, tag: input.query.tag) else {
+            throw APIError.notFound("tag", "\(input.query.repository):\(input.query.tag)")
+        }
+        return .noContent(.init())
+    }
+
+    func deleteImage(_ input: Operations.DeleteImage.Input) async throws -> Operations.DeleteImage.Output {
+        let project = try await visibleProject(input.path.projectId)
+        guard let digest = Digest(input.query.digest) else {
+            throw APIError.invalidField("digest", "must be sha256:<64 hex> or sha512:<128 hex>")
+        }
+        guard try await registry.deleteManifest(projectId: project.id, repository: input.query.repository, digest: digest) else {
+            throw APIError.notFound("image", "\(input.query.repository)@\(digest)")
+        }
+        return .noContent(.init())
+    }
+
+    func getRegistryUsage(_ input: Operations.GetRegistryUsage.Input) async throws -> Operations.GetRegistryUsage.Output {
+        let project = try await visibleProject(input.path.projectId)
+        let usage = try await registry.usage(projectId: project.id)
+        return .ok(.init(body: .json(.init(projectId: project.id, repositories: usage.repositories, blobs: usage.blobs, sizeBytes: usage.bytes))))
     }
 }
 

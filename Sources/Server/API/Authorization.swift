@@ -12,6 +12,10 @@ public enum Permission: String, Sendable, CaseIterable {
     case projectDelete
     case tokensRead
     case tokensWrite
+    /// Delete tags and images through the management API.
+    case registryWrite
+    /// Mint read-only registry tokens for a project.
+    case pullTokenCreate
 }
 
 public enum Authorization {
@@ -32,6 +36,12 @@ public enum Authorization {
         "createToken": .tokensWrite,
         "getToken": .tokensRead,
         "revokeToken": .tokensWrite,
+        "createPullToken": .pullTokenCreate,
+        "listRepositories": .projectRead,
+        "listRepositoryTags": .projectRead,
+        "deleteRepositoryTag": .registryWrite,
+        "deleteImage": .registryWrite,
+        "getRegistryUsage": .projectRead,
     ]
 
     /// The permissions each kind of token (and, for user tokens, each role) holds.
@@ -42,13 +52,16 @@ public enum Authorization {
             case .owner, .admin:
                 return Set(Permission.allCases)
             case .member:
-                return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .tokensRead, .tokensWrite]
+                return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .tokensRead, .tokensWrite,
+                        .registryWrite, .pullTokenCreate]
             }
         case .organization:
             // Automation across the organization, but not its membership.
-            return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .projectDelete, .tokensRead, .tokensWrite]
+            return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .projectDelete, .tokensRead, .tokensWrite,
+                    .registryWrite, .pullTokenCreate]
         case .project:
-            return [.identity, .projectRead]
+            // CI in one project: read it and hand out read-only pull tokens for it.
+            return [.identity, .projectRead, .pullTokenCreate]
         case .pull, .worker, .build:
             // Registry, builder and job credentials: no management API beyond identity.
             return [.identity]

@@ -53,7 +53,8 @@ public func buildApplication(
                  body: .init(byteBuffer: ByteBuffer(bytes: EmbeddedOpenAPIDocument.bytes)))
     }
 
-    let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens)
+    let registryStore = RegistryStore(client: postgres, logger: logger)
+    let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore)
     try handler.registerHandlers(
         on: router,
         serverURL: Servers.Server1.url(),
@@ -63,9 +64,10 @@ public func buildApplication(
             BodyLimitMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes),
         ])
 
+    let blobStore = try FileSystemBlobStore(root: configuration.dataDirectory)
     let registry = RegistryRoutes(
-        store: RegistryStore(client: postgres, logger: logger),
-        blobs: try FileSystemBlobStore(root: configuration.dataDirectory),
+        store: registryStore,
+        blobs: blobStore,
         projects: projects, authenticator: authenticator,
         signer: try RegistryTokenSigner(dataDirectory: configuration.dataDirectory),
         publicURL: configuration.publicURL)
@@ -74,7 +76,7 @@ public func buildApplication(
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "drydock"),
-        services: [postgres],
+        services: [postgres, RegistryJanitor(store: registryStore, blobs: blobStore, logger: logger)],
         logger: logger)
     app.beforeServerStarts {
         try await Migrations.apply(on: postgres, logger: logger)

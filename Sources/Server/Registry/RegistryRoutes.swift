@@ -363,7 +363,9 @@ struct RegistryRoutes: Sendable {
                let size = try await store.linkedBlobSize(projectId: fromProject, repository: fromRepository, digest: digest),
                try await blobs.size(of: digest) != nil
             {
-                try await store.linkBlob(projectId: projectId, repository: repository, digest: digest, size: size)
+                try await store.linkBlob(projectId: projectId, repository: repository, digest: digest, size: size) {
+                    try await blobs.size(of: digest) != nil
+                }
                 return blobCreated(name: name, digest: digest)
             }
         }
@@ -439,7 +441,9 @@ struct RegistryRoutes: Sendable {
             try await store.deleteUpload(id: id)
             throw RegistryError.digestInvalid("the uploaded content has digest \(actual), not \(digest)")
         }
-        try await store.linkBlob(projectId: projectId, repository: repository, digest: digest, size: size)
+        try await store.linkBlob(projectId: projectId, repository: repository, digest: digest, size: size) {
+            try await blobs.size(of: digest) != nil
+        }
         try await store.deleteUpload(id: id)
         return blobCreated(name: name, digest: digest)
     }

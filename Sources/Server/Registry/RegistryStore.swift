@@ -67,9 +67,15 @@ public struct RegistryStore: Sendable {
         return nil
     }
 
-    /// Whether any repository the caller may pull from holds the blob, for cross-repository mounts.
-    func linkBlob(projectId: String, repository: String, digest: Digest, size: Int64) async throws {
+    /// Links a stored blob into a repository. Under the blob's advisory lock it first checks the
+    /// file is still there, so a garbage collection that removed it in the meantime turns into an
+    /// error the client retries, never into a link to nothing.
+    func linkBlob(projectId: String, repository: String, digest: Digest, size: Int64, stillStored: @Sendable () async throws -> Bool) async throws {
         try await client.withTransaction(logger: logger) { tx in
+            try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\(digest.description)))", logger: logger)
+            guard try await stillStored() else {
+                throw RegistryError.blobUnknown(digest.description)
+            }
             let repositoryId = try await Self.ensureRepository(projectId: projectId, name: repository, on: tx, logger: logger)
             try await tx.query(
                 "INSERT INTO registry_blobs (digest, size) VALUES (\(digest.description), \(size)) ON CONFLICT (digest) DO NOTHING",
@@ -80,6 +86,50 @@ public struct RegistryStore: Sendable {
                 ON CONFLICT DO NOTHING
                 """, logger: logger)
         }
+    }
+
+    /// Removes blobs no repository links, unused for `grace`, one at a time under the same lock
+    /// `linkBlob` takes; `remove` deletes the file before the row's deletion commits.
+    func collectGarbage(grace: Duration, remove: @Sendable (Digest) async throws -> Void) async throws -> Int {
+        let seconds = Double(grace.components.seconds)
+        let rows = try await client.query(
+            """
+            SELECT b.digest FROM registry_blobs b
+            WHERE b.created_at < now() - make_interval(secs => \(seconds))
+              AND NOT EXISTS (SELECT 1 FROM registry_repository_blobs l WHERE l.digest = b.digest)
+            LIMIT 1000
+            """, logger: logger)
+        var candidates: [String] = []
+        for try await digest in rows.decode(String.self) { candidates.append(digest) }
+        var removed = 0
+        for candidate in candidates {
+            guard let digest = Digest(candidate) else { continue }
+            let deleted = try await client.withTransaction(logger: logger) { tx -> Bool in
+                try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\(candidate)))", logger: logger)
+                let gone = try await tx.query(
+                    """
+                    DELETE FROM registry_blobs b WHERE b.digest = \(candidate)
+                      AND NOT EXISTS (SELECT 1 FROM registry_repository_blobs l WHERE l.digest = b.digest)
+                    RETURNING digest
+                    """, logger: logger)
+                var found = false
+                for try await _ in gone { found = true }
+                if found { try await remove(digest) }
+                return found
+            }
+            if deleted { removed += 1 }
+        }
+        return removed
+    }
+
+    /// Upload sessions untouched for `age`; their rows are deleted, their ids returned.
+    func expireUploads(olderThan age: Duration) async throws -> [String] {
+        let seconds = Double(age.components.seconds)
+        let rows = try await client.query(
+            "DELETE FROM registry_uploads WHERE updated_at < now() - make_interval(secs => \(seconds)) RETURNING id", logger: logger)
+        var ids: [String] = []
+        for try await id in rows.decode(String.self) { ids.append(id) }
+        return ids
     }
 
     func unlinkBlob(projectId: String, repository: String, digest: Digest) async throws -> Bool {

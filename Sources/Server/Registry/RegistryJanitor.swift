@@ -1,0 +1,55 @@
+import Logging
+import ServiceLifecycle
+
+/// Online housekeeping for the registry: expires abandoned upload sessions (and their partial
+/// files) and removes blobs no repository references once they are older than a grace period.
+/// Runs as a service beside the HTTP server; never races an upload (see `RegistryStore.linkBlob`).
+public struct RegistryJanitor: Service {
+    let store: RegistryStore
+    let blobs: any BlobStore
+    let logger: Logger
+    let interval: Duration
+    let uploadExpiry: Duration
+    let grace: Duration
+
+    public init(store: RegistryStore, blobs: any BlobStore, logger: Logger, interval: Duration = .seconds(600),
+                uploadExpiry: Duration = .seconds(24 * 3600), grace: Duration = .seconds(3600)) {
+        self.store = store
+        self.blobs = blobs
+        self.logger = logger
+        self.interval = interval
+        self.uploadExpiry = uploadExpiry
+        self.grace = grace
+    }
+
+    public func run() async throws {
+        // Sleep first: the schema is migrated while the first interval passes.
+        while !Task.isCancelled {
+            do {
+                try await cancelOnGracefulShutdown { try await Task.sleep(for: interval) }
+            } catch {
+                return
+            }
+            if Task.isCancelled { return }
+            do {
+                try await sweep()
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("registry housekeeping failed; will retry", metadata: ["error": "\(String(reflecting: error))"])
+            }
+        }
+    }
+
+    /// One pass; returns (uploads expired, blobs removed).
+    @discardableResult
+    public func sweep() async throws -> (uploads: Int, blobs: Int) {
+        let expired = try await store.expireUploads(olderThan: uploadExpiry)
+        for id in expired { try await blobs.cancelUpload(id: id) }
+        let removed = try await store.collectGarbage(grace: grace) { digest in try await blobs.delete(digest) }
+        if !expired.isEmpty || removed > 0 {
+            logger.info("registry housekeeping", metadata: ["uploadsExpired": "\(expired.count)", "blobsRemoved": "\(removed)"])
+        }
+        return (expired.count, removed)
+    }
+}
