@@ -12,7 +12,11 @@ have_pg || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 for extra in "$@"; do
-    command -v "$extra" >/dev/null 2>&1 || need+=("$extra")
+    case $extra in
+        busybox) [[ -x /bin/busybox || -x /usr/bin/busybox ]] || need+=(busybox-static) ;;
+        python3-pip) python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip) ;;
+        *) command -v "$extra" >/dev/null 2>&1 || need+=("$extra") ;;
+    esac
 done
 
 if ((${#need[@]})); then

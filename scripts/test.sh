@@ -5,7 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-scripts/install-deps.sh skopeo
+scripts/install-deps.sh skopeo buildah busybox
+# oras, the OCI artifact client, from PyPI (its Python package).
+if ! python3 -c 'import oras' 2>/dev/null; then
+    python3 -m pip --version >/dev/null 2>&1 || scripts/install-deps.sh python3-pip
+    python3 -m pip install --quiet oras 2>/dev/null || python3 -m pip install --quiet --break-system-packages oras
+fi
 
 PGBIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
 PGDIR=$(mktemp -d /tmp/drydock-test-pg.XXXXXX)

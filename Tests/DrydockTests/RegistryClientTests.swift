@@ -77,4 +77,49 @@ struct RegistryClientTests {
             }
         }
     }
+
+    @Test("buildah pushes an image built from busybox and pulls it back")
+    func buildah() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let project = try await server.createProject("app")
+                let host = "127.0.0.1:\(server.port)"
+                let storage = ["--root", dir.appendingPathComponent("root").path, "--runroot", dir.appendingPathComponent("run").path,
+                               "--storage-driver", "vfs"]
+                func buildah(_ args: [String]) async throws -> CommandResult {
+                    try await runTool("buildah", storage + args)
+                }
+                let from = try await buildah(["from", "scratch"])
+                try #require(from.status == 0, "\(from.stderr)")
+                let container = from.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                let busybox = ["/bin/busybox", "/usr/bin/busybox"].first { FileManager.default.isExecutableFile(atPath: $0) }
+                let copied = try await buildah(["copy", container, try #require(busybox, "busybox-static is installed by scripts/test.sh"), "/bin/busybox"])
+                #expect(copied.status == 0, "\(copied.stderr)")
+                _ = try await buildah(["config", "--cmd", "/bin/busybox sh", container])
+                let commit = try await buildah(["commit", container, "localhost/drydock-test:1"])
+                #expect(commit.status == 0, "\(commit.stderr)")
+
+                let push = try await buildah(["push", "--tls-verify=false", "--creds", "ci:\(server.ownerToken)",
+                                              "localhost/drydock-test:1", "docker://\(host)/\(project)/busybox:1"])
+                #expect(push.status == 0, "\(push.stderr)")
+                _ = try await buildah(["rmi", "-a", "-f"])
+                let pull = try await buildah(["pull", "--tls-verify=false", "--creds", "ci:\(server.ownerToken)",
+                                              "docker://\(host)/\(project)/busybox:1"])
+                #expect(pull.status == 0, "\(pull.stderr)")
+                let images = try await buildah(["images", "--format", "{{.Name}}:{{.Tag}}"])
+                #expect(images.stdout.contains("\(project)/busybox:1"))
+            }
+        }
+    }
+
+    @Test("oras (PyPI) pushes an artifact in chunks, attaches a referrer and pulls it back")
+    func oras() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let result = try await runTool("python3", [packageRoot.appendingPathComponent("Tests/Fixtures/oras-check.py").path,
+                                                       "127.0.0.1:\(server.port)", "\(project)/artifact", server.ownerToken])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("OK"))
+        }
+    }
 }

@@ -51,7 +51,7 @@ struct RegistryProtocolTests {
             #expect(root.headers[.wwwAuthenticate]?.contains(#"/v2/token",service="drydock""#) == true)
             let blob = try await server.registry(.get, "/v2/\(project)/app/manifests/latest")
             #expect(blob.status == .unauthorized)
-            #expect(blob.headers[.wwwAuthenticate]?.contains("scope=\"repository:\(project)/app:pull\"") == true)
+            #expect(blob.headers[.wwwAuthenticate]?.contains("scope=\"repository:\(project)/app:pull,push\"") == true)
             #expect(Self.errorCode(blob.body) == "UNAUTHORIZED")
             let ok = try await server.registry(.get, "/v2/", token: server.ownerToken)
             #expect(ok.status == .ok)

@@ -181,7 +181,10 @@ struct RegistryRoutes: Sendable {
     @discardableResult
     func authorize(_ request: Request, name: String, action: RegistryAction) async throws -> (String, String, RegistryGrant) {
         let (projectId, repository) = try Self.split(name)
-        let scope = "repository:\(name):\(action == .pull ? "pull" : action == .push ? "pull,push" : "delete")"
+        // Challenges ask for pull and push together: clients that keep one token per repository
+        // (oras) then hold a token good for a whole push; the token endpoint still grants only
+        // what the credential may do.
+        let scope = "repository:\(name):\(action == .delete ? "delete" : "pull,push")"
         let grant = try await authenticate(request, scope: scope)
         let allowed: Bool
         if let access = grant.access {
@@ -195,8 +198,9 @@ struct RegistryRoutes: Sendable {
         }
         guard allowed else {
             if grant.access != nil, grant.caller.registryActions.contains(action) {
-                // The bearer token lacks this scope but the credential has it: ask for a new token.
-                throw RegistryError(.unauthorized, "UNAUTHORIZED", "token lacks scope \(scope)",
+                // The bearer token lacks this scope but the credential has it. 403 with a challenge
+                // makes clients that cache one token (oras) fetch a new one for this scope.
+                throw RegistryError(.forbidden, "DENIED", "token lacks scope \(scope); request a token for it",
                                     headers: challenge(request, scope: scope, error: "insufficient_scope"))
             }
             throw RegistryError.denied("a \(grant.caller.kind.rawValue) token may not \(action.rawValue) \(name)")
