@@ -14,7 +14,7 @@ export DRYDOCK_API_URL=${DRYDOCK_API_URL:-http://127.0.0.1:$DRYDOCK_PORT}
 mkdir -p "$DRYDOCK_DATA_DIR"
 
 echo "==> building drydock-server and drydock (release; the first build takes 10-20 minutes)"
-swift build -c release 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' || true
+swift build -c release 2>&1 | grep -E 'error:' || true
 BIN=$(swift build -c release --show-bin-path)
 [[ -x $BIN/drydock-server && -x $BIN/drydock ]] || { echo "drydock: build failed" >&2; exit 1; }
 

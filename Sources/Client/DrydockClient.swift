@@ -46,7 +46,7 @@ public struct DrydockClient: Sendable {
         self.baseURL = baseURL
         let transport = AsyncHTTPClientTransport(configuration: .init(client: httpClient, timeout: .init(timeout)))
         self.api = Client(
-            serverURL: baseURL, transport: transport,
+            serverURL: baseURL, configuration: .init(dateTranscoder: RFC3339DateTranscoder()), transport: transport,
             middlewares: [ClientHeadersMiddleware(token: token), ProblemDecodingMiddleware()])
     }
 

@@ -9,7 +9,6 @@ import PostgresNIO
 /// domain errors (`APIError`), malformed or mistyped JSON (naming the field), request bodies over
 /// the limit (413), and anything unexpected (500, logged, with no internals in the answer).
 struct ProblemMiddleware: ServerMiddleware {
-    let maxBodyBytes: Int
     let logger: Logger
 
     func intercept(

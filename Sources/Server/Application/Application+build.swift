@@ -17,14 +17,16 @@ public func buildApplication(
 ) throws -> some ApplicationProtocol {
     let postgres = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
     let organizations = PostgresOrganizationRepository(client: postgres, logger: logger)
-    let projects = PostgresProjectRepository(client: postgres, logger: logger)
+    let projects = CachedProjectRepository(PostgresProjectRepository(client: postgres, logger: logger))
     let tokens = PostgresTokenRepository(client: postgres, logger: logger)
     let authenticator = TokenAuthenticator(tokens: tokens, logger: logger)
     _ = Observability.registry
 
     let router = Router()
     router.add(middleware: MetricsMiddleware())
-    router.add(middleware: LogRequestsMiddleware(.debug))
+    if logger.logLevel <= .debug {
+        router.add(middleware: LogRequestsMiddleware(.debug))
+    }
 
     router.get("/healthz") { _, _ in "ok\n" }
     router.get("/readyz") { _, _ -> Response in
@@ -58,8 +60,9 @@ public func buildApplication(
     try handler.registerHandlers(
         on: router,
         serverURL: Servers.Server1.url(),
+        configuration: .init(dateTranscoder: RFC3339DateTranscoder()),
         middlewares: [
-            ProblemMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes, logger: logger),
+            ProblemMiddleware(logger: logger),
             AuthMiddleware(authenticator: authenticator),
             BodyLimitMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes),
         ])

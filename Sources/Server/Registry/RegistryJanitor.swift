@@ -26,7 +26,7 @@ public struct RegistryJanitor: Service {
         // Sleep first: the schema is migrated while the first interval passes.
         while !Task.isCancelled {
             do {
-                try await cancelOnGracefulShutdown { try await Task.sleep(for: interval) }
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             } catch {
                 return
             }

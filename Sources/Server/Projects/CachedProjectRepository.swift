@@ -1,0 +1,52 @@
+import Foundation
+import Synchronization
+
+/// Keeps recently read projects in memory for a short time, so the per-request visibility check
+/// of project-scoped calls (API and registry) does not cost a database round trip each time.
+/// Writes through this repository drop the entry at once; another server's writes are seen
+/// after at most `ttl`.
+public final class CachedProjectRepository: ProjectRepository {
+    let base: any ProjectRepository
+    let ttl: Duration
+    private let entries = Mutex<[String: (project: ProjectRecord?, fetched: ContinuousClock.Instant)]>([:])
+
+    public init(_ base: any ProjectRepository, ttl: Duration = .seconds(2)) {
+        self.base = base
+        self.ttl = ttl
+    }
+
+    public func project(id: String) async throws -> ProjectRecord? {
+        let now = ContinuousClock.now
+        if let entry = entries.withLock({ $0[id] }), now - entry.fetched < ttl { return entry.project }
+        let project = try await base.project(id: id)
+        entries.withLock { entries in
+            if entries.count > 50_000 { entries.removeAll() }
+            entries[id] = (project, now)
+        }
+        return project
+    }
+
+    public func list(organizationId: String, onlyProjectId: String?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord> {
+        try await base.list(organizationId: organizationId, onlyProjectId: onlyProjectId, cursor: cursor, limit: limit)
+    }
+
+    public func create(organizationId: String, name: String, keepGigabytes: Int, keepDays: Int) async throws -> ProjectRecord {
+        let project = try await base.create(organizationId: organizationId, name: name, keepGigabytes: keepGigabytes, keepDays: keepDays)
+        forget(project.id)
+        return project
+    }
+
+    public func update(id: String, _ changes: ProjectChanges) async throws -> ProjectRecord? {
+        defer { forget(id) }
+        return try await base.update(id: id, changes)
+    }
+
+    public func delete(id: String) async throws -> Bool {
+        defer { forget(id) }
+        return try await base.delete(id: id)
+    }
+
+    private func forget(_ id: String) {
+        _ = entries.withLock { $0.removeValue(forKey: id) }
+    }
+}
