@@ -42,9 +42,14 @@ AUTH="Authorization: Basic $(printf 'bench:%s' "$TOKEN" | base64 -w0)"
 echo "==> making a ${BLOB_MIB} MiB blob"
 head -c $((BLOB_MIB * 1024 * 1024)) /dev/urandom >"$WORK/blob"
 DIGEST="sha256:$(sha256sum "$WORK/blob" | cut -d' ' -f1)"
-upload() { # base-url repo [auth header]
-    curl -fsS -X POST -H "${3:-X-None: 1}" -H "Content-Type: application/octet-stream" --data-binary @"$WORK/blob" \
-        "$1/v2/$2/blobs/uploads/?digest=$DIGEST" -o /dev/null
+upload() { # base-url repo [auth header]: POST, then one streamed PUT (what distribution 2.8 supports)
+    local location
+    location=$(curl -fsS -X POST -H "${3:-X-None: 1}" -D - -o /dev/null "$1/v2/$2/blobs/uploads/" |
+        awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+    [[ $location == http* ]] || location="$1$location"
+    [[ $location == *\?* ]] && sep='&' || sep='?'
+    curl -fsS -X PUT -H "${3:-X-None: 1}" -H "Content-Type: application/octet-stream" -T - <"$WORK/blob" \
+        "$location${sep}digest=$DIGEST" -o /dev/null
 }
 upload "http://127.0.0.1:$DD_PORT" "$PROJECT/big" "$AUTH"
 upload "http://127.0.0.1:$REF_PORT" "bench/big"
