@@ -2,7 +2,7 @@
 # Registry benchmark: Drydock's /v2 against Debian's docker-registry (the Go reference
 # implementation, distribution 2.8) on loopback, same machine, same run:
 #   1. pull throughput of one 1 GiB blob (curl to /dev/null, best of 3)
-#   2. time to push a 10-layer image with skopeo (median of 3, fresh repository each time)
+#   2. time to push a 10-layer image with skopeo (median of 5, fresh repository each time)
 #   3. manifest GET req/s with wrk at 64 connections
 # Drydock is measured with authentication (Basic, a project's token); the reference runs
 # without any, as Debian ships it. Usage: benchmarks/registry.sh [blob MiB, default 1024]
@@ -72,7 +72,7 @@ python3 Tests/Fixtures/make-oci-layout.py "$WORK/image" 10 4096 >/dev/null
 push_time() { # dest-prefix creds-args... → median seconds of 3
     local prefix=$1; shift
     local times=()
-    for run in 1 2 3; do
+    for run in 1 2 3 4 5; do
         local start end
         start=$(date +%s.%N)
         skopeo copy --quiet --dest-tls-verify=false "$@" "oci:$WORK/image:latest" "docker://$prefix/push$run:v1" >/dev/null
@@ -94,7 +94,9 @@ DD_RPS=$(rps -H "$AUTH" -H "$ACCEPT" "http://127.0.0.1:$DD_PORT/v2/$PROJECT/app/
 wrk -t2 -c64 -d2s -H "$ACCEPT" "http://127.0.0.1:$REF_PORT/v2/bench/app/manifests/v1" >/dev/null
 REF_RPS=$(rps -H "$ACCEPT" "http://127.0.0.1:$REF_PORT/v2/bench/app/manifests/v1")
 
-python3 - "$DD_PULL" "$REF_PULL" "$DD_PUSH" "$REF_PUSH" "$DD_RPS" "$REF_RPS" "$BLOB_MIB" <<'PY'
+DD_PEAK_KB=$(awk '/VmHWM/ {print $2}' /proc/$DD/status)
+
+python3 - "$DD_PULL" "$REF_PULL" "$DD_PUSH" "$REF_PUSH" "$DD_RPS" "$REF_RPS" "$BLOB_MIB" "$DD_PEAK_KB" <<'PY'
 import sys
 dd_pull, ref_pull, dd_push, ref_push, dd_rps, ref_rps = map(float, sys.argv[1:7])
 print()
@@ -103,4 +105,6 @@ print("|---|---|---|---|")
 print(f"| pull one {sys.argv[7]} MiB blob | {dd_pull:,.0f} MiB/s | {ref_pull:,.0f} MiB/s | {dd_pull / ref_pull:.2f}x |")
 print(f"| skopeo push, 10 layers x 4 MiB | {dd_push:.2f} s | {ref_push:.2f} s | {ref_push / dd_push:.2f}x |")
 print(f"| manifest GET, wrk 64 connections | {dd_rps:,.0f} req/s | {ref_rps:,.0f} req/s | {dd_rps / ref_rps:.2f}x |")
+print()
+print(f"Drydock server peak RSS over the whole run (1 GiB in and 3 x out): {int(sys.argv[8]) / 1024:.0f} MB")
 PY
