@@ -2,6 +2,7 @@ import Crypto
 import DrydockServer
 import Foundation
 import HTTPTypes
+import NIOCore
 import Testing
 
 func sha256(_ bytes: [UInt8]) -> String {
@@ -232,6 +233,21 @@ struct RegistryProtocolTests {
             #expect(read.status == .ok)
             let write = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/uploads/", method: .post, headers: [.authorization: "Bearer \(bearer)"], body: nil)
             #expect(write.status == .forbidden || write.status == .unauthorized)
+
+            // The OAuth2 form of the token endpoint (POST, password grant) grants the same way.
+            let form = "grant_type=password&service=drydock&client_id=test&username=ci&password=\(pullToken)&scope=repository%3A\(project)%2Fapp%3Apull%2Cpush"
+            let posted = try await server.client.executeRequest(
+                uri: "/v2/token", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: form))
+            #expect(posted.status == .ok)
+            let formToken = try #require((try JSONSerialization.jsonObject(with: Data(buffer: posted.body)) as? [String: Any])?["access_token"] as? String)
+            let formRead = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/\(digest)", method: .get, headers: [.authorization: "Bearer \(formToken)"], body: nil)
+            #expect(formRead.status == .ok)
+            let formWrite = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/uploads/", method: .post, headers: [.authorization: "Bearer \(formToken)"], body: nil)
+            #expect(formWrite.status == .forbidden)
+            let badForm = try await server.client.executeRequest(
+                uri: "/v2/token", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: "grant_type=password&username=ci&password=ddu_wrong&scope=repository%3A\(project)%2Fapp%3Apull"))
+            #expect(badForm.status == .unauthorized)
 
             // A mount from a repository the token can pull works without re-uploading.
             let mounted = try await server.registry(.post, "/v2/\(project)/copy/blobs/uploads/?mount=\(digest)&from=\(name)", token: server.ownerToken)
