@@ -390,16 +390,19 @@ struct RegistryRoutes: Sendable {
         return try await visibleProject(grant.caller, projectId)
     }
 
-    /// Checks that the upload belongs to this repository; unknown otherwise.
-    func session(_ id: String, projectId: String, repository: String) async throws {
+    /// Checks that the upload belongs to this repository (unknown otherwise); returns how long it
+    /// has been idle.
+    @discardableResult
+    func session(_ id: String, projectId: String, repository: String) async throws -> Double {
         guard let upload = try await store.upload(id: id), upload.projectId == projectId, upload.repository == repository,
               try await blobs.uploadSize(id: id) != nil
         else { throw RegistryError.uploadUnknown }
+        return upload.idleSeconds
     }
 
     func patchUpload(_ request: Request, name: String, id: String) async throws -> Response {
         let (projectId, repository, _) = try await authorize(request, name: name, action: .push)
-        try await session(id, projectId: projectId, repository: repository)
+        let idle = try await session(id, projectId: projectId, repository: repository)
         let current = try await blobs.uploadSize(id: id) ?? 0
         if let range = request.headers[.contentRange] {
             let bounds = range.replacingOccurrences(of: "bytes ", with: "").split(separator: "/")[0].split(separator: "-")
@@ -412,7 +415,8 @@ struct RegistryRoutes: Sendable {
             }
         }
         let size = try await append(request, id: id)
-        try await store.touchUpload(id: id)
+        // Activity keeps a session from expiring; once a minute is precise enough for a 24-hour expiry.
+        if idle > 60 { try await store.touchUpload(id: id) }
         return Response(status: .accepted, headers: uploadHeaders(name: name, id: id, size: size))
     }
 
@@ -445,10 +449,9 @@ struct RegistryRoutes: Sendable {
             try await store.deleteUpload(id: id)
             throw RegistryError.digestInvalid("the uploaded content has digest \(actual), not \(digest)")
         }
-        try await store.linkBlob(projectId: projectId, repository: repository, digest: digest, size: size) {
+        try await store.linkBlob(projectId: projectId, repository: repository, digest: digest, size: size, closingUpload: id) {
             try await blobs.size(of: digest) != nil
         }
-        try await store.deleteUpload(id: id)
         return blobCreated(name: name, digest: digest)
     }
 

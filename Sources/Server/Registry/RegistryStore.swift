@@ -70,19 +70,27 @@ public struct RegistryStore: Sendable {
     /// Links a stored blob into a repository. Under the blob's advisory lock it first checks the
     /// file is still there, so a garbage collection that removed it in the meantime turns into an
     /// error the client retries, never into a link to nothing.
-    func linkBlob(projectId: String, repository: String, digest: Digest, size: Int64, stillStored: @Sendable () async throws -> Bool) async throws {
+    func linkBlob(projectId: String, repository: String, digest: Digest, size: Int64, closingUpload uploadId: String? = nil,
+                  stillStored: @Sendable () async throws -> Bool) async throws {
         try await client.withTransaction(logger: logger) { tx in
             try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\(digest.description)))", logger: logger)
             guard try await stillStored() else {
                 throw RegistryError.blobUnknown(digest.description)
             }
-            let repositoryId = try await Self.ensureRepository(projectId: projectId, name: repository, on: tx, logger: logger)
-            try await tx.query(
-                "INSERT INTO registry_blobs (digest, size) VALUES (\(digest.description), \(size)) ON CONFLICT (digest) DO NOTHING",
-                logger: logger)
+            // One round trip: the repository, the blob, the link, and the finished upload session.
             try await tx.query(
                 """
-                INSERT INTO registry_repository_blobs (repository_id, digest) VALUES (\(repositoryId), \(digest.description))
+                WITH repository AS (
+                    INSERT INTO registry_repositories (project_id, name) VALUES (\(projectId), \(repository))
+                    ON CONFLICT (project_id, name) DO UPDATE SET name = EXCLUDED.name
+                    RETURNING id
+                ), blob AS (
+                    INSERT INTO registry_blobs (digest, size) VALUES (\(digest.description), \(size)) ON CONFLICT (digest) DO NOTHING
+                ), finished AS (
+                    DELETE FROM registry_uploads WHERE id = \(uploadId)
+                )
+                INSERT INTO registry_repository_blobs (repository_id, digest)
+                SELECT id, \(digest.description) FROM repository
                 ON CONFLICT DO NOTHING
                 """, logger: logger)
         }
@@ -263,9 +271,11 @@ public struct RegistryStore: Sendable {
             "INSERT INTO registry_uploads (id, project_id, repository) VALUES (\(id), \(projectId), \(repository))", logger: logger)
     }
 
-    func upload(id: String) async throws -> (projectId: String, repository: String)? {
-        let rows = try await client.query("SELECT project_id, repository FROM registry_uploads WHERE id = \(id)", logger: logger)
-        for try await (project, repository) in rows.decode((String, String).self) { return (project, repository) }
+    func upload(id: String) async throws -> (projectId: String, repository: String, idleSeconds: Double)? {
+        let rows = try await client.query(
+            "SELECT project_id, repository, extract(epoch FROM now() - updated_at)::float8 FROM registry_uploads WHERE id = \(id)",
+            logger: logger)
+        for try await (project, repository, idle) in rows.decode((String, String, Double).self) { return (project, repository, idle) }
         return nil
     }
 
