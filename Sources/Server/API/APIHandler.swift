@@ -104,14 +104,10 @@ struct APIHandler: APIProtocol {
     }
 
     private func member(_ organizationId: String, _ userId: String) async throws -> MemberRecord {
-        var cursor = Int64.max
-        // Membership lists are small; walk them rather than add a lookup to the repository.
-        while true {
-            let page = try await organizations.members(organizationId: organizationId, cursor: cursor, limit: 200)
-            if let found = page.items.first(where: { $0.user.id == userId }) { return found }
-            guard let next = page.nextCursor else { throw APIError.notFound("member", userId) }
-            cursor = try PageCursor.decode(next)
+        guard let member = try await organizations.member(organizationId: organizationId, userId: userId) else {
+            throw APIError.notFound("member", userId)
         }
+        return member
     }
 
     // MARK: projects

@@ -3,7 +3,6 @@ import Foundation
 import HTTPTypes
 import Logging
 import OpenAPIRuntime
-import PostgresNIO
 
 /// Renders every failure of an `/api/v1` operation as `application/problem+json`, in one place:
 /// domain errors (`APIError`), malformed or mistyped JSON (naming the field), request bodies over
@@ -42,9 +41,6 @@ struct ProblemMiddleware: ServerMiddleware {
             } else {
                 break
             }
-        }
-        if let transaction = underlying as? PostgresTransactionError, let closureError = transaction.closureError {
-            underlying = closureError
         }
         if let apiError = underlying as? APIError { return apiError }
         if let decoding = underlying as? DecodingError { return Self.problem(decoding) }

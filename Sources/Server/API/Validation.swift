@@ -47,8 +47,4 @@ public enum Validation {
         }
         return value
     }
-
-    public static func id(_ value: String, field: String) -> Bool {
-        Identifier.isValid(value)
-    }
 }

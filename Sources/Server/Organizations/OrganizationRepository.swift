@@ -26,6 +26,7 @@ public protocol OrganizationRepository: Sendable {
     func rename(id: String, to name: String) async throws -> OrganizationRecord?
     func user(id: String) async throws -> UserRecord?
     func members(organizationId: String, cursor: Int64, limit: Int) async throws -> Page<MemberRecord>
+    func member(organizationId: String, userId: String) async throws -> MemberRecord?
     /// Adds the user (created if new) with a first user token, in one transaction.
     func addMember(organizationId: String, email: String, role: Role, firstToken: (String) -> NewToken) async throws -> MemberRecord
     func setRole(organizationId: String, userId: String, role: Role) async throws -> MemberRecord?
@@ -94,6 +95,10 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
         return PageCursor.page(out, limit: limit)
     }
 
+    public func member(organizationId: String, userId: String) async throws -> MemberRecord? {
+        try await client.withConnection { try await Self.member(organizationId: organizationId, userId: userId, on: $0, logger: logger) }
+    }
+
     private static func member(organizationId: String, userId: String, on connection: PostgresConnection, logger: Logger) async throws -> MemberRecord? {
         let rows = try await connection.query(
             "\(unescaped: memberSelect) WHERE m.organization_id = \(organizationId) AND m.user_id = \(userId)", logger: logger)
@@ -114,7 +119,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
     }
 
     public func addMember(organizationId: String, email: String, role: Role, firstToken: (String) -> NewToken) async throws -> MemberRecord {
-        try await client.withTransaction(logger: logger) { tx in
+        try await client.transaction(logger: logger) { tx in
             let userId = try await Self.upsertUser(email: email, on: tx, logger: logger)
             do {
                 try await tx.query(
@@ -144,7 +149,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
     }
 
     public func setRole(organizationId: String, userId: String, role: Role) async throws -> MemberRecord? {
-        try await client.withTransaction(logger: logger) { tx in
+        try await client.transaction(logger: logger) { tx in
             guard let current = try await Self.member(organizationId: organizationId, userId: userId, on: tx, logger: logger) else {
                 return nil
             }
@@ -159,7 +164,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
     }
 
     public func removeMember(organizationId: String, userId: String) async throws -> Bool {
-        try await client.withTransaction(logger: logger) { tx in
+        try await client.transaction(logger: logger) { tx in
             guard let current = try await Self.member(organizationId: organizationId, userId: userId, on: tx, logger: logger) else {
                 return false
             }
@@ -178,7 +183,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
     }
 
     public func bootstrap(name: String, ownerEmail: String, token: (String, String) -> NewToken) async throws -> (OrganizationRecord, UserRecord, TokenRecord) {
-        try await client.withTransaction(logger: logger) { tx in
+        try await client.transaction(logger: logger) { tx in
             let orgId = Identifier.generate()
             var organization: OrganizationRecord?
             do {

@@ -3,7 +3,6 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import PostgresNIO
 
 /// The OCI Distribution API under `/v2/`, namespaced by project: `<project-id>/<name>`.
 struct RegistryRoutes: Sendable {
@@ -390,20 +389,19 @@ struct RegistryRoutes: Sendable {
         return try await visibleProject(grant.caller, projectId)
     }
 
-    /// Checks that the upload belongs to this repository (unknown otherwise); returns how long it
-    /// has been idle.
+    /// Checks that the upload belongs to this repository (unknown otherwise); returns its size
+    /// so far and how long it has been idle.
     @discardableResult
-    func session(_ id: String, projectId: String, repository: String) async throws -> Double {
+    func session(_ id: String, projectId: String, repository: String) async throws -> (size: Int64, idleSeconds: Double) {
         guard let upload = try await store.upload(id: id), upload.projectId == projectId, upload.repository == repository,
-              try await blobs.uploadSize(id: id) != nil
+              let size = try await blobs.uploadSize(id: id)
         else { throw RegistryError.uploadUnknown }
-        return upload.idleSeconds
+        return (size, upload.idleSeconds)
     }
 
     func patchUpload(_ request: Request, name: String, id: String) async throws -> Response {
         let (projectId, repository, _) = try await authorize(request, name: name, action: .push)
-        let idle = try await session(id, projectId: projectId, repository: repository)
-        let current = try await blobs.uploadSize(id: id) ?? 0
+        let (current, idle) = try await session(id, projectId: projectId, repository: repository)
         if let range = request.headers[.contentRange] {
             let bounds = range.replacingOccurrences(of: "bytes ", with: "").split(separator: "/")[0].split(separator: "-")
             guard let start = bounds.first.flatMap({ Int64($0) }), start == current else {
@@ -457,8 +455,7 @@ struct RegistryRoutes: Sendable {
 
     func uploadStatus(_ request: Request, name: String, id: String) async throws -> Response {
         let (projectId, repository, _) = try await authorize(request, name: name, action: .push)
-        try await session(id, projectId: projectId, repository: repository)
-        let size = try await blobs.uploadSize(id: id) ?? 0
+        let size = try await session(id, projectId: projectId, repository: repository).size
         return Response(status: .noContent, headers: uploadHeaders(name: name, id: id, size: size))
     }
 
@@ -530,17 +527,10 @@ struct RegistryRoutes: Sendable {
             ?? ((object["config"] as? [String: Any])?["mediaType"] as? String).flatMap {
                 $0 == "application/vnd.oci.image.config.v1+json" || $0.contains("docker") ? nil : $0
             }
-        do {
-            _ = try await store.putManifest(ManifestPut(
-                projectId: projectId, repository: repository, digest: digest, mediaType: mediaType, content: content,
-                subject: subject, artifactType: artifactType, tag: tag, blobs: Array(Set(blobsReferenced)), manifests: Array(Set(manifestsReferenced))))
-        } catch {
-            let abort = (error as? RegistryStoreAbort) ?? ((error as? PostgresTransactionError)?.closureError as? RegistryStoreAbort)
-            switch abort {
-            case .blobUnknown(let digest), .manifestUnknown(let digest): throw RegistryError.manifestBlobUnknown(digest)
-            case nil: throw error
-            }
-        }
+        try await store.putManifest(ManifestPut(
+            projectId: projectId, repository: repository, digest: digest, mediaType: mediaType, content: content,
+            subject: subject, artifactType: artifactType, tag: tag, blobs: Array(Set(blobsReferenced)),
+            manifests: Array(Set(manifestsReferenced))))
         var headers: HTTPFields = [
             .location: "/v2/\(name)/manifests/\(digest)",
             HTTPField.Name("Docker-Content-Digest")!: digest.description,

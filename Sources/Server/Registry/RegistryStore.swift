@@ -72,7 +72,7 @@ public struct RegistryStore: Sendable {
     /// error the client retries, never into a link to nothing.
     func linkBlob(projectId: String, repository: String, digest: Digest, size: Int64, closingUpload uploadId: String? = nil,
                   stillStored: @Sendable () async throws -> Bool) async throws {
-        try await client.withTransaction(logger: logger) { tx in
+        try await client.transaction(logger: logger) { tx in
             try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\(digest.description)))", logger: logger)
             guard try await stillStored() else {
                 throw RegistryError.blobUnknown(digest.description)
@@ -112,7 +112,7 @@ public struct RegistryStore: Sendable {
         var removed = 0
         for candidate in candidates {
             guard let digest = Digest(candidate) else { continue }
-            let deleted = try await client.withTransaction(logger: logger) { tx -> Bool in
+            let deleted = try await client.transaction(logger: logger) { tx -> Bool in
                 try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\(candidate)))", logger: logger)
                 let gone = try await tx.query(
                     """
@@ -140,23 +140,33 @@ public struct RegistryStore: Sendable {
         return ids
     }
 
-    func unlinkBlob(projectId: String, repository: String, digest: Digest) async throws -> Bool {
-        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return false }
-        let rows = try await client.query(
-            "DELETE FROM registry_repository_blobs WHERE repository_id = \(id) AND digest = \(digest.description) RETURNING digest",
-            logger: logger)
-        for try await _ in rows.decode(String.self) { return true }
+    /// Runs a statement that returns a row for each thing it changed; true if there was one.
+    private func changedAny(_ query: PostgresQuery) async throws -> Bool {
+        for try await _ in try await client.query(query, logger: logger) { return true }
         return false
     }
 
+    func unlinkBlob(projectId: String, repository: String, digest: Digest) async throws -> Bool {
+        try await changedAny(
+            """
+            DELETE FROM registry_repository_blobs
+            WHERE repository_id = (SELECT id FROM registry_repositories WHERE project_id = \(projectId) AND name = \(repository)) AND digest = \(digest.description) RETURNING 1
+            """)
+    }
+
     func manifest(projectId: String, repository: String, reference: String) async throws -> StoredManifest? {
-        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return nil }
+        // One round trip: the repository is resolved inside the statement.
         let query: PostgresQuery = Digest(reference) != nil
-            ? "SELECT digest, media_type, content, artifact_type FROM registry_manifests WHERE repository_id = \(id) AND digest = \(reference)"
+            ? """
+              SELECT m.digest, m.media_type, m.content, m.artifact_type FROM registry_manifests m
+              JOIN registry_repositories r ON r.id = m.repository_id
+              WHERE r.project_id = \(projectId) AND r.name = \(repository) AND m.digest = \(reference)
+              """
             : """
               SELECT m.digest, m.media_type, m.content, m.artifact_type FROM registry_tags t
+              JOIN registry_repositories r ON r.id = t.repository_id
               JOIN registry_manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
-              WHERE t.repository_id = \(id) AND t.name = \(reference)
+              WHERE r.project_id = \(projectId) AND r.name = \(repository) AND t.name = \(reference)
               """
         let rows = try await client.query(query, logger: logger)
         for try await (digest, mediaType, content, artifactType) in rows.decode((String, String, ByteBuffer, String?).self) {
@@ -165,25 +175,21 @@ public struct RegistryStore: Sendable {
         return nil
     }
 
-    enum PutOutcome { case stored, blobUnknown(String), manifestUnknown(String) }
-
-    func putManifest(_ put: ManifestPut) async throws -> PutOutcome {
-        try await client.withTransaction(logger: logger) { tx in
+    /// Stores a manifest (and its tag) once everything it references is in the repository;
+    /// otherwise throws MANIFEST_BLOB_UNKNOWN naming the first missing digest.
+    func putManifest(_ put: ManifestPut) async throws {
+        try await client.transaction(logger: logger) { tx in
             let id = try await Self.ensureRepository(projectId: put.projectId, name: put.repository, on: tx, logger: logger)
-            for blob in put.blobs {
-                let rows = try await tx.query(
-                    "SELECT 1 FROM registry_repository_blobs WHERE repository_id = \(id) AND digest = \(blob)", logger: logger)
-                var found = false
-                for try await _ in rows { found = true }
-                if !found { throw RegistryStoreAbort.blobUnknown(blob) }
-            }
-            for manifest in put.manifests {
-                let rows = try await tx.query(
-                    "SELECT 1 FROM registry_manifests WHERE repository_id = \(id) AND digest = \(manifest)", logger: logger)
-                var found = false
-                for try await _ in rows { found = true }
-                if !found { throw RegistryStoreAbort.manifestUnknown(manifest) }
-            }
+            let missing = try await tx.query(
+                """
+                SELECT d FROM unnest(\(put.blobs)::text[]) d
+                WHERE NOT EXISTS (SELECT 1 FROM registry_repository_blobs WHERE repository_id = \(id) AND digest = d)
+                UNION ALL
+                SELECT d FROM unnest(\(put.manifests)::text[]) d
+                WHERE NOT EXISTS (SELECT 1 FROM registry_manifests WHERE repository_id = \(id) AND digest = d)
+                LIMIT 1
+                """, logger: logger)
+            for try await digest in missing.decode(String.self) { throw RegistryError.manifestBlobUnknown(digest) }
             try await tx.query(
                 """
                 INSERT INTO registry_manifests (repository_id, digest, media_type, content, size, subject, artifact_type)
@@ -198,25 +204,20 @@ public struct RegistryStore: Sendable {
                     ON CONFLICT (repository_id, name) DO UPDATE SET digest = EXCLUDED.digest, updated_at = now()
                     """, logger: logger)
             }
-            return PutOutcome.stored
         }
     }
 
     func deleteManifest(projectId: String, repository: String, digest: Digest) async throws -> Bool {
-        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return false }
-        let rows = try await client.query(
-            "DELETE FROM registry_manifests WHERE repository_id = \(id) AND digest = \(digest.description) RETURNING digest",
-            logger: logger)
-        for try await _ in rows.decode(String.self) { return true }
-        return false
+        try await changedAny(
+            """
+            DELETE FROM registry_manifests
+            WHERE repository_id = (SELECT id FROM registry_repositories WHERE project_id = \(projectId) AND name = \(repository)) AND digest = \(digest.description) RETURNING 1
+            """)
     }
 
     func deleteTag(projectId: String, repository: String, tag: String) async throws -> Bool {
-        guard let id = try await repositoryId(projectId: projectId, name: repository) else { return false }
-        let rows = try await client.query(
-            "DELETE FROM registry_tags WHERE repository_id = \(id) AND name = \(tag) RETURNING name", logger: logger)
-        for try await _ in rows.decode(String.self) { return true }
-        return false
+        try await changedAny(
+            "DELETE FROM registry_tags WHERE repository_id = (SELECT id FROM registry_repositories WHERE project_id = \(projectId) AND name = \(repository)) AND name = \(tag) RETURNING 1")
     }
 
     /// Tags in lexical order after `last`, at most `limit`; nil when the repository does not exist.
@@ -286,9 +287,4 @@ public struct RegistryStore: Sendable {
     func deleteUpload(id: String) async throws {
         try await client.query("DELETE FROM registry_uploads WHERE id = \(id)", logger: logger)
     }
-}
-
-enum RegistryStoreAbort: Error {
-    case blobUnknown(String)
-    case manifestUnknown(String)
 }
