@@ -30,6 +30,14 @@ struct RegistryProtocolTests {
         return digest
     }
 
+    /// PUTs an OCI image manifest with the owner's token.
+    static func putManifest(_ server: TestServer, _ path: String, _ body: [UInt8]) async throws
+        -> (status: HTTPResponse.Status, headers: HTTPFields, body: [UInt8])
+    {
+        try await server.registry(.put, path, token: server.ownerToken, body: body,
+                                  headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+    }
+
     static func manifest(config: String, configSize: Int, layers: [(String, Int)], subject: (String, Int)? = nil, artifactType: String? = nil) -> [UInt8] {
         var object: [String: Any] = [
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -125,14 +133,12 @@ struct RegistryProtocolTests {
             let configDigest = try await Self.pushBlob(server, name, config, token: server.ownerToken)
 
             let incomplete = Self.manifest(config: configDigest, configSize: config.count, layers: [(sha256(layer), layer.count)])
-            let refused = try await server.registry(.put, "/v2/\(name)/manifests/v1", token: server.ownerToken, body: incomplete,
-                                                    headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            let refused = try await Self.putManifest(server, "/v2/\(name)/manifests/v1", incomplete)
             #expect(refused.status == .badRequest)
             #expect(Self.errorCode(refused.body) == "MANIFEST_BLOB_UNKNOWN")
 
             let layerDigest = try await Self.pushBlob(server, name, layer, token: server.ownerToken)
-            let put = try await server.registry(.put, "/v2/\(name)/manifests/v1", token: server.ownerToken, body: incomplete,
-                                                headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            let put = try await Self.putManifest(server, "/v2/\(name)/manifests/v1", incomplete)
             #expect(put.status == .created)
             let manifestDigest = sha256(incomplete)
             #expect(put.headers[.dockerContentDigest] == manifestDigest)
@@ -145,13 +151,11 @@ struct RegistryProtocolTests {
                 #expect(got.headers[.contentType] == "application/vnd.oci.image.manifest.v1+json")
                 #expect(got.headers[.dockerContentDigest] == manifestDigest)
             }
-            let wrongDigest = try await server.registry(.put, "/v2/\(name)/manifests/\(sha256(layer))", token: server.ownerToken, body: incomplete,
-                                                        headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            let wrongDigest = try await Self.putManifest(server, "/v2/\(name)/manifests/\(sha256(layer))", incomplete)
             #expect(Self.errorCode(wrongDigest.body) == "DIGEST_INVALID")
 
             // PUT by digest with ?tag=.
-            let tagged = try await server.registry(.put, "/v2/\(name)/manifests/\(manifestDigest)?tag=v2", token: server.ownerToken, body: incomplete,
-                                                   headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            let tagged = try await Self.putManifest(server, "/v2/\(name)/manifests/\(manifestDigest)?tag=v2", incomplete)
             #expect(tagged.status == .created)
             let tags = try await server.registry(.get, "/v2/\(name)/tags/list", token: server.ownerToken)
             #expect(String(decoding: tags.body, as: UTF8.self).contains(#"["v1","v2"]"#))
@@ -164,8 +168,7 @@ struct RegistryProtocolTests {
             let emptyConfig = try await Self.pushBlob(server, name, Array("{}".utf8), token: server.ownerToken)
             let signature = Self.manifest(config: emptyConfig, configSize: 2, layers: [(layerDigest, layer.count)],
                                           subject: (manifestDigest, incomplete.count), artifactType: "application/vnd.example.signature")
-            let attached = try await server.registry(.put, "/v2/\(name)/manifests/\(sha256(signature))", token: server.ownerToken, body: signature,
-                                                     headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+            let attached = try await Self.putManifest(server, "/v2/\(name)/manifests/\(sha256(signature))", signature)
             #expect(attached.status == .created)
             #expect(attached.headers[.ociSubject] == manifestDigest)
             let referrers = try await server.registry(.get, "/v2/\(name)/referrers/\(manifestDigest)", token: server.ownerToken)
@@ -267,8 +270,7 @@ struct RegistryProtocolTests {
             let layerDigest = try await Self.pushBlob(server, name, layer, token: server.ownerToken)
             let manifest = Self.manifest(config: configDigest, configSize: config.count, layers: [(layerDigest, layer.count)])
             for tag in ["v1", "latest"] {
-                let put = try await server.registry(.put, "/v2/\(name)/manifests/\(tag)", token: server.ownerToken, body: manifest,
-                                                    headers: [.contentType: "application/vnd.oci.image.manifest.v1+json"])
+                let put = try await Self.putManifest(server, "/v2/\(name)/manifests/\(tag)", manifest)
                 #expect(put.status == .created)
             }
             let repositories = try await server.request(.get, "/api/v1/projects/\(project)/registry/repositories", token: server.ownerToken)
