@@ -11,11 +11,17 @@ struct APIHandler: APIProtocol {
     let projects: any ProjectRepository
     let tokens: any TokenRepository
     let registry: RegistryStore
+    let builds: BuildStore
+    let contexts: ContextStore
+    let signals: BuildSignals
 
     // MARK: identity
 
     func getCurrentCaller(_ input: Operations.GetCurrentCaller.Input) async throws -> Operations.GetCurrentCaller.Output {
         let caller = try Caller.require()
+        if caller.isServerWide {
+            throw APIError.forbidden("a server-wide worker token belongs to no organization; it can only serve builds")
+        }
         guard let token = try await tokens.token(id: caller.tokenId, organizationId: caller.organizationId),
               let organization = try await organizations.organization(id: caller.organizationId)
         else { throw APIError.invalidToken }

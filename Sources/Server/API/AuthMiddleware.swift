@@ -28,5 +28,5 @@ struct AuthMiddleware: ServerMiddleware {
         return response
     }
 
-    static let mutatesGrants: Set<String> = ["revokeToken", "removeMember", "updateMember", "deleteProject"]
+    static let mutatesGrants: Set<String> = ["revokeToken", "removeMember", "updateMember", "deleteProject", "finishJob"]
 }

@@ -16,6 +16,15 @@ public enum Permission: String, Sendable, CaseIterable {
     case registryWrite
     /// Mint read-only registry tokens for a project.
     case pullTokenCreate
+    /// Upload contexts, start and cancel builds.
+    case buildRun
+    /// Builder workers: ask for jobs.
+    case workerClaim
+    /// A job's own build token: fetch its context, report progress and the result.
+    case jobReport
+
+    /// What only builder workers and their jobs do.
+    static let machine: Set<Permission> = [.workerClaim, .jobReport]
 }
 
 public enum Authorization {
@@ -42,6 +51,18 @@ public enum Authorization {
         "deleteRepositoryTag": .registryWrite,
         "deleteImage": .registryWrite,
         "getRegistryUsage": .projectRead,
+        "getBuildContext": .buildRun,
+        "uploadBuildContext": .buildRun,
+        "listBuilds": .projectRead,
+        "createBuild": .buildRun,
+        "getBuild": .projectRead,
+        "cancelBuild": .buildRun,
+        "getBuildLogs": .projectRead,
+        "claimJob": .workerClaim,
+        "heartbeatJob": .jobReport,
+        "getJobContext": .jobReport,
+        "reportJobEvents": .jobReport,
+        "finishJob": .jobReport,
     ]
 
     /// The permissions each kind of token (and, for user tokens, each role) holds.
@@ -50,21 +71,25 @@ public enum Authorization {
         case .user:
             switch role ?? .member {
             case .owner, .admin:
-                return Set(Permission.allCases)
+                return Set(Permission.allCases).subtracting(Permission.machine)
             case .member:
                 return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .tokensRead, .tokensWrite,
-                        .registryWrite, .pullTokenCreate]
+                        .registryWrite, .pullTokenCreate, .buildRun]
             }
         case .organization:
             // Automation across the organization, but not its membership.
             return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .projectDelete, .tokensRead, .tokensWrite,
-                    .registryWrite, .pullTokenCreate]
+                    .registryWrite, .pullTokenCreate, .buildRun]
         case .project:
-            // CI in one project: read it and hand out read-only pull tokens for it.
-            return [.identity, .projectRead, .pullTokenCreate]
-        case .pull, .worker, .build:
-            // Registry, builder and job credentials: no management API beyond identity.
+            // CI in one project: read it, build in it and hand out read-only pull tokens for it.
+            return [.identity, .projectRead, .pullTokenCreate, .buildRun]
+        case .pull:
+            // Registry read-only: no management API beyond identity.
             return [.identity]
+        case .worker:
+            return [.identity, .workerClaim]
+        case .build:
+            return [.identity, .jobReport]
         }
     }
 

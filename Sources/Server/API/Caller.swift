@@ -24,10 +24,15 @@ public struct Caller: Sendable {
     public let userId: String?
     /// The user's role in the organization, for user tokens.
     public let role: Role?
+    /// A server-wide worker token (`drydock-server worker-token`): serves every organization,
+    /// belongs to none (`organizationId` is empty and matches nothing).
+    public let isServerWide: Bool
 
     @TaskLocal public static var current: Caller?
 
-    public init(tokenId: String, kind: TokenKind, organizationId: String, projectId: String?, userId: String?, role: Role?) {
+    public init(tokenId: String, kind: TokenKind, organizationId: String, projectId: String?, userId: String?, role: Role?,
+                isServerWide: Bool = false) {
+        self.isServerWide = isServerWide
         self.tokenId = tokenId
         self.kind = kind
         self.organizationId = organizationId

@@ -128,6 +128,7 @@ struct ProblemMiddleware: ServerMiddleware {
 /// the whole body first.
 struct BodyLimitMiddleware: ServerMiddleware {
     let maxBodyBytes: Int
+    static let streamed: Set<String> = ["uploadBuildContext"]
 
     func intercept(
         _ request: HTTPRequest,
@@ -136,7 +137,8 @@ struct BodyLimitMiddleware: ServerMiddleware {
         operationID: String,
         next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
     ) async throws -> (HTTPResponse, HTTPBody?) {
-        guard let body else { return try await next(request, nil, metadata) }
+        // Build contexts stream to disk with their own limit.
+        guard let body, !Self.streamed.contains(operationID) else { return try await next(request, body, metadata) }
         if case .known(let length) = body.length, length > maxBodyBytes {
             throw APIError.payloadTooLarge(limit: maxBodyBytes)
         }

@@ -56,7 +56,12 @@ public func buildApplication(
     }
 
     let registryStore = RegistryStore(client: postgres, logger: logger)
-    let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore)
+    let signals = BuildSignals(client: postgres, logger: logger)
+    let builds = BuildStore(client: postgres, logger: logger, secretBox: try BuildSecretBox(dataDirectory: configuration.dataDirectory),
+                            lease: configuration.jobLease)
+    let contexts = ContextStore(dataDirectory: configuration.dataDirectory, limit: configuration.maxContextBytes)
+    let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
+                             builds: builds, contexts: contexts, signals: signals)
     try handler.registerHandlers(
         on: router,
         serverURL: Servers.Server1.url(),
@@ -80,7 +85,11 @@ public func buildApplication(
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "drydock"),
-        services: [postgres, RegistryJanitor(store: registryStore, blobs: blobStore, logger: logger)],
+        services: [
+            postgres, signals,
+            RegistryJanitor(store: registryStore, blobs: blobStore, logger: logger),
+            LeaseReaper(builds: builds, authenticator: authenticator, interval: configuration.leaseCheckInterval, logger: logger),
+        ],
         logger: logger)
     app.beforeServerStarts {
         try await Migrations.apply(on: postgres, logger: logger)

@@ -13,6 +13,12 @@ public struct ServerConfiguration: Sendable {
     public var publicURL: String?
     /// Largest JSON request body the API accepts.
     public var maxJSONBodyBytes: Int = 1 << 20
+    /// Largest build context accepted (`DRYDOCK_MAX_CONTEXT_BYTES`, default 2 GiB).
+    public var maxContextBytes: Int64 = 2 << 30
+    /// How long a worker keeps a job without a heartbeat (`DRYDOCK_JOB_LEASE_SECONDS`, default 15).
+    public var jobLease: Duration = .seconds(15)
+    /// How often expired leases are looked for.
+    public var leaseCheckInterval: Duration = .seconds(2)
 
     public init(
         databaseURL: String?,
@@ -51,13 +57,26 @@ public struct ServerConfiguration: Sendable {
         let dataDir = dataDirectory ?? environment["DRYDOCK_DATA_DIR"].nonEmpty ?? defaultDataDirectory(environment)
         let databaseURL = databaseURL ?? environment["DRYDOCK_DATABASE_URL"].nonEmpty
         if let databaseURL { _ = try DatabaseURL(databaseURL) }
-        return ServerConfiguration(
+        var configuration = ServerConfiguration(
             databaseURL: databaseURL,
             host: host,
             port: port,
             dataDirectory: URL(fileURLWithPath: dataDir, isDirectory: true).standardizedFileURL,
             publicURL: environment["DRYDOCK_PUBLIC_URL"].nonEmpty
         )
+        if let raw = environment["DRYDOCK_MAX_CONTEXT_BYTES"].nonEmpty {
+            guard let value = Int64(raw), value > 0 else {
+                throw ConfigurationError("DRYDOCK_MAX_CONTEXT_BYTES must be a positive number of bytes, not '\(raw)'")
+            }
+            configuration.maxContextBytes = value
+        }
+        if let raw = environment["DRYDOCK_JOB_LEASE_SECONDS"].nonEmpty {
+            guard let value = Int(raw), (3...3600).contains(value) else {
+                throw ConfigurationError("DRYDOCK_JOB_LEASE_SECONDS must be 3 to 3600, not '\(raw)'")
+            }
+            configuration.jobLease = .seconds(value)
+        }
+        return configuration
     }
 
     /// `$XDG_DATA_HOME/drydock` (or `~/.local/share/drydock`); `/var/lib/drydock` for root,

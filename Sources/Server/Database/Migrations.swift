@@ -130,6 +130,80 @@ public enum Migrations {
             )
             """,
         ]),
+        Migration(version: 3, name: "build contexts, builds, jobs, logs, workers", statements: [
+            """
+            CREATE TABLE build_contexts (
+                project_id text NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                digest text NOT NULL,
+                size bigint NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                last_used_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (project_id, digest)
+            )
+            """,
+            """
+            CREATE TABLE builds (
+                id text PRIMARY KEY,
+                project_id text NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                status text NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')),
+                context_digest text NOT NULL,
+                spec text NOT NULL,
+                sealed_secrets bytea,
+                cancel_requested boolean NOT NULL DEFAULT false,
+                digest text,
+                error text,
+                created_by_token_id text,
+                next_log_position bigint NOT NULL DEFAULT 0,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                started_at timestamptz,
+                finished_at timestamptz,
+                seq bigserial NOT NULL UNIQUE
+            )
+            """,
+            "CREATE INDEX builds_project_seq ON builds (project_id, seq DESC)",
+            """
+            CREATE TABLE build_jobs (
+                id text PRIMARY KEY,
+                build_id text NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+                organization_id text NOT NULL,
+                platform text NOT NULL,
+                status text NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')),
+                worker_name text,
+                worker_token_id text,
+                build_token_id text,
+                lease_expires_at timestamptz,
+                last_event_sequence bigint NOT NULL DEFAULT -1,
+                digest text,
+                error text,
+                cache_bytes bigint,
+                started_at timestamptz,
+                finished_at timestamptz,
+                seq bigserial NOT NULL UNIQUE
+            )
+            """,
+            "CREATE INDEX build_jobs_queued ON build_jobs (platform, seq) WHERE status = 'queued'",
+            "CREATE INDEX build_jobs_running ON build_jobs (lease_expires_at) WHERE status = 'running'",
+            "CREATE INDEX build_jobs_build ON build_jobs (build_id)",
+            """
+            CREATE TABLE build_log (
+                build_id text NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+                position bigint NOT NULL,
+                kind text NOT NULL,
+                entry text NOT NULL,
+                PRIMARY KEY (build_id, position)
+            )
+            """,
+            """
+            CREATE TABLE workers (
+                token_id text NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+                name text NOT NULL,
+                platforms text[] NOT NULL,
+                last_seen_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (token_id, name)
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

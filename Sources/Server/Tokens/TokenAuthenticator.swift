@@ -46,8 +46,10 @@ public final class TokenAuthenticator: Sendable {
         guard let grant, !grant.revoked else { throw APIError.invalidToken }
         if let expires = grant.expiresAt, expires <= Date() { throw APIError.invalidToken }
         guard let organizationId = grant.organizationId else {
-            // Operator-level credentials (a server-wide worker token) have no organization API.
-            throw APIError.forbidden("this token is not bound to an organization")
+            // Operator-level credentials: a server-wide worker token serves every organization.
+            guard grant.kind == .worker else { throw APIError.invalidToken }
+            return Caller(tokenId: grant.tokenId, kind: .worker, organizationId: "", projectId: nil, userId: nil, role: nil,
+                          isServerWide: true)
         }
         if grant.kind == .user, grant.role == nil {
             throw APIError.invalidToken  // the user has left the organization

@@ -1,0 +1,268 @@
+import DrydockAPITypes
+import Foundation
+import HTTPTypes
+import NIOCore
+import OpenAPIRuntime
+
+// MARK: build contexts and builds
+
+extension APIHandler {
+    func getBuildContext(_ input: Operations.GetBuildContext.Input) async throws -> Operations.GetBuildContext.Output {
+        let project = try await visibleProject(input.path.projectId)
+        let digest = try Self.contextDigest(hex: input.path.digest)
+        guard let found = try await builds.context(projectId: project.id, digest: digest.description),
+              try contexts.path(projectId: project.id, digest: digest) != nil
+        else { throw APIError.notFound("build context", digest.description) }
+        return .ok(.init(body: .json(.init(digest: digest.description, sizeBytes: found.size, createdAt: found.createdAt))))
+    }
+
+    func uploadBuildContext(_ input: Operations.UploadBuildContext.Input) async throws -> Operations.UploadBuildContext.Output {
+        let project = try await visibleProject(input.path.projectId)
+        let digest = try Self.contextDigest(hex: input.path.digest)
+        guard case .applicationXTar(let body) = input.body else { throw APIError.badRequest("expected an application/x-tar body") }
+        if case .known(let length) = body.length, length > contexts.limit {
+            throw Self.contextTooLarge(contexts.limit)
+        }
+        let size: Int64
+        do {
+            size = try await contexts.put(projectId: project.id, digest: digest, body: body.map { ByteBuffer(bytes: $0) })
+        } catch BlobStoreError.digestMismatch(let actual) {
+            throw APIError.badRequest("the uploaded tar's digest is \(actual), not \(digest); nothing was kept", code: "digest_mismatch")
+        } catch BlobStoreError.tooLarge {
+            throw Self.contextTooLarge(contexts.limit)
+        }
+        let created = try await builds.recordContext(projectId: project.id, digest: digest.description, size: size)
+        return .created(.init(body: .json(.init(digest: digest.description, sizeBytes: size, createdAt: created))))
+    }
+
+    static func contextTooLarge(_ limit: Int64) -> APIError {
+        APIError(status: .contentTooLarge, code: "context_too_large",
+                 detail: "the build context is larger than this server's limit of \(limit / (1 << 20)) MiB; "
+                     + "leave large files out with .dockerignore (or raise DRYDOCK_MAX_CONTEXT_BYTES on the server)")
+    }
+
+    static func contextDigest(hex: String) throws -> Digest {
+        guard let digest = Digest("sha256:\(hex)") else {
+            throw APIError.invalidField("digest", "must be the 64 lowercase hex digits of the context tar's SHA-256")
+        }
+        return digest
+    }
+
+    func createBuild(_ input: Operations.CreateBuild.Input) async throws -> Operations.CreateBuild.Output {
+        let caller = try Caller.require()
+        let project = try await visibleProject(input.path.projectId)
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        guard let digest = Digest(body.contextDigest), digest.algorithm == .sha256 else {
+            throw APIError.invalidField("contextDigest", "must be sha256:<64 lowercase hex digits>")
+        }
+        guard try await builds.context(projectId: project.id, digest: digest.description) != nil,
+              try contexts.path(projectId: project.id, digest: digest) != nil
+        else {
+            throw APIError.invalidField("contextDigest", "the project has no context \(digest); upload it first (PUT /api/v1/projects/\(project.id)/contexts/\(digest.hex))")
+        }
+        let spec = try BuildRequest.spec(body, projectId: project.id)
+        let secrets = try BuildRequest.secrets(body)
+        let id = Identifier.generate()
+        let build = try await builds.create(
+            id: id, projectId: project.id, organizationId: project.organizationId, contextDigest: digest.description,
+            spec: spec, secrets: secrets, createdByTokenId: caller.tokenId)
+        return .created(.init(body: .json(.init(build))))
+    }
+
+    func visibleBuild(_ id: String) async throws -> BuildRecord {
+        guard Identifier.isValid(id), let build = try await builds.build(id: id) else { throw APIError.notFound("build", id) }
+        _ = try await visibleProject(build.projectId)
+        return build
+    }
+
+    func listBuilds(_ input: Operations.ListBuilds.Input) async throws -> Operations.ListBuilds.Output {
+        let project = try await visibleProject(input.path.projectId)
+        let page = try await builds.list(
+            projectId: project.id, status: input.query.status.flatMap { BuildStatus(rawValue: $0.rawValue) },
+            cursor: try PageCursor.decode(input.query.cursor), limit: try PageCursor.limit(input.query.limit))
+        return .ok(.init(body: .json(.init(items: page.items.map(Components.Schemas.Build.init), nextCursor: page.nextCursor))))
+    }
+
+    func getBuild(_ input: Operations.GetBuild.Input) async throws -> Operations.GetBuild.Output {
+        .ok(.init(body: .json(.init(try await visibleBuild(input.path.buildId)))))
+    }
+
+    func cancelBuild(_ input: Operations.CancelBuild.Input) async throws -> Operations.CancelBuild.Output {
+        let build = try await visibleBuild(input.path.buildId)
+        try await builds.cancel(buildId: build.id)
+        return .ok(.init(body: .json(.init(try await visibleBuild(build.id)))))
+    }
+
+    func getBuildLogs(_ input: Operations.GetBuildLogs.Input) async throws -> Operations.GetBuildLogs.Output {
+        let build = try await visibleBuild(input.path.buildId)
+        let offset = input.query.offset ?? 0
+        guard offset >= 0 else { throw APIError.invalidField("offset", "must be 0 or more") }
+        let follower = LogFollower(store: builds, signals: signals, buildId: build.id, position: offset, follow: input.query.follow ?? false)
+        let stream = AsyncThrowingStream<ArraySlice<UInt8>, any Error>(unfolding: { try await follower.next() })
+        return .ok(.init(body: .applicationJsonl(HTTPBody(stream, length: .unknown, iterationBehavior: .single))))
+    }
+}
+
+/// Reads a build's log from a position and, when following, waits for more until the build ends.
+actor LogFollower {
+    let store: BuildStore
+    let signals: BuildSignals
+    let buildId: String
+    var position: Int64
+    let follow: Bool
+    var done = false
+
+    init(store: BuildStore, signals: BuildSignals, buildId: String, position: Int64, follow: Bool) {
+        self.store = store
+        self.signals = signals
+        self.buildId = buildId
+        self.position = position
+        self.follow = follow
+    }
+
+    func next() async throws -> ArraySlice<UInt8>? {
+        while !done {
+            let ticket = signals.ticket("build:\(buildId)")
+            let entries = try await store.log(buildId: buildId, from: position, limit: 500)
+            if !entries.isEmpty {
+                position += Int64(entries.count)
+                var bytes: [UInt8] = []
+                for entry in entries {
+                    bytes += entry.utf8
+                    bytes.append(UInt8(ascii: "\n"))
+                }
+                return bytes[...]
+            }
+            guard follow else { break }
+            // The final status entry is written in the transaction that closes the build, so a
+            // finished build with nothing past `position` has nothing more to say.
+            if let status = try await store.status(buildId: buildId), status.isFinished {
+                if try await store.log(buildId: buildId, from: position, limit: 1).isEmpty { break }
+                continue
+            }
+            await signals.wait(ticket, timeout: .seconds(10))
+            try Task.checkCancellation()
+        }
+        done = true
+        return nil
+    }
+}
+
+// MARK: workers and jobs
+
+extension APIHandler {
+    func claimJob(_ input: Operations.ClaimJob.Input) async throws -> Operations.ClaimJob.Output {
+        let caller = try Caller.require()
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        let name = try Validation.tokenName(body.name)
+        var platforms: [String] = []
+        for (i, raw) in body.platforms.enumerated() {
+            guard let platform = Platform.normalize(raw) else {
+                throw APIError.invalidField("platforms[\(i)]", "'\(raw)' is not a platform like linux/amd64 or linux/arm64")
+            }
+            platforms.append(platform)
+        }
+        guard !platforms.isEmpty else { throw APIError.invalidField("platforms", "name at least one platform") }
+        let wait = try Validation.range(body.waitSeconds, 0...60, field: "waitSeconds") ?? 25
+        let deadline = ContinuousClock.now + .seconds(wait)
+        let organization = caller.isServerWide ? nil : caller.organizationId
+        while true {
+            let ticket = signals.ticket("jobs")
+            if let claimed = try await builds.claim(organizationId: organization, platforms: platforms, workerName: name, workerTokenId: caller.tokenId) {
+                return .ok(.init(body: .json(.init(claimed, leaseSeconds: builds.leaseSeconds))))
+            }
+            let now = ContinuousClock.now
+            guard now < deadline else { return .noContent(.init()) }
+            await signals.wait(ticket, timeout: deadline - now)
+            if Task.isCancelled { return .noContent(.init()) }
+        }
+    }
+
+    private func callerJob(_ id: String) async throws -> (job: JobRecord, projectId: String, contextDigest: String) {
+        let caller = try Caller.require()
+        guard caller.kind == .build, Identifier.isValid(id), let found = try await builds.job(id: id, buildTokenId: caller.tokenId) else {
+            throw APIError.notFound("job", id)
+        }
+        return found
+    }
+
+    func heartbeatJob(_ input: Operations.HeartbeatJob.Input) async throws -> Operations.HeartbeatJob.Output {
+        let caller = try Caller.require()
+        switch try await builds.heartbeat(jobId: input.path.jobId, buildTokenId: caller.tokenId) {
+        case .renewed(let cancel):
+            return .ok(.init(body: .json(.init(leaseSeconds: builds.leaseSeconds, cancelRequested: cancel))))
+        case .notRunning(let status):
+            throw APIError.conflict("the job is no longer running (it is \(status.rawValue)); stop working on it")
+        case .unknown:
+            throw APIError.notFound("job", input.path.jobId)
+        }
+    }
+
+    func getJobContext(_ input: Operations.GetJobContext.Input) async throws -> Operations.GetJobContext.Output {
+        let found = try await callerJob(input.path.jobId)
+        guard let digest = Digest(found.contextDigest), let path = try contexts.path(projectId: found.projectId, digest: digest) else {
+            throw APIError.notFound("build context", found.contextDigest)
+        }
+        let (size, stream) = try contexts.read(path: path)
+        return .ok(.init(body: .applicationXTar(HTTPBody(stream, length: .known(size), iterationBehavior: .single))))
+    }
+
+    func reportJobEvents(_ input: Operations.ReportJobEvents.Input) async throws -> Operations.ReportJobEvents.Output {
+        let caller = try Caller.require()
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        guard caller.kind == .build else { throw APIError.notFound("job", input.path.jobId) }
+        for (i, event) in body.events.enumerated() {
+            if event.kind == .step, event.step == nil { throw APIError.invalidField("events[\(i)].step", "is required for step events") }
+            if event.kind == .log, event.line == nil { throw APIError.invalidField("events[\(i)].line", "is required for log events") }
+        }
+        switch try await builds.appendEvents(jobId: input.path.jobId, buildTokenId: caller.tokenId, events: body.events) {
+        case .appended: return .noContent(.init())
+        case .notRunning(let status): throw APIError.conflict("the job is no longer running (it is \(status.rawValue)); stop working on it")
+        case .unknown: throw APIError.notFound("job", input.path.jobId)
+        }
+    }
+
+    func finishJob(_ input: Operations.FinishJob.Input) async throws -> Operations.FinishJob.Output {
+        let caller = try Caller.require()
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        guard caller.kind == .build else { throw APIError.notFound("job", input.path.jobId) }
+        let status = BuildStatus(rawValue: body.status.rawValue) ?? .failed
+        if let digest = body.digest, Digest(digest) == nil { throw APIError.invalidField("digest", "must be sha256:<64 hex>") }
+        if status == .succeeded, body.digest == nil { throw APIError.invalidField("digest", "is required when the job succeeded") }
+        guard try await builds.finish(jobId: input.path.jobId, buildTokenId: caller.tokenId, status: status, digest: body.digest,
+                                      error: body.error, cacheBytes: body.cacheBytes)
+        else { throw APIError.notFound("job", input.path.jobId) }
+        return .noContent(.init())
+    }
+}
+
+extension Components.Schemas.Build {
+    init(_ r: BuildRecord) {
+        self.init(
+            id: r.id, projectId: r.projectId, status: .init(rawValue: r.status.rawValue) ?? .failed, contextDigest: r.contextDigest,
+            dockerfile: r.spec.dockerfile, target: r.spec.target, platforms: r.spec.platforms, tags: r.spec.tags,
+            buildArgs: .init(additionalProperties: r.spec.buildArgs), labels: .init(additionalProperties: r.spec.labels),
+            noCache: r.spec.noCache, pull: .init(rawValue: r.spec.pull), push: r.spec.push,
+            image: "\(r.projectId)/build:\(r.id)", digest: r.digest, error: r.error, createdAt: r.createdAt,
+            startedAt: r.startedAt, finishedAt: r.finishedAt,
+            jobs: r.jobs.map {
+                .init(id: $0.id, platform: $0.platform, status: .init(rawValue: $0.status.rawValue) ?? .failed, workerName: $0.workerName,
+                      startedAt: $0.startedAt, finishedAt: $0.finishedAt, digest: $0.digest, error: $0.error)
+            },
+            steps: r.steps)
+    }
+}
+
+extension Components.Schemas.JobAssignment {
+    init(_ c: ClaimedJob, leaseSeconds: Int) {
+        self.init(
+            jobId: c.job.id, buildId: c.build.id, projectId: c.build.projectId, organizationId: c.build.organizationId,
+            platform: c.job.platform, buildToken: c.buildToken, leaseSeconds: leaseSeconds, image: "\(c.build.projectId)/build:\(c.build.id)",
+            contextDigest: c.build.contextDigest, dockerfile: c.build.spec.dockerfile, target: c.build.spec.target,
+            buildArgs: .init(additionalProperties: c.build.spec.buildArgs), labels: .init(additionalProperties: c.build.spec.labels),
+            noCache: c.build.spec.noCache, pull: .init(rawValue: c.build.spec.pull) ?? .missing,
+            pushTags: c.build.spec.push ? c.build.spec.pushTags : [],
+            secrets: c.secrets.secrets.map { .init(id: $0.id, value: $0.value) },
+            registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) })
+    }
+}

@@ -1,0 +1,114 @@
+import DrydockAPITypes
+import Foundation
+
+/// Checks a build request field by field and turns it into what is stored.
+enum BuildRequest {
+    static func spec(_ body: Components.Schemas.BuildCreate, projectId: String) throws -> BuildSpec {
+        let dockerfile = try self.dockerfile(body.dockerfile ?? "Dockerfile")
+        if let target = body.target {
+            guard !target.isEmpty, target.count <= 128, target.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else {
+                throw APIError.invalidField("target", "must name a build stage (letters, digits, '.', '_', '-')")
+            }
+        }
+        var platforms: [String] = []
+        for (i, raw) in (body.platforms ?? []).enumerated() {
+            guard let platform = Platform.normalize(raw) else {
+                throw APIError.invalidField("platforms[\(i)]", "'\(raw)' is not a platform like linux/amd64 or linux/arm64")
+            }
+            if !platforms.contains(platform) { platforms.append(platform) }
+        }
+        if platforms.isEmpty { platforms = [Platform.host] }
+        guard platforms.count == 1 else {
+            throw APIError.invalidField("platforms", "multi-platform builds are not supported yet; start one build per platform")
+        }
+        var pushTags: [String] = []
+        for (i, tag) in (body.tags ?? []).enumerated() {
+            pushTags.append(try resolve(tag: tag, projectId: projectId, field: "tags[\(i)]"))
+        }
+        let buildArgs = body.buildArgs?.additionalProperties ?? [:]
+        for key in buildArgs.keys where !isVariableName(key) {
+            throw APIError.invalidField("buildArgs.\(key)", "is not a valid build argument name")
+        }
+        let labels = body.labels?.additionalProperties ?? [:]
+        for key in labels.keys where key.isEmpty || key.count > 256 {
+            throw APIError.invalidField("labels", "label keys must be 1 to 256 characters")
+        }
+        return BuildSpec(
+            dockerfile: dockerfile, target: body.target, platforms: platforms, tags: body.tags ?? [], pushTags: pushTags,
+            buildArgs: buildArgs, labels: labels, noCache: body.noCache ?? false, pull: body.pull?.rawValue ?? "missing",
+            push: body.push ?? false)
+    }
+
+    static func secrets(_ body: Components.Schemas.BuildCreate) throws -> BuildSecrets {
+        var out = BuildSecrets()
+        for (i, secret) in (body.secrets ?? []).enumerated() {
+            guard !secret.id.isEmpty, secret.id.count <= 64, secret.id.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else {
+                throw APIError.invalidField("secrets[\(i)].id", "must be 1 to 64 letters, digits, '.', '_' or '-'")
+            }
+            guard Data(base64Encoded: secret.value) != nil else {
+                throw APIError.invalidField("secrets[\(i)].value", "must be base64")
+            }
+            if out.secrets.contains(where: { $0.id == secret.id }) {
+                throw APIError.invalidField("secrets[\(i)].id", "'\(secret.id)' is given twice")
+            }
+            out.secrets.append(.init(id: secret.id, value: secret.value))
+        }
+        for (i, credential) in (body.registryCredentials ?? []).enumerated() {
+            guard !credential.registry.isEmpty, !credential.registry.contains("/") else {
+                throw APIError.invalidField("registryCredentials[\(i)].registry", "must be a registry host such as ghcr.io or registry.example.com:5000")
+            }
+            out.credentials.append(.init(registry: credential.registry, username: credential.username, password: credential.password))
+        }
+        return out
+    }
+
+    /// A path inside the context: relative, without `..`.
+    static func dockerfile(_ path: String) throws -> String {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard !path.isEmpty, !path.hasPrefix("/"), path.count <= 1024, !parts.contains(".."), !parts.isEmpty,
+              !path.unicodeScalars.contains(where: { $0.value < 32 })
+        else {
+            throw APIError.invalidField("dockerfile", "must be a relative path inside the context, without '..'")
+        }
+        return parts.filter { $0 != "." }.joined(separator: "/")
+    }
+
+    static func isVariableName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && CharacterSet.letters.contains(first)) else { return false }
+        return name.count <= 256 && name.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && CharacterSet.alphanumerics.contains($0)) }
+    }
+
+    /// `app`, `app:1`, `team/app` → `<project-id>/app:1` in the project registry; a reference
+    /// whose first component is a host (`ghcr.io/x/app`, `localhost:5000/app`) stays as it is.
+    static func resolve(tag raw: String, projectId: String, field: String) throws -> String {
+        let problem = APIError.invalidField(field, "'\(raw)' is not an image reference like app, app:1.2 or registry.example.com/team/app:1.2")
+        guard !raw.isEmpty, raw.count <= 512, !raw.contains("@") else { throw problem }
+        var components = raw.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        var host: String?
+        if components.count > 1, let first = components.first, first.contains(".") || first.contains(":") || first == "localhost" {
+            host = first
+            components.removeFirst()
+        }
+        var last = components.removeLast()
+        var tag = "latest"
+        if let colon = last.lastIndex(of: ":") {
+            tag = String(last[last.index(after: colon)...])
+            last = String(last[..<colon])
+        }
+        components.append(last)
+        let nameOK = components.allSatisfy { c in
+            !c.isEmpty && c.first!.isLetterOrDigitASCIILower && c.last!.isLetterOrDigitASCIILower
+                && c.allSatisfy { $0.isLetterOrDigitASCIILower || "._-".contains($0) }
+        }
+        let tagOK = !tag.isEmpty && tag.count <= 128 && !tag.hasPrefix(".") && !tag.hasPrefix("-")
+            && tag.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || "._-".contains($0) }
+        guard nameOK, tagOK else { throw problem }
+        let name = components.joined(separator: "/")
+        if let host { return "\(host)/\(name):\(tag)" }
+        return "\(projectId)/\(name):\(tag)"
+    }
+}
+
+extension Character {
+    var isLetterOrDigitASCIILower: Bool { ("a"..."z").contains(self) || ("0"..."9").contains(self) }
+}
