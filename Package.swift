@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "drydock-server", targets: ["drydock-server"]),
         .executable(name: "drydock", targets: ["drydock"]),
+        .executable(name: "drydock-builder", targets: ["drydock-builder"]),
         .library(name: "DrydockClient", targets: ["DrydockClient"]),
     ],
     dependencies: [
@@ -80,10 +81,35 @@ let package = Package(
             path: "Sources/Client",
             plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
         ),
+        // Build contexts: .dockerignore, packing, safe unpacking. Shared by the CLI and the workers.
+        .target(
+            name: "DrydockBuildContext",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            path: "Sources/BuildContext"
+        ),
+        .target(
+            name: "DrydockBuilder",
+            dependencies: [
+                "DrydockClient",
+                "DrydockBuildContext",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Workers/Builder"
+        ),
+        .executableTarget(
+            name: "drydock-builder",
+            dependencies: [
+                "DrydockBuilder",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Workers/drydock-builder"
+        ),
         .target(
             name: "DrydockCLI",
             dependencies: [
                 "DrydockClient",
+                "DrydockBuildContext",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/CLI"
@@ -99,6 +125,8 @@ let package = Package(
                 "DrydockServer",
                 "DrydockClient",
                 "DrydockCLI",
+                "DrydockBuilder",
+                "DrydockBuildContext",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],

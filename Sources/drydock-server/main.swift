@@ -39,9 +39,10 @@ struct DrydockServerCommand: AsyncParsableCommand {
         discussion: """
             With no DRYDOCK_DATABASE_URL the server runs its own PostgreSQL cluster inside the data
             directory (needs the 'postgresql' package). Create the first organization and its
-            owner's token with 'drydock-server bootstrap --org NAME'.
+            owner's token with 'drydock-server bootstrap --org NAME', and a token for builders that
+            serve every organization with 'drydock-server worker-token --name NAME'.
             """,
-        subcommands: [Serve.self, Bootstrap.self],
+        subcommands: [Serve.self, Bootstrap.self, WorkerToken.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -85,6 +86,36 @@ struct Bootstrap: AsyncParsableCommand {
             print("Created organization \(result.organization.name) (id \(result.organization.id)) with owner \(result.owner.email).")
             print("The owner's token follows; it is shown only this once:")
             print(result.secret)
+        } catch let error as APIError {
+            throw ValidationError(error.detail)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+struct WorkerToken: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker-token",
+        abstract: "Mint a worker token for builders that serve every organization; printed once (last line of stdout).",
+        discussion: """
+            Start a builder with it: DRYDOCK_API_URL=http://HOST:PORT DRYDOCK_WORKER_TOKEN=<token> drydock-builder.
+            A builder for one organization only uses a token an admin makes with
+            'drydock tokens create --kind worker --name NAME'.
+            """)
+    @OptionGroup var options: ServerOptions
+
+    @Option(help: "A name for the token (shown in token lists and build records).")
+    var name: String
+
+    func run() async throws {
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var logger = options.logger()
+        if options.logLevel == nil { logger.logLevel = .warning }
+        do {
+            let secret = try await ServerRunner.workerToken(try options.configuration(), name: name, logger: logger)
+            print("Worker token '\(name)' (serves every organization); shown only this once:")
+            print(secret)
         } catch let error as APIError {
             throw ValidationError(error.detail)
         } catch let error as ConfigurationError {

@@ -71,6 +71,20 @@ public enum ServerRunner {
         }
     }
 
+    /// Mints a server-wide worker token (serves every organization's builds); returns its secret.
+    public static func workerToken(_ configuration: ServerConfiguration, name: String, logger: Logger) async throws -> String {
+        try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
+        let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
+        defer { if startedHere { embedded?.stop(logger: logger) } }
+        let name = try Validation.tokenName(name)
+        return try await withDatabase(database, logger: logger) { client in
+            try await Migrations.apply(on: client, logger: logger)
+            let token = NewToken(kind: .worker, name: name, organizationId: nil)
+            _ = try await PostgresTokenRepository(client: client, logger: logger).create(token)
+            return token.secret
+        }
+    }
+
     /// Runs `body` with a connected client, then shuts the client down.
     public static func withDatabase<T: Sendable>(
         _ database: DatabaseURL, logger: Logger, _ body: @escaping @Sendable (PostgresClient) async throws -> T

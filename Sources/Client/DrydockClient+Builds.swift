@@ -1,0 +1,124 @@
+import Foundation
+import OpenAPIRuntime
+
+extension DrydockClient {
+    // MARK: build contexts
+
+    /// Whether the project already holds this context (`sha256:<hex>`).
+    public func hasContext(projectId: String, digest: String) async throws -> Bool {
+        do {
+            _ = try await call { try await $0.getBuildContext(path: .init(projectId: projectId, digest: Self.hex(digest))).ok.body.json }
+            return true
+        } catch let error as DrydockClientError where error.status == 404 {
+            return false
+        }
+    }
+
+    /// Streams a context tar from disk.
+    public func uploadContext(projectId: String, digest: String, file: URL) async throws -> Components.Schemas.BuildContext {
+        let body = try FileBody.make(file)
+        return try await call {
+            try await $0.uploadBuildContext(path: .init(projectId: projectId, digest: Self.hex(digest)), body: .applicationXTar(body)).created.body.json
+        }
+    }
+
+    static func hex(_ digest: String) -> String {
+        digest.hasPrefix("sha256:") ? String(digest.dropFirst(7)) : digest
+    }
+
+    // MARK: builds
+
+    public func createBuild(projectId: String, _ request: Components.Schemas.BuildCreate) async throws -> Components.Schemas.Build {
+        try await call { try await $0.createBuild(path: .init(projectId: projectId), body: .json(request)).created.body.json }
+    }
+
+    public func build(_ id: String) async throws -> Components.Schemas.Build {
+        try await call { try await $0.getBuild(path: .init(buildId: id)).ok.body.json }
+    }
+
+    public func builds(projectId: String, status: Components.Schemas.BuildStatus? = nil, limit: Int? = nil, cursor: String? = nil) async throws -> Components.Schemas.BuildPage {
+        try await call {
+            try await $0.listBuilds(path: .init(projectId: projectId), query: .init(limit: limit, cursor: cursor, status: status)).ok.body.json
+        }
+    }
+
+    public func cancelBuild(_ id: String) async throws -> Components.Schemas.Build {
+        try await call { try await $0.cancelBuild(path: .init(buildId: id)).ok.body.json }
+    }
+
+    /// The build's log from `offset`; with `follow`, until the build ends. Use a client made
+    /// with a long timeout for following.
+    public func buildLogs(_ id: String, offset: Int64 = 0, follow: Bool = false) async throws -> AsyncThrowingStream<Components.Schemas.BuildLogEntry, any Error> {
+        let body = try await call {
+            try await $0.getBuildLogs(path: .init(buildId: id), query: .init(offset: offset, follow: follow)).ok.body.applicationJsonl
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let lines = body.asDecodedJSONLines(of: Components.Schemas.BuildLogEntry.self, decoder: decoder)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    for try await entry in lines { continuation.yield(entry) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    // MARK: workers (worker and build tokens)
+
+    /// Waits up to `waitSeconds` for a job; nil when none came.
+    public func claimJob(name: String, platforms: [String], waitSeconds: Int) async throws -> Components.Schemas.JobAssignment? {
+        try await call {
+            switch try await $0.claimJob(body: .json(.init(name: name, platforms: platforms, waitSeconds: waitSeconds))) {
+            case .ok(let ok): return try ok.body.json
+            case .noContent: return nil
+            case .undocumented(let status, _): throw DrydockClientError.other("unexpected answer \(status) to a job claim")
+            default: throw DrydockClientError.other("unexpected answer to a job claim")
+            }
+        }
+    }
+
+    public func heartbeat(jobId: String) async throws -> Components.Schemas.JobLease {
+        try await call { try await $0.heartbeatJob(path: .init(jobId: jobId)).ok.body.json }
+    }
+
+    public func downloadContext(jobId: String, to file: URL) async throws {
+        let body = try await call { try await $0.getJobContext(path: .init(jobId: jobId)).ok.body.applicationXTar }
+        FileManager.default.createFile(atPath: file.path, contents: nil, attributes: [.posixPermissions: 0o600])
+        let handle = try FileHandle(forWritingTo: file)
+        defer { try? handle.close() }
+        for try await chunk in body { try handle.write(contentsOf: chunk) }
+    }
+
+    public func reportEvents(jobId: String, _ events: [Components.Schemas.JobEvent]) async throws {
+        try await call { _ = try await $0.reportJobEvents(path: .init(jobId: jobId), body: .json(.init(events: events))).noContent }
+    }
+
+    public func finishJob(jobId: String, _ result: Components.Schemas.JobResult) async throws {
+        try await call { _ = try await $0.finishJob(path: .init(jobId: jobId), body: .json(result)).noContent }
+    }
+}
+
+/// A file as a request body, read 1 MiB at a time as the transport asks for it.
+enum FileBody {
+    final class Reader: @unchecked Sendable {
+        let handle: FileHandle
+        init(_ handle: FileHandle) { self.handle = handle }
+        deinit { try? handle.close() }
+        func next() throws -> ArraySlice<UInt8>? {
+            guard let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty else { return nil }
+            return ArraySlice(chunk)
+        }
+    }
+
+    static func make(_ file: URL) throws -> HTTPBody {
+        let size = (try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? NSNumber)?.int64Value ?? 0
+        let reader = Reader(try FileHandle(forReadingFrom: file))
+        let stream = AsyncThrowingStream<ArraySlice<UInt8>, any Error>(unfolding: { try reader.next() })
+        return HTTPBody(stream, length: .known(size), iterationBehavior: .single)
+    }
+}

@@ -1,0 +1,173 @@
+import DrydockBuildContext
+import DrydockClient
+import Foundation
+import Logging
+import Synchronization
+
+/// A builder worker: claims jobs of its platforms from the server (long-poll), runs each with
+/// buildah against the project's own persistent cache, streams log lines and step events, pushes
+/// the image into the project's registry and reports the result. It talks to the server only
+/// through `DrydockClient`: the worker token to claim, each job's build token for the rest.
+public final class Builder: Sendable {
+    public let configuration: BuilderConfiguration
+    let logger: Logger
+    let workerClient: DrydockClient
+    /// Cache roots in use: one job at a time per project and platform in this worker.
+    private let busyRoots = Mutex<Set<String>>([])
+
+    public init(configuration: BuilderConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.workerClient = DrydockClient(baseURL: configuration.apiURL, token: configuration.workerToken, timeout: .seconds(90))
+    }
+
+    /// Serves jobs until the task is cancelled.
+    public func run() async throws {
+        try FileManager.default.createDirectory(at: configuration.cacheDirectory, withIntermediateDirectories: true)
+        logger.info("builder ready", metadata: [
+            "server": "\(configuration.apiURL.absoluteString)", "platforms": "\(configuration.platforms.joined(separator: ","))",
+            "cache": "\(configuration.cacheDirectory.path)", "concurrency": "\(configuration.concurrency)",
+        ])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for slot in 0..<configuration.concurrency {
+                group.addTask { try await self.serve(slot: slot) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    func serve(slot: Int) async throws {
+        var failures = 0
+        while !Task.isCancelled {
+            let job: Components.Schemas.JobAssignment?
+            do {
+                job = try await workerClient.claimJob(name: configuration.name, platforms: configuration.platforms, waitSeconds: 25)
+                failures = 0
+            } catch let error as DrydockClientError where error.status == 401 || error.status == 403 {
+                throw BuilderError.configuration("the server refused the worker token: \(error)")
+            } catch {
+                if Task.isCancelled { return }
+                failures += 1
+                let delay = min(30, 1 << min(failures, 5))
+                logger.warning("cannot get jobs; retrying", metadata: ["error": "\(error)", "in": "\(delay)s"])
+                try? await Task.sleep(for: .seconds(delay))
+                continue
+            }
+            guard let job else { continue }
+            await runJob(job)
+        }
+    }
+
+    /// Runs one job to its end, always reporting a result.
+    public func runJob(_ job: Components.Schemas.JobAssignment) async {
+        let log = logger.with(["build": "\(job.buildId)", "job": "\(job.jobId)", "project": "\(job.projectId)"])
+        log.info("job started", metadata: ["platform": "\(job.platform)"])
+        let client = DrydockClient(baseURL: configuration.apiURL, token: job.buildToken, timeout: .seconds(120))
+        let reporter = EventReporter(client: client, jobId: job.jobId, logger: log)
+        let root = cacheRoot(projectId: job.projectId, platform: job.platform)
+        await acquire(root.path)
+        defer { release(root.path) }
+        let run = JobRun(job: job, client: client, reporter: reporter, root: root, configuration: configuration, logger: log)
+        let result = await run.execute()
+        await reporter.close()
+        do {
+            try await client.finishJob(jobId: job.jobId, result)
+            log.info("job finished", metadata: ["status": "\(result.status.rawValue)", "digest": "\(result.digest ?? "-")"])
+        } catch {
+            log.error("could not report the job's result", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// `CACHE/<project-id>/<os-arch[-variant]>`: one buildah storage per project and platform.
+    func cacheRoot(projectId: String, platform: String) -> URL {
+        configuration.cacheDirectory.appendingPathComponent(projectId).appendingPathComponent(platform.replacingOccurrences(of: "/", with: "-"))
+    }
+
+    func acquire(_ root: String) async {
+        while !busyRoots.withLock({ $0.insert(root).inserted }) {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    func release(_ root: String) {
+        _ = busyRoots.withLock { $0.remove(root) }
+    }
+}
+
+extension Logger {
+    func with(_ metadata: Logger.Metadata) -> Logger {
+        var copy = self
+        for (k, v) in metadata { copy[metadataKey: k] = v }
+        return copy
+    }
+}
+
+/// Buffers events and sends them in batches (every 200 ms or 200 events), numbered so a retried
+/// batch is not recorded twice.
+actor EventReporter {
+    let client: DrydockClient
+    let jobId: String
+    let logger: Logger
+    var pending: [Components.Schemas.JobEvent] = []
+    var sequence: Int64 = 0
+    var flusher: Task<Void, Never>?
+    var stopped = false
+    var flushing = false
+
+    init(client: DrydockClient, jobId: String, logger: Logger) {
+        self.client = client
+        self.jobId = jobId
+        self.logger = logger
+    }
+
+    func log(_ line: String) {
+        add(.init(sequence: 0, time: Date(), kind: .log, line: String(line.prefix(65536))))
+    }
+
+    func step(_ step: StepTracker.Step, platform: String) {
+        add(.init(sequence: 0, time: Date(), kind: .step, step: .init(
+            platform: platform, number: step.number, total: step.total, instruction: step.instruction, cached: step.cached,
+            status: .init(rawValue: step.status) ?? .running, durationMs: step.durationMs)))
+    }
+
+    private func add(_ event: Components.Schemas.JobEvent) {
+        var event = event
+        event.sequence = sequence
+        sequence += 1
+        pending.append(event)
+        if pending.count >= 200 {
+            Task { await self.flush() }
+        } else if flusher == nil {
+            flusher = Task {
+                try? await Task.sleep(for: .milliseconds(200))
+                await self.flush()
+            }
+        }
+    }
+
+    func flush() async {
+        flusher = nil
+        guard !flushing else { return }  // the running flush sends what arrives meanwhile
+        flushing = true
+        defer { flushing = false }
+        while !pending.isEmpty && !stopped {
+            let batch = Array(pending.prefix(500))
+            do {
+                try await client.reportEvents(jobId: jobId, batch)
+                pending.removeFirst(min(batch.count, pending.count))
+            } catch let error as DrydockClientError where error.status == 409 || error.status == 404 || error.status == 401 {
+                stopped = true  // the job is over on the server's side
+            } catch {
+                logger.warning("could not send log lines; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func close() async {
+        flusher?.cancel()
+        flusher = nil
+        while flushing { try? await Task.sleep(for: .milliseconds(20)) }
+        await flush()
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+
+/// What `drydock-builder` reads from its environment (and flags).
+public struct BuilderConfiguration: Sendable {
+    public var apiURL: URL
+    public var workerToken: String
+    public var platforms: [String]
+    public var cacheDirectory: URL
+    public var concurrency: Int
+    public var name: String
+    /// The buildah executable.
+    public var buildah = "buildah"
+
+    public init(apiURL: URL, workerToken: String, platforms: [String], cacheDirectory: URL, concurrency: Int = 1, name: String) {
+        self.apiURL = apiURL
+        self.workerToken = workerToken
+        self.platforms = platforms
+        self.cacheDirectory = cacheDirectory
+        self.concurrency = concurrency
+        self.name = name
+    }
+
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> BuilderConfiguration {
+        guard let raw = env["DRYDOCK_API_URL"], !raw.isEmpty else {
+            throw BuilderError.configuration("set DRYDOCK_API_URL to the Drydock server (e.g. http://127.0.0.1:8080)")
+        }
+        guard let url = URL(string: raw), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+            throw BuilderError.configuration("DRYDOCK_API_URL must be an http(s) URL, not '\(raw)'")
+        }
+        guard let token = env["DRYDOCK_WORKER_TOKEN"], token.hasPrefix("ddw_") else {
+            throw BuilderError.configuration(
+                "set DRYDOCK_WORKER_TOKEN to a worker token (ddw_…): 'drydock tokens create --kind worker --name NAME' for one organization, or 'drydock-server worker-token --name NAME' for all")
+        }
+        let platforms = (env["DRYDOCK_BUILDER_PLATFORMS"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.hostPlatform)
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let concurrency = Int(env["DRYDOCK_BUILDER_CONCURRENCY"] ?? "") ?? 1
+        guard (1...64).contains(concurrency) else { throw BuilderError.configuration("DRYDOCK_BUILDER_CONCURRENCY must be 1 to 64") }
+        let cache = env["DRYDOCK_CACHE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (geteuid() == 0 ? "/var/lib/drydock-builder" : NSHomeDirectory() + "/.cache/drydock-builder")
+        var hostname = [CChar](repeating: 0, count: 256)
+        gethostname(&hostname, 255)
+        let name = env["DRYDOCK_BUILDER_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? String(cString: hostname)
+        return BuilderConfiguration(apiURL: url, workerToken: token, platforms: platforms,
+                                    cacheDirectory: URL(fileURLWithPath: cache, isDirectory: true), concurrency: concurrency, name: name)
+    }
+
+    public static var hostPlatform: String {
+        #if arch(x86_64)
+        "linux/amd64"
+        #elseif arch(arm64)
+        "linux/arm64"
+        #else
+        "linux/unknown"
+        #endif
+    }
+}
+
+public enum BuilderError: Error, CustomStringConvertible {
+    case configuration(String)
+    case job(String)
+
+    public var description: String {
+        switch self {
+        case .configuration(let s), .job(let s): s
+        }
+    }
+}

@@ -1,0 +1,259 @@
+import DrydockBuildContext
+import DrydockClient
+import Foundation
+import Logging
+import Synchronization
+
+/// One job on this worker: fetch and unpack the context, run `buildah build` on the project's
+/// cache, push, report. Everything of the job lives in a private directory removed at the end
+/// (secrets included); buildah runs with a scrubbed environment, so RUN steps never see the
+/// worker's or the build's tokens.
+struct JobRun: Sendable {
+    let job: Components.Schemas.JobAssignment
+    let client: DrydockClient
+    let reporter: EventReporter
+    let root: URL
+    let configuration: BuilderConfiguration
+    let logger: Logger
+
+    final class Control: Sendable {
+        let state = Mutex<(canceled: Bool, lost: Bool, process: ChildProcess?)>((false, false, nil))
+        var canceled: Bool { state.withLock { $0.canceled } }
+        var lost: Bool { state.withLock { $0.lost } }
+    }
+
+    var registryHost: String {
+        let url = configuration.apiURL
+        return url.port.map { "\(url.host!):\($0)" } ?? url.host!
+    }
+
+    var localImage: String { "localhost/drydock/last-build:latest" }
+
+    func execute() async -> Components.Schemas.JobResult {
+        let control = Control()
+        let work = configuration.cacheDirectory.appendingPathComponent(".jobs").appendingPathComponent(job.jobId)
+        let heartbeat = Task { await keepLease(control) }
+        defer {
+            heartbeat.cancel()
+            try? FileManager.default.removeItem(at: work)
+        }
+        var tracker = StepTracker()
+        do {
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            for sub in ["src", "home", "tmp", "secrets"] {
+                try FileManager.default.createDirectory(at: work.appendingPathComponent(sub), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+
+            await reporter.log("#drydock fetching context \(job.contextDigest)")
+            let tar = work.appendingPathComponent("context.tar")
+            try await client.downloadContext(jobId: job.jobId, to: tar)
+            let source = work.appendingPathComponent("src")
+            try ContextUnpacker.unpack(tar, into: source)
+            try? FileManager.default.removeItem(at: tar)
+            let (contextDir, dockerfile) = layout(source)
+            guard FileManager.default.fileExists(atPath: dockerfile.path) else {
+                throw BuilderError.job("the context has no Dockerfile at '\(job.dockerfile)'")
+            }
+
+            let environment = try prepareEnvironment(work)
+            var arguments = storageArguments + ["build", "--layers", "--force-rm", "--isolation", "chroot",
+                                                "-f", dockerfile.path, "--platform", job.platform,
+                                                "--pull=\(pullValue)", "--authfile", work.appendingPathComponent("auth.json").path,
+                                                "-t", localImage]
+            if let target = job.target { arguments += ["--target", target] }
+            if job.noCache { arguments.append("--no-cache") }
+            for (key, value) in job.buildArgs.additionalProperties.sorted(by: { $0.key < $1.key }) { arguments += ["--build-arg", "\(key)=\(value)"] }
+            for (key, value) in job.labels.additionalProperties.sorted(by: { $0.key < $1.key }) { arguments += ["--label", "\(key)=\(value)"] }
+            for secret in job.secrets {
+                let file = work.appendingPathComponent("secrets").appendingPathComponent(secret.id)
+                FileManager.default.createFile(atPath: file.path, contents: Data(base64Encoded: secret.value) ?? Data(), attributes: [.posixPermissions: 0o600])
+                arguments += ["--secret", "id=\(secret.id),src=\(file.path)"]
+            }
+            arguments.append(contextDir.path)
+
+            var lastError = ""
+            let exitCode = try await runStreaming(arguments, environment: environment, control: control) { line in
+                for step in tracker.feed(line) { await reporter.step(step, platform: job.platform) }
+                let lower = line.lowercased()
+                if lower.hasPrefix("error") || lower.contains("error building at step") || lower.hasPrefix("subprocess exited") { lastError = line }
+            }
+            if control.canceled || control.lost {
+                if let step = tracker.finish(status: "failed") { await reporter.step(step, platform: job.platform) }
+                await cleanUp(environment)
+                return .init(status: .canceled, error: control.lost ? "the job's lease was lost" : "canceled")
+            }
+            guard exitCode == 0 else {
+                let failedStep = tracker.finish(status: "failed")
+                if let failedStep { await reporter.step(failedStep, platform: job.platform) }
+                await cleanUp(environment)
+                let at = failedStep.map { " at step \($0.number) (\($0.instruction))" } ?? ""
+                let detail = lastError.isEmpty ? "" : ": \(lastError)"
+                return .init(status: .failed, error: "the build failed\(at) with exit code \(exitCode)\(detail)", cacheBytes: cacheSize())
+            }
+            if let step = tracker.finish(status: "done") { await reporter.step(step, platform: job.platform) }
+
+            // Always into the project's registry as build:<id>; then every tag when asked.
+            let destination = "\(registryHost)/\(job.image)"
+            await reporter.log("#drydock pushing \(destination)")
+            let digest = try await push(to: destination, environment: environment, work: work, control: control)
+            for tag in job.pushTags {
+                let target = tag.hasPrefix(job.projectId + "/") ? "\(registryHost)/\(tag)" : tag
+                await reporter.log("#drydock pushing \(target)")
+                _ = try await push(to: target, environment: environment, work: work, control: control)
+            }
+            await reporter.log("#drydock image \(destination)@\(digest)")
+            return .init(status: .succeeded, digest: digest, cacheBytes: cacheSize())
+        } catch {
+            if control.canceled { return .init(status: .canceled, error: "canceled") }
+            let message = "\(error)"
+            await reporter.log("error: \(message)")
+            return .init(status: .failed, error: message, cacheBytes: cacheSize())
+        }
+    }
+
+    /// New-style contexts (from `drydock build`) are `context/` plus `Dockerfile`; any other tar
+    /// is the context itself with the Dockerfile at the requested path inside.
+    func layout(_ source: URL) -> (URL, URL) {
+        var isDirectory: ObjCBool = false
+        let context = source.appendingPathComponent("context")
+        if FileManager.default.fileExists(atPath: context.path, isDirectory: &isDirectory), isDirectory.boolValue,
+           FileManager.default.fileExists(atPath: source.appendingPathComponent("Dockerfile").path) {
+            return (context, source.appendingPathComponent("Dockerfile"))
+        }
+        return (source, source.appendingPathComponent(job.dockerfile))
+    }
+
+    var storageArguments: [String] {
+        [configuration.buildah, "--root", root.appendingPathComponent("storage").path, "--runroot", root.appendingPathComponent("run").path,
+         "--storage-driver", "overlay"]
+    }
+
+    var pullValue: String {
+        switch job.pull {
+        case .always: "always"
+        case .never: "never"
+        case .missing: "false"  // buildah 1.28: pull only when the image is not in the store
+        }
+    }
+
+    /// A minimal environment for buildah: no tokens, the job's own HOME and TMPDIR, registries
+    /// configured so this server's plain-HTTP registry works and short names mean docker.io.
+    func prepareEnvironment(_ work: URL) throws -> [String: String] {
+        var auths: [String: [String: String]] = [registryHost: ["auth": Data("drydock-build:\(job.buildToken)".utf8).base64EncodedString()]]
+        for credential in job.registryCredentials {
+            auths[credential.registry] = ["auth": Data("\(credential.username):\(credential.password)".utf8).base64EncodedString()]
+        }
+        let authData = try JSONSerialization.data(withJSONObject: ["auths": auths])
+        _ = FileManager.default.createFile(atPath: work.appendingPathComponent("auth.json").path, contents: authData, attributes: [.posixPermissions: 0o600])
+        var registries = """
+            unqualified-search-registries = ["docker.io"]
+            short-name-mode = "permissive"
+
+            """
+        if configuration.apiURL.scheme == "http" {
+            registries += """
+                [[registry]]
+                location = "\(registryHost)"
+                insecure = true
+
+                """
+        }
+        let registriesFile = work.appendingPathComponent("registries.conf")
+        try registries.write(to: registriesFile, atomically: true, encoding: .utf8)
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        return [
+            "PATH": path,
+            "HOME": work.appendingPathComponent("home").path,
+            "TMPDIR": work.appendingPathComponent("tmp").path,
+            "BUILDAH_ISOLATION": "chroot",
+            "CONTAINERS_REGISTRIES_CONF": registriesFile.path,
+            "REGISTRY_AUTH_FILE": work.appendingPathComponent("auth.json").path,
+        ]
+    }
+
+    func push(to destination: String, environment: [String: String], work: URL, control: Control) async throws -> String {
+        let digestFile = work.appendingPathComponent("digest")
+        try? FileManager.default.removeItem(at: digestFile)
+        var output: [String] = []
+        let code = try await runStreaming(
+            storageArguments + ["push", "--authfile", work.appendingPathComponent("auth.json").path, "--digestfile", digestFile.path,
+                                localImage, "docker://\(destination)"],
+            environment: environment, control: control) { line in
+            output.append(line)
+            if output.count > 20 { output.removeFirst() }
+        }
+        if control.canceled { throw BuilderError.job("canceled") }
+        guard code == 0, let digest = try? String(contentsOf: digestFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+              digest.hasPrefix("sha256:")
+        else {
+            throw BuilderError.job("pushing to \(destination) failed (exit \(code)): \(output.suffix(3).joined(separator: " "))")
+        }
+        return digest
+    }
+
+    /// Runs a command in its own process group, feeding each output line to the job's log and
+    /// to `onLine`; a cancel terminates the whole group.
+    func runStreaming(_ argv: [String], environment: [String: String], control: Control,
+                      onLine: (String) async -> Void) async throws -> Int32 {
+        let child = try ChildProcess(argv, environment: environment)
+        let stop = control.state.withLock { state -> Bool in
+            state.process = child
+            return state.canceled || state.lost
+        }
+        if stop { await child.terminate() }
+        for await line in child.lines() {
+            await reporter.log(line)
+            await onLine(line)
+        }
+        let code = await child.wait()
+        control.state.withLock { $0.process = nil }
+        return code
+    }
+
+    /// Removes working containers a killed build left behind (the cache's images stay).
+    func cleanUp(_ environment: [String: String]) async {
+        _ = try? await ChildProcess.run(storageArguments + ["rm", "--all"], environment: environment)
+    }
+
+    /// Renews the lease; stops the build when it is canceled or the lease is lost.
+    func keepLease(_ control: Control) async {
+        let interval = Duration.milliseconds(max(500, min(2000, job.leaseSeconds * 1000 / 4)))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            if Task.isCancelled { return }
+            do {
+                let lease = try await client.heartbeat(jobId: job.jobId)
+                if lease.cancelRequested {
+                    let process = control.state.withLock { state -> ChildProcess? in
+                        state.canceled = true
+                        return state.process
+                    }
+                    await reporter.log("#drydock canceled; stopping the build")
+                    if let process { await process.terminate() }
+                }
+            } catch let error as DrydockClientError where error.status == 409 || error.status == 404 || error.status == 401 {
+                let process = control.state.withLock { state -> ChildProcess? in
+                    state.lost = true
+                    return state.process
+                }
+                logger.warning("the server no longer holds this job for us; stopping", metadata: ["error": "\(error)"])
+                if let process { await process.terminate() }
+                return
+            } catch {
+                logger.warning("heartbeat failed; will retry", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Disk used by this project's cache for this platform.
+    func cacheSize() -> Int64 {
+        var total: Int64 = 0
+        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil, options: [], errorHandler: { _, _ in true }) else { return 0 }
+        for case let url as URL in walker {
+            var info = stat()
+            if lstat(url.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { total += Int64(info.st_blocks) * 512 }
+        }
+        return total
+    }
+}
