@@ -203,8 +203,8 @@ struct JobRun: Sendable {
         }
         if stop { await child.terminate() }
         for await line in child.lines() {
+            await onLine(line)  // step events first, so a step's header precedes its output
             await reporter.log(line)
-            await onLine(line)
         }
         let code = await child.wait()
         control.state.withLock { $0.process = nil }
@@ -219,8 +219,11 @@ struct JobRun: Sendable {
     /// Renews the lease; stops the build when it is canceled or the lease is lost.
     func keepLease(_ control: Control) async {
         let interval = Duration.milliseconds(max(500, min(2000, job.leaseSeconds * 1000 / 4)))
+        var first = true
         while !Task.isCancelled {
-            try? await Task.sleep(for: interval)
+            // The first heartbeat goes at once: it confirms the claim and takes the full lease.
+            if !first { try? await Task.sleep(for: interval) }
+            first = false
             if Task.isCancelled { return }
             do {
                 let lease = try await client.heartbeat(jobId: job.jobId)

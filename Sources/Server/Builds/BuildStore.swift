@@ -78,6 +78,10 @@ public struct BuildStore: Sendable {
 
     var leaseSeconds: Int { Int(lease.components.seconds) }
 
+    /// Until its first heartbeat a claimed job has a short lease: a worker that vanished while
+    /// its long-poll was answered (the job went to nobody) costs seconds, not a whole lease.
+    static let firstLeaseSeconds = 5
+
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.dateEncodingStrategy = .custom { date, encoder in
@@ -333,7 +337,7 @@ public struct BuildStore: Sendable {
                 """
                 UPDATE build_jobs SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId),
                        build_token_id = \(token.id), started_at = now(),
-                       lease_expires_at = now() + make_interval(secs => \(Double(leaseSeconds)))
+                       lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
                 WHERE id = \(picked.jobId)
                 RETURNING \(unescaped: Self.jobColumns)
                 """, logger: logger).decode(JobRow.self) { job = Self.job(row) }

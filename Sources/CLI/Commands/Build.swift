@@ -1,0 +1,303 @@
+import ArgumentParser
+import DrydockBuildContext
+import DrydockClient
+import Foundation
+
+/// `drydock build`: `docker build`, run on a Drydock builder with the project's warm cache.
+struct Build: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "build",
+        abstract: "Build an image on a remote builder (a drop-in for 'docker build').",
+        discussion: """
+            The context is packed honouring .dockerignore, sent only if the server does not have it
+            yet, and built on a builder with the project's persistent layer cache. The image always
+            lands in the project's registry as HOST/<project-id>/build:<build-id>; with --push,
+            every -t tag is pushed too (a bare name like 'app:1' goes to HOST/<project-id>/app:1).
+            Ctrl-C cancels the remote build. The exit code is the build's result.
+
+            Examples:
+              drydock build -t app:1 .
+              drydock build -f docker/Dockerfile --target release --build-arg VERSION=1.2 --push -t app:1.2 .
+              drydock build --secret id=npmrc,src=$HOME/.npmrc -o type=oci,dest=app.tar .
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var projectOption: ProjectOption
+
+    @Option(name: [.short, .customLong("tag")], help: "Name and optionally a tag (name:tag); repeatable.")
+    var tags: [String] = []
+
+    @Option(name: [.short, .customLong("file")], help: "The Dockerfile (default CONTEXT/Dockerfile).")
+    var file: String?
+
+    @Option(name: .customLong("build-arg"), help: "Build-time variable KEY=VALUE (KEY alone takes it from the environment); repeatable.")
+    var buildArgs: [String] = []
+
+    @Option(help: "The build stage to build.")
+    var target: String?
+
+    @Option(help: "Target platform, e.g. linux/amd64 (one per build for now).")
+    var platform: [String] = []
+
+    @Flag(name: .customLong("no-cache"), help: "Do not use the cache for this build.")
+    var noCache = false
+
+    @Flag(help: "Always check the registry for newer base images.")
+    var pull = false
+
+    @Flag(help: "Push every -t tag (the project registry for bare names).")
+    var push = false
+
+    @Flag(help: "Load the image into the local Docker engine, or else into containers-storage (podman/buildah).")
+    var load = false
+
+    @Option(name: [.short, .customLong("output")], help: "type=oci|docker|local|tar,dest=PATH; repeatable.")
+    var outputs: [String] = []
+
+    @Option(name: .customLong("label"), help: "Image label KEY=VALUE; repeatable.")
+    var labels: [String] = []
+
+    @Option(name: .customLong("secret"), help: "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret; repeatable.")
+    var secrets: [String] = []
+
+    @Option(help: "auto, plain or tty.")
+    var progress: ProgressMode = .auto
+
+    @Option(name: .customLong("metadata-file"), help: "Write the build's result (digest, image, build id) as JSON to this file.")
+    var metadataFile: String?
+
+    @Option(name: .customLong("iidfile"), help: "Write the image digest to this file.")
+    var iidfile: String?
+
+    @Flag(name: [.short, .customLong("quiet")], help: "Print only the image digest.")
+    var quiet = false
+
+    @Argument(help: "The build context directory.")
+    var context: String
+
+    // docker build flags Drydock cannot honour: refused with a reason, never ignored.
+    @Option(name: .customLong("network"), help: .hidden) var network: String?
+    @Option(name: .customLong("add-host"), help: .hidden) var addHost: [String] = []
+    @Option(name: .customLong("ssh"), help: .hidden) var ssh: [String] = []
+    @Option(name: .customLong("cache-from"), help: .hidden) var cacheFrom: [String] = []
+    @Option(name: .customLong("cache-to"), help: .hidden) var cacheTo: [String] = []
+    @Option(name: .customLong("build-context"), help: .hidden) var buildContext: [String] = []
+    @Option(name: .customLong("shm-size"), help: .hidden) var shmSize: String?
+    @Option(name: .customLong("ulimit"), help: .hidden) var ulimit: [String] = []
+    @Option(name: .customLong("allow"), help: .hidden) var allow: [String] = []
+    @Option(name: .customLong("builder"), help: .hidden) var builder: String?
+    @Option(name: .customLong("attest"), help: .hidden) var attest: [String] = []
+    @Option(name: .customLong("provenance"), help: .hidden) var provenance: String?
+    @Option(name: .customLong("sbom"), help: .hidden) var sbom: String?
+    @Option(name: .customLong("annotation"), help: .hidden) var annotation: [String] = []
+    @Option(name: .customLong("cgroup-parent"), help: .hidden) var cgroupParent: String?
+    @Option(name: .customLong("security-opt"), help: .hidden) var securityOpt: [String] = []
+    @Option(name: .customLong("isolation"), help: .hidden) var isolation: String?
+    @Option(name: [.short, .customLong("memory")], help: .hidden) var memory: String?
+    @Option(name: .customLong("cpu-shares"), help: .hidden) var cpuShares: String?
+    @Option(name: .customLong("cpuset-cpus"), help: .hidden) var cpusetCpus: String?
+    @Option(name: .customLong("no-cache-filter"), help: .hidden) var noCacheFilter: [String] = []
+    @Flag(name: .customLong("squash"), help: .hidden) var squash = false
+    @Flag(name: .customLong("compress"), help: .hidden) var compress = false
+    @Flag(name: .customLong("rm"), help: .hidden) var rm = false  // Drydock always removes intermediate containers
+    @Flag(name: .customLong("force-rm"), help: .hidden) var forceRm = false  // likewise, even on failure
+
+    enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
+        case auto, plain, tty, quiet, rawjson
+    }
+
+    func validate() throws {
+        let refused: [(Bool, String, String)] = [
+            (network != nil, "--network", "builds run with the builder's network; RUN steps cannot choose another"),
+            (!addHost.isEmpty, "--add-host", "the builder's /etc/hosts cannot be changed per build"),
+            (!ssh.isEmpty, "--ssh", "SSH agent forwarding to a remote builder is not supported; use --secret"),
+            (!cacheFrom.isEmpty || !cacheTo.isEmpty, cacheFrom.isEmpty ? "--cache-to" : "--cache-from",
+             "the project's builder cache is always used and kept; external cache import/export is not supported"),
+            (!buildContext.isEmpty, "--build-context", "additional named contexts are not supported yet"),
+            (shmSize != nil, "--shm-size", "resource settings of the builder cannot be changed per build"),
+            (!ulimit.isEmpty, "--ulimit", "resource settings of the builder cannot be changed per build"),
+            (memory != nil || cpuShares != nil || cpusetCpus != nil, "--memory/--cpu-*", "resource settings of the builder cannot be changed per build"),
+            (!allow.isEmpty, "--allow", "builds never get extra privileges"),
+            (!securityOpt.isEmpty, "--security-opt", "builds never get extra privileges"),
+            (builder != nil, "--builder", "Drydock chooses a builder of the right platform itself"),
+            (!attest.isEmpty || provenance != nil || sbom != nil, "--attest/--provenance/--sbom", "attestations are not produced yet"),
+            (!annotation.isEmpty, "--annotation", "manifest annotations are not supported yet; use --label"),
+            (cgroupParent != nil, "--cgroup-parent", "the builder's cgroups cannot be chosen per build"),
+            (isolation != nil, "--isolation", "builders always isolate RUN steps the same way (chroot)"),
+            (!noCacheFilter.isEmpty, "--no-cache-filter", "per-stage cache control is not supported; use --no-cache"),
+            (squash, "--squash", "squashing layers is not supported"),
+            (compress, "--compress", "contexts are always sent only when the server lacks them"),
+        ]
+        if let (_, flag, why) = refused.first(where: { $0.0 }) {
+            throw ValidationError("drydock build does not support \(flag): \(why)")
+        }
+        if progress == .rawjson { throw ValidationError("drydock build does not support --progress rawjson; use plain, tty or auto") }
+        if platform.flatMap({ $0.split(separator: ",") }).count > 1 {
+            throw ValidationError("multi-platform builds are not supported yet; run one build per --platform")
+        }
+        for output in outputs { _ = try OutputSpec(output) }
+    }
+
+    func run() async throws {
+        let contextURL = URL(fileURLWithPath: context, isDirectory: true).standardizedFileURL
+        let client = try connection.client()
+        let projectId = try projectOption.resolved(from: contextURL)
+        let dockerfile = file.map { URL(fileURLWithPath: $0).standardizedFileURL } ?? contextURL.appendingPathComponent("Dockerfile")
+        let ui = ProgressUI(mode: quiet ? .quiet : progress)
+
+        // 1. Pack and send the context, unless the server already has it.
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-context-\(UUID().uuidString).tar")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let packStart = ContinuousClock.now
+        let packed: PackedContext
+        do {
+            packed = try ContextPacker.pack(directory: contextURL, dockerfile: dockerfile, into: scratch)
+        } catch let error as ContextError {
+            throw CLIError(error.description)
+        }
+        let packTime = ContinuousClock.now - packStart
+        if try await client.hasContext(projectId: projectId, digest: packed.digest) {
+            ui.info("context: \(packed.fileCount) files, \(Output.bytes(packed.size)) (\(String(packed.digest.prefix(19)))…), already on the server: nothing to upload (packed in \(ProgressUI.seconds(packTime)))")
+        } else {
+            ui.info("context: \(packed.fileCount) files, \(Output.bytes(packed.size)), uploading…")
+            let uploadStart = ContinuousClock.now
+            _ = try await client.uploadContext(projectId: projectId, digest: packed.digest, file: packed.file)
+            ui.info("context uploaded in \(ProgressUI.seconds(ContinuousClock.now - uploadStart))")
+        }
+
+        // 2. Queue the build.
+        let request = try buildRequest(contextDigest: packed.digest, contextURL: contextURL, dockerfile: dockerfile)
+        let build = try await client.createBuild(projectId: projectId, request)
+        let registryHost = client.baseURL.port.map { "\(client.baseURL.host ?? "localhost"):\($0)" } ?? (client.baseURL.host ?? "localhost")
+        ui.info("build \(build.id) queued (project \(projectId))")
+
+        // 3. Follow it; Ctrl-C cancels it.
+        let interrupt = InterruptHandler { [client] in
+            ui.info("canceling build \(build.id)… (Ctrl-C again to stop waiting)")
+            _ = try? await client.cancelBuild(build.id)
+        }
+        defer { interrupt.remove() }
+        let final = try await follow(build.id, client: client, ui: ui)
+        ui.finish()
+
+        // 4. Result, and the image where it was asked for.
+        let image = "\(registryHost)/\(final.image)"
+        guard final.status == .succeeded, let digest = final.digest else {
+            let why = final.error ?? final.status.rawValue
+            if quiet { FileHandle.standardError.write(Data("build \(build.id) \(final.status.rawValue): \(why)\n".utf8)) }
+            else { ui.info("build \(build.id) \(final.status.rawValue): \(why)") }
+            throw ExitCode(final.status == .canceled && interrupt.fired ? 130 : 1)
+        }
+        if let iidfile { try digest.write(toFile: iidfile, atomically: true, encoding: .utf8) }
+        if let metadataFile {
+            let metadata: [String: Any] = [
+                "containerimage.digest": digest, "image.name": ([image] + (push ? request.tags ?? [] : [])).joined(separator: ","),
+                "drydock.build.id": final.id, "drydock.project.id": projectId,
+            ]
+            try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                .write(to: URL(fileURLWithPath: metadataFile))
+        }
+        let token = connection.resolvedToken() ?? ""
+        let localName = tags.first.map { Self.localName($0) } ?? "drydock/build:\(final.id)"
+        for output in outputs {
+            let spec = try OutputSpec(output)
+            ui.info("exporting \(spec.type) to \(spec.dest)")
+            try await ImageExport.export(image: "\(image)@\(digest)", to: spec, name: localName, registryHost: registryHost,
+                                         insecure: client.baseURL.scheme == "http", token: token)
+        }
+        if load {
+            let destination = try await ImageExport.load(image: "\(image)@\(digest)", name: localName, registryHost: registryHost,
+                                                         insecure: client.baseURL.scheme == "http", token: token)
+            ui.info("loaded into \(destination) as \(localName)")
+        }
+        if quiet {
+            print(digest)
+        } else {
+            ui.info("image \(image)@\(digest)")
+            if push, !(request.tags ?? []).isEmpty {
+                for tag in request.tags ?? [] { ui.info("pushed \(Self.destination(tag, projectId: projectId, registryHost: registryHost))") }
+            }
+        }
+    }
+
+    func buildRequest(contextDigest: String, contextURL: URL, dockerfile: URL) throws -> Components.Schemas.BuildCreate {
+        var args: [String: String] = [:]
+        for raw in buildArgs {
+            if let eq = raw.firstIndex(of: "=") {
+                args[String(raw[..<eq])] = String(raw[raw.index(after: eq)...])
+            } else if let value = ProcessInfo.processInfo.environment[raw] {
+                args[raw] = value  // docker: KEY alone takes the value from the environment
+            }
+        }
+        var labelMap: [String: String] = [:]
+        for raw in labels {
+            guard let eq = raw.firstIndex(of: "=") else { throw CLIError("--label '\(raw)': use KEY=VALUE") }
+            labelMap[String(raw[..<eq])] = String(raw[raw.index(after: eq)...])
+        }
+        let secretList = try secrets.map(Self.secret)
+        let dockerfilePath = dockerfile.path.hasPrefix(contextURL.path + "/")
+            ? String(dockerfile.path.dropFirst(contextURL.path.count + 1)) : dockerfile.lastPathComponent
+        let credentials = push ? RegistryAuthFiles.credentials(for: tags) : []
+        return .init(
+            contextDigest: contextDigest, dockerfile: dockerfilePath,
+            buildArgs: args.isEmpty ? nil : .init(additionalProperties: args), target: target,
+            platforms: platform.isEmpty ? nil : platform.flatMap { $0.split(separator: ",").map(String.init) },
+            tags: tags.isEmpty ? nil : tags, labels: labelMap.isEmpty ? nil : .init(additionalProperties: labelMap),
+            noCache: noCache, pull: pull ? .always : .missing, push: push,
+            secrets: secretList.isEmpty ? nil : secretList, registryCredentials: credentials.isEmpty ? nil : credentials)
+    }
+
+    /// `id=ID,src=FILE`, `id=ID,env=VAR` (also `type=file|env`, `source=`), read now, sent for this build only.
+    static func secret(_ raw: String) throws -> Components.Schemas.BuildSecret {
+        var fields: [String: String] = [:]
+        for part in raw.split(separator: ",") {
+            guard let eq = part.firstIndex(of: "=") else { throw CLIError("--secret '\(raw)': use id=ID,src=FILE or id=ID,env=VAR") }
+            fields[String(part[..<eq])] = String(part[part.index(after: eq)...])
+        }
+        guard let id = fields["id"], !id.isEmpty else { throw CLIError("--secret '\(raw)': id= is required") }
+        let source = fields["src"] ?? fields["source"]
+        if let env = fields["env"] ?? (fields["type"] == "env" ? source ?? id : nil) {
+            guard let value = ProcessInfo.processInfo.environment[env] else { throw CLIError("--secret \(id): the environment variable \(env) is not set") }
+            return .init(id: id, value: Data(value.utf8).base64EncodedString())
+        }
+        let path = source ?? id
+        guard let data = FileManager.default.contents(atPath: (path as NSString).expandingTildeInPath) else {
+            throw CLIError("--secret \(id): cannot read '\(path)'")
+        }
+        guard data.count <= 500_000 else { throw CLIError("--secret \(id): secrets are limited to 500 KB") }
+        return .init(id: id, value: data.base64EncodedString())
+    }
+
+    static func localName(_ tag: String) -> String {
+        tag.contains(":") && !tag.hasSuffix("]") ? tag : tag + ":latest"
+    }
+
+    static func destination(_ tag: String, projectId: String, registryHost: String) -> String {
+        let first = tag.split(separator: "/").first.map(String.init) ?? ""
+        if tag.contains("/"), first.contains(".") || first.contains(":") || first == "localhost" { return tag }
+        return "\(registryHost)/\(projectId)/\(localName(tag))"
+    }
+
+    /// Follows the log (resuming after a dropped connection) until the build ends.
+    func follow(_ id: String, client: DrydockClient, ui: ProgressUI) async throws -> Components.Schemas.Build {
+        let streaming = DrydockClient(baseURL: client.baseURL, token: connection.resolvedToken(), timeout: .seconds(7 * 24 * 3600))
+        var offset: Int64 = 0
+        var failures = 0
+        while true {
+            do {
+                for try await entry in try await streaming.buildLogs(id, offset: offset, follow: true) {
+                    offset = entry.offset + 1
+                    ui.handle(entry)
+                }
+                let build = try await client.build(id)
+                if [.succeeded, .failed, .canceled].contains(build.status) { return build }
+            } catch let error as DrydockClientError where error.status != nil {
+                throw error
+            } catch {
+                failures += 1
+                if failures > 10 { throw CLIError("lost the connection to the server while following build \(id): \(error)") }
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+import DrydockClient
+import Foundation
+
+/// `-o type=oci|docker|local|tar,dest=PATH`.
+struct OutputSpec {
+    enum Kind: String { case oci, docker, local, tar }
+    let type: Kind
+    let dest: String
+
+    init(_ raw: String) throws {
+        var fields: [String: String] = [:]
+        for part in raw.split(separator: ",") {
+            if let eq = part.firstIndex(of: "=") {
+                fields[String(part[..<eq])] = String(part[part.index(after: eq)...])
+            } else {
+                fields["dest"] = String(part)  // docker: -o PATH means type=local,dest=PATH
+            }
+        }
+        let typeName = fields["type"] ?? "local"
+        guard let type = Kind(rawValue: typeName) else {
+            throw CLIError("--output type=\(typeName) is not supported; use oci, docker, local or tar (registry outputs: use --push)")
+        }
+        guard let dest = fields["dest"], !dest.isEmpty, dest != "-" else {
+            throw CLIError("--output \(raw): give dest=PATH (writing to standard output is not supported)")
+        }
+        self.type = type
+        self.dest = dest
+    }
+}
+
+/// Getting a built image out of the project registry onto this machine, with skopeo.
+enum ImageExport {
+    static func authFile(registryHost: String, token: String) throws -> URL {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-auth-\(UUID().uuidString).json")
+        let auth = Data("drydock:\(token)".utf8).base64EncodedString()
+        let data = try JSONSerialization.data(withJSONObject: ["auths": [registryHost: ["auth": auth]]])
+        guard FileManager.default.createFile(atPath: file.path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw CLIError("cannot write a temporary credentials file in \(FileManager.default.temporaryDirectory.path)")
+        }
+        return file
+    }
+
+    static func which(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    static func skopeo(_ arguments: [String], registryHost: String, insecure: Bool, token: String) async throws {
+        guard let skopeo = which("skopeo") else {
+            throw CLIError("exporting the image needs skopeo (apt-get install skopeo); or pull it yourself from the registry")
+        }
+        let auth = try authFile(registryHost: registryHost, token: token)
+        defer { try? FileManager.default.removeItem(at: auth) }
+        var args = ["copy", "--quiet", "--src-authfile", auth.path]
+        if insecure { args.append("--src-tls-verify=false") }
+        try await Subprocess.run(skopeo, args + arguments)
+    }
+
+    static func export(image: String, to spec: OutputSpec, name: String, registryHost: String, insecure: Bool, token: String) async throws {
+        let dest = URL(fileURLWithPath: spec.dest).standardizedFileURL.path
+        switch spec.type {
+        case .oci:
+            try? FileManager.default.removeItem(atPath: dest)
+            try await skopeo(["docker://\(image)", "oci-archive:\(dest):\(name)"], registryHost: registryHost, insecure: insecure, token: token)
+        case .docker:
+            try? FileManager.default.removeItem(atPath: dest)
+            try await skopeo(["docker://\(image)", "docker-archive:\(dest):\(name)"], registryHost: registryHost, insecure: insecure, token: token)
+        case .local, .tar:
+            let layout = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-oci-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: layout) }
+            try await skopeo(["docker://\(image)", "oci:\(layout.path):image"], registryHost: registryHost, insecure: insecure, token: token)
+            let rootfs = spec.type == .local ? dest : layout.path + "-rootfs"
+            defer { if spec.type == .tar { try? FileManager.default.removeItem(atPath: rootfs) } }
+            try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
+            try await flatten(layout: layout, into: rootfs)
+            if spec.type == .tar {
+                guard let tar = which("tar") else { throw CLIError("type=tar needs tar") }
+                try await Subprocess.run(tar, ["-cf", dest, "-C", rootfs, "."])
+            }
+        }
+    }
+
+    /// Applies the image's layers in order (with their whiteouts) to make its filesystem.
+    static func flatten(layout: URL, into rootfs: String) async throws {
+        guard let tar = which("tar") else { throw CLIError("type=local needs tar") }
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: layout.appendingPathComponent("index.json"))) as? [String: Any]
+        guard let manifestDigest = ((index?["manifests"] as? [[String: Any]])?.first?["digest"] as? String) else {
+            throw CLIError("the exported image has no manifest")
+        }
+        func blob(_ digest: String) -> URL {
+            layout.appendingPathComponent("blobs/sha256/" + digest.replacingOccurrences(of: "sha256:", with: ""))
+        }
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: blob(manifestDigest))) as? [String: Any]
+        for layer in (manifest?["layers"] as? [[String: Any]]) ?? [] {
+            guard let digest = layer["digest"] as? String else { continue }
+            let file = blob(digest).path
+            // Whiteouts first: they delete what lower layers put there.
+            let listing = try await Subprocess.run(tar, ["-tf", file])
+            for entry in listing.split(separator: "\n").map(String.init) {
+                let path = entry.hasPrefix("./") ? String(entry.dropFirst(2)) : entry
+                let name = (path as NSString).lastPathComponent
+                let dir = (path as NSString).deletingLastPathComponent
+                guard name.hasPrefix(".wh."), !path.contains("..") else { continue }
+                let target = rootfs + "/" + dir
+                if name == ".wh..wh..opq" {
+                    for child in (try? FileManager.default.contentsOfDirectory(atPath: target)) ?? [] {
+                        try? FileManager.default.removeItem(atPath: target + "/" + child)
+                    }
+                } else {
+                    try? FileManager.default.removeItem(atPath: target + "/" + String(name.dropFirst(4)))
+                }
+            }
+            try await Subprocess.run(tar, ["-xf", file, "-C", rootfs, "--exclude=.wh.*", "--no-same-owner"])
+        }
+    }
+
+    /// `--load`: the local Docker engine when one answers, else containers-storage.
+    static func load(image: String, name: String, registryHost: String, insecure: Bool, token: String) async throws -> String {
+        let dockerSocket = "/var/run/docker.sock"
+        if FileManager.default.fileExists(atPath: dockerSocket), let docker = which("docker"),
+           (try? await Subprocess.run(docker, ["version", "--format", "{{.Server.Version}}"])) != nil {
+            try await skopeo(["docker://\(image)", "docker-daemon:\(name)"], registryHost: registryHost, insecure: insecure, token: token)
+            return "the Docker engine"
+        }
+        if which("skopeo") != nil, which("podman") != nil || which("buildah") != nil {
+            try await skopeo(["docker://\(image)", "containers-storage:\(name)"], registryHost: registryHost, insecure: insecure, token: token)
+            return "containers-storage (podman/buildah)"
+        }
+        throw CLIError("--load found no Docker engine and no podman/buildah with skopeo here; use --output type=oci,dest=image.tar (or type=docker) and load that file, or pull \(image)")
+    }
+}
+
+/// Credentials for external registries named in `--push` tags, from the files docker and podman
+/// keep (`~/.docker/config.json`, `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`).
+enum RegistryAuthFiles {
+    static func credentials(for tags: [String]) -> [Components.Schemas.RegistryCredential] {
+        let hosts = Set(tags.compactMap { tag -> String? in
+            let first = tag.split(separator: "/").first.map(String.init) ?? ""
+            return tag.contains("/") && (first.contains(".") || first.contains(":") || first == "localhost") ? first : nil
+        })
+        guard !hosts.isEmpty else { return [] }
+        let env = ProcessInfo.processInfo.environment
+        var files: [String] = []
+        if let file = env["REGISTRY_AUTH_FILE"] { files.append(file) }
+        if let runtime = env["XDG_RUNTIME_DIR"] { files.append(runtime + "/containers/auth.json") }
+        files.append((env["DOCKER_CONFIG"] ?? NSHomeDirectory() + "/.docker") + "/config.json")
+        var out: [Components.Schemas.RegistryCredential] = []
+        for host in hosts.sorted() {
+            for file in files {
+                guard let data = FileManager.default.contents(atPath: file),
+                      let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                      let auths = json["auths"] as? [String: Any],
+                      let entry = (auths[host] ?? auths["https://\(host)"]) as? [String: Any],
+                      let encoded = entry["auth"] as? String, let decoded = Data(base64Encoded: encoded),
+                      let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":")
+                else { continue }
+                out.append(.init(registry: host, username: String(pair[..<colon]), password: String(pair[pair.index(after: colon)...])))
+                break
+            }
+        }
+        return out
+    }
+}
+
+/// Runs a helper program off Swift's cooperative pool and returns its output; throws with its
+/// output when it fails.
+enum Subprocess {
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String]) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = arguments
+                let output = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-out-\(UUID().uuidString)")
+                FileManager.default.createFile(atPath: output.path, contents: nil)
+                defer { try? FileManager.default.removeItem(at: output) }
+                do {
+                    let handle = try FileHandle(forWritingTo: output)
+                    process.standardOutput = handle
+                    process.standardError = handle
+                    try process.run()
+                    process.waitUntilExit()
+                    try? handle.close()
+                    let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+                    if process.terminationStatus == 0 {
+                        continuation.resume(returning: text)
+                    } else {
+                        let name = (executable as NSString).lastPathComponent
+                        continuation.resume(throwing: CLIError("\(name) failed (exit \(process.terminationStatus)): \(text.trimmingCharacters(in: .whitespacesAndNewlines).suffix(500))"))
+                    }
+                } catch {
+                    continuation.resume(throwing: CLIError("could not run \(executable): \(error)"))
+                }
+            }
+        }
+    }
+}
