@@ -111,19 +111,24 @@ struct TestServer: Sendable {
     }
 }
 
-func withTestServer<T: Sendable>(_ body: @escaping @Sendable (TestServer) async throws -> T) async throws -> T {
+func withTestServer<T: Sendable>(
+    configure: (inout ServerConfiguration) -> Void = { _ in },
+    _ body: @escaping @Sendable (TestServer) async throws -> T
+) async throws -> T {
     let database = try await TestDatabase.create()
-    let configuration = ServerConfiguration(
+    var configuration = ServerConfiguration(
         databaseURL: nil, host: "127.0.0.1", port: 0,
         dataDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("drydock-test-\(UUID().uuidString)"))
-    let app = try buildApplication(configuration, database: database, logger: TestDatabase.logger)
+    configure(&configuration)
+    let configured = configuration
+    let app = try buildApplication(configured, database: database, logger: TestDatabase.logger)
     return try await app.test(.live) { client in
         let bootstrap = try await ServerRunner.bootstrap(
-            configuration, database: database, organization: "acme", email: "owner@acme.test", logger: TestDatabase.logger)
+            configured, database: database, organization: "acme", email: "owner@acme.test", logger: TestDatabase.logger)
         let server = TestServer(
             client: client, database: database, port: try #require(client.port),
             ownerToken: bootstrap.secret, organizationId: bootstrap.organization.id,
-            dataDirectory: configuration.dataDirectory)
+            dataDirectory: configured.dataDirectory)
         return try await body(server)
     }
 }
@@ -154,4 +159,14 @@ func specOperations() throws -> [(id: String, method: String, path: String)] {
         }
     }
     return operations
+}
+
+extension TestDatabase {
+    static func count(_ url: DatabaseURL, _ query: PostgresQuery) async throws -> Int {
+        try await ServerRunner.withDatabase(url, logger: logger) { client in
+            var value = 0
+            for try await n in try await client.query(query, logger: logger).decode(Int.self) { value = n }
+            return value
+        }
+    }
 }

@@ -24,6 +24,7 @@ public final class Builder: Sendable {
     /// Serves jobs until the task is cancelled.
     public func run() async throws {
         try FileManager.default.createDirectory(at: configuration.cacheDirectory, withIntermediateDirectories: true)
+        await recoverAbandonedJobs()
         logger.info("builder ready", metadata: [
             "server": "\(configuration.apiURL.absoluteString)", "platforms": "\(configuration.platforms.joined(separator: ","))",
             "cache": "\(configuration.cacheDirectory.path)", "concurrency": "\(configuration.concurrency)",
@@ -75,6 +76,29 @@ public final class Builder: Sendable {
             log.info("job finished", metadata: ["status": "\(result.status.rawValue)", "digest": "\(result.digest ?? "-")"])
         } catch {
             log.error("could not report the job's result", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A worker killed mid-job (kill -9, a crash, a reboot) leaves its job directory behind: stop
+    /// the build processes it recorded, remove their working containers and the directory (with
+    /// any secrets in it). The server has failed those jobs when their leases expired.
+    func recoverAbandonedJobs() async {
+        let jobs = configuration.cacheDirectory.appendingPathComponent(".jobs")
+        guard let entries = try? FileManager.default.contentsOfDirectory(at: jobs, includingPropertiesForKeys: nil) else { return }
+        for entry in entries {
+            if let text = try? String(contentsOf: entry.appendingPathComponent("pgid"), encoding: .utf8),
+               let pgid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pgid > 1,
+               // Only if that process is still the build's (pids are reused after a reboot).
+               let cmdline = FileManager.default.contents(atPath: "/proc/\(pgid)/cmdline"),
+               String(decoding: cmdline, as: UTF8.self).contains(configuration.buildah) {
+                kill(-pgid, SIGKILL)
+            }
+            if let root = try? String(contentsOf: entry.appendingPathComponent("root"), encoding: .utf8) {
+                let storage = [configuration.buildah, "--root", root + "/storage", "--runroot", root + "/run", "--storage-driver", "overlay"]
+                _ = try? await ChildProcess.run(storage + ["rm", "--all"], environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"])
+            }
+            try? FileManager.default.removeItem(at: entry)
+            logger.notice("cleaned up a job a previous run of this worker left behind", metadata: ["job": "\(entry.lastPathComponent)"])
         }
     }
 

@@ -31,7 +31,6 @@ struct JobRun: Sendable {
 
     func execute() async -> Components.Schemas.JobResult {
         let control = Control()
-        let work = configuration.cacheDirectory.appendingPathComponent(".jobs").appendingPathComponent(job.jobId)
         let heartbeat = Task { await keepLease(control) }
         defer {
             heartbeat.cancel()
@@ -40,6 +39,7 @@ struct JobRun: Sendable {
         var tracker = StepTracker()
         do {
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try root.path.write(to: work.appendingPathComponent("root"), atomically: true, encoding: .utf8)
             for sub in ["src", "home", "tmp", "secrets"] {
                 try FileManager.default.createDirectory(at: work.appendingPathComponent(sub), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
@@ -194,9 +194,13 @@ struct JobRun: Sendable {
 
     /// Runs a command in its own process group, feeding each output line to the job's log and
     /// to `onLine`; a cancel terminates the whole group.
+    var work: URL { configuration.cacheDirectory.appendingPathComponent(".jobs").appendingPathComponent(job.jobId) }
+
     func runStreaming(_ argv: [String], environment: [String: String], control: Control,
                       onLine: (String) async -> Void) async throws -> Int32 {
         let child = try ChildProcess(argv, environment: environment)
+        // Recorded so a restarted worker can stop what a killed one left running.
+        try? "\(child.pid)".write(to: work.appendingPathComponent("pgid"), atomically: true, encoding: .utf8)
         let stop = control.state.withLock { state -> Bool in
             state.process = child
             return state.canceled || state.lost

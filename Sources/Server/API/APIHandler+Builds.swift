@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import NIOCore
 import OpenAPIRuntime
+import ServiceLifecycle
 
 // MARK: build contexts and builds
 
@@ -140,7 +141,10 @@ actor LogFollower {
                 if try await store.log(buildId: buildId, from: position, limit: 1).isEmpty { break }
                 continue
             }
-            await signals.wait(ticket, timeout: .seconds(10))
+            // A server shutting down ends the stream; the client resumes from its last offset.
+            guard !signals.isClosed, !Task.isShuttingDownGracefully else { break }
+            let signals = self.signals
+            try? await cancelWhenGracefulShutdown { await signals.wait(ticket, timeout: .seconds(10)) }
             try Task.checkCancellation()
         }
         done = true
@@ -173,8 +177,11 @@ extension APIHandler {
             }
             let now = ContinuousClock.now
             guard now < deadline else { return .noContent(.init()) }
-            await signals.wait(ticket, timeout: deadline - now)
-            if Task.isCancelled { return .noContent(.init()) }
+            // A server shutting down answers at once instead of holding its shutdown back.
+            let wait = deadline - now
+            try? await cancelWhenGracefulShutdown { await self.signals.wait(ticket, timeout: wait) }
+            if Task.isShuttingDownGracefully { return .noContent(.init()) }
+            if Task.isCancelled || signals.isClosed { return .noContent(.init()) }
         }
     }
 

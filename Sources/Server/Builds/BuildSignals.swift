@@ -17,6 +17,7 @@ public final class BuildSignals: Service, Sendable {
         var generation: [String: UInt64] = [:]
         var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
         var fired: Set<UUID> = []
+        var closed = false
     }
 
     private let state = Mutex(State())
@@ -48,6 +49,7 @@ public final class BuildSignals: Service, Sendable {
             group.addTask {
                 await withCheckedContinuation { continuation in
                     let resumeNow = self.state.withLock { state -> Bool in
+                        if state.closed { return true }
                         if state.fired.remove(id) != nil { return true }
                         if (state.generation[ticket.key] ?? 0) != ticket.generation { return true }
                         state.waiters[ticket.key, default: [:]][id] = continuation
@@ -91,8 +93,16 @@ public final class BuildSignals: Service, Sendable {
         try await connection.query("SELECT pg_notify(\(channel), \(key))", logger: logger)
     }
 
+    /// True once the server is shutting down: long-polls and log follows end at once, so they
+    /// never hold a graceful shutdown back (clients simply ask again).
+    public var isClosed: Bool { state.withLock { $0.closed } }
+
     public func run() async throws {
-        while !Task.isCancelled {
+        defer {
+            state.withLock { $0.closed = true }
+            fireAll()
+        }
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 try await cancelWhenGracefulShutdown {
                     try await self.client.withConnection { connection in
@@ -108,7 +118,7 @@ public final class BuildSignals: Service, Sendable {
             } catch is CancellationError {
                 return
             } catch {
-                if Task.isCancelled { return }
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 logger.warning("listening for build events failed; retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
             }

@@ -384,7 +384,8 @@ public struct BuildStore: Sendable {
     func heartbeat(jobId: String, buildTokenId: String) async throws -> HeartbeatOutcome {
         let rows = try await client.query(
             """
-            UPDATE build_jobs j SET lease_expires_at = now() + make_interval(secs => \(Double(leaseSeconds)))
+            UPDATE build_jobs j SET lease_expires_at = now() + make_interval(secs => \(Double(leaseSeconds))),
+                   confirmed_at = coalesce(j.confirmed_at, now())
             FROM builds b
             WHERE j.id = \(jobId) AND j.build_token_id = \(buildTokenId) AND j.status = 'running' AND b.id = j.build_id
             RETURNING b.cancel_requested
@@ -450,26 +451,48 @@ public struct BuildStore: Sendable {
         }
     }
 
-    /// Fails running jobs whose worker stopped renewing its lease. Returns how many.
+    /// Fails running jobs whose worker stopped renewing its lease, and queues again those whose
+    /// worker never confirmed them (it vanished while its long-poll was being answered).
+    /// Returns how many jobs it touched.
     func expireLeases() async throws -> Int {
         try await client.transaction(logger: logger) { tx -> Int in
-            var expired: [(id: String, buildId: String, worker: String?, token: String?, platform: String)] = []
+            var expired: [(id: String, buildId: String, worker: String?, token: String?, platform: String, confirmed: Bool)] = []
             for try await row in try await tx.query(
                 """
-                SELECT id, build_id, worker_name, build_token_id, platform FROM build_jobs
+                SELECT id, build_id, worker_name, build_token_id, platform, confirmed_at IS NOT NULL FROM build_jobs
                 WHERE status = 'running' AND lease_expires_at < now()
                 FOR UPDATE SKIP LOCKED
-                """, logger: logger).decode((String, String, String?, String?, String).self) { expired.append(row) }
+                """, logger: logger).decode((String, String, String?, String?, String, Bool).self) { expired.append(row) }
             for job in expired {
+                if let token = job.token {
+                    try await tx.query("UPDATE tokens SET revoked_at = now() WHERE id = \(token) AND revoked_at IS NULL", logger: logger)
+                }
+                if !job.confirmed {
+                    try await tx.query(
+                        """
+                        UPDATE build_jobs SET status = 'queued', worker_name = NULL, worker_token_id = NULL, build_token_id = NULL,
+                               lease_expires_at = NULL, started_at = NULL, last_event_sequence = -1
+                        WHERE id = \(job.id)
+                        """, logger: logger)
+                    try await tx.query(
+                        """
+                        UPDATE builds SET status = 'queued', started_at = NULL
+                        WHERE id = \(job.buildId) AND status = 'running'
+                          AND NOT EXISTS (SELECT 1 FROM build_jobs WHERE build_id = \(job.buildId) AND status <> 'queued')
+                        """, logger: logger)
+                    try await Self.append(
+                        [.init(offset: 0, time: Date(), kind: .log, platform: job.platform,
+                               line: "#drydock worker '\(job.worker ?? "?")' did not take up the job; queued again")],
+                        buildId: job.buildId, on: tx, logger: logger)
+                    try await BuildSignals.notify("jobs", on: tx, logger: logger)
+                    continue
+                }
                 let reason = "worker '\(job.worker ?? "?")' stopped responding (no heartbeat for \(leaseSeconds) s); the build was failed"
                 try await tx.query(
                     """
                     UPDATE build_jobs SET status = 'failed', error = \(reason), finished_at = now(), lease_expires_at = NULL
                     WHERE id = \(job.id)
                     """, logger: logger)
-                if let token = job.token {
-                    try await tx.query("UPDATE tokens SET revoked_at = now() WHERE id = \(token) AND revoked_at IS NULL", logger: logger)
-                }
                 try await Self.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: "error: \(reason)")],
                                       buildId: job.buildId, on: tx, logger: logger)
                 try await Self.closeIfDone(buildId: job.buildId, on: tx, logger: logger)

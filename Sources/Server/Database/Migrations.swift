@@ -173,6 +173,7 @@ public enum Migrations {
                 worker_token_id text,
                 build_token_id text,
                 lease_expires_at timestamptz,
+                confirmed_at timestamptz,
                 last_event_sequence bigint NOT NULL DEFAULT -1,
                 digest text,
                 error text,

@@ -1,0 +1,132 @@
+import DrydockBuildContext
+import DrydockClient
+import DrydockServer
+import Foundation
+import Testing
+
+/// A `drydock-builder` process, as an operator would start it.
+final class BuilderProcess: @unchecked Sendable {
+    let process = Process()
+    let log: URL
+
+    init(server: TestServer, token: String, cache: URL, name: String, concurrency: Int = 1) throws {
+        let binary = packageRoot.appendingPathComponent(".build/debug/drydock-builder")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw CLITestError("\(binary.path) is missing: build with 'swift build --build-tests' first")
+        }
+        log = cache.deletingLastPathComponent().appendingPathComponent("\(name).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.executableURL = binary
+        process.environment = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            "DRYDOCK_API_URL": server.baseURL, "DRYDOCK_WORKER_TOKEN": token,
+            "DRYDOCK_CACHE_DIR": cache.path, "DRYDOCK_BUILDER_NAME": name,
+            "DRYDOCK_BUILDER_CONCURRENCY": "\(concurrency)",
+        ]
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    func stop() async {
+        guard process.isRunning else { return }
+        process.terminate()
+        for _ in 0..<100 where process.isRunning { try? await Task.sleep(for: .milliseconds(100)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+    }
+
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+}
+
+/// A project ready to build in: a busybox base image in its registry and a worker token.
+struct BuildFixture: Sendable {
+    let server: TestServer
+    let projectId: String
+    let client: DrydockClient
+    var host: String { "127.0.0.1:\(server.port)" }
+    var base: String { "\(host)/\(projectId)/busybox:latest" }
+
+    static func make(_ server: TestServer, project name: String, token: String? = nil) async throws -> BuildFixture {
+        let projectId = try await server.createProject(name, token: token)
+        let layout = try await busyboxLayout()
+        let copy = try await runTool("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", "ci:\(token ?? server.ownerToken)",
+                                                "oci:\(layout):latest", "docker://127.0.0.1:\(server.port)/\(projectId)/busybox:latest"])
+        try #require(copy.status == 0, "pushing the busybox base image: \(copy.stderr)")
+        return BuildFixture(server: server, projectId: projectId,
+                            client: DrydockClient(baseURL: URL(string: server.baseURL)!, token: token ?? server.ownerToken))
+    }
+
+    /// An OCI layout of busybox-static, made once per test run.
+    static func busyboxLayout() async throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-busybox-layout-\(getpid())").path
+        if FileManager.default.fileExists(atPath: dir + "/index.json") { return dir }
+        let made = try await runTool("python3", [packageRoot.appendingPathComponent("Tests/Fixtures/make-busybox-layout.py").path, dir])
+        try #require(made.status == 0, "making the busybox image: \(made.stderr)")
+        return dir
+    }
+
+    /// Packs `files` (path → content) as a context, uploads it and queues a build.
+    func queue(_ files: [String: String], _ request: (String) -> Components.Schemas.BuildCreate = { .init(contextDigest: $0) }) async throws -> Components.Schemas.Build {
+        try await withTemporaryDirectory { dir in
+            for (path, content) in files {
+                let url = dir.appendingPathComponent(path)
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try content.write(to: url, atomically: true, encoding: .utf8)
+            }
+            let tar = dir.appendingPathComponent("../\(UUID().uuidString).tar").standardizedFileURL
+            defer { try? FileManager.default.removeItem(at: tar) }
+            let packed = try ContextPacker.pack(directory: dir, dockerfile: dir.appendingPathComponent("Dockerfile"), into: tar)
+            if try await !client.hasContext(projectId: projectId, digest: packed.digest) {
+                _ = try await client.uploadContext(projectId: projectId, digest: packed.digest, file: tar)
+            }
+            return try await client.createBuild(projectId: projectId, request(packed.digest))
+        }
+    }
+
+    /// Polls until `condition` holds for the build (or the time is up).
+    func wait(_ id: String, timeout: Duration = .seconds(120), until condition: (Components.Schemas.Build) -> Bool) async throws -> Components.Schemas.Build {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let build = try await client.build(id)
+            if condition(build) { return build }
+            guard ContinuousClock.now < deadline else {
+                Issue.record("build \(id) still \(build.status.rawValue) after \(timeout): \(build)")
+                return build
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    func finished(_ id: String, timeout: Duration = .seconds(120)) async throws -> Components.Schemas.Build {
+        try await wait(id, timeout: timeout) { [.succeeded, .failed, .canceled].contains($0.status) }
+    }
+
+    /// The build's whole log as text.
+    func logText(_ id: String) async throws -> String {
+        var lines: [String] = []
+        for try await entry in try await client.buildLogs(id) {
+            if let line = entry.line { lines.append(line) }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// A worker token for the test organization.
+func workerToken(_ server: TestServer) async throws -> String {
+    try await server.createToken(#"{"name":"builder","kind":"worker"}"#).1
+}
+
+func cacheStorage(_ cache: URL, _ projectId: String) -> [String] {
+    let root = cache.appendingPathComponent(projectId).appendingPathComponent(Platform.host.replacingOccurrences(of: "/", with: "-"))
+    return ["--root", root.appendingPathComponent("storage").path, "--runroot", root.appendingPathComponent("run").path, "--storage-driver", "overlay"]
+}

@@ -1,0 +1,241 @@
+import DrydockClient
+import DrydockServer
+import Foundation
+import Testing
+
+/// Real builds: the `drydock` CLI and `drydock-builder` processes against a live server, buildah
+/// underneath, base images made from busybox-static.
+@Suite("Builds end to end", .serialized)
+struct BuildTests {
+    @Test("drydock build: multi-stage --target, --build-arg, .dockerignore, cached rebuild, image pullable with skopeo")
+    func buildAndRebuild() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let fixture = try await BuildFixture.make(server, project: "web")
+                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
+                let context = dir.appendingPathComponent("app")
+                let files = [
+                    "Dockerfile": """
+                        FROM \(fixture.base) AS base
+                        ARG GREETING=hello
+                        RUN echo "$GREETING from base" > /greeting
+                        FROM base AS test
+                        RUN exit 7
+                        FROM base AS release
+                        COPY . /app/
+                        RUN test ! -e /app/secret.log && test ! -e /app/build/out.o && test -e /app/build/keep.o && cat /greeting /app/a.txt
+                        """,
+                    ".dockerignore": "*.log\nbuild/\n!build/keep.o\n",
+                    "a.txt": "file a\n", "secret.log": "no\n", "build/out.o": "no\n", "build/keep.o": "yes\n",
+                ]
+                for (path, content) in files {
+                    let url = context.appendingPathComponent(path)
+                    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                    try content.write(to: url, atomically: true, encoding: .utf8)
+                }
+                let iid = dir.appendingPathComponent("iid").path
+                let args = ["build", "--api-url", server.baseURL, "--token", server.ownerToken, "--project", fixture.projectId,
+                            "-t", "app:1", "--target", "release", "--build-arg", "GREETING=hi", "--progress", "plain", "--push",
+                            "--iidfile", iid, context.path]
+                let first = try await runExecutable("drydock", args, environment: ["HOME": dir.path])
+                #expect(first.status == 0, "stderr: \(first.stderr)\nbuilder: \(builder.output)")
+                #expect(first.stderr.contains("hi from base"), "the build arg reached RUN")
+                #expect(first.stderr.contains("uploading"))
+                #expect(!first.stderr.contains("exit 7"), "the unused 'test' stage was not built")
+                let digest = try String(contentsOfFile: iid, encoding: .utf8)
+                #expect(digest.hasPrefix("sha256:"))
+
+                // Rebuild: nothing uploaded, every step after FROM cached, same image.
+                let second = try await runExecutable("drydock", args, environment: ["HOME": dir.path])
+                #expect(second.status == 0, "\(second.stderr)")
+                #expect(second.stderr.contains("nothing to upload"))
+                #expect(try String(contentsOfFile: iid, encoding: .utf8) == digest)
+                let builds = try await fixture.client.builds(projectId: fixture.projectId)
+                let latest = try await fixture.client.build(try #require(builds.items.first).id)
+                let runSteps = latest.steps.filter { $0.instruction.contains("RUN") }
+                #expect(runSteps.count == 2)
+                #expect(runSteps.allSatisfy { $0.cached }, "\(latest.steps)")
+                #expect(second.stderr.contains("CACHED"))
+
+                // The image is in the registry under build:<id> and the pushed tag, pullable by skopeo.
+                for reference in ["\(fixture.projectId)/build:\(latest.id)", "\(fixture.projectId)/app:1"] {
+                    let inspect = try await runTool("skopeo", ["inspect", "--tls-verify=false", "--creds", "ci:\(server.ownerToken)",
+                                                               "--format", "{{.Digest}}", "docker://\(fixture.host)/\(reference)"])
+                    #expect(inspect.status == 0, "\(inspect.stderr)")
+                    #expect(inspect.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == digest)
+                }
+            }
+        }
+    }
+
+    @Test("a failing RUN fails the build: the exit code and buildah's error reach the CLI, which exits non-zero")
+    func failingRun() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let fixture = try await BuildFixture.make(server, project: "fails")
+                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
+                let context = dir.appendingPathComponent("ctx")
+                try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
+                try "FROM \(fixture.base)\nRUN echo about to fail && exit 3\nRUN echo never\n".write(
+                    to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+                let result = try await runExecutable("drydock", [
+                    "build", "--api-url", server.baseURL, "--token", server.ownerToken, "--project", fixture.projectId, "--progress", "plain", context.path,
+                ], environment: ["HOME": dir.path])
+                #expect(result.status == 1)
+                #expect(result.stderr.contains("about to fail"))
+                #expect(result.stderr.contains("exit status 3"), "\(result.stderr)")
+                #expect(result.stderr.contains("failed"))
+                #expect(!result.stderr.contains("never\n#"))
+                let build = try await fixture.client.build(try #require(try await fixture.client.builds(projectId: fixture.projectId).items.first).id)
+                #expect(build.status == .failed)
+                #expect(build.error?.contains("exit status 3") == true, "\(build.error ?? "")")
+                #expect(build.steps.last?.status == .failed)
+            }
+        }
+    }
+
+    @Test("the cache survives a worker restart, and two projects never share one")
+    func cacheLifetimeAndIsolation() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let a = try await BuildFixture.make(server, project: "alpha")
+                let b = try await BuildFixture.make(server, project: "beta")
+                let token = try await workerToken(server)
+                let cache = dir.appendingPathComponent("cache")
+                func dockerfile(_ f: BuildFixture) -> [String: String] {
+                    ["Dockerfile": "FROM \(f.base)\nRUN echo warm > /warm\n"]
+                }
+                let builder = try BuilderProcess(server: server, token: token, cache: cache, name: "b1")
+                let first = try await a.finished(try await a.queue(dockerfile(a)).id)
+                #expect(first.status == .succeeded, "\(first.error ?? "")")
+                #expect(first.steps.contains { $0.instruction.contains("RUN") && !$0.cached })
+
+                await builder.stop()
+                let restarted = try BuilderProcess(server: server, token: token, cache: cache, name: "b2")
+                let again = try await a.finished(try await a.queue(dockerfile(a)).id)
+                #expect(again.status == .succeeded)
+                #expect(again.steps.filter { $0.instruction.contains("RUN") }.allSatisfy { $0.cached }, "cache survived the restart: \(again.steps)")
+                #expect(again.jobs.first?.workerName == "b2")
+                _ = restarted
+
+                let other = try await b.finished(try await b.queue(dockerfile(b)).id)
+                #expect(other.status == .succeeded)
+                #expect(other.steps.contains { $0.instruction.contains("RUN") && !$0.cached }, "project beta has its own cache: \(other.steps)")
+                let roots = try FileManager.default.contentsOfDirectory(atPath: cache.path).filter { !$0.hasPrefix(".") }.sorted()
+                #expect(roots == [a.projectId, b.projectId].sorted())
+            }
+        }
+    }
+
+    @Test("cancel stops a running build within seconds, leaves no containers, and the next build works")
+    func cancel() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let fixture = try await BuildFixture.make(server, project: "cancel")
+                let cache = dir.appendingPathComponent("cache")
+                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: cache, name: "b1")
+                let build = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo sleeping && sleep 120\n"])
+                _ = try await fixture.wait(build.id) { $0.steps.contains { $0.instruction.contains("sleep") && $0.status == .running } }
+                try await Task.sleep(for: .milliseconds(500))
+                let asked = ContinuousClock.now
+                _ = try await fixture.client.cancelBuild(build.id)
+                let canceled = try await fixture.finished(build.id, timeout: .seconds(30))
+                let took = ContinuousClock.now - asked
+                #expect(canceled.status == .canceled)
+                #expect(took < .seconds(10), "canceled in \(took)")
+                let containers = try await runTool("buildah", cacheStorage(cache, fixture.projectId) + ["containers", "--quiet"])
+                #expect(containers.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "left over: \(containers.stdout)")
+                let next = try await fixture.finished(try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo fine\n"]).id)
+                #expect(next.status == .succeeded, "\(next.error ?? "")")
+            }
+        }
+    }
+
+    @Test("a worker killed with kill -9 mid-build: the build fails when its lease expires, the next build is fine")
+    func workerKilled() async throws {
+        try await withTestServer(configure: { $0.jobLease = .seconds(4); $0.leaseCheckInterval = .milliseconds(500) }) { server in
+            try await withTemporaryDirectory { dir in
+                let fixture = try await BuildFixture.make(server, project: "killed")
+                let token = try await workerToken(server)
+                let cache = dir.appendingPathComponent("cache")
+                let doomed = try BuilderProcess(server: server, token: token, cache: cache, name: "doomed")
+                let build = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN sleep 120\n"])
+                _ = try await fixture.wait(build.id) { $0.steps.contains { $0.instruction.contains("sleep") && $0.status == .running } }
+                doomed.kill9()
+                let failed = try await fixture.finished(build.id, timeout: .seconds(30))
+                #expect(failed.status == .failed)
+                #expect(failed.error?.contains("stopped responding") == true, "\(failed.error ?? "")")
+                #expect(failed.error?.contains("doomed") == true)
+
+                let next = try BuilderProcess(server: server, token: token, cache: cache, name: "next")
+                let ok = try await fixture.finished(try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo fine\n"]).id)
+                #expect(ok.status == .succeeded, "\(ok.error ?? "") \(next.output)")
+                #expect(next.output.contains("cleaned up a job"), "the new worker stopped what the killed one left: \(next.output)")
+            }
+        }
+    }
+
+    @Test("two workers and 20 queued builds: every build runs exactly once")
+    func twoWorkersTwentyBuilds() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let fixture = try await BuildFixture.make(server, project: "queue")
+                let files = ["Dockerfile": "FROM \(fixture.base)\nARG N\nRUN echo build $N > /n\n"]
+                var ids: [String] = []
+                for n in 0..<20 {
+                    ids.append(try await fixture.queue(files) { .init(contextDigest: $0, buildArgs: .init(additionalProperties: ["N": "\(n)"])) }.id)
+                }
+                let token = try await workerToken(server)
+                let one = try BuilderProcess(server: server, token: token, cache: dir.appendingPathComponent("cache1"), name: "w1")
+                let two = try BuilderProcess(server: server, token: token, cache: dir.appendingPathComponent("cache2"), name: "w2")
+                var workers: [String: Int] = [:]
+                for id in ids {
+                    let build = try await fixture.finished(id, timeout: .seconds(240))
+                    #expect(build.status == .succeeded, "\(id): \(build.error ?? "")")
+                    #expect(build.jobs.count == 1)
+                    workers[build.jobs.first?.workerName ?? "?", default: 0] += 1
+                    var pickups = 0
+                    for try await entry in try await fixture.client.buildLogs(id) where entry.kind == .status && entry.status == .running {
+                        pickups += 1
+                    }
+                    #expect(pickups == 1, "build \(id) was picked up \(pickups) times")
+                }
+                #expect(workers.values.reduce(0, +) == 20)
+                #expect(Set(workers.keys).isSubset(of: ["w1", "w2"]), "\(workers)")
+                _ = (one, two)
+            }
+        }
+    }
+
+    @Test("secrets reach RUN --mount=type=secret, are never stored or logged; RUN steps see no Drydock token")
+    func secretsAndTokens() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let fixture = try await BuildFixture.make(server, project: "secrets")
+                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
+                let context = dir.appendingPathComponent("ctx")
+                try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
+                try """
+                    FROM \(fixture.base)
+                    RUN --mount=type=secret,id=tok test "$(base64 /run/secrets/tok)" = "\(Data("s3cret-value-42".utf8).base64EncodedString())" && echo secret-ok
+                    RUN env > /env.txt && ! grep -E 'dd[uowpb]_' /env.txt && ! grep -q DRYDOCK /env.txt && echo env-clean
+                    """.write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+                let result = try await runExecutable("drydock", [
+                    "build", "--api-url", server.baseURL, "--token", server.ownerToken, "--project", fixture.projectId,
+                    "--progress", "plain", "--secret", "id=tok,env=MY_SECRET", context.path,
+                ], environment: ["HOME": dir.path, "MY_SECRET": "s3cret-value-42"])
+                #expect(result.status == 0, "\(result.stderr)\n\(builder.output)")
+                #expect(result.stderr.contains("secret-ok"))
+                #expect(result.stderr.contains("env-clean"))
+                #expect(!result.stderr.contains("s3cret-value-42"))
+                #expect(!builder.output.contains("s3cret-value-42"))
+                let stored = try await TestDatabase.count(server.database, "SELECT count(*) FROM builds WHERE sealed_secrets IS NOT NULL")
+                #expect(stored == 0, "sealed secrets are erased when the build ends")
+                let logged = try await TestDatabase.count(server.database, "SELECT count(*) FROM build_log WHERE entry LIKE '%s3cret-value-42%'")
+                #expect(logged == 0)
+                let jobDirs = (try? FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("cache/.jobs").path)) ?? []
+                #expect(jobDirs.isEmpty, "the job's directory (with the secret file) is gone")
+            }
+        }
+    }
+}
