@@ -18,19 +18,23 @@ struct AuthorizationTests {
             let caller = Caller(tokenId: "t", kind: kind, organizationId: "o", projectId: nil, userId: nil, role: role)
             return Set(Authorization.table.keys.filter { Authorization.allows(caller, operation: $0) })
         }
-        #expect(allowed(.user, .owner) == Set(Authorization.table.keys))
-        #expect(allowed(.user, .admin) == Set(Authorization.table.keys))
+        // Only workers claim jobs, and only a job's own build token reports on it.
+        let machine: Set<String> = ["claimJob", "heartbeatJob", "getJobContext", "reportJobEvents", "finishJob"]
+        #expect(allowed(.user, .owner) == Set(Authorization.table.keys).subtracting(machine))
+        #expect(allowed(.user, .admin) == Set(Authorization.table.keys).subtracting(machine))
         let member = allowed(.user, .member)
         #expect(member.contains("createProject") && member.contains("createToken"))
         #expect(!member.contains("deleteProject") && !member.contains("addMember") && !member.contains("updateOrganization"))
         let organization = allowed(.organization, nil)
         #expect(organization.contains("deleteProject") && !organization.contains("addMember"))
         #expect(allowed(.project, nil) == ["getCurrentCaller", "listProjects", "getProject", "listRepositories", "listRepositoryTags",
-                                           "getRegistryUsage", "createPullToken"])
-        #expect(member.contains("deleteRepositoryTag") && member.contains("createPullToken"))
-        for kind in [TokenKind.pull, .worker, .build] {
-            #expect(allowed(kind, nil) == ["getCurrentCaller"])
-        }
+                                           "getRegistryUsage", "createPullToken", "getBuildContext", "uploadBuildContext",
+                                           "createBuild", "listBuilds", "getBuild", "cancelBuild", "getBuildLogs"])
+        #expect(member.contains("deleteRepositoryTag") && member.contains("createPullToken") && member.contains("createBuild"))
+        #expect(member.isDisjoint(with: machine))
+        #expect(allowed(.pull, nil) == ["getCurrentCaller"])
+        #expect(allowed(.worker, nil) == ["getCurrentCaller", "claimJob"])
+        #expect(allowed(.build, nil) == Set(["getCurrentCaller"]).union(machine.subtracting(["claimJob"])))
         let unknown = Caller(tokenId: "t", kind: .user, organizationId: "o", projectId: nil, userId: nil, role: .owner)
         #expect(!Authorization.allows(unknown, operation: "noSuchOperation"))
     }

@@ -17,7 +17,15 @@ struct TenantIsolationTests {
         "updateProject": #"{"name":"evil"}"#,
         "createToken": #"{"name":"evil"}"#,
         "createPullToken": #"{}"#,
+        "uploadBuildContext": "not a tar",
+        "createBuild": #"{"contextDigest":"sha256:\#(String(repeating: "a", count: 64))"}"#,
+        "claimJob": #"{"name":"intruder","platforms":["linux/amd64"],"waitSeconds":0}"#,
+        "reportJobEvents": #"{"events":[]}"#,
+        "finishJob": #"{"status":"failed"}"#,
     ]
+
+    /// Bodies that are not JSON.
+    static let contentTypes: [String: String] = ["uploadBuildContext": "application/x-tar"]
 
     /// Required query parameters, so a refusal is not a 400 for a missing one.
     static let queries: [String: String] = [
@@ -62,8 +70,22 @@ struct TenantIsolationTests {
             let projectB = try await server.createProject("beta", token: ownerB)
             let (_, projectTokenB) = try await server.createToken(#"{"name":"ci","projectId":"\#(projectB)"}"#, token: ownerB)
 
-            let real = ["orgId": server.organizationId, "projectId": projectA, "tokenId": projectTokenId, "userId": memberId]
-            let fake = ["orgId": "zzzzzzzzzzzzzzzz", "projectId": "zzzzzzzzzzzzzzzz", "tokenId": "zzzzzzzzzzzzzzzz", "userId": "zzzzzzzzzzzzzzzz"]
+            // A build of A (its context, build and job), and a worker token of B.
+            let tar = Array(repeating: UInt8(0), count: 1024)
+            let contextHex = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"  // sha256 of 1024 zero bytes
+            let upload = try await server.request(.put, "/api/v1/projects/\(projectA)/contexts/\(contextHex)", token: server.ownerToken,
+                                                  json: String(decoding: tar, as: UTF8.self), headers: [.contentType: "application/x-tar"])
+            try #require(upload.status == .created, "\(upload.text)")
+            let build = try await server.request(.post, "/api/v1/projects/\(projectA)/builds", token: server.ownerToken,
+                                                 json: #"{"contextDigest":"sha256:\#(contextHex)"}"#)
+            let buildId = try #require(build["id"], "\(build.text)")
+            let jobId = try #require((build.json["jobs"] as? [[String: Any]])?.first?["id"] as? String)
+            let (_, workerB) = try await server.createToken(#"{"name":"w","kind":"worker"}"#, token: ownerB)
+
+            let real = ["orgId": server.organizationId, "projectId": projectA, "tokenId": projectTokenId, "userId": memberId,
+                        "buildId": buildId, "jobId": jobId, "digest": contextHex]
+            let fake = ["orgId": "zzzzzzzzzzzzzzzz", "projectId": "zzzzzzzzzzzzzzzz", "tokenId": "zzzzzzzzzzzzzzzz", "userId": "zzzzzzzzzzzzzzzz",
+                        "buildId": "zzzzzzzzzzzzzzzz", "jobId": "zzzzzzzzzzzzzzzz", "digest": String(repeating: "e", count: 64)]
             let secretsOfA = Set(real.values)
 
             let operations = try specOperations()
@@ -71,24 +93,26 @@ struct TenantIsolationTests {
             for operation in operations {
                 let method = Self.method(operation.method)
                 let body = Self.bodies[operation.id]
+                let headers: HTTPFields = Self.contentTypes[operation.id].map { [.contentType: $0] } ?? [:]
                 let realPath = Self.path(operation.path, real) + (Self.queries[operation.id] ?? "")
                 let fakePath = Self.path(operation.path, fake) + (Self.queries[operation.id] ?? "")
 
                 for (label, token) in [("no token", nil as String?), ("revoked", revoked), ("expired", expired), ("garbage", "ddu_not-a-real-token")] {
-                    let response = try await server.request(method, realPath, token: token, json: body)
+                    let response = try await server.request(method, realPath, token: token, json: body, headers: headers)
                     #expect(response.status == .unauthorized, "\(operation.id) with \(label): \(response.status)")
                     #expect(response.headers[.wwwAuthenticate] != nil, "\(operation.id) with \(label) names the auth scheme")
                     #expect(response.headers[.contentType] == "application/problem+json")
                 }
 
-                for (label, token) in [("another organization's owner", ownerB), ("another organization's project token", projectTokenB), ("another project's token", otherProjectToken)] {
-                    let onReal = try await server.request(method, realPath, token: token, json: body)
+                for (label, token) in [("another organization's owner", ownerB), ("another organization's project token", projectTokenB),
+                                       ("another organization's worker token", workerB), ("another project's token", otherProjectToken)] {
+                    let onReal = try await server.request(method, realPath, token: token, json: body, headers: headers)
                     if operation.path.contains("{") {
                         #expect(!(200..<300).contains(onReal.status.code), "\(operation.id) by \(label) got \(onReal.status)")
                         // Another project's token is of A's own organization, so only its
                         // project-scoped paths must look exactly like missing ones.
                         if label != "another project's token" || operation.path.contains("{projectId}") {
-                            let onFake = try await server.request(method, fakePath, token: token, json: body)
+                            let onFake = try await server.request(method, fakePath, token: token, json: body, headers: headers)
                             #expect([.notFound, .forbidden].contains(onReal.status), "\(operation.id) by \(label) got \(onReal.status)")
                             #expect(onReal.status == onFake.status, "\(operation.id) by \(label) tells existing (\(onReal.status)) from missing (\(onFake.status))")
                         }
@@ -114,6 +138,9 @@ struct TenantIsolationTests {
             #expect(project["name"] == "alpha")
             let organization = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)", token: server.ownerToken)
             #expect(organization["name"] == "acme")
+            // B's worker never got A's job.
+            let job = try await server.request(.get, "/api/v1/builds/\(buildId)", token: server.ownerToken)
+            #expect(job["status"] == "queued")
             let token = try await server.request(.get, "/api/v1/tokens/\(projectTokenId)", token: server.ownerToken)
             #expect(token["revokedAt"] == nil)
             let members = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken)

@@ -71,8 +71,10 @@ extension APIHandler {
     }
 
     func visibleBuild(_ id: String) async throws -> BuildRecord {
-        guard Identifier.isValid(id), let build = try await builds.build(id: id) else { throw APIError.notFound("build", id) }
-        _ = try await visibleProject(build.projectId)
+        let caller = try Caller.require()
+        guard Identifier.isValid(id), let build = try await builds.build(id: id),
+              let project = try await projects.project(id: build.projectId), caller.canSee(project: project)
+        else { throw APIError.notFound("build", id) }  // never naming the project of a build it cannot see
         return build
     }
 
