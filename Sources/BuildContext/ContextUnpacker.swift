@@ -97,7 +97,7 @@ public enum ContextUnpacker {
             case UInt8(ascii: "2"):
                 try reader.skipPadded(size)
                 guard !link.isEmpty, !link.hasPrefix("/") else { throw UnpackError.escapingLink(path, link) }
-                let parent = (path as NSString).deletingLastPathComponent
+                let parent = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
                 guard staysInside(parent.isEmpty ? link : parent + "/" + link) else { throw UnpackError.escapingLink(path, link) }
                 try makeParents(root: root, path: path)
                 unlink(target)

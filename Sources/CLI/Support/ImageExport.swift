@@ -101,8 +101,10 @@ enum ImageExport {
             let listing = try await Subprocess.run(tar, ["-tf", file])
             for entry in listing.split(separator: "\n").map(String.init) {
                 let path = entry.hasPrefix("./") ? String(entry.dropFirst(2)) : entry
-                let name = (path as NSString).lastPathComponent
-                let dir = (path as NSString).deletingLastPathComponent
+                // (NSString path helpers crash on some single-component paths on Linux.)
+                let slash = path.lastIndex(of: "/")
+                let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+                let dir = slash.map { String(path[..<$0]) } ?? ""
                 guard name.hasPrefix(".wh."), !path.contains("..") else { continue }
                 let target = rootfs + "/" + dir
                 if name == ".wh..wh..opq" {
