@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The quick start: installs what is missing, builds Drydock (release), starts drydock-server
-# on its private PostgreSQL, creates an organization the first time, and shows the CLI working.
-# The server keeps running afterwards; stop it with: kill "$(cat "$DRYDOCK_DATA_DIR/server.pid")"
+# on its private PostgreSQL and a drydock-builder beside it, creates an organization the first
+# time, and runs a sample build twice (the second from the cache).
+# Both keep running afterwards; stop them with:
+#   kill "$(cat "$DRYDOCK_DATA_DIR/builder.pid")" "$(cat "$DRYDOCK_DATA_DIR/server.pid")"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh curl python3
+scripts/install-deps.sh curl python3 buildah skopeo busybox
 
 if [[ $(id -u) -eq 0 ]]; then default_data=/var/lib/drydock; else default_data=${XDG_DATA_HOME:-$HOME/.local/share}/drydock; fi
 export DRYDOCK_DATA_DIR=${DRYDOCK_DATA_DIR:-$default_data}
@@ -13,10 +15,10 @@ export DRYDOCK_PORT=${DRYDOCK_PORT:-8080}
 export DRYDOCK_API_URL=${DRYDOCK_API_URL:-http://127.0.0.1:$DRYDOCK_PORT}
 mkdir -p "$DRYDOCK_DATA_DIR"
 
-echo "==> building drydock-server and drydock (release; the first build takes 10-20 minutes)"
+echo "==> building drydock-server, drydock-builder and drydock (release; the first build takes 10-20 minutes)"
 swift build -c release 2>&1 | grep -E 'error:' || true
 BIN=$(swift build -c release --show-bin-path)
-[[ -x $BIN/drydock-server && -x $BIN/drydock ]] || { echo "drydock: build failed" >&2; exit 1; }
+[[ -x $BIN/drydock-server && -x $BIN/drydock && -x $BIN/drydock-builder ]] || { echo "drydock: build failed" >&2; exit 1; }
 
 PIDFILE=$DRYDOCK_DATA_DIR/server.pid
 if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -49,8 +51,39 @@ PROJECT=$("$BIN/drydock" projects create "$name" --format json | python3 -c 'imp
 echo "==> drydock projects list"
 "$BIN/drydock" projects list
 echo "==> drydock tokens create --name ci --project $PROJECT --expires 30d"
-"$BIN/drydock" tokens create --name ci --project "$PROJECT" --expires 30d >/dev/null
+CI_TOKEN=$("$BIN/drydock" tokens create --name ci --project "$PROJECT" --expires 30d 2>/dev/null | tail -1)
 "$BIN/drydock" tokens list
+
+BUILDER_PIDFILE=$DRYDOCK_DATA_DIR/builder.pid
+if [[ -f $BUILDER_PIDFILE ]] && kill -0 "$(cat "$BUILDER_PIDFILE")" 2>/dev/null; then
+    echo "==> drydock-builder already running (pid $(cat "$BUILDER_PIDFILE"))"
+else
+    echo "==> drydock tokens create --kind worker --name quickstart-builder; starting drydock-builder"
+    WORKER_TOKEN=$("$BIN/drydock" tokens create --kind worker --name quickstart-builder 2>/dev/null | tail -1)
+    DRYDOCK_WORKER_TOKEN=$WORKER_TOKEN DRYDOCK_CACHE_DIR=${DRYDOCK_CACHE_DIR:-$DRYDOCK_DATA_DIR/builder-cache} \
+        nohup "$BIN/drydock-builder" >"$DRYDOCK_DATA_DIR/builder.log" 2>&1 &
+    echo $! >"$BUILDER_PIDFILE"
+fi
+
+# No base image can be pulled from the internet here: push busybox-static into the project.
+HOST=${DRYDOCK_API_URL#*://}
+echo "==> pushing a busybox base image to $HOST/$PROJECT/busybox:latest (skopeo)"
+LAYOUT=$(mktemp -d)
+python3 Tests/Fixtures/make-busybox-layout.py "$LAYOUT" >/dev/null
+skopeo copy --quiet --dest-tls-verify=false --dest-creds "ci:$CI_TOKEN" \
+    "oci:$LAYOUT:latest" "docker://$HOST/$PROJECT/busybox:latest"
+rm -rf "$LAYOUT"
+
+echo "==> drydock build -t hello:1 --push examples/hello"
+"$BIN/drydock" build --project "$PROJECT" -t hello:1 --push --progress plain \
+    --build-arg BASE="$HOST/$PROJECT/busybox:latest" --build-arg GREETING=hi examples/hello
+echo "==> the same build again: every step from the cache"
+"$BIN/drydock" build --project "$PROJECT" -t hello:1 --push --progress plain \
+    --build-arg BASE="$HOST/$PROJECT/busybox:latest" --build-arg GREETING=hi examples/hello 2>&1 | grep -E 'CACHED|DONE|context|image|pushed'
+echo "==> drydock builds list"
+"$BIN/drydock" builds list --project "$PROJECT"
+echo "==> drydock registry tags hello"
+"$BIN/drydock" registry tags hello --project "$PROJECT"
 echo
-echo "Drydock is running at $DRYDOCK_API_URL (pid $(cat "$PIDFILE")). Binaries: $BIN"
-echo "Stop it with: kill \$(cat $PIDFILE)"
+echo "Drydock is running at $DRYDOCK_API_URL (server pid $(cat "$PIDFILE"), builder pid $(cat "$BUILDER_PIDFILE")). Binaries: $BIN"
+echo "Stop them with: kill \$(cat $BUILDER_PIDFILE) \$(cat $PIDFILE)"

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Build benchmark, same machine, same Dockerfile, side by side:
+#   1. a warm rebuild through Drydock (CLI → server → worker → buildah → registry push) against a
+#      warm `buildah bud --layers` run directly on its own storage (median of 5 each)
+#   2. queue-to-start latency: from the answer to POST /builds to the "picked up" entry arriving
+#      on the client's live log stream (p50 and p90 of 20 builds)
+#   3. a 100 MB / 10,000-file context: the second build uploads nothing
+# Usage: benchmarks/build.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+scripts/install-deps.sh curl python3 buildah skopeo busybox
+echo "==> building release"
+swift build -c release 2>&1 | grep -E 'error' || true
+BIN=$(swift build -c release --show-bin-path)
+
+WORK=$(mktemp -d /tmp/drydock-buildbench.XXXXXX)
+chmod 711 "$WORK"
+PORT=18390
+API=http://127.0.0.1:$PORT
+HOST=127.0.0.1:$PORT
+DRYDOCK_DATA_DIR=$WORK/data DRYDOCK_PORT=$PORT LOG_LEVEL=warning "$BIN/drydock-server" >"$WORK/server.log" 2>&1 &
+SERVER=$!
+BUILDER=
+cleanup() {
+    [[ -n $BUILDER ]] && kill -TERM "$BUILDER" 2>/dev/null
+    kill -TERM $SERVER 2>/dev/null || true
+    wait 2>/dev/null || true
+    buildah --root "$WORK/direct/storage" --runroot "$WORK/direct/run" --storage-driver overlay rmi -a -f >/dev/null 2>&1 || true
+    for d in "$WORK"/cache/*/*/storage; do buildah --root "$d" --runroot "${d%storage}run" --storage-driver overlay rmi -a -f >/dev/null 2>&1 || true; done
+    rm -rf "$WORK" 2>/dev/null || true
+}
+trap cleanup EXIT
+for _ in $(seq 1 120); do curl -fsS "$API/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+TOKEN=$(DRYDOCK_DATA_DIR=$WORK/data "$BIN/drydock-server" bootstrap --org bench | tail -1)
+export DRYDOCK_API_URL=$API DRYDOCK_TOKEN=$TOKEN XDG_CONFIG_HOME=$WORK/config
+PROJECT=$("$BIN/drydock" projects create bench --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+WORKER=$("$BIN/drydock" tokens create --kind worker --name bench 2>/dev/null | tail -1)
+DRYDOCK_WORKER_TOKEN=$WORKER DRYDOCK_CACHE_DIR=$WORK/cache LOG_LEVEL=warning "$BIN/drydock-builder" >"$WORK/builder.log" 2>&1 &
+BUILDER=$!
+
+python3 Tests/Fixtures/make-busybox-layout.py "$WORK/busybox" >/dev/null
+skopeo copy --quiet --dest-tls-verify=false --dest-creds "bench:$TOKEN" oci:"$WORK/busybox":latest "docker://$HOST/$PROJECT/busybox:latest"
+BASE=$HOST/$PROJECT/busybox:latest
+
+# The same context and Dockerfile for both.
+CTX=$WORK/ctx
+mkdir -p "$CTX/src"
+for i in $(seq 1 50); do head -c 20000 /dev/urandom | base64 >"$CTX/src/file$i.txt"; done
+cat >"$CTX/Dockerfile" <<DOCKERFILE
+FROM $BASE
+ARG VERSION=1
+WORKDIR /app
+COPY src/ ./src/
+RUN cat src/*.txt | wc -c > /app/size
+RUN mkdir -p /app/out && for i in 1 2 3 4 5; do echo \$i >> /app/out/list; done
+ENV MODE=release
+RUN echo "\$VERSION \$MODE" > /app/version
+CMD ["cat", "/app/version"]
+DOCKERFILE
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now() { date +%s.%N; }
+
+echo "==> warm rebuild: drydock build vs buildah bud --layers (median of 5 each, after a warm-up)"
+drydock_build() { "$BIN/drydock" build --project "$PROJECT" --progress plain -t bench:1 "$CTX" >"$WORK/last.log" 2>&1; }
+drydock_build && drydock_build
+: >"$WORK/dd.times"
+for _ in 1 2 3 4 5; do s=$(now); drydock_build; e=$(now); echo "$e - $s" | bc >>"$WORK/dd.times"; done
+grep -q "nothing to upload" "$WORK/last.log" || { echo "warm Drydock build uploaded its context again" >&2; exit 1; }
+DIRECT=(buildah --root "$WORK/direct/storage" --runroot "$WORK/direct/run" --storage-driver overlay)
+direct_build() {
+    BUILDAH_ISOLATION=chroot "${DIRECT[@]}" bud --layers --tls-verify=false --creds "bench:$TOKEN" --pull=false \
+        -t localhost/bench:1 "$CTX" >"$WORK/direct.log" 2>&1
+}
+direct_build && direct_build
+: >"$WORK/direct.times"
+for _ in 1 2 3 4 5; do s=$(now); direct_build; e=$(now); echo "$e - $s" | bc >>"$WORK/direct.times"; done
+DD_MED=$(median <"$WORK/dd.times"); DIRECT_MED=$(median <"$WORK/direct.times")
+RATIO=$(echo "scale=2; $DD_MED / $DIRECT_MED" | bc); ADDED=$(echo "scale=3; $DD_MED - $DIRECT_MED" | bc)
+
+echo "==> queue-to-start latency (20 builds, one worker idle and waiting)"
+LATENCY=$(python3 - "$API" "$TOKEN" "$PROJECT" "$CTX" <<'PY'
+import hashlib, io, json, os, statistics, sys, tarfile, time, urllib.request
+api, token, project, ctx = sys.argv[1:5]
+def call(method, path, body=None, ctype="application/json"):
+    req = urllib.request.Request(api + path, data=body, method=method,
+                                 headers={"Authorization": "Bearer " + token, "Content-Type": ctype})
+    return urllib.request.urlopen(req, timeout=120)
+# A tiny context: just a Dockerfile that does nothing slow.
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as tar:
+    data = open(os.path.join(ctx, "Dockerfile"), "rb").read().split(b"\n")[0] + b"\nRUN true\n"
+    info = tarfile.TarInfo("Dockerfile"); info.size = len(data); tar.addfile(info, io.BytesIO(data))
+tar_bytes = buf.getvalue()
+digest = hashlib.sha256(tar_bytes).hexdigest()
+call("PUT", f"/api/v1/projects/{project}/contexts/{digest}", tar_bytes, "application/x-tar").read()
+samples = []
+for n in range(20):
+    body = json.dumps({"contextDigest": "sha256:" + digest}).encode()
+    build = json.load(call("POST", f"/api/v1/projects/{project}/builds", body))
+    queued = time.monotonic()
+    stream = call("GET", f"/api/v1/builds/{build['id']}/logs?follow=true")
+    started = None
+    for line in stream:
+        entry = json.loads(line)
+        if started is None and entry.get("kind") == "status" and entry.get("status") == "running":
+            started = time.monotonic()
+    samples.append((started - queued) * 1000)
+samples.sort()
+print(f"{statistics.median(samples):.1f} {samples[int(len(samples) * 0.9) - 1]:.1f}")
+PY
+)
+P50=${LATENCY% *}; P90=${LATENCY#* }
+
+echo "==> 100 MB / 10,000-file context: first build uploads it, the second uploads nothing"
+BIG=$WORK/big
+mkdir -p "$BIG"
+python3 - "$BIG" <<'PY'
+import os, sys
+root = sys.argv[1]
+for d in range(100):
+    os.makedirs(f"{root}/d{d:03}", exist_ok=True)
+    for f in range(100):
+        with open(f"{root}/d{d:03}/f{f:03}.bin", "wb") as out:
+            out.write(os.urandom(10_000))
+PY
+echo "FROM $BASE" >"$BIG/Dockerfile"
+echo "COPY . /data" >>"$BIG/Dockerfile"
+s=$(now); "$BIN/drydock" build --project "$PROJECT" --progress plain "$BIG" >"$WORK/big1.log" 2>&1; e=$(now); BIG1=$(echo "$e - $s" | bc)
+s=$(now); "$BIN/drydock" build --project "$PROJECT" --progress plain "$BIG" >"$WORK/big2.log" 2>&1; e=$(now); BIG2=$(echo "$e - $s" | bc)
+BIG_LINE1=$(grep -m1 '^context' "$WORK/big1.log"); BIG_LINE2=$(grep -m1 '^context' "$WORK/big2.log")
+
+echo
+echo "| measure | Drydock | direct buildah | ratio / figure |"
+echo "|---|---|---|---|"
+printf '| warm rebuild (median of 5) | %.2f s | %.2f s | %sx, +%.2f s |\n' "$DD_MED" "$DIRECT_MED" "$RATIO" "$ADDED"
+printf '| queue to start, 20 builds | p50 %s ms, p90 %s ms | | |\n' "$P50" "$P90"
+printf '| 100 MB / 10,000-file context, first build | %.2f s | | %s |\n' "$BIG1" "$BIG_LINE1"
+printf '| same context, second build | %.2f s | | %s |\n' "$BIG2" "$BIG_LINE2"
