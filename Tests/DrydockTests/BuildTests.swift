@@ -46,9 +46,19 @@ struct BuildTests {
                 #expect(digest.hasPrefix("sha256:"))
 
                 // Rebuild: nothing uploaded, every step after FROM cached, same image.
-                let second = try await runExecutable("drydock", args, environment: ["HOME": dir.path])
+                let rootfs = dir.appendingPathComponent("rootfs")
+                let metadata = dir.appendingPathComponent("metadata.json")
+                let second = try await runExecutable("drydock", args + ["-o", "type=local,dest=\(rootfs.path)", "--metadata-file", metadata.path],
+                                                     environment: ["HOME": dir.path])
                 #expect(second.status == 0, "\(second.stderr)")
                 #expect(second.stderr.contains("nothing to upload"))
+                #expect(second.stderr.contains("without pushing"), "an unchanged image is tagged, not pushed again")
+                // -o type=local: the image's filesystem; --metadata-file: its digest.
+                #expect(try String(contentsOf: rootfs.appendingPathComponent("app/a.txt"), encoding: .utf8) == "file a\n")
+                #expect(!FileManager.default.fileExists(atPath: rootfs.appendingPathComponent("app/secret.log").path))
+                #expect(try String(contentsOf: rootfs.appendingPathComponent("greeting"), encoding: .utf8) == "hi from base\n")
+                let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: metadata)) as? [String: Any]
+                #expect(meta?["containerimage.digest"] as? String == digest)
                 #expect(try String(contentsOfFile: iid, encoding: .utf8) == digest)
                 let builds = try await fixture.client.builds(projectId: fixture.projectId)
                 let latest = try await fixture.client.build(try #require(builds.items.first).id)

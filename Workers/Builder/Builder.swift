@@ -126,7 +126,7 @@ extension Logger {
     }
 }
 
-/// Buffers events and sends them in batches (every 200 ms or 200 events), numbered so a retried
+/// Buffers events and sends them in batches (every 100 ms or 200 events), numbered so a retried
 /// batch is not recorded twice.
 actor EventReporter {
     let client: DrydockClient
@@ -163,7 +163,7 @@ actor EventReporter {
             Task { await self.flush() }
         } else if flusher == nil {
             flusher = Task {
-                try? await Task.sleep(for: .milliseconds(200))
+                try? await Task.sleep(for: .milliseconds(100))
                 await self.flush()
             }
         }

@@ -29,6 +29,23 @@ struct JobRun: Sendable {
 
     var localImage: String { "localhost/drydock/last-build:latest" }
 
+    var registry: DrydockRegistryClient { DrydockRegistryClient(baseURL: configuration.apiURL, token: job.buildToken) }
+
+    /// What this cache last pushed to `<project>/build`, to tag an unchanged image instead of pushing it.
+    struct LastPush: Codable {
+        var imageId: String
+        var digest: String
+
+        static func load(_ root: URL) -> LastPush? {
+            guard let data = FileManager.default.contents(atPath: root.appendingPathComponent("last-push.json").path) else { return nil }
+            return try? JSONDecoder().decode(LastPush.self, from: data)
+        }
+
+        func save(_ root: URL) {
+            try? JSONEncoder().encode(self).write(to: root.appendingPathComponent("last-push.json"), options: .atomic)
+        }
+    }
+
     func execute() async -> Components.Schemas.JobResult {
         let control = Control()
         let heartbeat = Task { await keepLease(control) }
@@ -60,7 +77,7 @@ struct JobRun: Sendable {
             var arguments = storageArguments + ["build", "--layers", "--force-rm", "--isolation", "chroot",
                                                 "-f", dockerfile.path, "--platform", job.platform,
                                                 "--pull=\(pullValue)", "--authfile", work.appendingPathComponent("auth.json").path,
-                                                "-t", localImage]
+                                                "-t", localImage, "--iidfile", work.appendingPathComponent("iid").path]
             if let target = job.target { arguments += ["--target", target] }
             if job.noCache { arguments.append("--no-cache") }
             for (key, value) in job.buildArgs.additionalProperties.sorted(by: { $0.key < $1.key }) { arguments += ["--build-arg", "\(key)=\(value)"] }
@@ -95,8 +112,19 @@ struct JobRun: Sendable {
 
             // Always into the project's registry as build:<id>; then every tag when asked.
             let destination = "\(registryHost)/\(job.image)"
-            await reporter.log("#drydock pushing \(destination)")
-            let digest = try await push(to: destination, environment: environment, work: work, control: control)
+            let imageId = (try? String(contentsOf: work.appendingPathComponent("iid"), encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let digest: String
+            if let imageId, let last = LastPush.load(root), last.imageId == imageId,
+               (try? await registry.tag(repository: "\(job.projectId)/build", digest: last.digest, as: job.buildId)) == true {
+                // The same image as the last build of this cache: already in the registry, so tag it there.
+                await reporter.log("#drydock unchanged image \(imageId.prefix(19)): tagged \(destination) without pushing")
+                digest = last.digest
+            } else {
+                await reporter.log("#drydock pushing \(destination)")
+                digest = try await push(to: destination, environment: environment, work: work, control: control)
+                if let imageId { LastPush(imageId: imageId, digest: digest).save(root) }
+            }
             for tag in job.pushTags {
                 let target = tag.hasPrefix(job.projectId + "/") ? "\(registryHost)/\(tag)" : tag
                 await reporter.log("#drydock pushing \(target)")

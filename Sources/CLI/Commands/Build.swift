@@ -198,15 +198,17 @@ struct Build: AsyncParsableCommand {
                 .write(to: URL(fileURLWithPath: metadataFile))
         }
         let token = connection.resolvedToken() ?? ""
+        // skopeo takes a tag or a digest, not both.
+        let byDigest = "\(registryHost)/\(final.image.split(separator: ":").first.map(String.init) ?? final.image)@\(digest)"
         let localName = tags.first.map { Self.localName($0) } ?? "drydock/build:\(final.id)"
         for output in outputs {
             let spec = try OutputSpec(output)
             ui.info("exporting \(spec.type) to \(spec.dest)")
-            try await ImageExport.export(image: "\(image)@\(digest)", to: spec, name: localName, registryHost: registryHost,
+            try await ImageExport.export(image: byDigest, to: spec, name: localName, registryHost: registryHost,
                                          insecure: client.baseURL.scheme == "http", token: token)
         }
         if load {
-            let destination = try await ImageExport.load(image: "\(image)@\(digest)", name: localName, registryHost: registryHost,
+            let destination = try await ImageExport.load(image: byDigest, name: localName, registryHost: registryHost,
                                                          insecure: client.baseURL.scheme == "http", token: token)
             ui.info("loaded into \(destination) as \(localName)")
         }
