@@ -42,7 +42,7 @@ struct DrydockServerCommand: AsyncParsableCommand {
             owner's token with 'drydock-server bootstrap --org NAME', and a token for builders that
             serve every organization with 'drydock-server worker-token --name NAME'.
             """,
-        subcommands: [Serve.self, Bootstrap.self, WorkerToken.self],
+        subcommands: [Serve.self, Bootstrap.self, SetPlan.self, WorkerToken.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -77,13 +77,19 @@ struct Bootstrap: AsyncParsableCommand {
     @Option(help: "The owner's email (default owner@<org>.local).")
     var email: String?
 
+    @Option(help: "developer (default), startup or business.")
+    var plan: String = "developer"
+
     func run() async throws {
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = options.logger()
         if options.logLevel == nil { logger.logLevel = .warning }
         do {
-            let result = try await ServerRunner.bootstrap(try options.configuration(), organization: org, email: email, logger: logger)
-            print("Created organization \(result.organization.name) (id \(result.organization.id)) with owner \(result.owner.email).")
+            guard ["developer", "startup", "business"].contains(plan) else {
+                throw ValidationError("--plan must be developer, startup or business")
+            }
+            let result = try await ServerRunner.bootstrap(try options.configuration(), organization: org, email: email, plan: plan, logger: logger)
+            print("Created organization \(result.organization.name) (id \(result.organization.id), \(result.organization.plan) plan) with owner \(result.owner.email).")
             print("The owner's token follows; it is shown only this once:")
             print(result.secret)
         } catch let error as APIError {
@@ -116,6 +122,68 @@ struct WorkerToken: AsyncParsableCommand {
             let secret = try await ServerRunner.workerToken(try options.configuration(), name: name, logger: logger)
             print("Worker token '\(name)' (serves every organization); shown only this once:")
             print(secret)
+        } catch let error as APIError {
+            throw ValidationError(error.detail)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+struct SetPlan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set-plan",
+        abstract: "Move an organization to a plan: developer, startup or business (with custom amounts).",
+        discussion: """
+            Developer: $20/month, 1 user, 500 build minutes, 25 GB storage. Startup: $200/month, unlimited
+            users, 5,000 minutes then $0.04/minute, 250 GB then $0.20/GB-month, usage caps. Business: the
+            Startup terms unless given here, e.g.
+              drydock-server set-plan --org ID business --monthly-price 1500 --included-minutes 40000 --minute-price 0.03
+            """)
+    @OptionGroup var options: ServerOptions
+
+    @Option(help: "The organization's id.")
+    var org: String
+
+    @Argument(help: "developer, startup or business.")
+    var plan: String
+
+    @Option(name: .customLong("monthly-price"), help: "Business: dollars a month.")
+    var monthlyPrice: String?
+    @Option(name: .customLong("included-minutes"), help: "Business: build minutes included a month.")
+    var includedMinutes: Int64?
+    @Option(name: .customLong("minute-price"), help: "Business: dollars per build minute past the included ones (e.g. 0.03).")
+    var minutePrice: String?
+    @Option(name: .customLong("included-storage-gb"), help: "Business: storage GB included.")
+    var includedStorageGB: Int64?
+    @Option(name: .customLong("storage-price"), help: "Business: dollars per GB-month past the included storage.")
+    var storagePrice: String?
+
+    /// "0.035" dollars → 3500 millicents, exactly.
+    static func millicents(_ text: String, _ flag: String) throws -> Int64 {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let whole = Int64(parts[0]), whole >= 0,
+              parts.count == 1 || (parts[1].count <= 5 && parts[1].allSatisfy(\.isNumber))
+        else { throw ValidationError("\(flag) must be an amount in dollars such as 0.04 or 1500") }
+        let fraction = parts.count == 2 ? String(parts[1]) + String(repeating: "0", count: 5 - parts[1].count) : "00000"
+        return whole * 100_000 + Int64(fraction)!
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var logger = options.logger()
+        if options.logLevel == nil { logger.logLevel = .warning }
+        let custom = monthlyPrice != nil || includedMinutes != nil || minutePrice != nil || includedStorageGB != nil || storagePrice != nil
+        var overrides: UsageStore.PlanOverrides?
+        if custom {
+            overrides = UsageStore.PlanOverrides(
+                monthlyCents: try monthlyPrice.map { try Self.millicents($0, "--monthly-price") / 1000 },
+                includedMinutes: includedMinutes, minuteOverageMillicents: try minutePrice.map { try Self.millicents($0, "--minute-price") },
+                includedStorageGB: includedStorageGB, storageOverageMillicents: try storagePrice.map { try Self.millicents($0, "--storage-price") })
+        }
+        do {
+            try await ServerRunner.setPlan(try options.configuration(), organizationId: org, plan: plan, overrides: overrides, logger: logger)
+            print("Organization \(org) is now on the \(plan) plan\(custom ? " with custom amounts" : "").")
         } catch let error as APIError {
             throw ValidationError(error.detail)
         } catch let error as ConfigurationError {

@@ -29,7 +29,7 @@ struct AuthorizationTests {
         #expect(organization.contains("deleteProject") && !organization.contains("addMember"))
         #expect(allowed(.project, nil) == ["getCurrentCaller", "listProjects", "getProject", "listRepositories", "listRepositoryTags",
                                            "getRegistryUsage", "createPullToken", "getBuildContext", "uploadBuildContext",
-                                           "createBuild", "listBuilds", "getBuild", "cancelBuild", "getBuildLogs"])
+                                           "createBuild", "listBuilds", "getBuild", "cancelBuild", "getBuildLogs", "getProjectUsage"])
         #expect(member.contains("deleteRepositoryTag") && member.contains("createPullToken") && member.contains("createBuild"))
         #expect(member.isDisjoint(with: machine))
         #expect(allowed(.pull, nil) == ["getCurrentCaller"])

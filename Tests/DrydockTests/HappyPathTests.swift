@@ -14,7 +14,7 @@ struct HappyPathTests {
             let org = try #require(me.json["organization"] as? [String: Any])
             #expect(org["id"] as? String == server.organizationId)
             #expect(org["name"] as? String == "acme")
-            #expect(org["plan"] as? String == "developer")
+            #expect(org["plan"] as? String == "startup", "the test organization is bootstrapped on the Startup plan")
             #expect(me.json["role"] as? String == "owner")
             #expect((me.json["user"] as? [String: Any])?["email"] as? String == "owner@acme.test")
             #expect((me.json["token"] as? [String: Any])?["kind"] as? String == "user")

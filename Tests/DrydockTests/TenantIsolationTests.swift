@@ -22,6 +22,7 @@ struct TenantIsolationTests {
         "claimJob": #"{"name":"intruder","platforms":["linux/amd64"],"waitSeconds":0}"#,
         "reportJobEvents": #"{"events":[]}"#,
         "finishJob": #"{"status":"failed"}"#,
+        "setUsageCaps": #"{"minutesPerMonth":5}"#,
     ]
 
     /// Bodies that are not JSON.

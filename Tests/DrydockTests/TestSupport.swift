@@ -89,10 +89,10 @@ struct TestServer: Sendable {
     }
 
     /// Bootstraps another organization on the same database; returns (organizationId, ownerToken).
-    func bootstrap(_ name: String) async throws -> (String, String) {
+    func bootstrap(_ name: String, plan: String = "startup") async throws -> (String, String) {
         let result = try await ServerRunner.bootstrap(
             ServerConfiguration(databaseURL: nil, dataDirectory: FileManager.default.temporaryDirectory),
-            database: database, organization: name, email: nil, logger: TestDatabase.logger)
+            database: database, organization: name, email: nil, plan: plan, logger: TestDatabase.logger)
         return (result.organization.id, result.secret)
     }
 
@@ -112,6 +112,7 @@ struct TestServer: Sendable {
 }
 
 func withTestServer<T: Sendable>(
+    plan: String = "startup",
     configure: (inout ServerConfiguration) -> Void = { _ in },
     _ body: @escaping @Sendable (TestServer) async throws -> T
 ) async throws -> T {
@@ -124,7 +125,7 @@ func withTestServer<T: Sendable>(
     let app = try buildApplication(configured, database: database, logger: TestDatabase.logger)
     return try await app.test(.live) { client in
         let bootstrap = try await ServerRunner.bootstrap(
-            configured, database: database, organization: "acme", email: "owner@acme.test", logger: TestDatabase.logger)
+            configured, database: database, organization: "acme", email: "owner@acme.test", plan: plan, logger: TestDatabase.logger)
         let server = TestServer(
             client: client, database: database, port: try #require(client.port),
             ownerToken: bootstrap.secret, organizationId: bootstrap.organization.id,

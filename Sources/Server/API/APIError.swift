@@ -47,3 +47,8 @@ public struct APIError: Error, Sendable, Equatable {
                  detail: "the request body is larger than \(limit) bytes")
     }
 }
+
+extension HTTPResponse.Status {
+    /// 402: a usage cap or plan limit (HTTPTypes has no name for it).
+    static let paymentRequired = HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
+}

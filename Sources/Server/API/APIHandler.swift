@@ -14,6 +14,7 @@ struct APIHandler: APIProtocol {
     let builds: BuildStore
     let contexts: ContextStore
     let signals: BuildSignals
+    let usage: UsageStore
 
     // MARK: identity
 
@@ -76,6 +77,12 @@ struct APIHandler: APIProtocol {
         guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
         let email = try Validation.email(body.email)
         let role = body.role?.domain ?? .member
+        let terms = try await usage.terms(organizationId: organization.id)
+        if let max = terms.maxUsers, try await usage.memberCount(organizationId: organization.id) >= max {
+            throw APIError(status: .paymentRequired, code: "plan_limit",
+                           detail: "the \(terms.name) plan allows \(max) user\(max == 1 ? "" : "s") per organization; "
+                               + "the server operator can move it to the Startup plan (drydock-server set-plan --org \(organization.id) startup)")
+        }
         try requireOwnerFor(role)
         let caller = try Caller.require()
         var secret = ""

@@ -57,11 +57,12 @@ public func buildApplication(
 
     let registryStore = RegistryStore(client: postgres, logger: logger)
     let signals = BuildSignals(client: postgres, logger: logger)
+    let usage = UsageStore(client: postgres, logger: logger)
     let builds = BuildStore(client: postgres, logger: logger, secretBox: try BuildSecretBox(dataDirectory: configuration.dataDirectory),
                             lease: configuration.jobLease)
     let contexts = ContextStore(dataDirectory: configuration.dataDirectory, limit: configuration.maxContextBytes)
     let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
-                             builds: builds, contexts: contexts, signals: signals)
+                             builds: builds, contexts: contexts, signals: signals, usage: usage)
     try handler.registerHandlers(
         on: router,
         serverURL: Servers.Server1.url(),
@@ -89,6 +90,7 @@ public func buildApplication(
             postgres, signals,
             RegistryJanitor(store: registryStore, blobs: blobStore, logger: logger),
             LeaseReaper(builds: builds, authenticator: authenticator, interval: configuration.leaseCheckInterval, logger: logger),
+            UsageSampler(usage: usage, interval: configuration.storageSampleInterval, logger: logger),
         ],
         logger: logger)
     app.beforeServerStarts {

@@ -19,6 +19,8 @@ public struct ServerConfiguration: Sendable {
     public var jobLease: Duration = .seconds(15)
     /// How often expired leases are looked for.
     public var leaseCheckInterval: Duration = .seconds(2)
+    /// How often each project's registry storage is sampled for metering.
+    public var storageSampleInterval: Duration = .seconds(3600)
 
     public init(
         databaseURL: String?,

@@ -45,16 +45,29 @@ public enum ServerRunner {
     /// Creates an organization, its owner and the owner's first token, whether or not a server is
     /// running on the same database. Applies pending migrations first.
     public static func bootstrap(
-        _ configuration: ServerConfiguration, organization name: String, email: String?, logger: Logger
+        _ configuration: ServerConfiguration, organization name: String, email: String?, plan: String = "developer", logger: Logger
     ) async throws -> BootstrapResult {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
         defer { if startedHere { embedded?.stop(logger: logger) } }
-        return try await bootstrap(configuration, database: database, organization: name, email: email, logger: logger)
+        return try await bootstrap(configuration, database: database, organization: name, email: email, plan: plan, logger: logger)
+    }
+
+    /// Moves an organization to another plan (with custom amounts for Business).
+    public static func setPlan(
+        _ configuration: ServerConfiguration, organizationId: String, plan: String, overrides: UsageStore.PlanOverrides?, logger: Logger
+    ) async throws {
+        let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
+        defer { if startedHere { embedded?.stop(logger: logger) } }
+        try await withDatabase(database, logger: logger) { client in
+            try await Migrations.apply(on: client, logger: logger)
+            try await UsageStore(client: client, logger: logger).setPlan(organizationId: organizationId, plan: plan, overrides: overrides)
+        }
     }
 
     public static func bootstrap(
-        _ configuration: ServerConfiguration, database: DatabaseURL, organization name: String, email: String?, logger: Logger
+        _ configuration: ServerConfiguration, database: DatabaseURL, organization name: String, email: String?, plan: String = "developer",
+        logger: Logger
     ) async throws -> BootstrapResult {
         let name = try Validation.name(name, field: "--org")
         let email = try Validation.email(email ?? "owner@\(name.lowercased()).local", field: "--email")
@@ -67,7 +80,12 @@ public enum ServerRunner {
                 secret.withLock { $0 = token.secret }
                 return token
             }
-            return BootstrapResult(organization: organization, owner: owner, token: token, secret: secret.withLock { $0 })
+            var created = organization
+            if plan != created.plan {
+                try await UsageStore(client: client, logger: logger).setPlan(organizationId: organization.id, plan: plan, overrides: nil)
+                created.plan = plan
+            }
+            return BootstrapResult(organization: created, owner: owner, token: token, secret: secret.withLock { $0 })
         }
     }
 

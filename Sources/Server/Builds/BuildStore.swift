@@ -146,6 +146,11 @@ public struct BuildStore: Sendable {
         let specText = String(decoding: try Self.encoder.encode(spec), as: UTF8.self)
         let sealed = secrets.isEmpty ? nil : ByteBuffer(bytes: try secretBox.seal(secrets))
         try await client.transaction(logger: logger) { tx in
+            // Caps and plan limits, checked under the organization's lock: concurrent creations
+            // all see the same figures.
+            if let refusal = try await UsageStore.refusal(organizationId: organizationId, on: tx, logger: logger) {
+                throw APIError(status: .paymentRequired, code: "usage_limit", detail: refusal)
+            }
             try await tx.query(
                 """
                 INSERT INTO builds (id, project_id, organization_id, status, context_digest, spec, sealed_secrets, created_by_token_id)
@@ -308,14 +313,29 @@ public struct BuildStore: Sendable {
     func claim(organizationId: String?, platforms: [String], workerName: String, workerTokenId: String) async throws -> ClaimedJob? {
         try await client.transaction(logger: logger) { tx -> ClaimedJob? in
             var picked: (jobId: String, buildId: String)?
-            for try await (job, build) in try await tx.query(
-                """
-                SELECT id, build_id FROM build_jobs
-                WHERE status = 'queued' AND platform = ANY(\(platforms))
-                  AND (\(organizationId)::text IS NULL OR organization_id = \(organizationId))
-                ORDER BY seq LIMIT 1
-                FOR UPDATE SKIP LOCKED
-                """, logger: logger).decode((String, String).self) { picked = (job, build) }
+            while picked == nil {
+                var candidate: (jobId: String, buildId: String, organizationId: String)?
+                for try await (job, build, org) in try await tx.query(
+                    """
+                    SELECT id, build_id, organization_id FROM build_jobs
+                    WHERE status = 'queued' AND platform = ANY(\(platforms))
+                      AND (\(organizationId)::text IS NULL OR organization_id = \(organizationId))
+                    ORDER BY seq LIMIT 1
+                    FOR UPDATE SKIP LOCKED
+                    """, logger: logger).decode((String, String, String).self) { candidate = (job, build, org) }
+                guard let candidate else { return nil }
+                // A queued build does not start past a cap reached since it was queued.
+                if let refusal = try await UsageStore.refusal(organizationId: candidate.organizationId, on: tx, logger: logger) {
+                    try await tx.query(
+                        """
+                        UPDATE build_jobs SET status = 'failed', error = \("not started: " + refusal), finished_at = now()
+                        WHERE id = \(candidate.jobId)
+                        """, logger: logger)
+                    try await Self.closeIfDone(buildId: candidate.buildId, on: tx, logger: logger)
+                    continue
+                }
+                picked = (candidate.jobId, candidate.buildId)
+            }
             guard let picked else { return nil }
             var buildRow: BuildRow?
             var sealed: ByteBuffer?
@@ -445,6 +465,8 @@ public struct BuildStore: Sendable {
                        cache_bytes = \(cacheBytes), finished_at = now(), lease_expires_at = NULL
                 WHERE id = \(jobId)
                 """, logger: logger)
+            try await UsageStore.recordBuild(jobId: jobId, on: tx, logger: logger)
+            if let cacheBytes { try await UsageStore.recordCache(jobId: jobId, bytes: cacheBytes, on: tx, logger: logger) }
             try await tx.query("UPDATE tokens SET revoked_at = now() WHERE id = \(buildTokenId) AND revoked_at IS NULL", logger: logger)
             try await Self.closeIfDone(buildId: buildId, on: tx, logger: logger)
             return true
@@ -493,6 +515,7 @@ public struct BuildStore: Sendable {
                     UPDATE build_jobs SET status = 'failed', error = \(reason), finished_at = now(), lease_expires_at = NULL
                     WHERE id = \(job.id)
                     """, logger: logger)
+                try await UsageStore.recordBuild(jobId: job.id, on: tx, logger: logger)
                 try await Self.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: "error: \(reason)")],
                                       buildId: job.buildId, on: tx, logger: logger)
                 try await Self.closeIfDone(buildId: job.buildId, on: tx, logger: logger)

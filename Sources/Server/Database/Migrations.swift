@@ -205,6 +205,62 @@ public enum Migrations {
             )
             """,
         ]),
+        Migration(version: 4, name: "plans, usage records, storage samples, usage caps", statements: [
+            """
+            CREATE TABLE plans (
+                id text PRIMARY KEY,
+                name text NOT NULL,
+                monthly_cents bigint NOT NULL CHECK (monthly_cents >= 0),
+                max_users integer,
+                included_minutes bigint NOT NULL,
+                minute_overage_millicents bigint,
+                included_storage_gb bigint NOT NULL,
+                storage_overage_millicents bigint,
+                usage_caps boolean NOT NULL
+            )
+            """,
+            """
+            INSERT INTO plans VALUES
+                ('developer', 'Developer', 2000, 1, 500, NULL, 25, NULL, false),
+                ('startup', 'Startup', 20000, NULL, 5000, 4000, 250, 20000, true),
+                ('business', 'Business', 20000, NULL, 5000, 4000, 250, 20000, true)
+            """,
+            "ALTER TABLE organizations ADD COLUMN plan_overrides text",
+            "ALTER TABLE organizations ADD CONSTRAINT organizations_plan_fk FOREIGN KEY (plan) REFERENCES plans(id)",
+            """
+            CREATE TABLE usage_builds (
+                job_id text PRIMARY KEY,
+                organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                project_id text NOT NULL,
+                platform text NOT NULL,
+                start_epoch bigint NOT NULL,
+                seconds bigint NOT NULL CHECK (seconds >= 0),
+                recorded_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX usage_builds_org_start ON usage_builds (organization_id, start_epoch)",
+            """
+            CREATE TABLE usage_storage (
+                organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                project_id text NOT NULL,
+                kind text NOT NULL CHECK (kind IN ('cache', 'registry')),
+                platform text NOT NULL,
+                sampled_at timestamptz NOT NULL,
+                bytes bigint NOT NULL CHECK (bytes >= 0),
+                PRIMARY KEY (project_id, kind, platform, sampled_at)
+            )
+            """,
+            "CREATE INDEX usage_storage_org ON usage_storage (organization_id, sampled_at)",
+            """
+            CREATE TABLE usage_caps (
+                organization_id text PRIMARY KEY REFERENCES organizations(id) ON DELETE CASCADE,
+                minutes_per_month bigint,
+                spend_cents_per_month bigint,
+                soft_threshold_percent integer NOT NULL DEFAULT 80,
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

@@ -1,0 +1,106 @@
+import Foundation
+
+/// A plan's terms. Money is integer: monthly fees in cents, unit prices in millicents
+/// (1/1000 of a cent, so $0.04 is 4,000 and a custom $0.035 is 3,500); nothing is floating point.
+public struct PlanTerms: Sendable, Equatable, Codable {
+    public var id: String
+    public var name: String
+    public var monthlyCents: Int64
+    /// nil: unlimited.
+    public var maxUsers: Int?
+    public var includedMinutes: Int64
+    /// nil: no overage on this plan (builds past the included minutes are refused).
+    public var minuteOverageMillicents: Int64?
+    public var includedStorageGB: Int64
+    public var storageOverageMillicentsPerGBMonth: Int64?
+    public var usageCaps: Bool
+
+    /// The seed's plans.
+    public static let developer = PlanTerms(id: "developer", name: "Developer", monthlyCents: 2_000, maxUsers: 1, includedMinutes: 500,
+                                            minuteOverageMillicents: nil, includedStorageGB: 25, storageOverageMillicentsPerGBMonth: nil,
+                                            usageCaps: false)
+    public static let startup = PlanTerms(id: "startup", name: "Startup", monthlyCents: 20_000, maxUsers: nil, includedMinutes: 5_000,
+                                          minuteOverageMillicents: 4_000, includedStorageGB: 250, storageOverageMillicentsPerGBMonth: 20_000,
+                                          usageCaps: true)
+    /// Business amounts are negotiated: these are the defaults an operator overrides per organization.
+    public static let business = PlanTerms(id: "business", name: "Business", monthlyCents: 20_000, maxUsers: nil, includedMinutes: 5_000,
+                                           minuteOverageMillicents: 4_000, includedStorageGB: 250, storageOverageMillicentsPerGBMonth: 20_000,
+                                           usageCaps: true)
+}
+
+/// One calendar month's (or part of one) usage and what it costs.
+public struct MonthBill: Sendable, Equatable {
+    public struct Line: Sendable, Equatable {
+        public var item: String
+        public var quantity: String
+        public var unitPrice: String
+        public var cents: Int64
+    }
+
+    public var buildSeconds: Int64
+    public var includedMinutes: Int64
+    public var overageSeconds: Int64
+    /// Byte-seconds of storage held.
+    public var storageByteSeconds: Decimal
+    public var storageGBMonths: Decimal
+    public var overageGBMonths: Decimal
+    public var lines: [Line]
+    public var totalCents: Int64
+}
+
+public enum Billing {
+    public static let bytesPerGB: Decimal = 1_000_000_000
+
+    /// Rounds a non-negative amount in millicents to whole cents, half up.
+    public static func cents(millicents: Decimal) -> Int64 {
+        var value = millicents / 1000
+        var rounded = Decimal()
+        NSDecimalRound(&rounded, &value, 0, .plain)
+        return NSDecimalNumber(decimal: rounded).int64Value
+    }
+
+    public static func dollars(_ cents: Int64) -> String {
+        let sign = cents < 0 ? "-" : ""
+        let abs = cents.magnitude
+        return "\(sign)$\(abs / 100).\(abs % 100 < 10 ? "0" : "")\(abs % 100)"
+    }
+
+    static func unitPrice(_ millicents: Int64) -> String {
+        // $0.04, $0.035, $0.2 → $0.20
+        let whole = millicents / 100_000
+        var fraction = String(millicents % 100_000)
+        fraction = String(repeating: "0", count: 5 - fraction.count) + fraction
+        while fraction.count > 2 && fraction.hasSuffix("0") { fraction.removeLast() }
+        return "$\(whole).\(fraction)"
+    }
+
+    static func decimalString(_ value: Decimal, places: Int16 = 3) -> String {
+        var v = value
+        var rounded = Decimal()
+        NSDecimalRound(&rounded, &v, Int(places), .plain)
+        return NSDecimalNumber(decimal: rounded).stringValue
+    }
+
+    /// The bill of one month: the fee (whole, for each month the period touches), build minutes
+    /// billed per second past the included ones, storage GB-months past the included GB.
+    public static func month(plan: PlanTerms, buildSeconds: Int64, storageByteSeconds: Decimal, monthSeconds: Int64) -> MonthBill {
+        let includedSeconds = plan.includedMinutes * 60
+        let overageSeconds = max(0, buildSeconds - includedSeconds)
+        let gbMonths = storageByteSeconds / bytesPerGB / Decimal(monthSeconds)
+        let overGB = max(0, gbMonths - Decimal(plan.includedStorageGB))
+        var lines = [MonthBill.Line(item: "\(plan.name) plan", quantity: "1 month", unitPrice: dollars(plan.monthlyCents), cents: plan.monthlyCents)]
+        if let price = plan.minuteOverageMillicents, overageSeconds > 0 {
+            let cents = Self.cents(millicents: Decimal(overageSeconds) * Decimal(price) / 60)
+            lines.append(.init(item: "build minutes over \(plan.includedMinutes)", quantity: "\(decimalString(Decimal(overageSeconds) / 60, places: 2)) min",
+                               unitPrice: "\(unitPrice(price))/min", cents: cents))
+        }
+        if let price = plan.storageOverageMillicentsPerGBMonth, overGB > 0 {
+            let cents = Self.cents(millicents: overGB * Decimal(price))
+            lines.append(.init(item: "storage over \(plan.includedStorageGB) GB", quantity: "\(decimalString(overGB)) GB-month",
+                               unitPrice: "\(unitPrice(price))/GB-month", cents: cents))
+        }
+        return MonthBill(buildSeconds: buildSeconds, includedMinutes: plan.includedMinutes, overageSeconds: overageSeconds,
+                         storageByteSeconds: storageByteSeconds, storageGBMonths: gbMonths, overageGBMonths: overGB,
+                         lines: lines, totalCents: lines.reduce(0) { $0 + $1.cents })
+    }
+}

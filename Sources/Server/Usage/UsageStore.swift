@@ -1,0 +1,364 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// One job's billed time: from its start, whole seconds (rounded up once, per job).
+struct BuildUsage: Sendable {
+    var projectId: String
+    var platform: String
+    var start: Int64
+    var seconds: Int64
+
+    /// Seconds of this job inside [from, to).
+    func overlap(_ from: Int64, _ to: Int64) -> Int64 {
+        max(0, min(start + seconds, to) - max(start, from))
+    }
+}
+
+/// Storage held by one series (a project's cache for one platform, or its registry).
+struct StorageSeries: Sendable {
+    var projectId: String
+    var samples: [(at: Int64, bytes: Int64)]
+
+    /// Byte-seconds held inside [from, to), each sample's size holding until the next sample
+    /// (the last until `now`).
+    func byteSeconds(_ from: Int64, _ to: Int64, now: Int64) -> Decimal {
+        var total = Decimal(0)
+        for (i, sample) in samples.enumerated() {
+            let end = i + 1 < samples.count ? samples[i + 1].at : now
+            let a = max(sample.at, from), b = min(end, to)
+            if b > a { total += Decimal(sample.bytes) * Decimal(b - a) }
+        }
+        return total
+    }
+}
+
+struct CapsRecord: Sendable {
+    var minutesPerMonth: Int64?
+    var spendCentsPerMonth: Int64?
+    var softThresholdPercent: Int
+}
+
+/// Metering (append-only, idempotent records), plans and caps in PostgreSQL.
+public struct UsageStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    // MARK: plans
+
+    /// Per-organization amounts for negotiated (Business) plans, over the plan's defaults.
+    public struct PlanOverrides: Codable, Sendable {
+        public var monthlyCents: Int64?
+        public var includedMinutes: Int64?
+        public var minuteOverageMillicents: Int64?
+        public var includedStorageGB: Int64?
+        public var storageOverageMillicents: Int64?
+
+        public init(monthlyCents: Int64? = nil, includedMinutes: Int64? = nil, minuteOverageMillicents: Int64? = nil,
+                    includedStorageGB: Int64? = nil, storageOverageMillicents: Int64? = nil) {
+            self.monthlyCents = monthlyCents
+            self.includedMinutes = includedMinutes
+            self.minuteOverageMillicents = minuteOverageMillicents
+            self.includedStorageGB = includedStorageGB
+            self.storageOverageMillicents = storageOverageMillicents
+        }
+    }
+
+    static func terms(organizationId: String, on connection: PostgresConnection, logger: Logger) async throws -> PlanTerms {
+        let rows = try await connection.query(
+            """
+            SELECT p.id, p.name, p.monthly_cents, p.max_users, p.included_minutes, p.minute_overage_millicents,
+                   p.included_storage_gb, p.storage_overage_millicents, p.usage_caps, o.plan_overrides
+            FROM organizations o JOIN plans p ON p.id = o.plan WHERE o.id = \(organizationId)
+            """, logger: logger)
+        for try await r in rows.decode((String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?).self) {
+            var terms = PlanTerms(id: r.0, name: r.1, monthlyCents: r.2, maxUsers: r.3, includedMinutes: r.4, minuteOverageMillicents: r.5,
+                                  includedStorageGB: r.6, storageOverageMillicentsPerGBMonth: r.7, usageCaps: r.8)
+            if let text = r.9, let o = try? JSONDecoder().decode(PlanOverrides.self, from: Data(text.utf8)) {
+                terms.monthlyCents = o.monthlyCents ?? terms.monthlyCents
+                terms.includedMinutes = o.includedMinutes ?? terms.includedMinutes
+                terms.minuteOverageMillicents = o.minuteOverageMillicents ?? terms.minuteOverageMillicents
+                terms.includedStorageGB = o.includedStorageGB ?? terms.includedStorageGB
+                terms.storageOverageMillicentsPerGBMonth = o.storageOverageMillicents ?? terms.storageOverageMillicentsPerGBMonth
+            }
+            return terms
+        }
+        throw APIError.notFound("organization", organizationId)
+    }
+
+    func terms(organizationId: String) async throws -> PlanTerms {
+        try await client.withConnection { try await Self.terms(organizationId: organizationId, on: $0, logger: logger) }
+    }
+
+    /// Sets an organization's plan (operator command). Overrides apply to Business only.
+    public func setPlan(organizationId: String, plan: String, overrides: PlanOverrides?) async throws {
+        guard ["developer", "startup", "business"].contains(plan) else {
+            throw APIError.invalidField("plan", "must be developer, startup or business")
+        }
+        if overrides != nil, plan != "business" {
+            throw APIError.invalidField("plan", "custom amounts apply to the business plan only")
+        }
+        let text = try overrides.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        var found = false
+        for try await _ in try await client.query(
+            "UPDATE organizations SET plan = \(plan), plan_overrides = \(text) WHERE id = \(organizationId) RETURNING id", logger: logger
+        ).decode(String.self) { found = true }
+        guard found else { throw APIError.notFound("organization", organizationId) }
+    }
+
+    // MARK: metering
+
+    /// Records a job's time once it has ended (idempotent: one record per job, whatever retries).
+    /// A job that never started has no start time and costs nothing.
+    static func recordBuild(jobId: String, on tx: PostgresConnection, logger: Logger) async throws {
+        try await tx.query(
+            """
+            INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
+            SELECT j.id, j.organization_id, b.project_id, j.platform, floor(extract(epoch FROM j.started_at))::bigint,
+                   greatest(0, ceil(extract(epoch FROM j.finished_at) - floor(extract(epoch FROM j.started_at))))::bigint
+            FROM build_jobs j JOIN builds b ON b.id = j.build_id
+            WHERE j.id = \(jobId) AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL
+            ON CONFLICT (job_id) DO NOTHING
+            """, logger: logger)
+    }
+
+    /// A builder's report of a project's cache size for one platform.
+    static func recordCache(jobId: String, bytes: Int64, on tx: PostgresConnection, logger: Logger) async throws {
+        try await tx.query(
+            """
+            INSERT INTO usage_storage (organization_id, project_id, kind, platform, sampled_at, bytes)
+            SELECT j.organization_id, b.project_id, 'cache', j.platform, now(), \(bytes)
+            FROM build_jobs j JOIN builds b ON b.id = j.build_id WHERE j.id = \(jobId)
+            ON CONFLICT DO NOTHING
+            """, logger: logger)
+    }
+
+    /// Samples every project's registry storage (distinct blobs its repositories link).
+    func sampleRegistry() async throws {
+        try await client.query(
+            """
+            INSERT INTO usage_storage (organization_id, project_id, kind, platform, sampled_at, bytes)
+            SELECT p.organization_id, p.id, 'registry', '', now(), coalesce(sum(b.size), 0)::bigint
+            FROM projects p
+            LEFT JOIN (SELECT DISTINCT r.project_id, rb.digest FROM registry_repository_blobs rb
+                       JOIN registry_repositories r ON r.id = rb.repository_id) linked ON linked.project_id = p.id
+            LEFT JOIN registry_blobs b ON b.digest = linked.digest
+            GROUP BY p.organization_id, p.id
+            ON CONFLICT DO NOTHING
+            """, logger: logger)
+    }
+
+    // MARK: reading
+
+    func builds(organizationId: String, projectId: String?, from: Int64, to: Int64) async throws -> [BuildUsage] {
+        try await client.withConnection { try await Self.builds(organizationId: organizationId, projectId: projectId, from: from, to: to, on: $0, logger: logger) }
+    }
+
+    static func builds(organizationId: String, projectId: String?, from: Int64, to: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [BuildUsage] {
+        var out: [BuildUsage] = []
+        for try await (project, platform, start, seconds) in try await connection.query(
+            """
+            SELECT project_id, platform, start_epoch, seconds FROM usage_builds
+            WHERE organization_id = \(organizationId) AND start_epoch < \(to) AND start_epoch + seconds > \(from)
+              AND (\(projectId)::text IS NULL OR project_id = \(projectId))
+            """, logger: logger).decode((String, String, Int64, Int64).self)
+        {
+            out.append(BuildUsage(projectId: project, platform: platform, start: start, seconds: seconds))
+        }
+        // Jobs still running count up to now.
+        for try await (project, platform, start, seconds) in try await connection.query(
+            """
+            SELECT b.project_id, j.platform, floor(extract(epoch FROM j.started_at))::bigint,
+                   greatest(0, ceil(extract(epoch FROM now()) - floor(extract(epoch FROM j.started_at))))::bigint
+            FROM build_jobs j JOIN builds b ON b.id = j.build_id
+            WHERE j.organization_id = \(organizationId) AND j.status = 'running' AND j.started_at IS NOT NULL
+              AND (\(projectId)::text IS NULL OR b.project_id = \(projectId))
+            """, logger: logger).decode((String, String, Int64, Int64).self)
+        {
+            out.append(BuildUsage(projectId: project, platform: platform, start: start, seconds: seconds))
+        }
+        return out
+    }
+
+    static func storage(organizationId: String, projectId: String?, to: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [StorageSeries] {
+        var series: [String: StorageSeries] = [:]
+        var order: [String] = []
+        for try await (project, kind, platform, at, bytes) in try await connection.query(
+            """
+            SELECT project_id, kind, platform, floor(extract(epoch FROM sampled_at))::bigint, bytes FROM usage_storage
+            WHERE organization_id = \(organizationId) AND sampled_at < to_timestamp(\(Double(to)))
+              AND (\(projectId)::text IS NULL OR project_id = \(projectId))
+            ORDER BY sampled_at
+            """, logger: logger).decode((String, String, String, Int64, Int64).self)
+        {
+            let key = "\(project)|\(kind)|\(platform)"
+            if series[key] == nil { order.append(key); series[key] = StorageSeries(projectId: project, samples: []) }
+            series[key]!.samples.append((at, bytes))
+        }
+        return order.compactMap { series[$0] }
+    }
+
+    func storage(organizationId: String, projectId: String?, to: Int64) async throws -> [StorageSeries] {
+        try await client.withConnection { try await Self.storage(organizationId: organizationId, projectId: projectId, to: to, on: $0, logger: logger) }
+    }
+
+    func projectNames(organizationId: String) async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for try await (id, name) in try await client.query(
+            "SELECT id, name FROM projects WHERE organization_id = \(organizationId)", logger: logger).decode((String, String).self) { out[id] = name }
+        return out
+    }
+
+    func memberCount(organizationId: String) async throws -> Int {
+        for try await n in try await client.query(
+            "SELECT count(*)::int FROM memberships WHERE organization_id = \(organizationId)", logger: logger).decode(Int.self) { return n }
+        return 0
+    }
+
+    // MARK: caps
+
+    static func caps(organizationId: String, on connection: PostgresConnection, logger: Logger) async throws -> CapsRecord {
+        for try await (minutes, spend, soft) in try await connection.query(
+            "SELECT minutes_per_month, spend_cents_per_month, soft_threshold_percent FROM usage_caps WHERE organization_id = \(organizationId)",
+            logger: logger).decode((Int64?, Int64?, Int).self)
+        {
+            return CapsRecord(minutesPerMonth: minutes, spendCentsPerMonth: spend, softThresholdPercent: soft)
+        }
+        return CapsRecord(minutesPerMonth: nil, spendCentsPerMonth: nil, softThresholdPercent: 80)
+    }
+
+    func caps(organizationId: String) async throws -> CapsRecord {
+        try await client.withConnection { try await Self.caps(organizationId: organizationId, on: $0, logger: logger) }
+    }
+
+    func setCaps(organizationId: String, minutes: Int64??, spendCents: Int64??, softThreshold: Int?) async throws -> CapsRecord {
+        let current = try await caps(organizationId: organizationId)
+        let minutes = minutes ?? current.minutesPerMonth
+        let spend = spendCents ?? current.spendCentsPerMonth
+        let soft = softThreshold ?? current.softThresholdPercent
+        try await client.query(
+            """
+            INSERT INTO usage_caps (organization_id, minutes_per_month, spend_cents_per_month, soft_threshold_percent)
+            VALUES (\(organizationId), \(minutes), \(spend), \(soft))
+            ON CONFLICT (organization_id) DO UPDATE SET minutes_per_month = EXCLUDED.minutes_per_month,
+                spend_cents_per_month = EXCLUDED.spend_cents_per_month, soft_threshold_percent = EXCLUDED.soft_threshold_percent,
+                updated_at = now()
+            """, logger: logger)
+        return CapsRecord(minutesPerMonth: minutes, spendCentsPerMonth: spend, softThresholdPercent: soft)
+    }
+
+    func clearCaps(organizationId: String) async throws {
+        try await client.query(
+            "UPDATE usage_caps SET minutes_per_month = NULL, spend_cents_per_month = NULL, updated_at = now() WHERE organization_id = \(organizationId)",
+            logger: logger)
+    }
+
+    /// Why a build of this organization may not start now, or nil. Serialised per organization
+    /// (advisory lock held to the end of the caller's transaction), so concurrent creations all
+    /// see the same figures.
+    static func refusal(organizationId: String, on tx: PostgresConnection, logger: Logger, now: Date = Date()) async throws -> String? {
+        try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\("drydock-usage:" + organizationId)))", logger: logger)
+        let terms = try await terms(organizationId: organizationId, on: tx, logger: logger)
+        let caps = try await caps(organizationId: organizationId, on: tx, logger: logger)
+        let period = UsagePeriod.month(containing: now)
+        let nowEpoch = Int64(now.timeIntervalSince1970)
+        let used = try await builds(organizationId: organizationId, projectId: nil, from: period.from, to: period.to, on: tx, logger: logger)
+            .reduce(0) { $0 + $1.overlap(period.from, period.to) }
+        let usedMinutes = String(format: "%.1f", Double(used) / 60)
+        let month = period.label
+        if terms.minuteOverageMillicents == nil, used >= terms.includedMinutes * 60 {
+            return "the \(terms.name) plan includes \(terms.includedMinutes) build minutes a month and \(usedMinutes) are used in \(month); "
+                + "builds resume on \(UsagePeriod.month(containing: Date(timeIntervalSince1970: TimeInterval(period.to))).label)-01, "
+                + "or the server operator can move the organization to the Startup plan (drydock-server set-plan --org \(organizationId) startup)"
+        }
+        if let cap = caps.minutesPerMonth, used >= cap * 60 {
+            return "the organization's cap of \(cap) build minutes a month is reached: \(usedMinutes) minutes used in \(month). "
+                + "An admin can raise it with 'drydock usage caps set --minutes N' or remove it with 'drydock usage caps clear'"
+        }
+        if let cap = caps.spendCentsPerMonth {
+            let storage = try await storage(organizationId: organizationId, projectId: nil, to: period.to, on: tx, logger: logger)
+                .reduce(Decimal(0)) { $0 + $1.byteSeconds(period.from, period.to, now: nowEpoch) }
+            let bill = Billing.month(plan: terms, buildSeconds: used, storageByteSeconds: storage, monthSeconds: period.to - period.from)
+            if bill.totalCents >= cap {
+                return "the organization's spend cap of \(Billing.dollars(cap)) a month is reached: \(Billing.dollars(bill.totalCents)) "
+                    + "estimated for \(month). An admin can raise it with 'drydock usage caps set --spend AMOUNT' or remove it with 'drydock usage caps clear'"
+            }
+        }
+        return nil
+    }
+}
+
+/// A period of whole UTC days, [from, to) in epoch seconds.
+struct UsagePeriod: Sendable, Equatable {
+    var from: Int64
+    var to: Int64
+
+    static var utc: Calendar {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar
+    }
+
+    static func month(containing date: Date) -> UsagePeriod {
+        let c = utc.dateComponents([.year, .month], from: date)
+        return month(year: c.year!, month: c.month!)
+    }
+
+    static func month(year: Int, month: Int) -> UsagePeriod {
+        let start = utc.date(from: DateComponents(year: year, month: month, day: 1))!
+        let end = utc.date(byAdding: .month, value: 1, to: start)!
+        return UsagePeriod(from: Int64(start.timeIntervalSince1970), to: Int64(end.timeIntervalSince1970))
+    }
+
+    /// `YYYY-MM` of the period's start.
+    var label: String {
+        let c = Self.utc.dateComponents([.year, .month], from: Date(timeIntervalSince1970: TimeInterval(from)))
+        return String(format: "%04d-%02d", c.year!, c.month!)
+    }
+
+    /// From `month=YYYY-MM` or `from`/`to` (`YYYY-MM-DD`, inclusive), else the current month.
+    static func parse(month: String?, from: String?, to: String?, now: Date = Date()) throws -> UsagePeriod {
+        if let month {
+            guard from == nil, to == nil else { throw APIError.invalidField("month", "give either month or from/to, not both") }
+            let parts = month.split(separator: "-")
+            guard parts.count == 2, let y = Int(parts[0]), let m = Int(parts[1]), (1970...9999).contains(y), (1...12).contains(m) else {
+                throw APIError.invalidField("month", "must be YYYY-MM, e.g. 2026-11")
+            }
+            return Self.month(year: y, month: m)
+        }
+        if from != nil || to != nil {
+            guard let from, let to else { throw APIError.invalidField(from == nil ? "from" : "to", "give both from and to (YYYY-MM-DD)") }
+            let start = try day(from, field: "from"), end = try day(to, field: "to") + 86_400
+            guard end > start else { throw APIError.invalidField("to", "must be on or after from") }
+            guard end - start <= 400 * 86_400 else { throw APIError.invalidField("to", "a period is at most 400 days") }
+            return UsagePeriod(from: start, to: end)
+        }
+        return Self.month(containing: now)
+    }
+
+    static func day(_ text: String, field: String) throws -> Int64 {
+        let parts = text.split(separator: "-")
+        guard parts.count == 3, let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
+              let date = utc.date(from: DateComponents(year: y, month: m, day: d)),
+              utc.component(.day, from: date) == d
+        else { throw APIError.invalidField(field, "must be a date YYYY-MM-DD") }
+        return Int64(date.timeIntervalSince1970)
+    }
+
+    /// The calendar months this period touches, each cut to the period.
+    var months: [(month: UsagePeriod, part: UsagePeriod)] {
+        var out: [(UsagePeriod, UsagePeriod)] = []
+        var cursor = from
+        while cursor < to {
+            let month = Self.month(containing: Date(timeIntervalSince1970: TimeInterval(cursor)))
+            out.append((month, UsagePeriod(from: max(from, month.from), to: min(to, month.to))))
+            cursor = month.to
+        }
+        return out
+    }
+}

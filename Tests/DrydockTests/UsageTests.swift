@@ -1,0 +1,235 @@
+import DrydockServer
+import Foundation
+import HTTPTypes
+import PostgresNIO
+import Testing
+
+@Suite("Usage, plans and caps")
+struct UsageTests {
+    static func epoch(_ text: String) -> Int64 {
+        Int64(ISO8601DateFormatter().date(from: text)!.timeIntervalSince1970)
+    }
+
+    @Test("cost arithmetic is exact to the cent, from the seed's prices")
+    func costs() {
+        let month: Int64 = 30 * 86_400
+        // Startup: 6,000 minutes (1,000 over at $0.04) and 300 GB-months (50 over at $0.20): $200 + $40 + $10.
+        let gb300 = Decimal(300) * 1_000_000_000 * Decimal(month)
+        let startup = Billing.month(plan: .startup, buildSeconds: 6_000 * 60, storageByteSeconds: gb300, monthSeconds: month)
+        #expect(startup.lines.map(\.cents) == [20_000, 4_000, 1_000])
+        #expect(startup.totalCents == 25_000)
+        // 30 seconds over: half a minute at 4 cents is 2 cents.
+        #expect(Billing.month(plan: .startup, buildSeconds: 5_000 * 60 + 30, storageByteSeconds: 0, monthSeconds: month).totalCents == 20_002)
+        // 1,001 seconds over: 1001 × 4/60 = 66.73 cents → 67 (half up).
+        #expect(Billing.month(plan: .startup, buildSeconds: 5_000 * 60 + 1_001, storageByteSeconds: 0, monthSeconds: month).totalCents == 20_067)
+        // Within the included minutes and storage: the fee only.
+        #expect(Billing.month(plan: .startup, buildSeconds: 4_999 * 60, storageByteSeconds: gb300 / 2, monthSeconds: month).totalCents == 20_000)
+        // Developer: $20, no overage lines (builds past 500 minutes are refused instead).
+        let developer = Billing.month(plan: .developer, buildSeconds: 600 * 60, storageByteSeconds: gb300, monthSeconds: month)
+        #expect(developer.totalCents == 2_000)
+        #expect(developer.lines.count == 1)
+        // Business with negotiated amounts: $1,500 and $0.035 a minute: 100 minutes over is $3.50.
+        var business = PlanTerms.business
+        business.monthlyCents = 150_000
+        business.includedMinutes = 1_000
+        business.minuteOverageMillicents = 3_500
+        #expect(Billing.month(plan: business, buildSeconds: 1_100 * 60, storageByteSeconds: 0, monthSeconds: month).totalCents == 150_350)
+        #expect(Billing.dollars(150_350) == "$1503.50")
+        #expect(Billing.dollars(5) == "$0.05")
+    }
+
+    @Test("months are UTC calendar months; a job spanning a month's end is split at midnight; storage in GB-months")
+    func monthBoundaries() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("metered")
+            let start = Self.epoch("2026-10-31T23:59:30Z")
+            try await TestDatabase.execute(server.database, """
+                INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
+                VALUES ('jobaaaaaaaaaaaaa', \(server.organizationId), \(project), 'linux/amd64', \(start), 75)
+                """)
+            // 10 GB of cache held for the whole of October (31 days), then none.
+            try await TestDatabase.execute(server.database, """
+                INSERT INTO usage_storage (organization_id, project_id, kind, platform, sampled_at, bytes) VALUES
+                (\(server.organizationId), \(project), 'cache', 'linux/amd64', '2026-10-01T00:00:00Z', 10000000000),
+                (\(server.organizationId), \(project), 'cache', 'linux/amd64', '2026-11-01T00:00:00Z', 0)
+                """)
+            let org = "/api/v1/orgs/\(server.organizationId)/usage"
+            let october = try await server.request(.get, "\(org)?month=2026-10", token: server.ownerToken)
+            #expect(october.status == .ok, "\(october.text)")
+            #expect(october.json["buildSeconds"] as? Int == 30)
+            #expect(october.json["storageGBMonths"] as? Double == 10)
+            let november = try await server.request(.get, "\(org)?month=2026-11", token: server.ownerToken)
+            #expect(november.json["buildSeconds"] as? Int == 45)
+            #expect(november.json["storageGBMonths"] as? Double == 0)
+            let span = try await server.request(.get, "\(org)?from=2026-10-31&to=2026-11-01", token: server.ownerToken)
+            #expect(span.json["buildSeconds"] as? Int == 75)
+            let days = (span.json["byDay"] as? [[String: Any]])?.map { ($0["date"] as? String ?? "", $0["buildSeconds"] as? Int ?? -1) }
+            #expect(days?.map(\.0) == ["2026-10-31", "2026-11-01"])
+            #expect(days?.map(\.1) == [30, 45])
+            // The period touches two months: two plan fees, by line and month.
+            let lines = ((span.json["cost"] as? [String: Any])?["lines"] as? [[String: Any]]) ?? []
+            #expect(lines.compactMap { $0["month"] as? String } == ["2026-10", "2026-11"])
+            #expect((span.json["cost"] as? [String: Any])?["totalCents"] as? Int == 40_000)
+            let byProject = (october.json["byProject"] as? [[String: Any]])?.first
+            #expect(byProject?["name"] as? String == "metered")
+            // The project's own view, and bad periods.
+            let projectView = try await server.request(.get, "/api/v1/projects/\(project)/usage?month=2026-11", token: server.ownerToken)
+            #expect(projectView.json["buildSeconds"] as? Int == 45)
+            #expect(projectView.json["cost"] == nil)
+            for query in ["month=2026-13", "from=2026-11-01", "month=2026-11&from=2026-11-01&to=2026-11-02", "from=2026-11-05&to=2026-11-01"] {
+                #expect(try await server.request(.get, "\(org)?\(query)", token: server.ownerToken).status == .badRequest, "\(query)")
+            }
+        }
+    }
+
+    /// A queued build of a 1 KiB context; returns the build id.
+    static func contextDigest(_ server: TestServer, _ project: String) async throws -> String {
+        let hex = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+        let upload = try await server.request(.put, "/api/v1/projects/\(project)/contexts/\(hex)", token: server.ownerToken,
+                                              json: String(repeating: "\u{0}", count: 1024), headers: [.contentType: "application/x-tar"])
+        try #require(upload.status == .created)
+        return "sha256:\(hex)"
+    }
+
+    @Test("a worker's retried reports count once; a job that never started costs nothing")
+    func idempotentReports() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("once")
+            let digest = try await Self.contextDigest(server, project)
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            let build = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: #"{"contextDigest":"\#(digest)"}"#)
+            let never = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: #"{"contextDigest":"\#(digest)"}"#)
+            let claim = try await server.request(.post, "/api/v1/workers/claim", token: worker, json: #"{"name":"w","platforms":["\#(Platform.host)"],"waitSeconds":0}"#)
+            #expect(claim.status == .ok)
+            #expect(claim["buildId"] == build["id"])
+            let job = try #require(claim["jobId"]), buildToken = try #require(claim["buildToken"])
+            _ = try await server.request(.post, "/api/v1/builds/\(try #require(never["id"]))/cancel", token: server.ownerToken)
+            #expect(try await server.request(.post, "/api/v1/jobs/\(job)/heartbeat", token: buildToken).status == .ok)
+            let events = #"{"events":[{"sequence":0,"kind":"log","line":"one"},{"sequence":1,"kind":"log","line":"two"}]}"#
+            for _ in 0..<2 {  // the same batch twice: stored once
+                #expect(try await server.request(.post, "/api/v1/jobs/\(job)/events", token: buildToken, json: events).status == .noContent)
+            }
+            try await Task.sleep(for: .milliseconds(1100))
+            let result = #"{"status":"succeeded","digest":"sha256:\#(String(repeating: "b", count: 64))","cacheBytes":123456}"#
+            #expect(try await server.request(.post, "/api/v1/jobs/\(job)/finish", token: buildToken, json: result).status == .noContent)
+            // A retry after the build token was revoked is refused, and recording stays single.
+            let retry = try await server.request(.post, "/api/v1/jobs/\(job)/finish", token: buildToken, json: result)
+            #expect(retry.status == .unauthorized)
+            #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM usage_builds") == 1)
+            #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM usage_storage WHERE kind = 'cache' AND bytes = 123456") == 1)
+            let logged = try await server.request(.get, "/api/v1/builds/\(try #require(build["id"]))/logs", token: server.ownerToken)
+            #expect(logged.text.components(separatedBy: #""line":"one""#).count == 2)
+            let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken)
+            let seconds = try #require(usage.json["buildSeconds"] as? Int)
+            #expect((1...5).contains(seconds), "one job of about a second: \(seconds)")
+        }
+    }
+
+    @Test("caps: 50 concurrent creations at the cap are all refused with 402; under it none is; a queued build does not start past it")
+    func capsUnderConcurrency() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("capped")
+            let digest = try await Self.contextDigest(server, project)
+            let caps = "/api/v1/orgs/\(server.organizationId)/usage/caps"
+            let set = try await server.request(.put, caps, token: server.ownerToken, json: #"{"minutesPerMonth":1,"spendPerMonth":"1000.00"}"#)
+            #expect(set.status == .ok, "\(set.text)")
+            #expect(set.json["spendPerMonthCents"] as? Int == 100_000)
+            // A minute already used this month.
+            let now = Int64(Date().timeIntervalSince1970)
+            try await TestDatabase.execute(server.database, """
+                INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
+                VALUES ('usedaaaaaaaaaaaa', \(server.organizationId), \(project), 'linux/amd64', \(now - 120), 60)
+                """)
+            let body = #"{"contextDigest":"\#(digest)"}"#
+            let refused = try await withThrowingTaskGroup(of: JSONResponse.self) { group in
+                for _ in 0..<50 { group.addTask { try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(refused.allSatisfy { $0.status.code == 402 })
+            let detail = refused.first?["detail"] ?? ""
+            #expect(detail.contains("cap of 1 build minutes") && detail.contains("1.0 minutes used") && detail.contains("drydock usage caps set"), "\(detail)")
+            #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM builds") == 0)
+
+            // Raised: all 50 queue.
+            #expect(try await server.request(.put, caps, token: server.ownerToken, json: #"{"minutesPerMonth":10}"#).status == .ok)
+            let accepted = try await withThrowingTaskGroup(of: JSONResponse.self) { group in
+                for _ in 0..<50 { group.addTask { try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(accepted.allSatisfy { $0.status == .created })
+
+            // The cap is reached while they wait: none of them starts.
+            try await TestDatabase.execute(server.database, """
+                INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
+                VALUES ('usedbbbbbbbbbbbb', \(server.organizationId), \(project), 'linux/amd64', \(now - 1000), 540)
+                """)
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            let claim = try await server.request(.post, "/api/v1/workers/claim", token: worker, json: #"{"name":"w","platforms":["\#(Platform.host)"],"waitSeconds":0}"#)
+            #expect(claim.status == .noContent)
+            let failed = try await server.request(.get, "/api/v1/projects/\(project)/builds?status=failed&limit=200", token: server.ownerToken)
+            #expect(failed.items.count == 50)
+            #expect((failed.items.first?["error"] as? String)?.contains("not started: the organization's cap") == true)
+
+            // The usage answer shows the caps, the share used and a warning.
+            let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken)
+            #expect(((usage.json["caps"] as? [String: Any])?["minutesUsedPercent"] as? Int) == 100)
+            #expect((usage.json["warnings"] as? [String])?.contains { $0.contains("100% of the 10-minute monthly cap") } == true)
+            // Clearing the caps lets builds queue again.
+            #expect(try await server.request(.delete, caps, token: server.ownerToken).status == .noContent)
+            #expect(try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body).status == .created)
+        }
+    }
+
+    @Test("plan limits: Developer has one user and no caps; members cannot set caps")
+    func planLimits() async throws {
+        try await withTestServer(plan: "developer") { server in
+            let member = try await server.request(.post, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken, json: #"{"email":"second@acme.test"}"#)
+            #expect(member.status.code == 402)
+            #expect(member["detail"]?.contains("allows 1 user") == true)
+            let caps = try await server.request(.put, "/api/v1/orgs/\(server.organizationId)/usage/caps", token: server.ownerToken, json: #"{"minutesPerMonth":10}"#)
+            #expect(caps.status.code == 402)
+            #expect(caps["detail"]?.contains("Startup and Business") == true)
+            let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken)
+            #expect(usage.json["plan"] as? String == "developer")
+            #expect(usage.json["includedMinutes"] as? Int == 500)
+            #expect((usage.json["cost"] as? [String: Any])?["total"] as? String == "$20.00")
+        }
+        try await withTestServer { server in
+            let added = try await server.request(.post, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken, json: #"{"email":"m@acme.test"}"#)
+            let memberToken = try #require(added["token"])
+            let caps = try await server.request(.put, "/api/v1/orgs/\(server.organizationId)/usage/caps", token: memberToken, json: #"{"minutesPerMonth":10}"#)
+            #expect(caps.status == .forbidden)
+            #expect(try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage/caps", token: memberToken).status == .ok)
+            for bad in [#"{"spendPerMonth":"12.345"}"#, #"{"minutesPerMonth":0}"#, #"{"softThresholdPercent":100}"#] {
+                let response = try await server.request(.put, "/api/v1/orgs/\(server.organizationId)/usage/caps", token: server.ownerToken, json: bad)
+                #expect(response.status == .badRequest, "\(bad): \(response.text)")
+            }
+        }
+    }
+
+    @Test("drydock usage and drydock usage caps from the CLI")
+    func cli() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("cli")
+            let now = Int64(Date().timeIntervalSince1970)
+            try await TestDatabase.execute(server.database, """
+                INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
+                VALUES ('cliaaaaaaaaaaaaa', \(server.organizationId), \(project), 'linux/amd64', \(now - 600), 90)
+                """)
+            let env = ["DRYDOCK_API_URL": server.baseURL, "DRYDOCK_TOKEN": server.ownerToken, "HOME": "/tmp"]
+            let table = try await runExecutable("drydock", ["usage"], environment: env)
+            #expect(table.status == 0, "\(table.stderr)")
+            #expect(table.stdout.contains("1.50 of 5000 included"))
+            #expect(table.stdout.contains("$200.00"))
+            let csv = try await runExecutable("drydock", ["usage", "--by", "project", "--format", "csv"], environment: env)
+            #expect(csv.stdout.contains("\(project),cli,90,1.5,"))
+            let set = try await runExecutable("drydock", ["usage", "caps", "set", "--minutes", "3000", "--spend", "250.00"], environment: env)
+            #expect(set.status == 0, "\(set.stderr)")
+            #expect(set.stdout.contains("$250.00"))
+            let clear = try await runExecutable("drydock", ["usage", "caps", "clear"], environment: env)
+            #expect(clear.status == 0)
+            let shown = try await runExecutable("drydock", ["usage", "caps"], environment: env)
+            #expect(shown.stdout.contains("no cap"))
+        }
+    }
+}
