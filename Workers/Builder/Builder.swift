@@ -73,6 +73,7 @@ public final class Builder: Sendable {
         await reporter.close()
         do {
             try await client.finishJob(jobId: job.jobId, result)
+            log.debug("job reported")
             log.info("job finished", metadata: ["status": "\(result.status.rawValue)", "digest": "\(result.digest ?? "-")"])
         } catch {
             log.error("could not report the job's result", metadata: ["error": "\(error)"])

@@ -54,6 +54,9 @@ struct JobRun: Sendable {
             try? FileManager.default.removeItem(at: work)
         }
         var tracker = StepTracker()
+        let clock = ContinuousClock()
+        let began = clock.now
+        func phase(_ name: String) { logger.debug("job phase", metadata: ["phase": "\(name)", "ms": "\((clock.now - began).components.attoseconds / 1_000_000_000_000_000 + (clock.now - began).components.seconds * 1000)"]) }
         do {
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try root.path.write(to: work.appendingPathComponent("root"), atomically: true, encoding: .utf8)
@@ -68,6 +71,7 @@ struct JobRun: Sendable {
             let source = work.appendingPathComponent("src")
             try ContextUnpacker.unpack(tar, into: source)
             try? FileManager.default.removeItem(at: tar)
+            phase("context ready")
             let (contextDir, dockerfile) = layout(source)
             guard FileManager.default.fileExists(atPath: dockerfile.path) else {
                 throw BuilderError.job("the context has no Dockerfile at '\(job.dockerfile)'")
@@ -109,6 +113,8 @@ struct JobRun: Sendable {
                 return .init(status: .failed, error: "the build failed\(at) with exit code \(exitCode)\(detail)", cacheBytes: cacheSize())
             }
             if let step = tracker.finish(status: "done") { await reporter.step(step, platform: job.platform) }
+            phase("buildah done")
+            let cacheBytes = Task.detached { [root] in Self.diskUsage(root.path) }
 
             // Always into the project's registry as build:<id>; then every tag when asked.
             let destination = "\(registryHost)/\(job.image)"
@@ -131,7 +137,8 @@ struct JobRun: Sendable {
                 _ = try await push(to: target, environment: environment, work: work, control: control)
             }
             await reporter.log("#drydock image \(destination)@\(digest)")
-            return .init(status: .succeeded, digest: digest, cacheBytes: cacheSize())
+            phase("pushed")
+            return .init(status: .succeeded, digest: digest, cacheBytes: await cacheBytes.value)
         } catch {
             if control.canceled { return .init(status: .canceled, error: "canceled") }
             let message = "\(error)"
@@ -282,12 +289,21 @@ struct JobRun: Sendable {
     }
 
     /// Disk used by this project's cache for this platform.
-    func cacheSize() -> Int64 {
+    func cacheSize() -> Int64 { Self.diskUsage(root.path) }
+
+    /// Allocated bytes under a directory (like `du -s`), with readdir and fstatat: no URL objects.
+    static func diskUsage(_ path: String) -> Int64 {
+        guard let dir = opendir(path) else { return 0 }
+        defer { closedir(dir) }
+        let fd = dirfd(dir)
         var total: Int64 = 0
-        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil, options: [], errorHandler: { _, _ in true }) else { return 0 }
-        for case let url as URL in walker {
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
+            if name == "." || name == ".." { continue }
             var info = stat()
-            if lstat(url.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { total += Int64(info.st_blocks) * 512 }
+            guard fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            total += Int64(info.st_blocks) * 512
+            if (info.st_mode & S_IFMT) == S_IFDIR { total += diskUsage(path + "/" + name) }
         }
         return total
     }

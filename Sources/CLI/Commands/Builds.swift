@@ -18,10 +18,9 @@ extension Components.Schemas.Build {
     }
 
     var tableRow: [String] {
-        [id, status.rawValue, tags.first ?? "-", platforms.joined(separator: ","), steps.isEmpty ? "-" : "\(steps.filter(\.cached).count)/\(steps.count)",
-         duration, Output.date(createdAt)]
+        [id, status.rawValue, tags.first ?? "-", platforms.joined(separator: ","), duration, Output.date(createdAt)]
     }
-    static let tableHeaders = ["ID", "STATUS", "TAG", "PLATFORM", "CACHED", "DURATION", "CREATED"]
+    static let tableHeaders = ["ID", "STATUS", "TAG", "PLATFORM", "DURATION", "CREATED"]
 }
 
 struct BuildList: AsyncParsableCommand {
