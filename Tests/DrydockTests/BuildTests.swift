@@ -53,6 +53,7 @@ struct BuildTests {
                 #expect(second.status == 0, "\(second.stderr)")
                 #expect(second.stderr.contains("nothing to upload"))
                 #expect(second.stderr.contains("without pushing"), "an unchanged image is tagged, not pushed again")
+                #expect(second.stderr.contains("from this builder's cache"), "an unchanged context is not fetched again")
                 // -o type=local: the image's filesystem; --metadata-file: its digest.
                 #expect(try String(contentsOf: rootfs.appendingPathComponent("app/a.txt"), encoding: .utf8) == "file a\n")
                 #expect(!FileManager.default.fileExists(atPath: rootfs.appendingPathComponent("app/secret.log").path))

@@ -65,12 +65,7 @@ struct JobRun: Sendable {
             }
             try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
 
-            await reporter.log("#drydock fetching context \(job.contextDigest)")
-            let tar = work.appendingPathComponent("context.tar")
-            try await client.downloadContext(jobId: job.jobId, to: tar)
-            let source = work.appendingPathComponent("src")
-            try ContextUnpacker.unpack(tar, into: source)
-            try? FileManager.default.removeItem(at: tar)
+            let source = try await context(work: work)
             phase("context ready")
             let (contextDir, dockerfile) = layout(source)
             guard FileManager.default.fileExists(atPath: dockerfile.path) else {
@@ -145,6 +140,44 @@ struct JobRun: Sendable {
             await reporter.log("error: \(message)")
             return .init(status: .failed, error: message, cacheBytes: cacheSize())
         }
+    }
+
+    /// The job's context, unpacked: from this cache's recent contexts when it was built here
+    /// before (an unchanged context is neither fetched nor unpacked again), else fetched from the
+    /// server, unpacked safely and kept for next time (the newest few per project and platform).
+    func context(work: URL) async throws -> URL {
+        let contexts = root.appendingPathComponent("contexts")
+        let name = job.contextDigest.replacingOccurrences(of: "sha256:", with: "")
+        let kept = contexts.appendingPathComponent(name)
+        // Only a fully unpacked context is ever renamed to its digest, so its presence means complete.
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: kept.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            await reporter.log("#drydock context \(job.contextDigest) from this builder's cache")
+            // Touch it, so pruning keeps the ones in use.
+            utimes(kept.path, nil)
+            return kept
+        }
+        await reporter.log("#drydock fetching context \(job.contextDigest)")
+        let tar = work.appendingPathComponent("context.tar")
+        try await client.downloadContext(jobId: job.jobId, to: tar)
+        let source = work.appendingPathComponent("src")
+        try ContextUnpacker.unpack(tar, into: source)
+        try? FileManager.default.removeItem(at: tar)
+        try? FileManager.default.createDirectory(at: contexts, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try? FileManager.default.removeItem(at: kept)
+        guard rename(source.path, kept.path) == 0 else { return source }
+        pruneContexts(contexts, keep: 3)
+        return kept
+    }
+
+    func pruneContexts(_ directory: URL, keep: Int) {
+        let entries = (try? FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: [.contentModificationDateKey])) ?? []
+        let sorted = entries.sorted {
+            let a = (try? $0.resourceValues(forKeys: [.contentModificationDateKey]).contentModificationDate) ?? .distantPast
+            let b = (try? $1.resourceValues(forKeys: [.contentModificationDateKey]).contentModificationDate) ?? .distantPast
+            return a > b
+        }
+        for old in sorted.dropFirst(keep) { try? FileManager.default.removeItem(at: old) }
     }
 
     /// New-style contexts (from `drydock build`) are `context/` plus `Dockerfile`; any other tar
