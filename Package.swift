@@ -39,6 +39,7 @@ let package = Package(
             name: "DrydockServer",
             dependencies: [
                 "DrydockAPITypes",
+                "DrydockBuildContext",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),

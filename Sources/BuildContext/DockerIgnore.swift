@@ -35,8 +35,6 @@ public struct DockerIgnore: Sendable {
         self.init((try? String(contentsOf: url, encoding: .utf8)) ?? "")
     }
 
-    public var isEmpty: Bool { rules.isEmpty }
-
     /// Go's filepath.Clean of a pattern, with the leading `/` dropped (patterns are relative to the context).
     static func clean(_ path: String) -> String {
         var out: [Substring] = []

@@ -3,6 +3,14 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
+extension URL {
+    /// `host[:port]`: how registry references name the Drydock server at this URL.
+    public var registryHost: String {
+        let host = self.host ?? "localhost"
+        return port.map { "\(host):\($0)" } ?? host
+    }
+}
+
 /// The few registry (`/v2/`) calls the workers make themselves, beside what buildah does:
 /// giving an image that is already in the registry one more tag without pushing it again.
 public struct DrydockRegistryClient: Sendable {

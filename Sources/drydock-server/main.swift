@@ -23,6 +23,21 @@ struct ServerOptions: ParsableArguments {
         try ServerConfiguration.fromEnvironment(host: host, port: port, dataDirectory: dataDir, databaseURL: databaseURL)
     }
 
+    /// For the one-shot operator commands: quiet unless --log-level says otherwise, and errors
+    /// of the configuration or the input as one line.
+    func runOperatorCommand<T>(_ body: (ServerConfiguration, Logger) async throws -> T) async throws -> T {
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var logger = logger()
+        if logLevel == nil { logger.logLevel = .warning }
+        do {
+            return try await body(try configuration(), logger)
+        } catch let error as APIError {
+            throw ValidationError(error.detail)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+    }
+
     func logger() -> Logger {
         var logger = Logger(label: "drydock")
         let level = logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
@@ -81,22 +96,15 @@ struct Bootstrap: AsyncParsableCommand {
     var plan: String = "developer"
 
     func run() async throws {
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
-        var logger = options.logger()
-        if options.logLevel == nil { logger.logLevel = .warning }
-        do {
-            guard ["developer", "startup", "business"].contains(plan) else {
-                throw ValidationError("--plan must be developer, startup or business")
-            }
-            let result = try await ServerRunner.bootstrap(try options.configuration(), organization: org, email: email, plan: plan, logger: logger)
-            print("Created organization \(result.organization.name) (id \(result.organization.id), \(result.organization.plan) plan) with owner \(result.owner.email).")
-            print("The owner's token follows; it is shown only this once:")
-            print(result.secret)
-        } catch let error as APIError {
-            throw ValidationError(error.detail)
-        } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
+        guard ["developer", "startup", "business"].contains(plan) else {
+            throw ValidationError("--plan must be developer, startup or business")
         }
+        let result = try await options.runOperatorCommand { configuration, logger in
+            try await ServerRunner.bootstrap(configuration, organization: org, email: email, plan: plan, logger: logger)
+        }
+        print("Created organization \(result.organization.name) (id \(result.organization.id), \(result.organization.plan) plan) with owner \(result.owner.email).")
+        print("The owner's token follows; it is shown only this once:")
+        print(result.secret)
     }
 }
 
@@ -115,18 +123,11 @@ struct WorkerToken: AsyncParsableCommand {
     var name: String
 
     func run() async throws {
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
-        var logger = options.logger()
-        if options.logLevel == nil { logger.logLevel = .warning }
-        do {
-            let secret = try await ServerRunner.workerToken(try options.configuration(), name: name, logger: logger)
-            print("Worker token '\(name)' (serves every organization); shown only this once:")
-            print(secret)
-        } catch let error as APIError {
-            throw ValidationError(error.detail)
-        } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
+        let secret = try await options.runOperatorCommand { configuration, logger in
+            try await ServerRunner.workerToken(configuration, name: name, logger: logger)
         }
+        print("Worker token '\(name)' (serves every organization); shown only this once:")
+        print(secret)
     }
 }
 
@@ -170,9 +171,6 @@ struct SetPlan: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
-        var logger = options.logger()
-        if options.logLevel == nil { logger.logLevel = .warning }
         let custom = monthlyPrice != nil || includedMinutes != nil || minutePrice != nil || includedStorageGB != nil || storagePrice != nil
         var overrides: UsageStore.PlanOverrides?
         if custom {
@@ -181,13 +179,9 @@ struct SetPlan: AsyncParsableCommand {
                 includedMinutes: includedMinutes, minuteOverageMillicents: try minutePrice.map { try Self.millicents($0, "--minute-price") },
                 includedStorageGB: includedStorageGB, storageOverageMillicents: try storagePrice.map { try Self.millicents($0, "--storage-price") })
         }
-        do {
-            try await ServerRunner.setPlan(try options.configuration(), organizationId: org, plan: plan, overrides: overrides, logger: logger)
-            print("Organization \(org) is now on the \(plan) plan\(custom ? " with custom amounts" : "").")
-        } catch let error as APIError {
-            throw ValidationError(error.detail)
-        } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
+        try await options.runOperatorCommand { configuration, logger in
+            try await ServerRunner.setPlan(configuration, organizationId: org, plan: plan, overrides: overrides, logger: logger)
         }
+        print("Organization \(org) is now on the \(plan) plan\(custom ? " with custom amounts" : "").")
     }
 }

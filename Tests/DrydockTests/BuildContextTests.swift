@@ -171,6 +171,12 @@ struct BuildContextTests {
             #expect(log.headers[.contentType] == "application/jsonl")
             let last = try #require(log.text.split(separator: "\n").last)
             #expect(last.contains(#""status":"canceled""#))
+
+            // Deleting the project deletes its contexts from disk.
+            let stored = server.dataDirectory.appendingPathComponent("contexts/\(project)").path
+            #expect(FileManager.default.fileExists(atPath: stored))
+            #expect(try await server.request(.delete, "/api/v1/projects/\(project)", token: server.ownerToken).status == .noContent)
+            #expect(!FileManager.default.fileExists(atPath: stored))
         }
     }
 

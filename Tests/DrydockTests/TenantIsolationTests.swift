@@ -72,11 +72,8 @@ struct TenantIsolationTests {
             let (_, projectTokenB) = try await server.createToken(#"{"name":"ci","projectId":"\#(projectB)"}"#, token: ownerB)
 
             // A build of A (its context, build and job), and a worker token of B.
-            let tar = Array(repeating: UInt8(0), count: 1024)
-            let contextHex = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"  // sha256 of 1024 zero bytes
-            let upload = try await server.request(.put, "/api/v1/projects/\(projectA)/contexts/\(contextHex)", token: server.ownerToken,
-                                                  json: String(decoding: tar, as: UTF8.self), headers: [.contentType: "application/x-tar"])
-            try #require(upload.status == .created, "\(upload.text)")
+            _ = try await server.uploadZeroContext(projectA)
+            let contextHex = TestServer.zeroContextHex
             let build = try await server.request(.post, "/api/v1/projects/\(projectA)/builds", token: server.ownerToken,
                                                  json: #"{"contextDigest":"sha256:\#(contextHex)"}"#)
             let buildId = try #require(build["id"], "\(build.text)")

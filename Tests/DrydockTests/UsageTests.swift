@@ -1,3 +1,4 @@
+import DrydockBuildContext
 import DrydockServer
 import Foundation
 import HTTPTypes
@@ -82,20 +83,11 @@ struct UsageTests {
         }
     }
 
-    /// A queued build of a 1 KiB context; returns the build id.
-    static func contextDigest(_ server: TestServer, _ project: String) async throws -> String {
-        let hex = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
-        let upload = try await server.request(.put, "/api/v1/projects/\(project)/contexts/\(hex)", token: server.ownerToken,
-                                              json: String(repeating: "\u{0}", count: 1024), headers: [.contentType: "application/x-tar"])
-        try #require(upload.status == .created)
-        return "sha256:\(hex)"
-    }
-
     @Test("a worker's retried reports count once; a job that never started costs nothing")
     func idempotentReports() async throws {
         try await withTestServer { server in
             let project = try await server.createProject("once")
-            let digest = try await Self.contextDigest(server, project)
+            let digest = try await server.uploadZeroContext(project)
             let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
             let build = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: #"{"contextDigest":"\#(digest)"}"#)
             let never = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: #"{"contextDigest":"\#(digest)"}"#)
@@ -129,7 +121,7 @@ struct UsageTests {
     func capsUnderConcurrency() async throws {
         try await withTestServer { server in
             let project = try await server.createProject("capped")
-            let digest = try await Self.contextDigest(server, project)
+            let digest = try await server.uploadZeroContext(project)
             let caps = "/api/v1/orgs/\(server.organizationId)/usage/caps"
             let set = try await server.request(.put, caps, token: server.ownerToken, json: #"{"minutesPerMonth":1,"spendPerMonth":"1000.00"}"#)
             #expect(set.status == .ok, "\(set.text)")

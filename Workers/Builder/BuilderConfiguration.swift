@@ -1,3 +1,4 @@
+import DrydockBuildContext
 import Foundation
 
 /// What `drydock-builder` reads from its environment (and flags).
@@ -31,7 +32,7 @@ public struct BuilderConfiguration: Sendable {
             throw BuilderError.configuration(
                 "set DRYDOCK_WORKER_TOKEN to a worker token (ddw_…): 'drydock tokens create --kind worker --name NAME' for one organization, or 'drydock-server worker-token --name NAME' for all")
         }
-        let platforms = (env["DRYDOCK_BUILDER_PLATFORMS"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.hostPlatform)
+        let platforms = (env["DRYDOCK_BUILDER_PLATFORMS"].flatMap { $0.isEmpty ? nil : $0 } ?? Platform.host)
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let concurrency = Int(env["DRYDOCK_BUILDER_CONCURRENCY"] ?? "") ?? 1
         guard (1...64).contains(concurrency) else { throw BuilderError.configuration("DRYDOCK_BUILDER_CONCURRENCY must be 1 to 64") }
@@ -42,16 +43,6 @@ public struct BuilderConfiguration: Sendable {
         let name = env["DRYDOCK_BUILDER_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? String(cString: hostname)
         return BuilderConfiguration(apiURL: url, workerToken: token, platforms: platforms,
                                     cacheDirectory: URL(fileURLWithPath: cache, isDirectory: true), concurrency: concurrency, name: name)
-    }
-
-    public static var hostPlatform: String {
-        #if arch(x86_64)
-        "linux/amd64"
-        #elseif arch(arm64)
-        "linux/arm64"
-        #else
-        "linux/unknown"
-        #endif
     }
 }
 

@@ -22,10 +22,7 @@ struct JobRun: Sendable {
         var lost: Bool { state.withLock { $0.lost } }
     }
 
-    var registryHost: String {
-        let url = configuration.apiURL
-        return url.port.map { "\(url.host!):\($0)" } ?? url.host!
-    }
+    var registryHost: String { configuration.apiURL.registryHost }
 
     var localImage: String { "localhost/drydock/last-build:latest" }
 

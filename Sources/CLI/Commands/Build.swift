@@ -168,7 +168,7 @@ struct Build: AsyncParsableCommand {
         // 2. Queue the build.
         let request = try buildRequest(contextDigest: packed.digest, contextURL: contextURL, dockerfile: dockerfile)
         let build = try await client.createBuild(projectId: projectId, request)
-        let registryHost = client.baseURL.port.map { "\(client.baseURL.host ?? "localhost"):\($0)" } ?? (client.baseURL.host ?? "localhost")
+        let registryHost = client.baseURL.registryHost
         ui.info("build \(build.id) queued (project \(projectId))")
 
         // 3. Follow it; Ctrl-C cancels it.

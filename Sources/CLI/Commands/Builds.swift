@@ -67,10 +67,9 @@ struct BuildGet: AsyncParsableCommand {
         switch output.format {
         case .json: try Output.json(build)
         case .table:
-            let host = client.baseURL.port.map { "\(client.baseURL.host ?? ""):\($0)" } ?? (client.baseURL.host ?? "")
             var pairs: [(String, String)] = [
                 ("ID", build.id), ("Project", build.projectId), ("Status", build.status.rawValue),
-                ("Image", "\(host)/\(build.image)"), ("Digest", build.digest ?? "-"),
+                ("Image", "\(client.baseURL.registryHost)/\(build.image)"), ("Digest", build.digest ?? "-"),
                 ("Dockerfile", build.dockerfile), ("Platforms", build.platforms.joined(separator: ",")),
                 ("Tags", build.tags.isEmpty ? "-" : build.tags.joined(separator: ", ")),
                 ("Created", Output.date(build.createdAt)), ("Duration", build.duration),

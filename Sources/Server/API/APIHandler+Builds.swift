@@ -1,4 +1,5 @@
 import DrydockAPITypes
+import DrydockBuildContext
 import Foundation
 import HTTPTypes
 import NIOCore

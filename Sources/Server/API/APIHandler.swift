@@ -171,6 +171,7 @@ struct APIHandler: APIProtocol {
     func deleteProject(_ input: Operations.DeleteProject.Input) async throws -> Operations.DeleteProject.Output {
         let project = try await visibleProject(input.path.projectId)
         guard try await projects.delete(id: project.id) else { throw APIError.notFound("project", project.id) }
+        contexts.delete(projectId: project.id)  // its build contexts go with it
         return .noContent(.init())
     }
 

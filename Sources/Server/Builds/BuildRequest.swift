@@ -1,4 +1,5 @@
 import DrydockAPITypes
+import DrydockBuildContext
 import Foundation
 
 /// Checks a build request field by field and turns it into what is stored.

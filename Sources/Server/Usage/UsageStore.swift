@@ -265,6 +265,8 @@ public struct UsageStore: Sendable {
         try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\("drydock-usage:" + organizationId)))", logger: logger)
         let terms = try await terms(organizationId: organizationId, on: tx, logger: logger)
         let caps = try await caps(organizationId: organizationId, on: tx, logger: logger)
+        // Overage allowed and no caps: nothing to count.
+        if terms.minuteOverageMillicents != nil, caps.minutesPerMonth == nil, caps.spendCentsPerMonth == nil { return nil }
         let period = UsagePeriod.month(containing: now)
         let nowEpoch = Int64(now.timeIntervalSince1970)
         let used = try await builds(organizationId: organizationId, projectId: nil, from: period.from, to: period.to, on: tx, logger: logger)

@@ -1,6 +1,7 @@
 import Foundation
 
 /// Platforms as `os/arch[/variant]`, normalised the way buildah and the registry name them.
+/// Shared by the server (build requests, claims) and the workers (what they serve by default).
 public enum Platform {
     /// This machine's platform (`linux/amd64`, `linux/arm64`).
     public static var host: String {
