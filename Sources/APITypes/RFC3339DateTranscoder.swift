@@ -17,12 +17,29 @@ public struct RFC3339DateTranscoder: DateTranscoder {
         var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let digits = String(value)
-            return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+        // "YYYY-MM-DDTHH:MM:SSZ", written digit by digit: this runs for every date in every answer.
+        return String(unsafeUninitializedCapacity: 20) { out in
+            func put(_ value: Int32, _ width: Int, at offset: Int) {
+                var value = value
+                for index in stride(from: offset + width - 1, through: offset, by: -1) {
+                    out[index] = UInt8(48 + value % 10)
+                    value /= 10
+                }
+            }
+            put(parts.tm_year + 1900, 4, at: 0)
+            out[4] = UInt8(ascii: "-")
+            put(parts.tm_mon + 1, 2, at: 5)
+            out[7] = UInt8(ascii: "-")
+            put(parts.tm_mday, 2, at: 8)
+            out[10] = UInt8(ascii: "T")
+            put(parts.tm_hour, 2, at: 11)
+            out[13] = UInt8(ascii: ":")
+            put(parts.tm_min, 2, at: 14)
+            out[16] = UInt8(ascii: ":")
+            put(parts.tm_sec, 2, at: 17)
+            out[19] = UInt8(ascii: "Z")
+            return 20
         }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))Z"
     }
 
     public func decode(_ string: String) throws -> Date {

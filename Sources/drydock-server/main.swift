@@ -60,6 +60,11 @@ struct DrydockServerCommand: AsyncParsableCommand {
         subcommands: [Serve.self, Bootstrap.self, SetPlan.self, WorkerToken.self],
         defaultSubcommand: Serve.self
     )
+
+    static func main() async {
+        _ = ServerRunner.runTasksOnEventLoops()
+        await main(nil)
+    }
 }
 
 struct Serve: AsyncParsableCommand {

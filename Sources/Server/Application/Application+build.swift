@@ -3,7 +3,6 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
-import OpenAPIHummingbird
 import OpenAPIRuntime
 import PostgresNIO
 import ServiceLifecycle
@@ -64,7 +63,7 @@ public func buildApplication(
     let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
                              builds: builds, contexts: contexts, signals: signals, usage: usage)
     try handler.registerHandlers(
-        on: router,
+        on: RouterTransport(router: router),
         serverURL: Servers.Server1.url(),
         // Compact, unsorted JSON: pretty-printing and key sorting cost a third of a small answer.
         configuration: .init(dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.withoutEscapingSlashes]),

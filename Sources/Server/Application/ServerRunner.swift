@@ -1,11 +1,20 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOPosix
 import PostgresNIO
 import Synchronization
 
 /// What `drydock-server` does, as library code the executable and tests share.
 public enum ServerRunner {
+    /// Runs Swift Concurrency's tasks on the server's event loop threads instead of a second pool
+    /// of threads: a request's handler then runs where its connection's I/O happens, without two
+    /// thread hops per request. Must be called first thing on the main thread, before any task
+    /// starts; returns false (and changes nothing) otherwise.
+    public static func runTasksOnEventLoops() -> Bool {
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    }
+
     /// The database to use: the configured URL, or the private cluster in the data directory
     /// (started if needed). `startedHere` tells the caller to stop it when done.
     public static func database(for configuration: ServerConfiguration, logger: Logger) throws

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Keeps recently read projects in memory for a short time, so the per-request visibility check
 /// of project-scoped calls (API and registry) does not cost a database round trip each time.
@@ -7,23 +6,15 @@ import Synchronization
 /// after at most `ttl`.
 public final class CachedProjectRepository: ProjectRepository {
     let base: any ProjectRepository
-    let ttl: Duration
-    private let entries = Mutex<[String: (project: ProjectRecord?, fetched: ContinuousClock.Instant)]>([:])
+    private let entries: ExpiringCache<String, ProjectRecord?>
 
     public init(_ base: any ProjectRepository, ttl: Duration = .seconds(2)) {
         self.base = base
-        self.ttl = ttl
+        self.entries = ExpiringCache(ttl: ttl, capacity: 50_000)
     }
 
     public func project(id: String) async throws -> ProjectRecord? {
-        let now = ContinuousClock.now
-        if let entry = entries.withLock({ $0[id] }), now - entry.fetched < ttl { return entry.project }
-        let project = try await base.project(id: id)
-        entries.withLock { entries in
-            if entries.count > 50_000 { entries.removeAll() }
-            entries[id] = (project, now)
-        }
-        return project
+        try await entries.value(for: id) { [base] in try await base.project(id: id) }
     }
 
     public func list(organizationId: String, onlyProjectId: String?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord> {
@@ -47,6 +38,6 @@ public final class CachedProjectRepository: ProjectRepository {
     }
 
     private func forget(_ id: String) {
-        _ = entries.withLock { $0.removeValue(forKey: id) }
+        entries.remove(id)
     }
 }
