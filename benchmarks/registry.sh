@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Registry benchmark: Drydock's /v2 against Debian's docker-registry (the Go reference
 # implementation, distribution 2.8) on loopback, same machine, same run:
-#   1. pull throughput of one 1 GiB blob (curl to /dev/null, best of 3)
-#   2. time to push a 10-layer image with skopeo (median of 5, fresh repository each time)
+#   1. pull throughput of one 1 GiB blob (curl to /dev/null)
+#   2. time to push a 10-layer image with skopeo (a fresh repository each time)
 #   3. manifest GET req/s with wrk at 64 connections
+# Each measure alternates the two servers run by run (RUNS, default 5) and reports medians.
 # Drydock is measured with authentication (Basic, a project's token); the reference runs
 # without any, as Debian ships it. Usage: benchmarks/registry.sh [blob MiB, default 1024]
 set -euo pipefail
@@ -54,45 +55,60 @@ upload() { # base-url repo [auth header]: POST, then one streamed PUT (what dist
 upload "http://127.0.0.1:$DD_PORT" "$PROJECT/big" "$AUTH"
 upload "http://127.0.0.1:$REF_PORT" "bench/big"
 
-pull_rate() { # url [auth header] → best MiB/s of 3
-    local best=0
-    for _ in 1 2 3; do
-        local speed
-        speed=$(curl -fsS -H "${2:-X-None: 1}" -o /dev/null -w '%{speed_download}' "$1")
-        best=$(python3 -c "print(max($best, $speed / 1048576))")
-    done
-    echo "$best"
+# The machine is shared and noisy: every measure alternates Drydock and the reference run by run,
+# so a burst of outside load cannot land on one side only, and reports medians.
+RUNS=${RUNS:-5}
+median() { python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "$@"; }
+pull_rate() { # url [auth header] → MiB/s of one pull
+    curl -fsS -H "${2:-X-None: 1}" -o /dev/null -w '%{speed_download}' "$1" | python3 -c "import sys; print(float(sys.stdin.read()) / 1048576)"
 }
-echo "==> pulling the blob"
-DD_PULL=$(pull_rate "http://127.0.0.1:$DD_PORT/v2/$PROJECT/big/blobs/$DIGEST" "$AUTH")
-REF_PULL=$(pull_rate "http://127.0.0.1:$REF_PORT/v2/bench/big/blobs/$DIGEST")
+echo "==> pulling the blob, $RUNS runs each, alternating"
+DD_PULLS=() REF_PULLS=()
+for _ in $(seq 1 "$RUNS"); do
+    DD_PULLS+=("$(pull_rate "http://127.0.0.1:$DD_PORT/v2/$PROJECT/big/blobs/$DIGEST" "$AUTH")")
+    REF_PULLS+=("$(pull_rate "http://127.0.0.1:$REF_PORT/v2/bench/big/blobs/$DIGEST")")
+done
+DD_PULL=$(median "${DD_PULLS[@]}")
+REF_PULL=$(median "${REF_PULLS[@]}")
+echo "    Drydock MiB/s: ${DD_PULLS[*]}"
+echo "    reference MiB/s: ${REF_PULLS[*]}"
 
-echo "==> pushing a 10-layer image with skopeo"
+echo "==> pushing a 10-layer image with skopeo, $RUNS runs each, alternating"
 python3 Tests/Fixtures/make-oci-layout.py "$WORK/image" 10 4096 >/dev/null
-push_time() { # dest-prefix creds-args... → median seconds of 3
-    local prefix=$1; shift
-    local times=()
-    for run in 1 2 3 4 5; do
-        local start end
-        start=$(date +%s.%N)
-        skopeo copy --quiet --dest-tls-verify=false "$@" "oci:$WORK/image:latest" "docker://$prefix/push$run:v1" >/dev/null
-        end=$(date +%s.%N)
-        times+=("$(python3 -c "print($end - $start)")")
-    done
-    python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "${times[@]}"
+push_time() { # destination creds-args... → seconds of one push
+    local destination=$1; shift
+    local start end
+    start=$(date +%s.%N)
+    skopeo copy --quiet --dest-tls-verify=false "$@" "oci:$WORK/image:latest" "docker://$destination" >/dev/null
+    end=$(date +%s.%N)
+    python3 -c "print($end - $start)"
 }
-DD_PUSH=$(push_time "127.0.0.1:$DD_PORT/$PROJECT" --dest-creds "bench:$TOKEN")
-REF_PUSH=$(push_time "127.0.0.1:$REF_PORT/bench")
+DD_PUSHES=() REF_PUSHES=()
+for run in $(seq 1 "$RUNS"); do
+    DD_PUSHES+=("$(push_time "127.0.0.1:$DD_PORT/$PROJECT/push$run:v1" --dest-creds "bench:$TOKEN")")
+    REF_PUSHES+=("$(push_time "127.0.0.1:$REF_PORT/bench/push$run:v1")")
+done
+DD_PUSH=$(median "${DD_PUSHES[@]}")
+REF_PUSH=$(median "${REF_PUSHES[@]}")
+echo "    Drydock s: ${DD_PUSHES[*]}"
+echo "    reference s: ${REF_PUSHES[*]}"
 
-echo "==> manifest GET with wrk, 64 connections"
+echo "==> manifest GET with wrk, 64 connections, 3 rounds of 5 s each, alternating"
 skopeo copy --quiet --dest-tls-verify=false --dest-creds "bench:$TOKEN" "oci:$WORK/image:latest" "docker://127.0.0.1:$DD_PORT/$PROJECT/app:v1" >/dev/null
 skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/image:latest" "docker://127.0.0.1:$REF_PORT/bench/app:v1" >/dev/null
 ACCEPT="Accept: application/vnd.oci.image.manifest.v1+json"
-rps() { wrk -t2 -c64 -d10s "$@" | awk '/Requests\/sec/ {print $2}'; }
+rps() { wrk -t2 -c64 -d5s "$@" | awk '/Requests\/sec/ {print $2}'; }
 wrk -t2 -c64 -d2s -H "$AUTH" -H "$ACCEPT" "http://127.0.0.1:$DD_PORT/v2/$PROJECT/app/manifests/v1" >/dev/null
-DD_RPS=$(rps -H "$AUTH" -H "$ACCEPT" "http://127.0.0.1:$DD_PORT/v2/$PROJECT/app/manifests/v1")
 wrk -t2 -c64 -d2s -H "$ACCEPT" "http://127.0.0.1:$REF_PORT/v2/bench/app/manifests/v1" >/dev/null
-REF_RPS=$(rps -H "$ACCEPT" "http://127.0.0.1:$REF_PORT/v2/bench/app/manifests/v1")
+DD_RPSS=() REF_RPSS=()
+for _ in 1 2 3; do
+    DD_RPSS+=("$(rps -H "$AUTH" -H "$ACCEPT" "http://127.0.0.1:$DD_PORT/v2/$PROJECT/app/manifests/v1")")
+    REF_RPSS+=("$(rps -H "$ACCEPT" "http://127.0.0.1:$REF_PORT/v2/bench/app/manifests/v1")")
+done
+DD_RPS=$(median "${DD_RPSS[@]}")
+REF_RPS=$(median "${REF_RPSS[@]}")
+echo "    Drydock req/s: ${DD_RPSS[*]}"
+echo "    reference req/s: ${REF_RPSS[*]}"
 
 DD_PEAK_KB=$(awk '/VmHWM/ {print $2}' /proc/$DD/status)
 
@@ -102,9 +118,9 @@ dd_pull, ref_pull, dd_push, ref_push, dd_rps, ref_rps = map(float, sys.argv[1:7]
 print()
 print("| measure | Drydock | docker-registry 2.8 | ratio (higher is better for Drydock) |")
 print("|---|---|---|---|")
-print(f"| pull one {sys.argv[7]} MiB blob | {dd_pull:,.0f} MiB/s | {ref_pull:,.0f} MiB/s | {dd_pull / ref_pull:.2f}x |")
-print(f"| skopeo push, 10 layers x 4 MiB | {dd_push:.2f} s | {ref_push:.2f} s | {ref_push / dd_push:.2f}x |")
-print(f"| manifest GET, wrk 64 connections | {dd_rps:,.0f} req/s | {ref_rps:,.0f} req/s | {dd_rps / ref_rps:.2f}x |")
+print(f"| pull one {sys.argv[7]} MiB blob (median) | {dd_pull:,.0f} MiB/s | {ref_pull:,.0f} MiB/s | {dd_pull / ref_pull:.2f}x |")
+print(f"| skopeo push, 10 layers x 4 MiB (median) | {dd_push:.2f} s | {ref_push:.2f} s | {ref_push / dd_push:.2f}x |")
+print(f"| manifest GET, wrk 64 connections (median) | {dd_rps:,.0f} req/s | {ref_rps:,.0f} req/s | {dd_rps / ref_rps:.2f}x |")
 print()
 print(f"Drydock server peak RSS over the whole run (1 GiB in and 3 x out): {int(sys.argv[8]) / 1024:.0f} MB")
 PY

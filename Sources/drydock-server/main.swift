@@ -62,7 +62,11 @@ struct DrydockServerCommand: AsyncParsableCommand {
     )
 
     static func main() async {
-        _ = ServerRunner.runTasksOnEventLoops()
+        ServerRunner.tuneAllocator()
+        // DRYDOCK_TASKS_ON_EVENT_LOOPS=0 keeps Swift's own thread pool (for comparisons).
+        if ProcessInfo.processInfo.environment["DRYDOCK_TASKS_ON_EVENT_LOOPS"] != "0" {
+            _ = ServerRunner.runTasksOnEventLoops()
+        }
         await main(nil)
     }
 }

@@ -336,6 +336,13 @@ struct RegistryProtocolTests {
             #expect(try await blobs.size(of: try #require(Digest(kept))) != nil)
             #expect(try await server.registry(.get, location, token: server.ownerToken).status == .notFound)
             #expect(try await server.registry(.get, "/v2/\(name)/blobs/\(kept)", token: server.ownerToken).status == .ok)
+            // Mounting after a sweep: the kept blob mounts; the collected one falls back to an upload.
+            let mountKept = try await server.registry(.post, "/v2/\(project)/other/blobs/uploads/?mount=\(kept)&from=\(name)", token: server.ownerToken)
+            #expect(mountKept.status == .created)
+            #expect(try await server.registry(.get, "/v2/\(project)/other/blobs/\(kept)", token: server.ownerToken).status == .ok)
+            let mountGone = try await server.registry(.post, "/v2/\(project)/other/blobs/uploads/?mount=\(orphan)&from=\(name)", token: server.ownerToken)
+            #expect(mountGone.status == .accepted)
+            #expect(try await server.registry(.get, "/v2/\(project)/other/blobs/\(orphan)", token: server.ownerToken).status == .notFound)
         }
     }
 }

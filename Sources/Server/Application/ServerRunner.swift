@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Hummingbird
 import Logging
 import NIOPosix
@@ -11,6 +14,21 @@ public enum ServerRunner {
     /// of threads: a request's handler then runs where its connection's I/O happens, without two
     /// thread hops per request. Must be called first thing on the main thread, before any task
     /// starts; returns false (and changes nothing) otherwise.
+    /// Blob reads and uploads move data in 1 MiB buffers. glibc serves allocations that large
+    /// with a fresh mmap each (and 256 page faults per MiB) until it has freed a few and raised its
+    /// threshold on its own, which halved the speed of the first large pull after a start. Setting
+    /// the threshold above the buffer size from the start keeps them on the heap.
+    public static func tuneAllocator() {
+        #if canImport(Glibc)
+        // mallopt lives in <malloc.h>, which the Glibc module does not import.
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        let M_MMAP_THRESHOLD: Int32 = -3
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
+            _ = unsafeBitCast(symbol, to: Mallopt.self)(M_MMAP_THRESHOLD, 8 << 20)
+        }
+        #endif
+    }
+
     public static func runTasksOnEventLoops() -> Bool {
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }

@@ -20,6 +20,14 @@ enum RegistryAction: String {
 public struct RegistryTokenSigner: Sendable {
     let key: SymmetricKey
     static let lifetime: TimeInterval = 300
+    /// Tokens already verified, with their expiry: a client presents the same token on every
+    /// request of a push or pull, and checking it once is enough.
+    private let verified = ExpiringCache<String, Verified>(ttl: .seconds(60), capacity: 10_000)
+
+    struct Verified: Sendable {
+        let grant: RegistryGrant
+        let expires: Double
+    }
 
     public init(dataDirectory: URL) throws {
         let file = dataDirectory.appendingPathComponent("registry-token.key")
@@ -57,17 +65,25 @@ public struct RegistryTokenSigner: Sendable {
     }
 
     func verify(_ token: String) -> RegistryGrant? {
+        let now = Date().timeIntervalSince1970
+        if let known = verified.cachedValue(for: token) { return known.expires > now ? known.grant : nil }
+        guard let fresh = verifySignature(token), fresh.expires > now else { return nil }
+        verified.insert(fresh, for: token)
+        return fresh.grant
+    }
+
+    private func verifySignature(_ token: String) -> Verified? {
         let parts = token.split(separator: ".")
         guard parts.count == 3, parts[0] == "ddreg", let mac = Self.unbase64url(String(parts[2])),
               HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Data(parts[1].utf8), using: key),
               let json = Self.unbase64url(String(parts[1])),
               let payload = try? JSONDecoder().decode(Payload.self, from: json),
-              payload.exp > Date().timeIntervalSince1970,
               let kind = TokenKind(rawValue: payload.kind)
         else { return nil }
         let caller = Caller(tokenId: payload.tid, kind: kind, organizationId: payload.org, projectId: payload.prj,
                             userId: payload.uid, role: payload.role.flatMap(Role.init(rawValue:)))
-        return RegistryGrant(caller: caller, access: payload.acc.mapValues(Set.init), catalog: payload.cat)
+        return Verified(grant: RegistryGrant(caller: caller, access: payload.acc.mapValues(Set.init), catalog: payload.cat),
+                        expires: payload.exp)
     }
 
     static func base64url(_ data: Data) -> String {

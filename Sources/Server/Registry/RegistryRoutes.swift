@@ -145,7 +145,7 @@ struct RegistryRoutes: Sendable {
             throw RegistryError(.unauthorized, "UNAUTHORIZED", "authentication required", headers: challenge(request, scope: scope))
         }
         let scheme = header[..<space].lowercased()
-        let value = header[header.index(after: space)...].trimmingCharacters(in: .whitespaces)
+        let value = String(header[header.index(after: space)...].drop { $0 == " " || $0 == "\t" }.prefix { $0 != " " && $0 != "\t" })
         do {
             if scheme == "basic" {
                 guard let data = Data(base64Encoded: value), let text = String(data: data, encoding: .utf8),
@@ -363,12 +363,9 @@ struct RegistryRoutes: Sendable {
         if let mount = query.get("mount"), let from = query.get("from") {
             let digest = try Self.digest(mount)
             if let (fromProject, fromRepository) = try? Self.split(from), try await canPull(grant, name: from, projectId: fromProject),
-               let size = try await store.linkedBlobSize(projectId: fromProject, repository: fromRepository, digest: digest),
-               try await blobs.size(of: digest) != nil
+               try await blobs.size(of: digest) != nil,
+               try await store.mountBlob(projectId: projectId, repository: repository, from: (fromProject, fromRepository), digest: digest)
             {
-                try await store.linkBlob(projectId: projectId, repository: repository, digest: digest, size: size) {
-                    try await blobs.size(of: digest) != nil
-                }
                 return blobCreated(name: name, digest: digest)
             }
         }

@@ -56,15 +56,34 @@ public struct RegistryStore: Sendable {
 
     /// The size of a blob if this repository links it.
     func linkedBlobSize(projectId: String, repository: String, digest: Digest) async throws -> Int64? {
-        let rows = try await client.query(
-            """
+        // Prepared once per connection: every blob HEAD and GET asks this.
+        let rows = try await client.execute(LinkedBlobSize(projectId: projectId, repository: repository, digest: digest.description),
+                                            logger: logger)
+        for try await size in rows { return size }
+        return nil
+    }
+
+    struct LinkedBlobSize: PostgresPreparedStatement {
+        static let sql = """
             SELECT b.size FROM registry_repository_blobs l
             JOIN registry_repositories r ON r.id = l.repository_id
             JOIN registry_blobs b ON b.digest = l.digest
-            WHERE r.project_id = \(projectId) AND r.name = \(repository) AND l.digest = \(digest.description)
-            """, logger: logger)
-        for try await size in rows.decode(Int64.self) { return size }
-        return nil
+            WHERE r.project_id = $1 AND r.name = $2 AND l.digest = $3
+            """
+        typealias Row = Int64
+        var projectId: String
+        var repository: String
+        var digest: String
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 3)
+            bindings.append(projectId)
+            bindings.append(repository)
+            bindings.append(digest)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Int64 { try row.decode(Int64.self) }
     }
 
     /// Links a stored blob into a repository. Under the blob's advisory lock it first checks the
@@ -96,6 +115,61 @@ public struct RegistryStore: Sendable {
         }
     }
 
+    /// Cross-repository mount in one statement: links `digest` into the repository if the source
+    /// repository links it, and says whether it did. The blob's row is locked `FOR SHARE` while the
+    /// link is made, so a garbage collection deleting it either finished first (then there is
+    /// nothing to mount and the client uploads) or cannot delete it until the link exists (the
+    /// link's foreign key then keeps the row, and the collector leaves the file alone).
+    func mountBlob(projectId: String, repository: String, from source: (projectId: String, repository: String),
+                   digest: Digest) async throws -> Bool {
+        let rows = try await client.execute(
+            MountBlob(projectId: projectId, repository: repository, fromProjectId: source.projectId,
+                      fromRepository: source.repository, digest: digest.description),
+            logger: logger)
+        for try await count in rows { return count > 0 }
+        return false
+    }
+
+    struct MountBlob: PostgresPreparedStatement {
+        static let sql = """
+            WITH source AS (
+                SELECT b.digest FROM registry_repository_blobs l
+                JOIN registry_repositories r ON r.id = l.repository_id
+                JOIN registry_blobs b ON b.digest = l.digest
+                WHERE r.project_id = $3 AND r.name = $4 AND l.digest = $5
+                FOR SHARE OF b
+            ), repository AS (
+                INSERT INTO registry_repositories (project_id, name)
+                SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM source)
+                ON CONFLICT (project_id, name) DO UPDATE SET name = EXCLUDED.name
+                RETURNING id
+            ), link AS (
+                INSERT INTO registry_repository_blobs (repository_id, digest)
+                SELECT repository.id, source.digest FROM repository, source
+                ON CONFLICT DO NOTHING
+            )
+            SELECT count(*) FROM source
+            """
+        typealias Row = Int64
+        var projectId: String
+        var repository: String
+        var fromProjectId: String
+        var fromRepository: String
+        var digest: String
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 5)
+            bindings.append(projectId)
+            bindings.append(repository)
+            bindings.append(fromProjectId)
+            bindings.append(fromRepository)
+            bindings.append(digest)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Int64 { try row.decode(Int64.self) }
+    }
+
     /// Removes blobs no repository links, unused for `grace`, one at a time under the same lock
     /// `linkBlob` takes; `remove` deletes the file before the row's deletion commits.
     func collectGarbage(grace: Duration, remove: @Sendable (Digest) async throws -> Void) async throws -> Int {
@@ -112,18 +186,24 @@ public struct RegistryStore: Sendable {
         var removed = 0
         for candidate in candidates {
             guard let digest = Digest(candidate) else { continue }
-            let deleted = try await client.transaction(logger: logger) { tx -> Bool in
-                try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\(candidate)))", logger: logger)
-                let gone = try await tx.query(
-                    """
-                    DELETE FROM registry_blobs b WHERE b.digest = \(candidate)
-                      AND NOT EXISTS (SELECT 1 FROM registry_repository_blobs l WHERE l.digest = b.digest)
-                    RETURNING digest
-                    """, logger: logger)
-                var found = false
-                for try await _ in gone { found = true }
-                if found { try await remove(digest) }
-                return found
+            let deleted: Bool
+            do {
+                deleted = try await client.transaction(logger: logger) { tx -> Bool in
+                    try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\(candidate)))", logger: logger)
+                    let gone = try await tx.query(
+                        """
+                        DELETE FROM registry_blobs b WHERE b.digest = \(candidate)
+                          AND NOT EXISTS (SELECT 1 FROM registry_repository_blobs l WHERE l.digest = b.digest)
+                        RETURNING digest
+                        """, logger: logger)
+                    var found = false
+                    for try await _ in gone { found = true }
+                    if found { try await remove(digest) }
+                    return found
+                }
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23503" {
+                // A mount linked it after this sweep looked (foreign_key_violation): it is in use.
+                continue
             }
             if deleted { removed += 1 }
         }

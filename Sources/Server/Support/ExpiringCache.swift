@@ -76,6 +76,15 @@ final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         }
     }
 
+    /// Stores a value computed without `value(for:load:)` (for checks that need no I/O).
+    func insert(_ value: Value, for key: Key) {
+        let expires = ContinuousClock.now + ttl
+        state.withLock { state in
+            if state.slots.count >= capacity { state.slots.removeAll() }
+            state.slots[key] = .ready(value, expires: expires)
+        }
+    }
+
     func remove(_ key: Key) {
         _ = state.withLock { $0.slots.removeValue(forKey: key) }
     }
