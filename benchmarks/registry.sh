@@ -54,6 +54,9 @@ upload() { # base-url repo [auth header]: POST, then one streamed PUT (what dist
 }
 upload "http://127.0.0.1:$DD_PORT" "$PROJECT/big" "$AUTH"
 upload "http://127.0.0.1:$REF_PORT" "bench/big"
+# Drydock fsyncs what it stores; the reference leaves 1 GiB of dirty pages that the kernel writes
+# back during whatever runs next. Flush them so that is not Drydock's first pull.
+sync
 
 # The machine is shared and noisy: every measure alternates Drydock and the reference run by run,
 # so a burst of outside load cannot land on one side only, and reports medians.
