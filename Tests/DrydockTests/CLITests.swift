@@ -111,6 +111,8 @@ struct CLITests {
                 #expect(again.status != 0 && again.stderr.contains("--force"))
                 let nonInteractive = try await drydock("init", "--directory", workdir.path)
                 #expect(nonInteractive.status != 0 && nonInteractive.stderr.contains(projectId))
+                let emptyProject = try await drydock("builds", "list", "--project", "")
+                #expect(emptyProject.status != 0 && emptyProject.stderr.contains("--project is empty"), "\(emptyProject.stderr)")
 
                 let token = try await drydock("tokens", "create", "--name", "github-actions", "--project", projectId, "--expires", "30d", "--format", "json")
                 #expect(token.status == 0, "\(token.stderr)")

@@ -252,6 +252,12 @@ struct RegistryProtocolTests {
                 body: ByteBuffer(string: "grant_type=password&username=ci&password=ddu_wrong&scope=repository%3A\(project)%2Fapp%3Apull"))
             #expect(badForm.status == .unauthorized)
 
+            // Revoking the token takes the registry token minted from it with it, at once.
+            let pullTokenId = try #require(pull["id"])
+            #expect(try await server.request(.delete, "/api/v1/tokens/\(pullTokenId)", token: server.ownerToken).status == .noContent)
+            let afterRevoke = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/\(digest)", method: .get, headers: [.authorization: "Bearer \(bearer)"], body: nil)
+            #expect(afterRevoke.status == .unauthorized)
+
             // A mount from a repository the token can pull works without re-uploading.
             let mounted = try await server.registry(.post, "/v2/\(project)/copy/blobs/uploads/?mount=\(digest)&from=\(name)", token: server.ownerToken)
             #expect(mounted.status == .created)

@@ -56,7 +56,11 @@ public struct ProjectOption: ParsableArguments {
     public init() {}
 
     func resolved(from directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws -> String {
-        if let project { return project }
+        if let project {
+            let trimmed = project.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty else { throw CLIError("--project is empty: pass a project ID (see 'drydock projects list')") }
+            return trimmed
+        }
         if let env = ProcessInfo.processInfo.environment["DRYDOCK_PROJECT"], !env.isEmpty { return env }
         if let found = ProjectFile.find(from: directory) { return found.id }
         throw CLIError("no project: pass --project ID, set DRYDOCK_PROJECT, or run 'drydock init' to write drydock.json")

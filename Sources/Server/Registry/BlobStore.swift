@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Content-addressed blob storage. Uploads stream into a temporary file; a blob becomes visible
 /// only after its digest is verified and the file is fsynced and renamed into place, so nothing
@@ -28,6 +29,16 @@ public enum BlobStoreError: Error, Equatable {
 public struct FileSystemBlobStore: BlobStore {
     let root: URL
     let fileIO = NonBlockingFileIO(threadPool: .singleton)
+    /// SHA-256 of each upload so far, computed as its bytes arrive, so committing does not read
+    /// the file again. An upload whose state is missing here (the server restarted mid-upload, an
+    /// append failed half-way, or the digest is sha512) is hashed from disk at commit instead.
+    private let running = RunningHashes()
+
+    final class RunningHashes: Sendable {
+        private let state = Mutex<[String: (size: Int64, hasher: DigestHasher)]>([:])
+        func take(_ id: String) -> (size: Int64, hasher: DigestHasher)? { state.withLock { $0.removeValue(forKey: id) } }
+        func put(_ id: String, size: Int64, hasher: DigestHasher) { state.withLock { $0[id] = (size, hasher) } }
+    }
 
     public init(root: URL) throws {
         self.root = root
@@ -63,13 +74,19 @@ public struct FileSystemBlobStore: BlobStore {
     public func append<S: AsyncSequence & Sendable>(to id: String, _ chunks: S, limit: Int64) async throws -> Int64 where S.Element == ByteBuffer {
         let path = uploadPath(id)
         guard FileManager.default.fileExists(atPath: path) else { throw BlobStoreError.uploadUnknown }
+        let previous = running.take(id)
         return try await fileIO.withFileHandle(_deprecatedPath: path, mode: .write, flags: .default) { handle in
             var offset = try await fileIO.readFileSize(fileHandle: handle)
+            // Continue the running hash only if it covers exactly what is on disk.
+            var hasher: DigestHasher? =
+                if let previous, previous.size == offset { previous.hasher } else if offset == 0 { DigestHasher(.sha256) } else { nil }
             for try await chunk in chunks {
                 guard offset + Int64(chunk.readableBytes) <= limit else { throw BlobStoreError.tooLarge }
+                chunk.withUnsafeReadableBytes { hasher?.update(bufferPointer: $0) }
                 try await fileIO.write(fileHandle: handle, toOffset: offset, buffer: chunk)
                 offset += Int64(chunk.readableBytes)
             }
+            if let hasher { running.put(id, size: offset, hasher: hasher) }
             return offset
         }
     }
@@ -78,7 +95,13 @@ public struct FileSystemBlobStore: BlobStore {
         let source = uploadPath(id)
         guard FileManager.default.fileExists(atPath: source) else { throw BlobStoreError.uploadUnknown }
         // Hash what is on disk: it is what will be served, and it survives server restarts.
+        let streamed = running.take(id)
         let (actual, size) = try await fileIO.withFileHandle(_deprecatedPath: source, mode: .read) { handle in
+            let onDisk = try await fileIO.readFileSize(fileHandle: handle)
+            if let streamed, streamed.size == onDisk, streamed.hasher.algorithm == digest.algorithm {
+                try handle.withUnsafeFileDescriptor { fd in _ = fsync(fd) }
+                return (streamed.hasher.finalize(), onDisk)
+            }
             var hasher = DigestHasher(digest.algorithm)
             var size: Int64 = 0
             while true {
@@ -107,6 +130,7 @@ public struct FileSystemBlobStore: BlobStore {
     }
 
     public func cancelUpload(id: String) async throws {
+        _ = running.take(id)
         unlink(uploadPath(id))
     }
 

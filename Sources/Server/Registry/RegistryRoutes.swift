@@ -156,7 +156,8 @@ struct RegistryRoutes: Sendable {
             }
             if scheme == "bearer" {
                 if value.hasPrefix("ddreg.") {
-                    guard let grant = signer.verify(value) else { throw APIError.invalidToken }
+                    guard let grant = signer.verify(value), try await authenticator.stillActive(tokenId: grant.caller.tokenId)
+                    else { throw APIError.invalidToken }
                     return grant
                 }
                 let caller = try await authenticator.authenticate(secret: value)

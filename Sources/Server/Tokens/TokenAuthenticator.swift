@@ -9,11 +9,20 @@ public final class TokenAuthenticator: Sendable {
     let tokens: any TokenRepository
     let logger: Logger
     private let grants: ExpiringCache<String, TokenGrant?>
+    private let active: ExpiringCache<String, Bool>
 
     public init(tokens: any TokenRepository, logger: Logger, ttl: Duration = .seconds(5)) {
         self.tokens = tokens
         self.logger = logger
         self.grants = ExpiringCache(ttl: ttl, capacity: 10_000)
+        self.active = ExpiringCache(ttl: ttl, capacity: 10_000)
+    }
+
+    /// Whether the token behind a registry bearer token still grants anything. The bearer token
+    /// itself is signed and good for minutes; this makes a revocation (or a member's removal)
+    /// reach it as fast as it reaches the token: at once on this server, within `ttl` elsewhere.
+    public func stillActive(tokenId: String) async throws -> Bool {
+        try await active.value(for: tokenId) { [tokens] in try await tokens.isActive(tokenId: tokenId) }
     }
 
     public func authenticate(authorization: String?) async throws -> Caller {
@@ -56,5 +65,6 @@ public final class TokenAuthenticator: Sendable {
     /// Called after anything that can narrow or remove a grant.
     public func invalidate() {
         grants.removeAll()
+        active.removeAll()
     }
 }

@@ -67,6 +67,9 @@ public struct TokenFilter: Sendable {
 public protocol TokenRepository: Sendable {
     func grant(forSecret secret: String) async throws -> TokenGrant?
     func touch(tokenId: String) async throws
+    /// Whether the token still grants anything: not revoked, not expired, and for a user token the
+    /// user still a member. Registry bearer tokens minted from it are checked against this.
+    func isActive(tokenId: String) async throws -> Bool
     func create(_ token: NewToken) async throws -> TokenRecord
     func token(id: String, organizationId: String) async throws -> TokenRecord?
     func list(organizationId: String, filter: TokenFilter, cursor: Int64, limit: Int) async throws -> Page<TokenRecord>
@@ -112,6 +115,18 @@ public struct PostgresTokenRepository: TokenRepository {
                               lastUsedAt: lastUsed)
         }
         return nil
+    }
+
+    public func isActive(tokenId: String) async throws -> Bool {
+        let rows = try await client.query(
+            """
+            SELECT t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+               AND (t.kind <> 'user' OR EXISTS (
+                   SELECT 1 FROM memberships m WHERE m.organization_id = t.organization_id AND m.user_id = t.user_id))
+            FROM tokens t WHERE t.id = \(tokenId)
+            """, logger: logger)
+        for try await active in rows.decode(Bool.self) { return active }
+        return false
     }
 
     public func touch(tokenId: String) async throws {
