@@ -52,8 +52,14 @@ upload() { # base-url repo [auth header]: POST, then one streamed PUT (what dist
     curl -fsS -X PUT -H "${3:-X-None: 1}" -H "Content-Type: application/octet-stream" -T - <"$WORK/blob" \
         "$location${sep}digest=$DIGEST" -o /dev/null
 }
-upload "http://127.0.0.1:$DD_PORT" "$PROJECT/big" "$AUTH"
-upload "http://127.0.0.1:$REF_PORT" "bench/big"
+seconds() { local start end; start=$(date +%s.%N); "$@"; end=$(date +%s.%N); python3 -c "print($end - $start)"; }
+# The blob is in the page cache from writing it; each side's upload is timed once, alternating,
+# with a sync between so neither inherits the other's writeback.
+sync
+DD_UPLOAD=$(seconds upload "http://127.0.0.1:$DD_PORT" "$PROJECT/big" "$AUTH")
+sync
+REF_UPLOAD=$(seconds upload "http://127.0.0.1:$REF_PORT" "bench/big")
+echo "    one ${BLOB_MIB} MiB blob up: Drydock ${DD_UPLOAD} s (verified, fsynced), reference ${REF_UPLOAD} s"
 # Drydock fsyncs what it stores; the reference leaves 1 GiB of dirty pages that the kernel writes
 # back during whatever runs next. Flush them so that is not Drydock's first pull.
 sync
@@ -115,13 +121,15 @@ echo "    reference req/s: ${REF_RPSS[*]}"
 
 DD_PEAK_KB=$(awk '/VmHWM/ {print $2}' /proc/$DD/status)
 
-python3 - "$DD_PULL" "$REF_PULL" "$DD_PUSH" "$REF_PUSH" "$DD_RPS" "$REF_RPS" "$BLOB_MIB" "$DD_PEAK_KB" <<'PY'
+python3 - "$DD_PULL" "$REF_PULL" "$DD_PUSH" "$REF_PUSH" "$DD_RPS" "$REF_RPS" "$BLOB_MIB" "$DD_PEAK_KB" "$DD_UPLOAD" "$REF_UPLOAD" <<'PY'
 import sys
 dd_pull, ref_pull, dd_push, ref_push, dd_rps, ref_rps = map(float, sys.argv[1:7])
 print()
 print("| measure | Drydock | docker-registry 2.8 | ratio (higher is better for Drydock) |")
 print("|---|---|---|---|")
 print(f"| pull one {sys.argv[7]} MiB blob (median) | {dd_pull:,.0f} MiB/s | {ref_pull:,.0f} MiB/s | {dd_pull / ref_pull:.2f}x |")
+dd_up, ref_up = map(float, sys.argv[9:11])
+print(f"| push one {sys.argv[7]} MiB blob (POST + streamed PUT, one run each) | {dd_up:.2f} s | {ref_up:.2f} s | {ref_up / dd_up:.2f}x |")
 print(f"| skopeo push, 10 layers x 4 MiB (median) | {dd_push:.2f} s | {ref_push:.2f} s | {ref_push / dd_push:.2f}x |")
 print(f"| manifest GET, wrk 64 connections (median) | {dd_rps:,.0f} req/s | {ref_rps:,.0f} req/s | {dd_rps / ref_rps:.2f}x |")
 print()
