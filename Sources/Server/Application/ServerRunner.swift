@@ -15,9 +15,10 @@ public enum ServerRunner {
     /// thread hops per request. Must be called first thing on the main thread, before any task
     /// starts; returns false (and changes nothing) otherwise.
     /// Blob reads and uploads move data in 1 MiB buffers. glibc serves allocations that large
-    /// with a fresh mmap each (and 256 page faults per MiB) until it has freed a few and raised its
-    /// threshold on its own, which halved the speed of the first large pull after a start. Setting
-    /// the threshold above the buffer size from the start keeps them on the heap.
+    /// with a fresh mmap each (page faults on every buffer, munmap on every free) until it has
+    /// freed a few and raised its threshold on its own; setting the threshold above the buffer size
+    /// from the start keeps them on the heap. (A slow first 1 GiB pull seen in the registry
+    /// benchmark turned out to be the reference's writeback, not this; see the README.)
     public static func tuneAllocator() {
         #if canImport(Glibc)
         // mallopt lives in <malloc.h>, which the Glibc module does not import.
