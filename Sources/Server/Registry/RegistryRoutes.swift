@@ -141,11 +141,9 @@ struct RegistryRoutes: Sendable {
 
     /// Resolves Basic (token as password) or Bearer (registry token, or a Drydock token) credentials.
     func authenticate(_ request: Request, scope: String?) async throws -> RegistryGrant {
-        guard let header = request.headers[.authorization], let space = header.firstIndex(of: " ") else {
+        guard let header = request.headers[.authorization], let (scheme, value) = TokenAuthenticator.credentials(header) else {
             throw RegistryError(.unauthorized, "UNAUTHORIZED", "authentication required", headers: challenge(request, scope: scope))
         }
-        let scheme = header[..<space].lowercased()
-        let value = String(header[header.index(after: space)...].drop { $0 == " " || $0 == "\t" }.prefix { $0 != " " && $0 != "\t" })
         do {
             if scheme == "basic" {
                 guard let data = Data(base64Encoded: value), let text = String(data: data, encoding: .utf8),

@@ -63,27 +63,17 @@ public struct RegistryStore: Sendable {
         return nil
     }
 
-    struct LinkedBlobSize: PostgresPreparedStatement {
+    struct LinkedBlobSize: Int64Lookup {
         static let sql = """
             SELECT b.size FROM registry_repository_blobs l
             JOIN registry_repositories r ON r.id = l.repository_id
             JOIN registry_blobs b ON b.digest = l.digest
             WHERE r.project_id = $1 AND r.name = $2 AND l.digest = $3
             """
-        typealias Row = Int64
         var projectId: String
         var repository: String
         var digest: String
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 3)
-            bindings.append(projectId)
-            bindings.append(repository)
-            bindings.append(digest)
-            return bindings
-        }
-
-        func decodeRow(_ row: PostgresRow) throws -> Int64 { try row.decode(Int64.self) }
+        var arguments: [String] { [projectId, repository, digest] }
     }
 
     /// Links a stored blob into a repository. Under the blob's advisory lock it first checks the
@@ -130,7 +120,7 @@ public struct RegistryStore: Sendable {
         return false
     }
 
-    struct MountBlob: PostgresPreparedStatement {
+    struct MountBlob: Int64Lookup {
         static let sql = """
             WITH source AS (
                 SELECT b.digest FROM registry_repository_blobs l
@@ -150,24 +140,12 @@ public struct RegistryStore: Sendable {
             )
             SELECT count(*) FROM source
             """
-        typealias Row = Int64
         var projectId: String
         var repository: String
         var fromProjectId: String
         var fromRepository: String
         var digest: String
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 5)
-            bindings.append(projectId)
-            bindings.append(repository)
-            bindings.append(fromProjectId)
-            bindings.append(fromRepository)
-            bindings.append(digest)
-            return bindings
-        }
-
-        func decodeRow(_ row: PostgresRow) throws -> Int64 { try row.decode(Int64.self) }
+        var arguments: [String] { [projectId, repository, fromProjectId, fromRepository, digest] }
     }
 
     /// Removes blobs no repository links, unused for `grace`, one at a time under the same lock
@@ -367,4 +345,20 @@ public struct RegistryStore: Sendable {
     func deleteUpload(id: String) async throws {
         try await client.query("DELETE FROM registry_uploads WHERE id = \(id)", logger: logger)
     }
+}
+
+/// A prepared statement whose parameters are all text, in order, and whose rows are one bigint:
+/// the shape of the registry's hot lookups.
+protocol Int64Lookup: PostgresPreparedStatement where Row == Int64 {
+    var arguments: [String] { get }
+}
+
+extension Int64Lookup {
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: arguments.count)
+        for argument in arguments { bindings.append(argument) }
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Int64 { try row.decode(Int64.self) }
 }
