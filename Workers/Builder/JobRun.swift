@@ -120,13 +120,13 @@ struct JobRun: Sendable {
                 digest = last.digest
             } else {
                 await reporter.log("#drydock pushing \(destination)")
-                digest = try await push(to: destination, environment: environment, work: work, control: control)
+                digest = try await pushRetrying(to: destination, environment: environment, work: work, control: control)
                 if let imageId { LastPush(imageId: imageId, digest: digest).save(root) }
             }
             for tag in job.pushTags {
                 let target = tag.hasPrefix(job.projectId + "/") ? "\(registryHost)/\(tag)" : tag
                 await reporter.log("#drydock pushing \(target)")
-                _ = try await push(to: target, environment: environment, work: work, control: control)
+                _ = try await pushRetrying(to: target, environment: environment, work: work, control: control)
             }
             await reporter.log("#drydock image \(destination)@\(digest)")
             phase("pushed")
@@ -235,6 +235,32 @@ struct JobRun: Sendable {
             "CONTAINERS_REGISTRIES_CONF": registriesFile.path,
             "REGISTRY_AUTH_FILE": work.appendingPathComponent("auth.json").path,
         ]
+    }
+
+    /// Pushes, retrying with backoff while the job is still ours: a server restarting (or a
+    /// registry briefly away) must not fail a build that has finished building. The built image
+    /// stays in the cache meanwhile. Stops at once on a cancel, a lost lease, or a refusal that
+    /// retrying cannot change (credentials, permissions).
+    func pushRetrying(to destination: String, environment: [String: String], work: URL, control: Control,
+                      window: Duration = .seconds(600)) async throws -> String {
+        let deadline = ContinuousClock.now + window
+        var delay = Duration.seconds(1)
+        var attempt = 1
+        while true {
+            do {
+                return try await push(to: destination, environment: environment, work: work, control: control)
+            } catch BuilderError.job(let message) {
+                let permanent = ["unauthorized", "denied", "authentication required", "forbidden"].contains { message.lowercased().contains($0) }
+                guard !permanent, !control.canceled, !control.lost, ContinuousClock.now + delay < deadline else {
+                    throw BuilderError.job(message)
+                }
+                await reporter.log("#drydock push attempt \(attempt) failed; retrying in \(delay.components.seconds) s: \(message)")
+                logger.warning("push failed; retrying", metadata: ["destination": "\(destination)", "attempt": "\(attempt)", "error": "\(message)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(15))
+                attempt += 1
+            }
+        }
     }
 
     func push(to destination: String, environment: [String: String], work: URL, control: Control) async throws -> String {

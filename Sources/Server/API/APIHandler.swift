@@ -1,6 +1,7 @@
 import DrydockAPITypes
 import Foundation
 import OpenAPIRuntime
+import Synchronization
 
 /// The `/api/v1` operations, generated from `openapi.yaml`. Authentication and the coarse
 /// permission check happen in `AuthMiddleware` before any of these run; here each operation
@@ -85,14 +86,14 @@ struct APIHandler: APIProtocol {
         }
         try requireOwnerFor(role)
         let caller = try Caller.require()
-        var secret = ""
+        let secret = Mutex("")
         let member = try await organizations.addMember(organizationId: organization.id, email: email, role: role) { userId in
             let token = NewToken(kind: .user, name: "first token for \(email)", organizationId: organization.id,
                                  userId: userId, createdByUserId: caller.userId)
-            secret = token.secret
+            secret.withLock { $0 = token.secret }
             return token
         }
-        return .created(.init(body: .json(.init(member: .init(member), token: secret))))
+        return .created(.init(body: .json(.init(member: .init(member), token: secret.withLock { $0 }))))
     }
 
     func updateMember(_ input: Operations.UpdateMember.Input) async throws -> Operations.UpdateMember.Output {

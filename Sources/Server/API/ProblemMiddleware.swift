@@ -1,5 +1,6 @@
 import DrydockAPITypes
 import Foundation
+import Hummingbird
 import HTTPTypes
 import Logging
 import OpenAPIRuntime
@@ -44,6 +45,17 @@ struct ProblemMiddleware: ServerMiddleware {
         }
         if let apiError = underlying as? APIError { return apiError }
         if let decoding = underlying as? DecodingError { return Self.problem(decoding) }
+        if let fault = ServiceFault(underlying) {
+            if fault != .unstorableValue {
+                logger.warning("operation failed", metadata: ["operation": "\(operationID)", "error": "\(String(reflecting: underlying))"])
+            }
+            let code = switch fault {
+            case .databaseUnavailable: "database_unavailable"
+            case .storageFull: "storage_full"
+            case .unstorableValue: "invalid_value"
+            }
+            return APIError(status: fault.status, code: code, detail: fault.message)
+        }
         if let status, (400..<500).contains(status.code) {
             let detail = (cause.map { $0 == "Unknown" ? nil : $0 } ?? nil) ?? "the request is malformed"
             return APIError(status: status, code: status == .unsupportedMediaType ? "unsupported_media_type" : "bad_request",
@@ -105,7 +117,13 @@ struct ProblemMiddleware: ServerMiddleware {
         return encoder
     }()
 
-    static func response(_ error: APIError, path: String?) -> (HTTPResponse, HTTPBody?) {
+    /// The same answer for routes outside the generated handlers.
+    static func hummingbirdResponse(_ error: APIError, path: String?) -> Response {
+        let (head, _) = response(error, path: path)
+        return Response(status: head.status, headers: head.headerFields, body: .init(byteBuffer: ByteBuffer(bytes: problemBody(error, path: path))))
+    }
+
+    static func problemBody(_ error: APIError, path: String?) -> Data {
         let problem = Components.Schemas.Problem(
             _type: "urn:drydock:problem:\(error.code)",
             title: error.status.reasonPhrase,
@@ -114,11 +132,18 @@ struct ProblemMiddleware: ServerMiddleware {
             detail: error.detail,
             instance: path.map { String($0.split(separator: "?", maxSplits: 1).first ?? "") },
             errors: error.fieldErrors.isEmpty ? nil : error.fieldErrors.map { .init(field: $0.field, message: $0.message) })
-        let data = (try? encoder.encode(problem)) ?? Data()
+        return (try? encoder.encode(problem)) ?? Data()
+    }
+
+    static func response(_ error: APIError, path: String?) -> (HTTPResponse, HTTPBody?) {
+        let data = problemBody(error, path: path)
         var fields = HTTPFields()
         fields[.contentType] = "application/problem+json"
         if error.status == .unauthorized {
             fields[.wwwAuthenticate] = #"Bearer realm="drydock""#
+        }
+        if error.status == .serviceUnavailable {
+            fields[.retryAfter] = "\(ServiceFault.retryAfterSeconds)"
         }
         return (HTTPResponse(status: error.status, headerFields: fields), HTTPBody(data))
     }

@@ -15,13 +15,15 @@ public func buildApplication(
     logger: Logger
 ) throws -> some ApplicationProtocol {
     let postgres = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
-    let organizations = PostgresOrganizationRepository(client: postgres, logger: logger)
-    let projects = CachedProjectRepository(PostgresProjectRepository(client: postgres, logger: logger))
-    let tokens = PostgresTokenRepository(client: postgres, logger: logger)
+    let db = Database(client: postgres, waitLimit: configuration.databaseWaitLimit)
+    let organizations = PostgresOrganizationRepository(client: db, logger: logger)
+    let projects = CachedProjectRepository(PostgresProjectRepository(client: db, logger: logger))
+    let tokens = PostgresTokenRepository(client: db, logger: logger)
     let authenticator = TokenAuthenticator(tokens: tokens, logger: logger)
     _ = Observability.registry
 
     let router = Router()
+    router.add(middleware: RequestTargetMiddleware())
     router.add(middleware: MetricsMiddleware())
     if logger.logLevel <= .debug {
         router.add(middleware: LogRequestsMiddleware(.debug))
@@ -54,10 +56,10 @@ public func buildApplication(
                  body: .init(byteBuffer: ByteBuffer(bytes: EmbeddedOpenAPIDocument.bytes)))
     }
 
-    let registryStore = RegistryStore(client: postgres, logger: logger)
+    let registryStore = RegistryStore(client: db, logger: logger)
     let signals = BuildSignals(client: postgres, logger: logger)
-    let usage = UsageStore(client: postgres, logger: logger)
-    let builds = BuildStore(client: postgres, logger: logger, secretBox: try BuildSecretBox(dataDirectory: configuration.dataDirectory),
+    let usage = UsageStore(client: db, logger: logger)
+    let builds = BuildStore(client: db, logger: logger, secretBox: try BuildSecretBox(dataDirectory: configuration.dataDirectory),
                             lease: configuration.jobLease)
     let contexts = ContextStore(dataDirectory: configuration.dataDirectory, limit: configuration.maxContextBytes)
     let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
@@ -82,18 +84,35 @@ public func buildApplication(
         publicURL: configuration.publicURL)
     registry.register(on: router)
 
+    var descriptorLimit = rlimit()
+    let maxConnections = configuration.maxConnections ?? ConnectionLimits.defaultMaxConnections(
+        descriptorLimit: getrlimit(Int32(RLIMIT_NOFILE.rawValue), &descriptorLimit) == 0 ? Int(clamping: descriptorLimit.rlim_cur) : 1024)
+    let headerTimeout = TimeAmount(configuration.headerTimeout)
     var app = Application(
         router: router,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "drydock"),
+        server: .http1(configuration: .init(
+            additionalChannelHandlers: [RequestHeadTimeoutHandler(timeout: headerTimeout)],
+            idleTimeout: TimeAmount(configuration.idleTimeout))),
+        configuration: .init(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "drydock",
+            availableConnectionsDelegate: ConnectionCap(maxConnections: maxConnections, logger: logger)),
         services: [
             postgres, signals,
             RegistryJanitor(store: registryStore, blobs: blobStore, logger: logger),
             LeaseReaper(builds: builds, authenticator: authenticator, interval: configuration.leaseCheckInterval, logger: logger),
             UsageSampler(usage: usage, interval: configuration.storageSampleInterval, logger: logger),
         ],
+        onServerRunning: { channel in
+            // One line operators (and tests, with port 0) can read the bound address from.
+            logger.notice("drydock-server listening", metadata: ["address": "http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"])
+        },
         logger: logger)
     app.beforeServerStarts {
         try await Migrations.apply(on: postgres, logger: logger)
+        logger.info("connection limits", metadata: [
+            "maxConnections": "\(maxConnections)", "idleTimeout": "\(configuration.idleTimeout)",
+            "headerTimeout": "\(configuration.headerTimeout)", "databaseWait": "\(configuration.databaseWaitLimit)",
+        ])
     }
     return app
 }

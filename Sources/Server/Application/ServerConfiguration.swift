@@ -21,6 +21,18 @@ public struct ServerConfiguration: Sendable {
     public var leaseCheckInterval: Duration = .seconds(2)
     /// How often each project's registry storage is sampled for metering.
     public var storageSampleInterval: Duration = .seconds(3600)
+    /// How long a request waits for PostgreSQL before it is answered 503
+    /// (`DRYDOCK_DATABASE_WAIT_SECONDS`, default 5).
+    public var databaseWaitLimit: Duration = .seconds(5)
+    /// How long a kept-alive connection may sit idle, or a request body stall, before it is closed
+    /// (`DRYDOCK_IDLE_TIMEOUT_SECONDS`, default 60).
+    public var idleTimeout: Duration = .seconds(60)
+    /// How long a new connection has to send its first request's headers
+    /// (`DRYDOCK_HEADER_TIMEOUT_SECONDS`, default 10).
+    public var headerTimeout: Duration = .seconds(10)
+    /// Most connections open at once (`DRYDOCK_MAX_CONNECTIONS`); nil derives it from the
+    /// descriptor limit (half of it less 128, at most 10,000). Connections past it wait.
+    public var maxConnections: Int?
 
     public init(
         databaseURL: String?,
@@ -72,13 +84,25 @@ public struct ServerConfiguration: Sendable {
             }
             configuration.maxContextBytes = value
         }
-        if let raw = environment["DRYDOCK_JOB_LEASE_SECONDS"].nonEmpty {
-            guard let value = Int(raw), (3...3600).contains(value) else {
-                throw ConfigurationError("DRYDOCK_JOB_LEASE_SECONDS must be 3 to 3600, not '\(raw)'")
+        if let value = try seconds("DRYDOCK_JOB_LEASE_SECONDS", in: 3...3600, environment) { configuration.jobLease = value }
+        if let value = try seconds("DRYDOCK_DATABASE_WAIT_SECONDS", in: 1...300, environment) { configuration.databaseWaitLimit = value }
+        if let value = try seconds("DRYDOCK_IDLE_TIMEOUT_SECONDS", in: 1...3600, environment) { configuration.idleTimeout = value }
+        if let value = try seconds("DRYDOCK_HEADER_TIMEOUT_SECONDS", in: 1...600, environment) { configuration.headerTimeout = value }
+        if let raw = environment["DRYDOCK_MAX_CONNECTIONS"].nonEmpty {
+            guard let value = Int(raw), (1...1_000_000).contains(value) else {
+                throw ConfigurationError("DRYDOCK_MAX_CONNECTIONS must be 1 to 1000000, not '\(raw)'")
             }
-            configuration.jobLease = .seconds(value)
+            configuration.maxConnections = value
         }
         return configuration
+    }
+
+    static func seconds(_ name: String, in range: ClosedRange<Int>, _ environment: [String: String]) throws -> Duration? {
+        guard let raw = environment[name].nonEmpty else { return nil }
+        guard let value = Int(raw), range.contains(value) else {
+            throw ConfigurationError("\(name) must be a number of seconds from \(range.lowerBound) to \(range.upperBound), not '\(raw)'")
+        }
+        return .seconds(value)
     }
 
     /// `$XDG_DATA_HOME/drydock` (or `~/.local/share/drydock`); `/var/lib/drydock` for root,

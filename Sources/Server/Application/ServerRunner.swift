@@ -51,7 +51,13 @@ public enum ServerRunner {
     /// stops the private cluster if this process started it.
     public static func serve(_ configuration: ServerConfiguration, logger: Logger) async throws {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
-        let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
+        let descriptors = ConnectionLimits.raiseDescriptorLimit()
+        logger.info("descriptor limit", metadata: ["open files": "\(descriptors)"])
+        var (database, embedded, startedHere) = try database(for: configuration, logger: logger)
+        if let embedded {
+            // Whatever the server starts it stops, including a cluster it adopts after a crash.
+            if startedHere { embedded.recordOwner() } else { startedHere = embedded.adoptIfOrphaned(logger: logger) }
+        }
         logger.info("database", metadata: ["url": "\(database.redacted)"])
         do {
             let app = try buildApplication(configuration, database: database, logger: logger)
@@ -133,7 +139,7 @@ public enum ServerRunner {
 
     /// Runs `body` with a connected client, then shuts the client down.
     public static func withDatabase<T: Sendable>(
-        _ database: DatabaseURL, logger: Logger, _ body: @escaping @Sendable (PostgresClient) async throws -> T
+        _ database: DatabaseURL, logger: Logger, _ body: @escaping @Sendable (Database) async throws -> T
     ) async throws -> T {
         // The pool's background chatter (such as leasing before run() is scheduled) is not news here.
         var backgroundLogger = logger
@@ -145,7 +151,7 @@ public enum ServerRunner {
                 return nil
             }
             defer { group.cancelAll() }
-            let result = try await body(client)
+            let result = try await body(Database(client: client))
             return result
         }
     }

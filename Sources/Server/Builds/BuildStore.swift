@@ -64,12 +64,12 @@ struct ClaimedJob: Sendable {
 /// claimed with `FOR UPDATE SKIP LOCKED` (never by two workers), kept by a lease the worker
 /// renews, and failed by `expireLeases` when the worker vanishes.
 public struct BuildStore: Sendable {
-    let client: PostgresClient
+    let client: Database
     let logger: Logger
     let secretBox: BuildSecretBox
     let lease: Duration
 
-    public init(client: PostgresClient, logger: Logger, secretBox: BuildSecretBox, lease: Duration) {
+    public init(client: Database, logger: Logger, secretBox: BuildSecretBox, lease: Duration) {
         self.client = client
         self.logger = logger
         self.secretBox = secretBox
@@ -471,6 +471,20 @@ public struct BuildStore: Sendable {
             try await Self.closeIfDone(buildId: buildId, on: tx, logger: logger)
             return true
         }
+    }
+
+    /// Gives every confirmed running job a whole lease from now; run once when the server starts.
+    func extendRunningLeases() async throws -> Int {
+        var count = 0
+        for try await n in try await client.query(
+            """
+            WITH renewed AS (
+                UPDATE build_jobs SET lease_expires_at = GREATEST(lease_expires_at, now() + make_interval(secs => \(Double(leaseSeconds))))
+                WHERE status = 'running' AND confirmed_at IS NOT NULL AND lease_expires_at IS NOT NULL
+                RETURNING 1
+            ) SELECT count(*)::int FROM renewed
+            """, logger: logger).decode(Int.self) { count = n }
+        return count
     }
 
     /// Fails running jobs whose worker stopped renewing its lease, and queues again those whose

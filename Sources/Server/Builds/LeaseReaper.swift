@@ -10,6 +10,9 @@ struct LeaseReaper: Service {
     let logger: Logger
 
     func run() async throws {
+        // Leases count from when this server came back: a worker that kept building through a
+        // restart (its heartbeats failing meanwhile) is not failed for the server's own outage.
+        var graceGiven = false
         while !Task.isCancelled {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
@@ -17,6 +20,11 @@ struct LeaseReaper: Service {
                 return
             }
             do {
+                if !graceGiven {
+                    let extended = try await builds.extendRunningLeases()
+                    graceGiven = true
+                    if extended > 0 { logger.info("renewed the leases of running jobs after start-up", metadata: ["jobs": "\(extended)"]) }
+                }
                 let expired = try await builds.expireLeases()
                 if expired > 0 {
                     authenticator.invalidate()  // their build tokens were revoked

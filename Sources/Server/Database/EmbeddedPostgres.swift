@@ -23,6 +23,36 @@ public struct EmbeddedPostgres: Sendable {
         self.runAs = geteuid() == 0 ? "postgres" : nil
     }
 
+    /// Records which `drydock-server` runs the cluster, so a server restarted after `kill -9`
+    /// takes over the cluster its predecessor left running and stops it in turn.
+    var ownerFile: URL { clusterDirectory.deletingLastPathComponent().appendingPathComponent("postgres.owner") }
+
+    /// Makes this process the cluster's owner if it has none alive; returns whether it now is.
+    /// A server calls this after `start` found the cluster already running.
+    public func adoptIfOrphaned(logger: Logger) -> Bool {
+        if let text = try? String(contentsOf: ownerFile, encoding: .utf8),
+           let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid != getpid(), Self.isServerProcess(pid) {
+            return false
+        }
+        logger.warning("adopting the private PostgreSQL cluster a stopped server left running; it stops with this server",
+                       metadata: ["cluster": "\(clusterDirectory.path)"])
+        recordOwner()
+        return true
+    }
+
+    /// Marks this process as the one that stops the cluster.
+    public func recordOwner() {
+        try? "\(getpid())\n".write(to: ownerFile, atomically: true, encoding: .utf8)
+    }
+
+    /// Whether `pid` is a live drydock-server (not a recycled pid of something else).
+    static func isServerProcess(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return true }
+        let first = cmdline.split(separator: 0).first.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return first.hasSuffix("drydock-server")
+    }
+
     public var databaseURL: DatabaseURL {
         DatabaseURL(socketDirectory: socketDirectory.path, username: Self.superuser, database: Self.database)
     }
@@ -78,6 +108,7 @@ public struct EmbeddedPostgres: Sendable {
 
     public func stop(logger: Logger) {
         logger.info("stopping private PostgreSQL cluster")
+        defer { try? FileManager.default.removeItem(at: ownerFile) }
         do {
             try run(binDirectory.appendingPathComponent("pg_ctl").path, ["-D", clusterDirectory.path, "-m", "fast", "-w", "stop"], asUser: runAs)
         } catch {

@@ -265,6 +265,11 @@ public enum Migrations {
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.
     @discardableResult
+    public static func apply(on database: Database, logger: Logger) async throws -> [Int] {
+        try await apply(on: database.client, logger: logger)
+    }
+
+    @discardableResult
     public static func apply(on client: PostgresClient, logger: Logger) async throws -> [Int] {
         try await client.withConnection { connection in
             // A session-level lock serialises servers starting at once, including the creation

@@ -28,19 +28,19 @@ public protocol OrganizationRepository: Sendable {
     func members(organizationId: String, cursor: Int64, limit: Int) async throws -> Page<MemberRecord>
     func member(organizationId: String, userId: String) async throws -> MemberRecord?
     /// Adds the user (created if new) with a first user token, in one transaction.
-    func addMember(organizationId: String, email: String, role: Role, firstToken: (String) -> NewToken) async throws -> MemberRecord
+    func addMember(organizationId: String, email: String, role: Role, firstToken: @escaping @Sendable (String) -> NewToken) async throws -> MemberRecord
     func setRole(organizationId: String, userId: String, role: Role) async throws -> MemberRecord?
     /// Removes the member and revokes their user tokens in this organization.
     func removeMember(organizationId: String, userId: String) async throws -> Bool
     /// The operator's `bootstrap`: a new organization, its owner, and the owner's token.
-    func bootstrap(name: String, ownerEmail: String, token: (String, String) -> NewToken) async throws -> (OrganizationRecord, UserRecord, TokenRecord)
+    func bootstrap(name: String, ownerEmail: String, token: @escaping @Sendable (String, String) -> NewToken) async throws -> (OrganizationRecord, UserRecord, TokenRecord)
 }
 
 public struct PostgresOrganizationRepository: OrganizationRepository {
-    let client: PostgresClient
+    let client: Database
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: Database, logger: Logger) {
         self.client = client
         self.logger = logger
     }
@@ -118,7 +118,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
         throw APIError(status: .internalServerError, code: "internal", detail: "user upsert returned nothing")
     }
 
-    public func addMember(organizationId: String, email: String, role: Role, firstToken: (String) -> NewToken) async throws -> MemberRecord {
+    public func addMember(organizationId: String, email: String, role: Role, firstToken: @escaping @Sendable (String) -> NewToken) async throws -> MemberRecord {
         try await client.transaction(logger: logger) { tx in
             let userId = try await Self.upsertUser(email: email, on: tx, logger: logger)
             do {
@@ -182,7 +182,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
         }
     }
 
-    public func bootstrap(name: String, ownerEmail: String, token: (String, String) -> NewToken) async throws -> (OrganizationRecord, UserRecord, TokenRecord) {
+    public func bootstrap(name: String, ownerEmail: String, token: @escaping @Sendable (String, String) -> NewToken) async throws -> (OrganizationRecord, UserRecord, TokenRecord) {
         try await client.transaction(logger: logger) { tx in
             let orgId = Identifier.generate()
             var organization: OrganizationRecord?

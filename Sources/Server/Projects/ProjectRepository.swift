@@ -28,10 +28,10 @@ public protocol ProjectRepository: Sendable {
 }
 
 public struct PostgresProjectRepository: ProjectRepository {
-    let client: PostgresClient
+    let client: Database
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: Database, logger: Logger) {
         self.client = client
         self.logger = logger
     }

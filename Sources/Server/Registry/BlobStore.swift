@@ -24,6 +24,25 @@ public enum BlobStoreError: Error, Equatable {
     case uploadUnknown
     case digestMismatch(actual: String)
     case tooLarge
+    /// The disk (or quota) is full: ENOSPC or EDQUOT from a write or an fsync.
+    case storageFull
+}
+
+/// Runs file I/O, reporting a full disk as `BlobStoreError.storageFull` whatever layer raised it.
+func reportingFullDisk<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as IOError where error.errnoCode == ENOSPC || error.errnoCode == EDQUOT {
+        throw BlobStoreError.storageFull
+    }
+}
+
+/// `fsync`, failing as a write would: on a full disk a delayed write-back fails here.
+func syncToDisk(_ fd: Int32) throws {
+    guard fsync(fd) == 0 else {
+        if errno == ENOSPC || errno == EDQUOT { throw BlobStoreError.storageFull }
+        throw IOError(errnoCode: errno, reason: "fsync")
+    }
 }
 
 public struct FileSystemBlobStore: BlobStore {
@@ -75,7 +94,7 @@ public struct FileSystemBlobStore: BlobStore {
         let path = uploadPath(id)
         guard FileManager.default.fileExists(atPath: path) else { throw BlobStoreError.uploadUnknown }
         let previous = running.take(id)
-        return try await fileIO.withFileHandle(_deprecatedPath: path, mode: .write, flags: .default) { handle in
+        return try await reportingFullDisk { try await fileIO.withFileHandle(_deprecatedPath: path, mode: .write, flags: .default) { handle in
             var offset = try await fileIO.readFileSize(fileHandle: handle)
             // Continue the running hash only if it covers exactly what is on disk.
             var hasher: DigestHasher? =
@@ -88,7 +107,7 @@ public struct FileSystemBlobStore: BlobStore {
             }
             if let hasher { running.put(id, size: offset, hasher: hasher) }
             return offset
-        }
+        } }
     }
 
     public func commit(upload id: String, as digest: Digest) async throws -> Int64 {
@@ -96,10 +115,10 @@ public struct FileSystemBlobStore: BlobStore {
         guard FileManager.default.fileExists(atPath: source) else { throw BlobStoreError.uploadUnknown }
         // Hash what is on disk: it is what will be served, and it survives server restarts.
         let streamed = running.take(id)
-        let (actual, size) = try await fileIO.withFileHandle(_deprecatedPath: source, mode: .read) { handle in
+        let (actual, size) = try await reportingFullDisk { try await fileIO.withFileHandle(_deprecatedPath: source, mode: .read) { handle in
             let onDisk = try await fileIO.readFileSize(fileHandle: handle)
             if let streamed, streamed.size == onDisk, streamed.hasher.algorithm == digest.algorithm {
-                try handle.withUnsafeFileDescriptor { fd in _ = fsync(fd) }
+                try handle.withUnsafeFileDescriptor { fd in try syncToDisk(fd) }
                 return (streamed.hasher.finalize(), onDisk)
             }
             var hasher = DigestHasher(digest.algorithm)
@@ -110,9 +129,9 @@ public struct FileSystemBlobStore: BlobStore {
                 chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
                 size += Int64(chunk.readableBytes)
             }
-            try handle.withUnsafeFileDescriptor { fd in _ = fsync(fd) }
+            try handle.withUnsafeFileDescriptor { fd in try syncToDisk(fd) }
             return (hasher.finalize(), size)
-        }
+        } }
         guard actual == digest else {
             unlink(source)
             throw BlobStoreError.digestMismatch(actual: actual.description)

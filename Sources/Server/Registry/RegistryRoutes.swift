@@ -22,30 +22,55 @@ struct RegistryRoutes: Sendable {
     func register(on router: Router<BasicRequestContext>) {
         let apiVersion: HTTPFields = [HTTPField.Name("Docker-Distribution-API-Version")!: "registry/2.0", .contentType: "application/json"]
         // Hummingbird matches "/v2/" to this route too.
-        router.get("/v2") { request, _ -> Response in
-            _ = try await self.authenticate(request, scope: nil)
-            return Response(status: .ok, headers: apiVersion, body: .init(byteBuffer: ByteBuffer(string: "{}")))
+        router.get("/v2") { request, context -> Response in
+            try await self.guarded(request, context) {
+                _ = try await self.authenticate(request, scope: nil)
+                return Response(status: .ok, headers: apiVersion, body: .init(byteBuffer: ByteBuffer(string: "{}")))
+            }
         }
-        router.get("/v2/token") { request, _ in try await self.token(request, form: nil) }
-        router.post("/v2/token") { request, _ in
-            let body = try await request.body.collect(upTo: 64 * 1024)
-            return try await self.token(request, form: String(buffer: body))
+        router.get("/v2/token") { request, context in
+            try await self.guarded(request, context) { try await self.token(request, form: nil) }
+        }
+        router.post("/v2/token") { request, context in
+            try await self.guarded(request, context) {
+                let body = try await request.body.collect(upTo: 64 * 1024)
+                return try await self.token(request, form: String(decoding: body.readableBytesView, as: UTF8.self))
+            }
         }
         for method in [HTTPRequest.Method.get, .head, .post, .put, .patch, .delete] {
             router.on("/v2/**", method: method) { request, context in
-                do {
-                    return try await self.dispatch(request, context: context)
-                } catch let error as RegistryError {
-                    throw error
-                } catch let error as HTTPError {
-                    throw error
-                } catch {
-                    context.logger.error("registry request failed", metadata: [
+                try await self.guarded(request, context) { try await self.dispatch(request, context: context) }
+            }
+        }
+    }
+
+    /// Every registry answer, good or bad, is in the OCI format: known failures map to their
+    /// status, anything else is logged and answered 500 without internals.
+    func guarded(_ request: Request, _ context: BasicRequestContext, _ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
+        } catch let error as RegistryError {
+            throw error
+        } catch let error as HTTPError {
+            throw error
+        } catch {
+            if let fault = ServiceFault(error) {
+                if fault != .unstorableValue {
+                    context.logger.warning("registry request failed", metadata: [
                         "path": "\(request.uri.path)", "method": "\(request.method)", "error": "\(String(reflecting: error))",
                     ])
-                    throw RegistryError.unknown("the registry failed to handle this request; the error is in the server log")
                 }
+                let code = switch fault {
+                case .databaseUnavailable: "UNAVAILABLE"
+                case .storageFull: "UNKNOWN"  // the spec has no code for it; the status and message say it
+                case .unstorableValue: "UNSUPPORTED"
+                }
+                throw RegistryError(fault.status, code, fault.message, headers: fault.headers)
             }
+            context.logger.error("registry request failed", metadata: [
+                "path": "\(request.uri.path)", "method": "\(request.method)", "error": "\(String(reflecting: error))",
+            ])
+            throw RegistryError.unknown("the registry failed to handle this request; the error is in the server log")
         }
     }
 
@@ -80,17 +105,10 @@ struct RegistryRoutes: Sendable {
         return nil
     }
 
-    nonisolated(unsafe) static let componentPattern = /[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*/
-    nonisolated(unsafe) static let tagPattern = /[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}/
-
     /// Splits `<project-id>/<name>` and checks the spec's name grammar.
     static func split(_ name: String) throws -> (projectId: String, repository: String) {
-        let components = name.split(separator: "/", omittingEmptySubsequences: false)
-        guard components.count >= 2, name.count <= 255,
-              components.allSatisfy({ (try? componentPattern.wholeMatch(in: String($0))) != nil }),
-              Identifier.isValid(String(components[0]))
-        else { throw RegistryError.nameInvalid(name) }
-        return (String(components[0]), components.dropFirst().joined(separator: "/"))
+        guard let parsed = RepositoryName(name) else { throw RegistryError.nameInvalid(name) }
+        return (parsed.projectId, parsed.repository)
     }
 
     func dispatch(_ request: Request, context: BasicRequestContext) async throws -> Response {
@@ -141,15 +159,13 @@ struct RegistryRoutes: Sendable {
 
     /// Resolves Basic (token as password) or Bearer (registry token, or a Drydock token) credentials.
     func authenticate(_ request: Request, scope: String?) async throws -> RegistryGrant {
-        guard let header = request.headers[.authorization], let (scheme, value) = TokenAuthenticator.credentials(header) else {
+        guard let header = request.headers[.authorization], let (scheme, value) = parseAuthorization(header) else {
             throw RegistryError(.unauthorized, "UNAUTHORIZED", "authentication required", headers: challenge(request, scope: scope))
         }
         do {
             if scheme == "basic" {
-                guard let data = Data(base64Encoded: value), let text = String(data: data, encoding: .utf8),
-                      let colon = text.firstIndex(of: ":")
-                else { throw APIError.invalidToken }
-                let caller = try await authenticator.authenticate(secret: String(text[text.index(after: colon)...]))
+                guard let (_, password) = parseBasicCredentials(value) else { throw APIError.invalidToken }
+                let caller = try await authenticator.authenticate(secret: password)
                 return RegistryGrant(caller: caller, access: nil, catalog: true)
             }
             if scheme == "bearer" {
@@ -212,10 +228,11 @@ struct RegistryRoutes: Sendable {
         var scopes: [String] = []
         var formFields: [String: String] = [:]
         if let form {
-            for pair in form.split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0) }
-                guard kv.count == 2 else { continue }
-                if kv[0] == "scope" { scopes += kv[1].split(separator: " ").map(String.init) } else { formFields[kv[0]] = kv[1] }
+            guard let pairs = parseFormURLEncoded(form) else {
+                throw RegistryError(.badRequest, "UNSUPPORTED", "the token request's form is malformed (a bad percent escape, a NUL byte or invalid UTF-8)")
+            }
+            for (key, value) in pairs {
+                if key == "scope" { scopes += value.split(separator: " ").map(String.init) } else { formFields[key] = value }
             }
         }
         for item in request.uri.queryParameters.getAll("scope") { scopes += item.split(separator: " ").map(String.init) }
@@ -237,21 +254,18 @@ struct RegistryRoutes: Sendable {
 
         var access: [String: Set<String>] = [:]
         var catalog = false
-        for scope in scopes {
-            let parts = scope.split(separator: ":")
-            guard parts.count >= 3 else { continue }
-            let type = parts[0], actions = parts[parts.count - 1]
-            let name = parts[1..<(parts.count - 1)].joined(separator: ":")
-            if type == "registry", name == "catalog" {
+        for scope in scopes.compactMap(RegistryScope.init) {
+            let name = scope.name
+            if scope.type == "registry", name == "catalog" {
                 catalog = true
                 continue
             }
-            guard type == "repository", let (projectId, _) = try? Self.split(name),
-                  try await visibleProject(caller, projectId)
+            guard scope.type == "repository", let repository = RepositoryName(name),
+                  try await visibleProject(caller, repository.projectId)
             else { continue }
             var granted = Set<String>()
-            for action in actions.split(separator: ",") {
-                let wanted = action == "*" ? ["pull", "push", "delete"] : [String(action)]
+            for action in scope.actions {
+                let wanted = action == "*" ? ["pull", "push", "delete"] : [action]
                 for name in wanted {
                     if let action = RegistryAction(rawValue: name), caller.registryActions.contains(action) { granted.insert(name) }
                 }
@@ -295,7 +309,7 @@ struct RegistryRoutes: Sendable {
         var status = HTTPResponse.Status.ok
         var range = 0...Int(max(size - 1, 0))
         if let header = request.headers[.range], size > 0 {
-            guard let requested = Self.parseRange(header, size: Int(size)) else {
+            guard let requested = parseByteRange(header, size: Int(size)) else {
                 throw RegistryError(.rangeNotSatisfiable, "BLOB_UNKNOWN", "range \(header) not satisfiable for \(size) bytes",
                                     headers: [.contentRange: "bytes */\(size)"])
             }
@@ -310,21 +324,6 @@ struct RegistryRoutes: Sendable {
         }
         let body = try await fileIO.loadFile(path: path, range: range, context: context, chunkLength: 1 << 20)
         return Response(status: status, headers: headers, body: body)
-    }
-
-    /// `bytes=a-b`, `bytes=a-`, `bytes=-n`.
-    static func parseRange(_ header: String, size: Int) -> ClosedRange<Int>? {
-        guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
-        let spec = header.dropFirst(6).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
-        guard spec.count == 2 else { return nil }
-        if spec[0].isEmpty {
-            guard let suffix = Int(spec[1]), suffix > 0 else { return nil }
-            return max(0, size - suffix)...(size - 1)
-        }
-        guard let start = Int(spec[0]), start < size else { return nil }
-        let end = spec[1].isEmpty ? size - 1 : min(Int(spec[1]) ?? -1, size - 1)
-        guard end >= start else { return nil }
-        return start...end
     }
 
     func deleteBlob(_ request: Request, name: String, digest raw: String) async throws -> Response {
@@ -399,8 +398,13 @@ struct RegistryRoutes: Sendable {
         let (projectId, repository, _) = try await authorize(request, name: name, action: .push)
         let (current, idle) = try await session(id, projectId: projectId, repository: repository)
         if let range = request.headers[.contentRange] {
-            let bounds = range.replacingOccurrences(of: "bytes ", with: "").split(separator: "/")[0].split(separator: "-")
-            guard let start = bounds.first.flatMap({ Int64($0) }), start == current else {
+            guard let start = parseContentRangeStart(range) else {
+                for try await _ in request.body {}
+                throw RegistryError(.badRequest, "BLOB_UPLOAD_INVALID",
+                                    "malformed Content-Range '\(range)': send '<start>-<end>' with the chunk's first and last byte offsets",
+                                    headers: uploadHeaders(name: name, id: id, size: current))
+            }
+            guard start == current else {
                 // Read the refused chunk so the connection stays usable for the next request.
                 for try await _ in request.body {}
                 throw RegistryError(.rangeNotSatisfiable, "BLOB_UPLOAD_INVALID",
@@ -421,6 +425,11 @@ struct RegistryRoutes: Sendable {
             throw RegistryError(.contentTooLarge, "SIZE_INVALID", "blob larger than \(maxBlobBytes) bytes")
         } catch BlobStoreError.uploadUnknown {
             throw RegistryError.uploadUnknown
+        } catch BlobStoreError.storageFull {
+            // A partial upload on a full disk only keeps it full: drop it and its session now.
+            try? await blobs.cancelUpload(id: id)
+            try? await store.deleteUpload(id: id)
+            throw BlobStoreError.storageFull
         }
     }
 
@@ -442,6 +451,10 @@ struct RegistryRoutes: Sendable {
         } catch BlobStoreError.digestMismatch(let actual) {
             try await store.deleteUpload(id: id)
             throw RegistryError.digestInvalid("the uploaded content has digest \(actual), not \(digest)")
+        } catch BlobStoreError.storageFull {
+            try? await blobs.cancelUpload(id: id)
+            try? await store.deleteUpload(id: id)
+            throw BlobStoreError.storageFull
         }
         try await store.linkBlob(projectId: projectId, repository: repository, digest: digest, size: size, closingUpload: id) {
             try await blobs.size(of: digest) != nil
@@ -498,17 +511,25 @@ struct RegistryRoutes: Sendable {
             throw RegistryError.digestInvalid("the manifest's digest is \(digest), not \(referenceDigest)")
         }
         var tag: String? = referenceDigest == nil ? reference : nil
-        if let tag, (try? Self.tagPattern.wholeMatch(in: tag)) == nil {
+        if let tag, !isValidTag(tag) {
             throw RegistryError(.badRequest, "TAG_INVALID", "invalid tag '\(tag)'")
         }
         if tag == nil, let queryTag = request.uri.queryParameters.get("tag") {
-            guard (try? Self.tagPattern.wholeMatch(in: queryTag)) != nil else {
+            guard isValidTag(queryTag) else {
                 throw RegistryError(.badRequest, "TAG_INVALID", "invalid tag '\(queryTag)'")
             }
             tag = queryTag
         }
-        let mediaType = request.headers[.contentType].map { String($0.split(separator: ";")[0]) }
-            ?? object["mediaType"] as? String ?? "application/vnd.oci.image.manifest.v1+json"
+        let declared = object["mediaType"] as? String
+        let mediaType: String
+        if let header = request.headers[.contentType] {
+            guard let parsed = parseMediaType(header) else {
+                throw RegistryError.manifestInvalid("malformed Content-Type '\(header)': send the manifest's media type, such as application/vnd.oci.image.manifest.v1+json")
+            }
+            mediaType = parsed
+        } else {
+            mediaType = declared ?? "application/vnd.oci.image.manifest.v1+json"
+        }
         func digests(_ key: String) -> [String] {
             ((object[key] as? [[String: Any]]) ?? []).compactMap { $0["digest"] as? String }
         }
@@ -550,7 +571,7 @@ struct RegistryRoutes: Sendable {
     // MARK: listing
 
     static func page(_ request: Request) -> (limit: Int, last: String?) {
-        let n = request.uri.queryParameters.get("n").flatMap(Int.init) ?? 1000
+        let n = request.uri.queryParameters.get("n").flatMap { parseDecimal($0) } ?? 1000
         return (min(max(n, 0), 1000), request.uri.queryParameters.get("last").map { String($0) })
     }
 
@@ -568,7 +589,9 @@ struct RegistryRoutes: Sendable {
             throw RegistryError.nameUnknown(name)
         }
         struct Tags: Encodable { let name: String; let tags: [String] }
-        let link = tags.count == limit && limit > 0 ? "</v2/\(name)/tags/list?n=\(limit)&last=\(tags.last!)>; rel=\"next\"" : nil
+        let link = tags.last.flatMap { last in
+            tags.count == limit ? "</v2/\(name)/tags/list?n=\(limit)&last=\(last)>; rel=\"next\"" : nil
+        }
         return try Self.json(Tags(name: name, tags: tags), link: link)
     }
 
@@ -582,7 +605,9 @@ struct RegistryRoutes: Sendable {
         let names = try await store.catalog(organizationId: grant.caller.organizationId, onlyProjectId: grant.caller.projectId,
                                             after: last, limit: limit)
         struct Catalog: Encodable { let repositories: [String] }
-        let link = names.count == limit && limit > 0 ? "</v2/_catalog?n=\(limit)&last=\(names.last!)>; rel=\"next\"" : nil
+        let link = names.last.flatMap { last in
+            names.count == limit ? "</v2/_catalog?n=\(limit)&last=\(last)>; rel=\"next\"" : nil
+        }
         return try Self.json(Catalog(repositories: names), link: link)
     }
 

@@ -28,10 +28,10 @@ public struct ManifestPut: Sendable {
 /// A repository exists once something is pushed to it; a blob is readable only through a
 /// repository that links it.
 public struct RegistryStore: Sendable {
-    let client: PostgresClient
+    let client: Database
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: Database, logger: Logger) {
         self.client = client
         self.logger = logger
     }
@@ -81,7 +81,7 @@ public struct RegistryStore: Sendable {
     /// error the client retries, never into a link to nothing.
     func linkBlob(projectId: String, repository: String, digest: Digest, size: Int64, closingUpload uploadId: String? = nil,
                   stillStored: @Sendable () async throws -> Bool) async throws {
-        try await client.transaction(logger: logger) { tx in
+        try await client.transaction(logger: logger, idempotent: true) { tx in
             try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\(digest.description)))", logger: logger)
             guard try await stillStored() else {
                 throw RegistryError.blobUnknown(digest.description)
@@ -236,7 +236,7 @@ public struct RegistryStore: Sendable {
     /// Stores a manifest (and its tag) once everything it references is in the repository;
     /// otherwise throws MANIFEST_BLOB_UNKNOWN naming the first missing digest.
     func putManifest(_ put: ManifestPut) async throws {
-        try await client.transaction(logger: logger) { tx in
+        try await client.transaction(logger: logger, idempotent: true) { tx in
             let id = try await Self.ensureRepository(projectId: put.projectId, name: put.repository, on: tx, logger: logger)
             let missing = try await tx.query(
                 """

@@ -27,20 +27,11 @@ public final class TokenAuthenticator: Sendable {
 
     public func authenticate(authorization: String?) async throws -> Caller {
         guard let authorization, !authorization.isEmpty else { throw APIError.unauthenticated }
-        guard let (scheme, secret) = Self.credentials(authorization), scheme == "bearer" else {
+        guard let (scheme, secret) = parseAuthorization(authorization), scheme == "bearer" else {
             throw APIError(status: .unauthorized, code: "unauthenticated",
                            detail: "use 'Authorization: Bearer <token>' with a Drydock token")
         }
         return try await authenticate(secret: secret)
-    }
-
-    /// `Scheme value` from an Authorization header: the scheme lowercased, the value without
-    /// surrounding blanks. (By hand: Foundation's trimmingCharacters cost more than the rest of
-    /// authentication put together.) Shared by the API and the registry.
-    static func credentials(_ header: String) -> (scheme: String, value: String)? {
-        guard let space = header.firstIndex(of: " ") else { return nil }
-        let value = header[header.index(after: space)...].drop { $0 == " " || $0 == "\t" }.prefix { $0 != " " && $0 != "\t" }
-        return (header[..<space].lowercased(), String(value))
     }
 
     public func authenticate(secret: String) async throws -> Caller {

@@ -77,10 +77,10 @@ public protocol TokenRepository: Sendable {
 }
 
 public struct PostgresTokenRepository: TokenRepository {
-    let client: PostgresClient
+    let client: Database
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: Database, logger: Logger) {
         self.client = client
         self.logger = logger
     }

@@ -41,10 +41,10 @@ struct CapsRecord: Sendable {
 
 /// Metering (append-only, idempotent records), plans and caps in PostgreSQL.
 public struct UsageStore: Sendable {
-    let client: PostgresClient
+    let client: Database
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: Database, logger: Logger) {
         self.client = client
         self.logger = logger
     }

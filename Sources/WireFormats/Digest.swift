@@ -1,11 +1,13 @@
-import Crypto
 import Foundation
+#if canImport(Crypto)
+import Crypto
+#endif
 
 /// A content digest, `sha256:<64 hex>` or `sha512:<128 hex>`.
 public struct Digest: Hashable, Sendable, CustomStringConvertible {
     public enum Algorithm: String, Sendable {
         case sha256, sha512
-        var hexLength: Int { self == .sha256 ? 64 : 128 }
+        public var hexLength: Int { self == .sha256 ? 64 : 128 }
     }
 
     public let algorithm: Algorithm
@@ -21,8 +23,16 @@ public struct Digest: Hashable, Sendable, CustomStringConvertible {
         self.hex = String(parts[1])
     }
 
-    public var description: String { "\(algorithm.rawValue):\(hex)" }
+    init(algorithm: Algorithm, hex: String) {
+        self.algorithm = algorithm
+        self.hex = hex
+    }
 
+    public var description: String { "\(algorithm.rawValue):\(hex)" }
+}
+
+#if canImport(Crypto)
+extension Digest {
     public static func of(_ bytes: some DataProtocol, algorithm: Algorithm = .sha256) -> Digest {
         var hasher = DigestHasher(algorithm)
         hasher.update(bytes)
@@ -45,15 +55,23 @@ public struct DigestHasher: Sendable {
     }
 
     public mutating func update(_ bytes: some DataProtocol) {
-        if sha256 != nil { sha256!.update(data: bytes) } else { sha512!.update(data: bytes) }
+        if sha256 != nil { sha256?.update(data: bytes) } else { sha512?.update(data: bytes) }
     }
 
     public mutating func update(bufferPointer: UnsafeRawBufferPointer) {
-        if sha256 != nil { sha256!.update(bufferPointer: bufferPointer) } else { sha512!.update(bufferPointer: bufferPointer) }
+        if sha256 != nil { sha256?.update(bufferPointer: bufferPointer) } else { sha512?.update(bufferPointer: bufferPointer) }
     }
 
     public func finalize() -> Digest {
-        let bytes: [UInt8] = sha256 != nil ? Array(sha256!.finalize()) : Array(sha512!.finalize())
-        return Digest("\(algorithm.rawValue):\(bytes.map { String(format: "%02x", $0) }.joined())")!
+        let bytes: [UInt8] = if let sha256 { Array(sha256.finalize()) } else if let sha512 { Array(sha512.finalize()) } else { [] }
+        let hexDigits = Array("0123456789abcdef".utf8)
+        var hex = [UInt8]()
+        hex.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            hex.append(hexDigits[Int(byte >> 4)])
+            hex.append(hexDigits[Int(byte & 0x0f)])
+        }
+        return Digest(algorithm: algorithm, hex: String(decoding: hex, as: UTF8.self))
     }
 }
+#endif

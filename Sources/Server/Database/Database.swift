@@ -1,0 +1,142 @@
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// PostgreSQL as the stores use it: the pooled client, with two rules no request may escape.
+///
+/// - A request never waits for PostgreSQL longer than `waitLimit`: when no connection can be had
+///   (or a query gets no first answer) in that time, the call throws `DatabaseUnavailable`, which
+///   the API answers with 503 and `Retry-After`, and the registry with its `UNAVAILABLE` error.
+///   Without this, an outage holds every request open for as long as it lasts.
+/// - A read, or a write its caller marks idempotent, that fails because the pooled connection
+///   was dropped (PostgreSQL restarted) is tried once more on a fresh connection.
+public struct Database: Sendable {
+    public let client: PostgresClient
+    public let waitLimit: Duration
+
+    public init(client: PostgresClient, waitLimit: Duration = .seconds(5)) {
+        self.client = client
+        self.waitLimit = waitLimit
+    }
+
+    @discardableResult
+    public func query(_ query: PostgresQuery, logger: Logger? = nil, file: String = #fileID, line: Int = #line) async throws -> PostgresRowSequence {
+        let retry = Self.isRead(query.sql)
+        return try await retryingOnDroppedConnection(retry) {
+            try await firstAnswer { try await client.query(query, logger: logger, file: file, line: line) }
+        }
+    }
+
+    public func execute<Statement: PostgresPreparedStatement, Row>(
+        _ statement: Statement, logger: Logger? = nil, file: String = #fileID, line: Int = #line
+    ) async throws -> AsyncThrowingMapSequence<PostgresRowSequence, Row> where Row == Statement.Row, Statement: Sendable {
+        let retry = Self.isRead(Statement.sql)
+        return try await retryingOnDroppedConnection(retry) {
+            try await firstAnswer { UncheckedSendable(try await client.execute(statement, logger: logger, file: file, line: line)) }.value
+        }
+    }
+
+    /// Runs `body` on a leased connection; only the wait for the lease is limited.
+    public func withConnection<Result: Sendable>(
+        idempotent: Bool = false, _ body: @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        // The task group below finishes before this returns, so `body` does not outlive the call.
+        try await withoutActuallyEscaping(body) { body in
+            try await retryingOnDroppedConnection(idempotent) {
+                try await leased { started in
+                    try await client.withConnection { connection in
+                        started()
+                        return try await body(connection)
+                    }
+                }
+            }
+        }
+    }
+
+    /// `withTransaction`, but a failure of `body` is rethrown as itself rather than wrapped in
+    /// `PostgresTransactionError`, so callers and error mapping see the domain error they threw.
+    /// `idempotent` transactions are run again once if their connection was dropped.
+    public func transaction<Result: Sendable>(
+        logger: Logger, idempotent: Bool = false, _ body: @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await withConnection(idempotent: idempotent) { connection in
+            do {
+                return try await connection.withTransaction(logger: logger) { try await body($0) }
+            } catch let error as PostgresTransactionError {
+                throw error.closureError ?? error.beginError ?? error.commitError ?? error
+            }
+        }
+    }
+
+    // MARK: the two rules
+
+    /// Fails with `DatabaseUnavailable` unless `operation` returns within the wait limit.
+    func firstAnswer<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await leased { started in
+            let value = try await operation()
+            started()
+            return value
+        }
+    }
+
+    /// Runs `operation`, which calls `started` once it holds a connection; fails with
+    /// `DatabaseUnavailable` if that has not happened within the wait limit (the lease request is
+    /// then canceled). Once started, the operation runs to its end.
+    func leased<T: Sendable>(_ operation: @escaping @Sendable (_ started: @escaping @Sendable () -> Void) async throws -> T) async throws -> T {
+        let flag = StartedFlag()
+        let limit = waitLimit
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation { flag.started.store(true, ordering: .relaxed) } }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                if flag.started.load(ordering: .relaxed) { return nil }
+                throw DatabaseUnavailable(waited: limit)
+            }
+            while let next = try await group.next() {
+                if let value = next {
+                    group.cancelAll()
+                    return value
+                }
+            }
+            throw DatabaseUnavailable(waited: limit)
+        }
+    }
+
+    func retryingOnDroppedConnection<T>(_ retry: Bool, _ operation: () async throws -> T) async throws -> T {
+        do {
+            return try await operation()
+        } catch let error as PSQLError where retry && Self.isDroppedConnection(error) {
+            return try await operation()
+        }
+    }
+
+    static func isDroppedConnection(_ error: PSQLError) -> Bool {
+        switch error.code {
+        case .serverClosedConnection, .connectionError, .uncleanShutdown, .clientClosedConnection: return true
+        case .server: return error.serverInfo?[.sqlState].map { $0.hasPrefix("08") || $0 == "57P01" || $0 == "57P02" } ?? false
+        default: return false
+        }
+    }
+
+    static func isRead(_ sql: String) -> Bool {
+        let head = sql.drop { $0 == " " || $0 == "\n" || $0 == "\t" }.prefix(6).uppercased()
+        return head == "SELECT"
+    }
+}
+
+/// PostgreSQL could not be reached within the wait limit.
+public struct DatabaseUnavailable: Error, CustomStringConvertible {
+    public let waited: Duration
+    public var description: String { "the database did not answer within \(waited)" }
+}
+
+final class StartedFlag: Sendable {
+    let started = Atomic<Bool>(false)
+}
+
+/// Moves a value the compiler cannot prove sendable (a row sequence before its first read) out
+/// of a child task. Only one task at a time touches it.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
