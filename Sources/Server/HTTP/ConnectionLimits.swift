@@ -56,7 +56,7 @@ struct ConnectionCap: AvailableConnectionsDelegate {
 
     mutating func connectionClosed() {
         open -= 1
-        if saturated, open < maxConnections * 9 / 10 {
+        if saturated, open <= maxConnections / 2 {
             saturated = false
             logger.info("connections below the limit again", metadata: ["open": "\(open)", "limit": "\(maxConnections)"])
         }
