@@ -132,6 +132,12 @@ let package = Package(
             dependencies: ["DrydockCLI"],
             path: "Sources/drydock"
         ),
+        // Pure logic: runs in seconds with no PostgreSQL, buildah or network (`swift test --filter Unit`).
+        .testTarget(
+            name: "DrydockUnitTests",
+            dependencies: ["DrydockWireFormats", "DrydockServer", "DrydockBuildContext"],
+            path: "Tests/UnitTests"
+        ),
         .testTarget(
             name: "DrydockTests",
             dependencies: [

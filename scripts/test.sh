@@ -15,7 +15,6 @@ fi
 PGBIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
 PGDIR=$(mktemp -d /tmp/drydock-test-pg.XXXXXX)
 chmod 755 "$PGDIR"
-PGPORT=${DRYDOCK_TEST_PG_PORT:-$((40000 + RANDOM % 10000))}
 AS=()
 if [[ $(id -u) -eq 0 ]]; then
     chown postgres:postgres "$PGDIR"
@@ -28,11 +27,16 @@ stop_pg() {
 }
 trap stop_pg EXIT
 
-echo "==> starting PostgreSQL for the tests on 127.0.0.1:$PGPORT"
+# Only a Unix socket in its own directory: no TCP port to collide with anything else running.
+echo "==> starting PostgreSQL for the tests (socket in $PGDIR)"
 (cd / && "${AS[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -U drydock -A trust -E UTF8 --no-instructions >/dev/null)
-(cd / && "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDIR -c max_connections=300 -c fsync=off" start >/dev/null)
-export DRYDOCK_TEST_DATABASE_URL="postgres://drydock@127.0.0.1:$PGPORT/postgres"
+if ! (cd / && "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w -t 60 \
+    -o "-c listen_addresses='' -k $PGDIR -c max_connections=300 -c fsync=off" start >/dev/null); then
+    echo "drydock: the test PostgreSQL did not start:" >&2
+    tail -20 "$PGDIR/log" >&2
+    exit 1
+fi
+export DRYDOCK_TEST_DATABASE_URL="postgres://drydock@/postgres?host=$PGDIR"
 
 echo "==> building (debug, with tests)"
 set +e
@@ -41,5 +45,5 @@ build=${PIPESTATUS[0]}
 set -e
 if [[ $build -ne 0 ]]; then echo "drydock: build failed" >&2; exit "$build"; fi
 
-echo "==> running tests"
+echo "==> running tests (unit and integration; 'swift test --skip-build --filter Unit' alone is the quick loop)"
 swift test --skip-build "$@"

@@ -10,9 +10,8 @@ struct EmbeddedServerTests {
     func embeddedLifecycle() async throws {
         try await withTemporaryDirectory { dir in
             let dataDir = dir.appendingPathComponent("data")
-            let port = Int.random(in: 31000..<39000)
-            let env = ["DRYDOCK_DATA_DIR": dataDir.path, "DRYDOCK_PORT": "\(port)", "HOME": dir.path]
-            let baseURL = URL(string: "http://127.0.0.1:\(port)")!
+            // The kernel picks the port (the server logs the one it bound).
+            let env = ["DRYDOCK_DATA_DIR": dataDir.path, "DRYDOCK_PORT": "0", "HOME": dir.path]
 
             // Bootstrap with no server running: initialises the cluster, then stops it again.
             let first = try await runExecutable("drydock-server", ["bootstrap", "--org", "solo"], environment: env)
@@ -22,9 +21,9 @@ struct EmbeddedServerTests {
             #expect(!FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("postgres/postmaster.pid").path))
 
             for round in 0..<2 {
-                let server = try startServer(environment: env)
-                defer { if server.isRunning { server.terminate() } }
-                try await waitUntilReady(baseURL)
+                let server = try await ServerProcess(environment: env, logFile: dir.appendingPathComponent("server-\(round).log"))
+                let baseURL = server.baseURL
+                try await waitUntilReady(baseURL, server: server)
 
                 let caller = try await DrydockClient(baseURL: baseURL, token: firstToken).whoami()
                 #expect(caller.organization.name == "solo")
@@ -43,9 +42,8 @@ struct EmbeddedServerTests {
                     #expect(!duplicate.stdout.contains("dd"), "no token printed on failure")
                 }
 
-                server.terminate()
-                server.waitUntilExit()
-                #expect(server.terminationStatus == 0)
+                server.signal(SIGTERM)
+                #expect(try await server.waitForExit() == 0, "\(server.lastOutput)")
                 #expect(!FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("postgres/postmaster.pid").path),
                         "the private cluster stops with the server")
             }
@@ -62,19 +60,7 @@ struct EmbeddedServerTests {
         #expect(url.stderr.contains("postgres://"))
     }
 
-    func startServer(environment: [String: String]) throws -> Process {
-        let process = Process()
-        process.executableURL = packageRoot.appendingPathComponent(".build/debug/drydock-server")
-        var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        return process
-    }
-
-    func waitUntilReady(_ baseURL: URL) async throws {
+    func waitUntilReady(_ baseURL: URL, server: ServerProcess) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             do {
@@ -84,6 +70,6 @@ struct EmbeddedServerTests {
             } catch {}
             try await Task.sleep(for: .milliseconds(200))
         }
-        throw CLITestError("server at \(baseURL) did not become ready in 60 s")
+        throw CLITestError("server at \(baseURL) did not become ready in 60 s:\n\(server.lastOutput)")
     }
 }

@@ -108,10 +108,10 @@ struct RobustnessTests {
     @Test("more connections than the server has descriptors: it stays up, keeps serving the ones it has, and answers again once they close")
     func descriptorExhaustion() async throws {
         raiseOwnDescriptorLimit()
-        let database = try await TestDatabase.create()
+        let database = try await TestDatabase.create()  // no password: its redacted URL is the URL
         try await withTemporaryDirectory { dir in
             let server = try await ServerProcess(
-                environment: ["DRYDOCK_DATABASE_URL": "postgres://\(database.username)@\(database.host):\(database.port)/\(database.database)", "DRYDOCK_DATA_DIR": dir.appendingPathComponent("data").path,
+                environment: ["DRYDOCK_DATABASE_URL": database.redacted, "DRYDOCK_DATA_DIR": dir.appendingPathComponent("data").path,
                               "DRYDOCK_HEADER_TIMEOUT_SECONDS": "30", "DRYDOCK_IDLE_TIMEOUT_SECONDS": "60"],
                 descriptorLimit: 128, logFile: dir.appendingPathComponent("server.log"))
             // A connection made before the flood keeps being served during it.
