@@ -73,12 +73,19 @@ let package = Package(
             dependencies: ["embed-openapi"],
             path: "Plugins/EmbedOpenAPIDocument"
         ),
-        .executableTarget(
-            name: "drydock-server",
+        // drydock-server's commands (serve and the operator commands), one file each.
+        .target(
+            name: "DrydockServerCommands",
             dependencies: [
                 "DrydockServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
+            path: "Sources/ServerCommands"
+        ),
+        .executableTarget(
+            name: "drydock-server",
+            dependencies: ["DrydockServerCommands"],
             path: "Sources/drydock-server"
         ),
         .target(
@@ -106,6 +113,7 @@ let package = Package(
                 "DrydockClient",
                 "DrydockBuildContext",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Workers/Builder"
         ),
@@ -115,6 +123,8 @@ let package = Package(
                 "DrydockBuilder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Workers/drydock-builder"
         ),

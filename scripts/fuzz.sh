@@ -34,7 +34,7 @@ for target in "${targets[@]}"; do
     crashes=$out/crashes/$target
     mkdir -p "$corpus" "$work" "$crashes"
     echo "==> fuzzing $target for $seconds s"
-    if ! (cd "$crashes" && "$binary" "$work" "$corpus" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
+    if ! (cd "$crashes" && "$binary" "$work" "$corpus" -max_total_time="$seconds" -max_len=4096 -timeout=10 -print_final_stats=1 \
             -artifact_prefix="$crashes/" 2>"$out/$target.log"); then
         echo "!! $target found a crash: see $crashes and $out/$target.log" >&2
         tail -30 "$out/$target.log" >&2

@@ -79,77 +79,119 @@ public struct DockerIgnore: Sendable {
         return false
     }
 
+    /// Whether `pattern`'s components match `path`'s, `**` standing for any number of them.
+    /// Greedy with one backtracking point (the last `**`): time is at most the product of the
+    /// two lengths, however many `**` a pattern holds. (Recursive backtracking was exponential:
+    /// the fuzzer hung on `**/**/**/…` against a deep path.)
     static func match(_ pattern: ArraySlice<String>, _ path: ArraySlice<String>) -> Bool {
-        guard let first = pattern.first else { return path.isEmpty }
-        if first == "**" {
-            let rest = pattern.dropFirst()
-            var p = path
-            while true {
-                if match(rest, p) { return true }
-                guard !p.isEmpty else { return false }
-                p = p.dropFirst()
+        let tokens = Array(pattern), names = Array(path)
+        var t = 0, i = 0
+        var star: (token: Int, name: Int)?
+        while i < names.count {
+            if t < tokens.count, tokens[t] == "**" {
+                star = (t, i)
+                t += 1
+            } else if t < tokens.count, matchComponent(Array(tokens[t].utf8)[...], Array(names[i].utf8)[...]) {
+                t += 1
+                i += 1
+            } else if let last = star {
+                star = (last.token, last.name + 1)
+                t = last.token + 1
+                i = last.name + 1
+            } else {
+                return false
             }
         }
-        guard let component = path.first, matchComponent(Array(first.utf8)[...], Array(component.utf8)[...]) else { return false }
-        return match(pattern.dropFirst(), path.dropFirst())
+        while t < tokens.count, tokens[t] == "**" { t += 1 }
+        return t == tokens.count
     }
 
-    /// Go's filepath.Match for one component: `*`, `?`, `[…]` (with `^`/`!` negation and ranges), `\` escapes.
-    static func matchComponent(_ pattern: ArraySlice<UInt8>, _ name: ArraySlice<UInt8>) -> Bool {
-        var p = pattern
-        var n = name
-        while let c = p.first {
-            switch c {
-            case UInt8(ascii: "*"):
-                let rest = p.dropFirst()
-                if rest.isEmpty { return true }
-                var candidate = n
-                while true {
-                    if matchComponent(rest, candidate) { return true }
-                    guard !candidate.isEmpty else { return false }
-                    candidate = candidate.dropFirst()
-                }
-            case UInt8(ascii: "?"):
-                guard !n.isEmpty else { return false }
-                p = p.dropFirst()
-                n = n.dropFirst()
-            case UInt8(ascii: "["):
-                guard let ch = n.first else { return false }
-                var q = p.dropFirst()
-                var negate = false
-                if let f = q.first, f == UInt8(ascii: "^") || f == UInt8(ascii: "!") {
-                    negate = true
-                    q = q.dropFirst()
-                }
-                var matched = false
-                var first = true
-                while let f = q.first, f != UInt8(ascii: "]") || first {
-                    first = false
-                    var lo = f
-                    q = q.dropFirst()
-                    if lo == UInt8(ascii: "\\"), let e = q.first { lo = e; q = q.dropFirst() }
-                    var hi = lo
-                    if q.first == UInt8(ascii: "-"), let h = q.dropFirst().first, h != UInt8(ascii: "]") {
-                        hi = h
-                        q = q.dropFirst(2)
-                    }
-                    if lo <= ch && ch <= hi { matched = true }
-                }
-                guard q.first == UInt8(ascii: "]") else { return false }  // malformed: no match
-                guard matched != negate else { return false }
-                p = q.dropFirst()
-                n = n.dropFirst()
-            case UInt8(ascii: "\\"):
-                p = p.dropFirst()
-                guard let e = p.first, n.first == e else { return false }
-                p = p.dropFirst()
-                n = n.dropFirst()
-            default:
-                guard n.first == c else { return false }
-                p = p.dropFirst()
-                n = n.dropFirst()
+    /// One element of a component pattern.
+    enum GlobToken: Equatable {
+        case star
+        case one
+        case byte(UInt8)
+        case set(ranges: [ClosedRange<UInt8>], negated: Bool)
+        /// A malformed `[…]`: matches nothing, as in Go.
+        case never
+
+        func matches(_ byte: UInt8) -> Bool {
+            switch self {
+            case .star, .one: true
+            case .byte(let b): b == byte
+            case .set(let ranges, let negated): ranges.contains { $0.contains(byte) } != negated
+            case .never: false
             }
         }
-        return n.isEmpty
+    }
+
+    static func globTokens(_ pattern: ArraySlice<UInt8>) -> [GlobToken] {
+        var tokens: [GlobToken] = []
+        var p = pattern
+        while let c = p.first {
+            p = p.dropFirst()
+            switch c {
+            case UInt8(ascii: "*"):
+                if tokens.last != .star { tokens.append(.star) }
+            case UInt8(ascii: "?"):
+                tokens.append(.one)
+            case UInt8(ascii: "\\"):
+                guard let escaped = p.first else { tokens.append(.never); return tokens }
+                tokens.append(.byte(escaped))
+                p = p.dropFirst()
+            case UInt8(ascii: "["):
+                var negated = false
+                if let f = p.first, f == UInt8(ascii: "^") || f == UInt8(ascii: "!") {
+                    negated = true
+                    p = p.dropFirst()
+                }
+                var ranges: [ClosedRange<UInt8>] = []
+                var first = true
+                while let f = p.first, f != UInt8(ascii: "]") || first {
+                    first = false
+                    var lo = f
+                    p = p.dropFirst()
+                    if lo == UInt8(ascii: "\\"), let e = p.first { lo = e; p = p.dropFirst() }
+                    var hi = lo
+                    if p.first == UInt8(ascii: "-"), let h = p.dropFirst().first, h != UInt8(ascii: "]") {
+                        hi = h
+                        p = p.dropFirst(2)
+                    }
+                    if lo <= hi { ranges.append(lo...hi) }
+                }
+                guard p.first == UInt8(ascii: "]") else { tokens.append(.never); return tokens }
+                p = p.dropFirst()
+                tokens.append(.set(ranges: ranges, negated: negated))
+            default:
+                tokens.append(.byte(c))
+            }
+        }
+        return tokens
+    }
+
+    /// Go's filepath.Match for one component: `*`, `?`, `[…]` (with `^`/`!` negation and ranges),
+    /// `\` escapes. The same greedy, single-backtrack walk as `match`.
+    static func matchComponent(_ pattern: ArraySlice<UInt8>, _ name: ArraySlice<UInt8>) -> Bool {
+        let tokens = globTokens(pattern)
+        let bytes = Array(name)
+        var t = 0, i = 0
+        var star: (token: Int, byte: Int)?
+        while i < bytes.count {
+            if t < tokens.count, tokens[t] == .star {
+                star = (t, i)
+                t += 1
+            } else if t < tokens.count, tokens[t].matches(bytes[i]) {
+                t += 1
+                i += 1
+            } else if let last = star {
+                star = (last.token, last.byte + 1)
+                t = last.token + 1
+                i = last.byte + 1
+            } else {
+                return false
+            }
+        }
+        while t < tokens.count, tokens[t] == .star { t += 1 }
+        return t == tokens.count
     }
 }

@@ -185,3 +185,22 @@ func decodeBase64(_ text: some StringProtocol) -> [UInt8]? {
     guard padding <= 2 else { return nil }
     return out
 }
+
+/// A dollar amount as text (`250`, `250.5`, `0.035`) in exact units of 10^-`scale` dollars
+/// (`scale` 2: cents; 5: millicents). Nil for signs, exponents, non-ASCII digits, more
+/// fraction digits than `scale`, or amounts of a billion dollars or more. The one money parser
+/// for the API (caps) and the operator commands (plan prices).
+public func parseDollars(_ text: some StringProtocol, scale: Int) -> Int64? {
+    let parts = Substring(text).split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+    guard (0...9).contains(scale) else { return nil }
+    guard let wholeText = parts.first, let whole = parseDecimal(wholeText), whole < 1_000_000_000 else { return nil }
+    var fraction = 0
+    if parts.count == 2, let fractionText = parts.last {
+        guard scale > 0, (1...scale).contains(fractionText.count), let value = parseDecimal(fractionText) else { return nil }
+        fraction = value
+        for _ in fractionText.count..<scale { fraction *= 10 }
+    }
+    var unit: Int64 = 1
+    for _ in 0..<scale { unit *= 10 }
+    return Int64(whole) * unit + Int64(fraction)
+}

@@ -7,38 +7,6 @@ import Testing
 
 @Suite("Build contexts")
 struct BuildContextTests {
-    @Test(".dockerignore matches as Docker does: *, **, ?, [..], ! exceptions, last match wins, directories")
-    func dockerignore() {
-        let ignore = DockerIgnore("""
-            # comment
-            *.log
-            !keep.log
-            build/
-            !build/keep.o
-            **/node_modules
-            /secret?.txt
-            docs/[a-c]*.md
-            """)
-        #expect(ignore.excludes("app.log"))
-        #expect(!ignore.excludes("keep.log"))
-        #expect(!ignore.excludes("src/app.log"), "'*.log' matches only at the top, as in Docker")
-        #expect(ignore.excludes("build"))
-        #expect(ignore.excludes("build/out.o"))
-        #expect(!ignore.excludes("build/keep.o"))
-        #expect(ignore.mayReinclude(under: "build"))
-        #expect(!ignore.mayReinclude(under: "docs"))
-        #expect(ignore.excludes("node_modules/x/y.js"))
-        #expect(ignore.excludes("a/b/node_modules"))
-        #expect(ignore.excludes("secret1.txt"))
-        #expect(!ignore.excludes("secret12.txt"))
-        #expect(ignore.excludes("docs/about.md"))
-        #expect(!ignore.excludes("docs/zebra.md"))
-        #expect(!ignore.excludes("Dockerfile"))
-        let everything = DockerIgnore("**\n!src\n")
-        #expect(everything.excludes("README.md"))
-        #expect(!everything.excludes("src/main.c"))
-    }
-
     @Test("packing is deterministic and honours .dockerignore; unpacking gives the files back")
     func packAndUnpack() async throws {
         try await withTemporaryDirectory { dir in

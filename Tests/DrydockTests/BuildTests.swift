@@ -186,6 +186,42 @@ struct BuildTests {
         }
     }
 
+    @Test("SIGTERM to a builder finishes the job in hand and exits 0; a second signal stops at once")
+    func builderGracefulShutdown() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let fixture = try await BuildFixture.make(server, project: "graceful")
+                let token = try await workerToken(server)
+                let cache = dir.appendingPathComponent("cache")
+                let builder = try BuilderProcess(server: server, token: token, cache: cache, name: "graceful")
+                let build = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo working && sleep 3 && echo done\n"])
+                _ = try await fixture.wait(build.id) { $0.steps.contains { $0.instruction.contains("sleep") && $0.status == .running } }
+                kill(builder.process.processIdentifier, SIGTERM)
+                let finished = try await fixture.finished(build.id, timeout: .seconds(60))
+                #expect(finished.status == .succeeded, "the job in hand was not finished: \(finished.error ?? "") \(builder.output)")
+                for _ in 0..<200 where builder.process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+                #expect(!builder.process.isRunning, "the builder did not exit after its job")
+                #expect(builder.process.terminationStatus == 0, "\(builder.output)")
+                // It took no new job once told to stop.
+                let queued = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo later\n"])
+                try await Task.sleep(for: .seconds(1))
+                #expect(try await fixture.client.build(queued.id).status == .queued)
+
+                // Two signals: the running build is stopped without waiting for it.
+                let hasty = try BuilderProcess(server: server, token: token, cache: cache, name: "hasty")
+                let long = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN sleep 137\n"])
+                _ = try await fixture.wait(long.id) { $0.steps.contains { $0.instruction.contains("sleep 137") && $0.status == .running } }
+                kill(hasty.process.processIdentifier, SIGTERM)
+                try await Task.sleep(for: .milliseconds(500))
+                kill(hasty.process.processIdentifier, SIGTERM)
+                for _ in 0..<100 where hasty.process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+                #expect(!hasty.process.isRunning, "a second signal did not stop the builder: \(hasty.output)")
+                let sleeping = try await runTool("pgrep", ["-f", "sleep 137"])
+                #expect(sleeping.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "the build's process survived")
+            }
+        }
+    }
+
     @Test("two workers and 20 queued builds: every build runs exactly once")
     func twoWorkersTwentyBuilds() async throws {
         try await withTestServer { server in

@@ -57,6 +57,11 @@ struct JSONResponse: Sendable {
     subscript(key: String) -> String? { json[key] as? String }
 }
 
+/// The metrics backend of the test process, installed once (as `main` does for the server).
+enum TestMetrics {
+    static let registry = Observability.bootstrap()
+}
+
 /// A live server on an ephemeral port, on its own database, with one bootstrapped organization.
 struct TestServer: Sendable {
     let client: any TestClientProtocol
@@ -131,6 +136,7 @@ func withTestServer<T: Sendable>(
     var configuration = ServerConfiguration(
         databaseURL: nil, host: "127.0.0.1", port: 0,
         dataDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("drydock-test-\(UUID().uuidString)"))
+    configuration.metrics = TestMetrics.registry
     configure(&configuration)
     let configured = configuration
     let app = try buildApplication(configured, database: database, logger: TestDatabase.logger)

@@ -2,18 +2,25 @@ import DrydockBuildContext
 import DrydockClient
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// A builder worker: claims jobs of its platforms from the server (long-poll), runs each with
 /// buildah against the project's own persistent cache, streams log lines and step events, pushes
 /// the image into the project's registry and reports the result. It talks to the server only
 /// through `DrydockClient`: the worker token to claim, each job's build token for the rest.
-public final class Builder: Sendable {
+///
+/// It runs as a `Service`: on graceful shutdown (the first SIGTERM or SIGINT) it stops asking for
+/// jobs, finishes the ones in hand, reports them and returns; `stopNow()` (the second signal)
+/// kills what is running.
+public final class Builder: Service, Sendable {
     public let configuration: BuilderConfiguration
     let logger: Logger
     let workerClient: DrydockClient
     /// Cache roots in use: one job at a time per project and platform in this worker.
     private let busyRoots = Mutex<Set<String>>([])
+    /// The jobs running now, so a hard stop can reach their processes.
+    private let running = Mutex<[String: JobRun.Control]>([:])
 
     public init(configuration: BuilderConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -21,7 +28,7 @@ public final class Builder: Sendable {
         self.workerClient = DrydockClient(baseURL: configuration.apiURL, token: configuration.workerToken, timeout: .seconds(90))
     }
 
-    /// Serves jobs until the task is cancelled.
+    /// Serves jobs until graceful shutdown (then finishes the jobs in hand) or cancellation.
     public func run() async throws {
         try FileManager.default.createDirectory(at: configuration.cacheDirectory, withIntermediateDirectories: true)
         await recoverAbandonedJobs()
@@ -35,19 +42,38 @@ public final class Builder: Sendable {
             }
             try await group.waitForAll()
         }
+        logger.info("builder stopped")
+    }
+
+    /// A hard stop: kills the build processes of every running job (the server fails those jobs
+    /// when their leases expire; a restarted builder cleans up what they left).
+    public func stopNow() async {
+        let controls = running.withLock { Array($0.values) }
+        for control in controls {
+            let process = control.state.withLock { state -> ChildProcess? in
+                state.canceled = true
+                return state.process
+            }
+            if let process { await process.terminate(grace: .milliseconds(500)) }
+        }
     }
 
     func serve(slot: Int) async throws {
         var failures = 0
-        while !Task.isCancelled {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let job: Components.Schemas.JobAssignment?
             do {
-                job = try await workerClient.claimJob(name: configuration.name, platforms: configuration.platforms, waitSeconds: 25)
+                // Only the wait for a job ends at shutdown; a job in hand runs to its end. (A claim
+                // answered just as it was abandoned is handed back: the server requeues claims
+                // that are not confirmed by a first heartbeat.)
+                job = try await cancelWhenGracefulShutdown {
+                    try await self.workerClient.claimJob(name: self.configuration.name, platforms: self.configuration.platforms, waitSeconds: 25)
+                }
                 failures = 0
             } catch let error as DrydockClientError where error.status == 401 || error.status == 403 {
                 throw BuilderError.configuration("the server refused the worker token: \(error)")
             } catch {
-                if Task.isCancelled { return }
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 failures += 1
                 let delay = min(30, 1 << min(failures, 5))
                 logger.warning("cannot get jobs; retrying", metadata: ["error": "\(error)", "in": "\(delay)s"])
@@ -69,6 +95,8 @@ public final class Builder: Sendable {
         await acquire(root.path)
         defer { release(root.path) }
         let run = JobRun(job: job, client: client, reporter: reporter, root: root, configuration: configuration, logger: log)
+        running.withLock { $0[job.jobId] = run.control }
+        defer { _ = running.withLock { $0.removeValue(forKey: job.jobId) } }
         let result = await run.execute()
         await reporter.close()
         do {

@@ -43,8 +43,10 @@ struct JobRun: Sendable {
         }
     }
 
+    /// Cancel and lease state of this run, and its running process.
+    let control = Control()
+
     func execute() async -> Components.Schemas.JobResult {
-        let control = Control()
         let heartbeat = Task { await keepLease(control) }
         defer {
             heartbeat.cancel()

@@ -2,6 +2,8 @@ import ArgumentParser
 import DrydockBuilder
 import Foundation
 import Logging
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct DrydockBuilderCommand: AsyncParsableCommand {
@@ -18,7 +20,9 @@ struct DrydockBuilderCommand: AsyncParsableCommand {
               DRYDOCK_BUILDER_CONCURRENCY  jobs at once (default 1)
               DRYDOCK_BUILDER_NAME         shown in builds (default: the host name)
             Needs buildah (Debian: apt-get install buildah); builds run with chroot isolation on overlay storage.
-            """)
+            SIGTERM or SIGINT: stop taking jobs, finish the ones running, exit 0. A second one: stop at once.
+            """,
+        version: "0.4.0")
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning or error (env LOG_LEVEL).")
     var logLevel: String?
@@ -34,22 +38,27 @@ struct DrydockBuilderCommand: AsyncParsableCommand {
             throw ValidationError("\(error)")
         }
         let builder = Builder(configuration: configuration, logger: logger)
-        let work = Task { try await builder.run() }
-        // SIGTERM/SIGINT: stop taking jobs and let the running ones be canceled by cancellation.
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig)
-            source.setEventHandler { work.cancel() }
-            source.resume()
-            Self.sources.append(source)
+        let group = ServiceGroup(configuration: .init(
+            services: [builder], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // The first signal is the group's graceful shutdown; a second one stops at once.
+        let hardStop = Task {
+            var seen = 0
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                seen += 1
+                if seen == 1 {
+                    logger.notice("finishing the jobs in hand, then exiting; send \(signal) again to stop at once")
+                } else {
+                    logger.warning("stopping now: running builds are killed")
+                    await builder.stopNow()
+                    Foundation.exit(130)
+                }
+            }
         }
+        defer { hardStop.cancel() }
         do {
-            try await work.value
-        } catch is CancellationError {
+            try await group.run()
         } catch {
             throw ValidationError("\(error)")
         }
     }
-
-    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
 }

@@ -55,12 +55,10 @@ extension APIHandler {
 
     /// "250", "250.5", "250.00" → 25000 cents, exactly.
     static func cents(fromDollars text: String, field: String) throws -> Int64 {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        let fractionText = parts.count == 2 ? parts[parts.index(after: parts.startIndex)] : "0"
-        guard (1...2).contains(parts.count), let whole = parts.first.flatMap({ parseDecimal($0) }), whole < 1_000_000_000,
-              (1...2).contains(fractionText.count), let fraction = parseDecimal(fractionText)
-        else { throw APIError.invalidField(field, "must be an amount in dollars such as 250 or 250.00") }
-        return Int64(whole) * 100 + Int64(fractionText.count == 1 ? fraction * 10 : fraction)
+        guard let cents = parseDollars(text, scale: 2) else {
+            throw APIError.invalidField(field, "must be an amount in dollars such as 250 or 250.00")
+        }
+        return cents
     }
 
     private func capsReport(_ caps: CapsRecord, organizationId: String) async throws -> Components.Schemas.UsageCaps {

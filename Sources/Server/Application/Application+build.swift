@@ -8,19 +8,41 @@ import PostgresNIO
 import ServiceLifecycle
 
 /// The composition root: everything the server is, wired from one configuration. `main` only
-/// reads configuration and runs this; tests call it with a test configuration (port 0).
+/// reads configuration and runs this; tests call it with a test configuration (port 0) and the
+/// database they made.
+///
+/// Start-up is a chain of services in one group: the private PostgreSQL (when no database URL
+/// is configured), the pool, the migrations, the background services that wait for the schema,
+/// and the HTTP server last; shutdown runs the chain backwards.
 public func buildApplication(
     _ configuration: ServerConfiguration,
-    database: DatabaseURL,
+    database explicitDatabase: DatabaseURL? = nil,
     logger: Logger
 ) throws -> some ApplicationProtocol {
+    var startup: [any Service] = []
+    let database: DatabaseURL
+    let databaseReady: StartupGate
+    if let explicitDatabase {
+        database = explicitDatabase
+        databaseReady = .opened("database")
+    } else if let url = configuration.databaseURL {
+        database = try DatabaseURL(url)
+        databaseReady = .opened("database")
+    } else {
+        let cluster = try EmbeddedPostgres(dataDirectory: configuration.dataDirectory)
+        database = cluster.databaseURL
+        databaseReady = StartupGate("private PostgreSQL")
+        startup.append(EmbeddedPostgresService(cluster: cluster, ready: databaseReady, logger: logger))
+    }
+    logger.info("database", metadata: ["url": "\(database.redacted)"])
+    let schemaReady = StartupGate("schema")
+
     let postgres = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
     let db = Database(client: postgres, waitLimit: configuration.databaseWaitLimit)
     let organizations = PostgresOrganizationRepository(client: db, logger: logger)
     let projects = CachedProjectRepository(PostgresProjectRepository(client: db, logger: logger))
     let tokens = PostgresTokenRepository(client: db, logger: logger)
     let authenticator = TokenAuthenticator(tokens: tokens, logger: logger)
-    _ = Observability.registry
 
     let router = Router()
     router.add(middleware: RequestTargetMiddleware())
@@ -47,9 +69,10 @@ public func buildApplication(
                             body: .init(byteBuffer: ByteBuffer(string: "database unavailable\n")))
         }
     }
+    let metrics = configuration.metrics
     router.get("/metrics") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                 body: .init(byteBuffer: ByteBuffer(bytes: Observability.exposition())))
+                 body: .init(byteBuffer: ByteBuffer(bytes: metrics.map(Observability.exposition) ?? [])))
     }
     router.get("/openapi.yaml") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "application/yaml"],
@@ -96,11 +119,14 @@ public func buildApplication(
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "drydock",
             availableConnectionsDelegate: ConnectionCap(maxConnections: maxConnections, logger: logger)),
-        services: [
-            postgres, signals,
-            RegistryJanitor(store: registryStore, blobs: blobStore, logger: logger),
-            LeaseReaper(builds: builds, authenticator: authenticator, interval: configuration.leaseCheckInterval, logger: logger),
-            UsageSampler(usage: usage, interval: configuration.storageSampleInterval, logger: logger),
+        services: startup + [
+            PostgresPoolService(client: postgres, databaseReady: databaseReady),
+            MigrationService(database: db, databaseReady: databaseReady, schemaReady: schemaReady, logger: logger),
+            signals,
+            RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger),
+            LeaseReaper(builds: builds, authenticator: authenticator, interval: configuration.leaseCheckInterval,
+                        schemaReady: schemaReady, logger: logger),
+            UsageSampler(usage: usage, interval: configuration.storageSampleInterval, schemaReady: schemaReady, logger: logger),
         ],
         onServerRunning: { channel in
             // One line operators (and tests, with port 0) can read the bound address from.
@@ -108,7 +134,7 @@ public func buildApplication(
         },
         logger: logger)
     app.beforeServerStarts {
-        try await Migrations.apply(on: postgres, logger: logger)
+        try await schemaReady.wait()
         logger.info("connection limits", metadata: [
             "maxConnections": "\(maxConnections)", "idleTimeout": "\(configuration.idleTimeout)",
             "headerTimeout": "\(configuration.headerTimeout)", "databaseWait": "\(configuration.databaseWaitLimit)",

@@ -1,4 +1,5 @@
 import Foundation
+import Prometheus
 
 /// Everything `drydock-server` reads from its environment and flags.
 public struct ServerConfiguration: Sendable {
@@ -33,6 +34,9 @@ public struct ServerConfiguration: Sendable {
     /// Most connections open at once (`DRYDOCK_MAX_CONNECTIONS`); nil derives it from the
     /// descriptor limit (half of it less 128, at most 10,000). Connections past it wait.
     public var maxConnections: Int?
+    /// Where `/metrics` reads from: the registry `main` installed as the metrics backend
+    /// (`Observability.bootstrap()`); nil serves an empty exposition.
+    public var metrics: PrometheusCollectorRegistry?
 
     public init(
         databaseURL: String?,

@@ -47,26 +47,13 @@ public enum ServerRunner {
         return (embedded.databaseURL, embedded, started)
     }
 
-    /// Runs the server until SIGTERM/SIGINT, then drains HTTP, closes the database pool and
-    /// stops the private cluster if this process started it.
+    /// Runs the server until SIGTERM/SIGINT: the services of `buildApplication` start in order
+    /// (the private PostgreSQL first when there is no database URL) and stop in reverse.
     public static func serve(_ configuration: ServerConfiguration, logger: Logger) async throws {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         let descriptors = ConnectionLimits.raiseDescriptorLimit()
         logger.info("descriptor limit", metadata: ["open files": "\(descriptors)"])
-        var (database, embedded, startedHere) = try database(for: configuration, logger: logger)
-        if let embedded {
-            // Whatever the server starts it stops, including a cluster it adopts after a crash.
-            if startedHere { embedded.recordOwner() } else { startedHere = embedded.adoptIfOrphaned(logger: logger) }
-        }
-        logger.info("database", metadata: ["url": "\(database.redacted)"])
-        do {
-            let app = try buildApplication(configuration, database: database, logger: logger)
-            try await app.runService()
-        } catch {
-            if startedHere { embedded?.stop(logger: logger) }
-            throw error
-        }
-        if startedHere { embedded?.stop(logger: logger) }
+        try await buildApplication(configuration, logger: logger).runService()
     }
 
     public struct BootstrapResult: Sendable {

@@ -7,9 +7,11 @@ struct LeaseReaper: Service {
     let builds: BuildStore
     let authenticator: TokenAuthenticator
     let interval: Duration
+    let schemaReady: StartupGate
     let logger: Logger
 
     func run() async throws {
+        try await schemaReady.wait()
         // Leases count from when this server came back: a worker that kept building through a
         // restart (its heartbeats failing meanwhile) is not failed for the server's own outage.
         var graceGiven = false
@@ -33,8 +35,7 @@ struct LeaseReaper: Service {
             } catch is CancellationError {
                 return
             } catch {
-                // The schema may not be migrated yet on the first pass.
-                logger.debug("lease check failed; will retry", metadata: ["error": "\(String(reflecting: error))"])
+                logger.warning("lease check failed; will retry", metadata: ["error": "\(String(reflecting: error))"])
             }
         }
     }

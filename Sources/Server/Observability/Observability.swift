@@ -1,17 +1,18 @@
 import Metrics
 import Prometheus
 
-/// One Prometheus registry per process, installed as the swift-metrics backend the first time
-/// it is used, so Hummingbird's request metrics (count and latency by endpoint, method and
-/// status) and PostgresNIO's land in `/metrics`.
+/// Prometheus behind swift-metrics, so Hummingbird's request metrics (count and latency by
+/// endpoint, method and status) and PostgresNIO's land in `/metrics`. `main` bootstraps it once
+/// per process and hands the registry to the server's configuration.
 public enum Observability {
-    public static let registry: PrometheusCollectorRegistry = {
+    /// Installs a new Prometheus registry as the process's metrics backend; call once, from `main`.
+    public static func bootstrap() -> PrometheusCollectorRegistry {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         return registry
-    }()
+    }
 
-    public static func exposition() -> [UInt8] {
+    public static func exposition(_ registry: PrometheusCollectorRegistry) -> [UInt8] {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(16 * 1024)
         registry.emit(into: &buffer)

@@ -7,15 +7,17 @@ import ServiceLifecycle
 public struct RegistryJanitor: Service {
     let store: RegistryStore
     let blobs: any BlobStore
+    let schemaReady: StartupGate
     let logger: Logger
     let interval: Duration
     let uploadExpiry: Duration
     let grace: Duration
 
-    public init(store: RegistryStore, blobs: any BlobStore, logger: Logger, interval: Duration = .seconds(600),
-                uploadExpiry: Duration = .seconds(24 * 3600), grace: Duration = .seconds(3600)) {
+    public init(store: RegistryStore, blobs: any BlobStore, schemaReady: StartupGate = .opened("schema"), logger: Logger,
+                interval: Duration = .seconds(600), uploadExpiry: Duration = .seconds(24 * 3600), grace: Duration = .seconds(3600)) {
         self.store = store
         self.blobs = blobs
+        self.schemaReady = schemaReady
         self.logger = logger
         self.interval = interval
         self.uploadExpiry = uploadExpiry
@@ -23,20 +25,19 @@ public struct RegistryJanitor: Service {
     }
 
     public func run() async throws {
-        // Sleep first: the schema is migrated while the first interval passes.
+        try await schemaReady.wait()
         while !Task.isCancelled {
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                return
-            }
-            if Task.isCancelled { return }
             do {
                 try await sweep()
             } catch is CancellationError {
                 return
             } catch {
                 logger.warning("registry housekeeping failed; will retry", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            } catch {
+                return
             }
         }
     }

@@ -1,23 +1,26 @@
 import Logging
 import ServiceLifecycle
 
-/// Samples every project's registry storage for metering: shortly after start, then every
+/// Samples every project's registry storage for metering: once the schema is ready, then every
 /// interval. (Cache storage comes from the builders' reports at the end of each job.)
 struct UsageSampler: Service {
     let usage: UsageStore
     let interval: Duration
+    let schemaReady: StartupGate
     let logger: Logger
 
     func run() async throws {
-        var wait = Duration.seconds(5)  // the schema is migrated meanwhile
+        try await schemaReady.wait()
+        var first = true
         while !Task.isCancelled {
-            do {
-                let pause = wait
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
-            } catch {
-                return
+            if !first {
+                do {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+                } catch {
+                    return
+                }
             }
-            wait = interval
+            first = false
             do {
                 try await usage.sampleRegistry()
             } catch is CancellationError {

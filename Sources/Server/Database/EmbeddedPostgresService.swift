@@ -1,0 +1,71 @@
+import Logging
+import NIOPosix
+import PostgresNIO
+import ServiceLifecycle
+
+/// The private PostgreSQL cluster as the first service of the server: started (or adopted, if a
+/// killed server left it running) before anything connects, stopped after everything else has
+/// shut down. Whatever it starts or adopts it stops.
+struct EmbeddedPostgresService: Service {
+    let cluster: EmbeddedPostgres
+    let ready: StartupGate
+    let logger: Logger
+
+    func run() async throws {
+        let owned: Bool
+        do {
+            // pg_ctl blocks for seconds: keep it off the event loops.
+            owned = try await NIOThreadPool.singleton.runIfActive { [cluster, logger] in
+                let startedHere = try cluster.start(logger: logger)
+                if startedHere {
+                    cluster.recordOwner()
+                    return true
+                }
+                return cluster.adoptIfOrphaned(logger: logger)
+            }
+        } catch {
+            ready.fail(error)
+            throw error
+        }
+        ready.open()
+        // Stops the cluster on graceful shutdown and on cancellation alike.
+        try? await gracefulShutdown()
+        if owned {
+            try? await NIOThreadPool.singleton.runIfActive { [cluster, logger] in cluster.stop(logger: logger) }
+        }
+    }
+}
+
+/// Applies pending migrations once the database is reachable, then opens `schemaReady` for the
+/// services and the HTTP server that need the schema.
+struct MigrationService: Service {
+    let database: Database
+    let databaseReady: StartupGate
+    let schemaReady: StartupGate
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await databaseReady.wait()
+            try await Migrations.apply(on: database, logger: logger)
+        } catch {
+            schemaReady.fail(error)
+            throw error
+        }
+        schemaReady.open()
+        // A service that returns ends the group: stay until shutdown.
+        try? await gracefulShutdown()
+    }
+}
+
+/// The connection pool, started once the database can be reached (so a private cluster that is
+/// still starting does not fill the log with refused connections).
+struct PostgresPoolService: Service {
+    let client: PostgresClient
+    let databaseReady: StartupGate
+
+    func run() async throws {
+        try await databaseReady.wait()
+        await client.run()
+    }
+}
