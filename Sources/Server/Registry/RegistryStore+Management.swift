@@ -50,21 +50,13 @@ extension RegistryStore {
         var out: [TagDetail] = []
         for try await (name, digest, mediaType, content, updated) in rows.decode((String, String, String, ByteBuffer, Date).self) {
             let bytes = Array(buffer: content)
-            let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] ?? [:]
+            let document = try? JSONDecoder().decode(OCIManifestDocument.self, from: Data(bytes))
             var size = Int64(bytes.count)
             var platforms: [String]?
-            if let manifests = object["manifests"] as? [[String: Any]] {
-                platforms = manifests.compactMap { entry in
-                    guard let platform = entry["platform"] as? [String: Any],
-                          let os = platform["os"] as? String, let arch = platform["architecture"] as? String
-                    else { return nil }
-                    return [os, arch, platform["variant"] as? String].compactMap { $0 }.joined(separator: "/")
-                }
+            if let manifests = document?.manifests {
+                platforms = manifests.compactMap { $0.platform?.name }
             } else {
-                let descriptors = [object["config"] as? [String: Any]].compactMap { $0 } + (object["layers"] as? [[String: Any]] ?? [])
-                for descriptor in descriptors {
-                    size += (descriptor["size"] as? NSNumber)?.int64Value ?? 0
-                }
+                size += document?.declaredImageBytes ?? 0
             }
             out.append(TagDetail(name: name, digest: digest, mediaType: mediaType, sizeBytes: size, updatedAt: updated, platforms: platforms))
         }

@@ -1,0 +1,48 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Blob reads (with ranges, served from the file) and deletes.
+extension RegistryRoutes {
+    func getBlob(_ request: Request, context: RegistryRequestContext, access: RepositoryAccess, digest raw: String) async throws -> Response {
+        let (projectId, repository) = (access.projectId, access.repository)
+        let digest = try Self.digest(raw)
+        guard let size = try await store.linkedBlobSize(projectId: projectId, repository: repository, digest: digest),
+              let path = blobs.path(of: digest), try await blobs.size(of: digest) != nil
+        else { throw RegistryError.blobUnknown(digest.description) }
+        var headers: HTTPFields = [
+            .contentType: "application/octet-stream",
+            HTTPField.Name("Docker-Content-Digest")!: digest.description,
+            .acceptRanges: "bytes",
+            .eTag: "\"\(digest)\"",
+        ]
+        var status = HTTPResponse.Status.ok
+        var range = 0...Int(max(size - 1, 0))
+        if let header = request.headers[.range], size > 0 {
+            guard let requested = parseByteRange(header, size: Int(size)) else {
+                throw RegistryError(.rangeNotSatisfiable, "BLOB_UNKNOWN", "range \(header) not satisfiable for \(size) bytes",
+                                    headers: [.contentRange: "bytes */\(size)"])
+            }
+            range = requested
+            status = .partialContent
+            headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound)/\(size)"
+        }
+        let length = size == 0 ? 0 : range.count
+        headers[.contentLength] = "\(length)"
+        if request.method == .head || size == 0 {
+            return Response(status: status, headers: headers, body: .init())
+        }
+        let body = try await fileIO.loadFile(path: path, range: range, context: context, chunkLength: 1 << 20)
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    func deleteBlob(access: RepositoryAccess, digest raw: String) async throws -> Response {
+        let (projectId, repository) = (access.projectId, access.repository)
+        let digest = try Self.digest(raw)
+        guard try await store.unlinkBlob(projectId: projectId, repository: repository, digest: digest) else {
+            throw RegistryError.blobUnknown(digest.description)
+        }
+        return Response(status: .accepted, headers: [.contentLength: "0"])
+    }
+}

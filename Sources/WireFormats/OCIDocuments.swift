@@ -1,0 +1,81 @@
+/// The parts of OCI image manifests, image indexes and artifact manifests the registry reads
+/// and writes. Every field is optional when decoding: the registry stores a manifest byte-exact
+/// and only needs its references, so it accepts any well-typed document (Docker schema 2, OCI,
+/// artifacts) and refuses only ill-typed ones.
+public struct OCIDescriptor: Codable, Equatable, Sendable {
+    public var mediaType: String?
+    public var digest: String?
+    public var size: Int64?
+    public var artifactType: String?
+    public var annotations: [String: String]?
+    /// In an index: the platform of the manifest described.
+    public var platform: OCIPlatform?
+
+    public init(mediaType: String?, digest: String?, size: Int64?, artifactType: String? = nil, annotations: [String: String]? = nil,
+                platform: OCIPlatform? = nil) {
+        self.mediaType = mediaType
+        self.digest = digest
+        self.size = size
+        self.artifactType = artifactType
+        self.annotations = annotations
+        self.platform = platform
+    }
+}
+
+public struct OCIPlatform: Codable, Equatable, Sendable {
+    public var os: String?
+    public var architecture: String?
+    public var variant: String?
+
+    /// `os/architecture[/variant]`, when both of the first two are known.
+    public var name: String? {
+        guard let os, let architecture else { return nil }
+        return [os, architecture, variant].compactMap { $0 }.joined(separator: "/")
+    }
+}
+
+/// A manifest or index as pushed: `config` and `layers` (image manifests), `blobs` (the
+/// artifact manifest of OCI 1.1's drafts), `manifests` (indexes), `subject` (referrers).
+public struct OCIManifestDocument: Decodable, Sendable {
+    public var schemaVersion: Int?
+    public var mediaType: String?
+    public var artifactType: String?
+    public var config: OCIDescriptor?
+    public var layers: [OCIDescriptor]?
+    public var blobs: [OCIDescriptor]?
+    public var manifests: [OCIDescriptor]?
+    public var subject: OCIDescriptor?
+    public var annotations: [String: String]?
+
+    /// Digests of the blobs it references (config, layers, artifact blobs).
+    public var referencedBlobs: [String] {
+        ([config].compactMap { $0 } + (layers ?? []) + (blobs ?? [])).compactMap(\.digest)
+    }
+
+    /// Bytes of the image: the manifest's config and layers as they declare them.
+    public var declaredImageBytes: Int64 {
+        ([config].compactMap { $0 } + (layers ?? [])).reduce(0) { $0 + max(0, $1.size ?? 0) }
+    }
+
+    /// Digests of the manifests an index references.
+    public var referencedManifests: [String] { (manifests ?? []).compactMap(\.digest) }
+
+    /// The artifact type a referrers listing shows: the declared one, or else the config's media
+    /// type when it is not an image's.
+    public var effectiveArtifactType: String? {
+        if let artifactType { return artifactType }
+        guard let configType = config?.mediaType else { return nil }
+        return configType == "application/vnd.oci.image.config.v1+json" || configType.contains("docker") ? nil : configType
+    }
+}
+
+/// An image index, as the referrers API answers.
+public struct OCIIndex: Encodable, Sendable {
+    public let schemaVersion = 2
+    public let mediaType = "application/vnd.oci.image.index.v1+json"
+    public let manifests: [OCIDescriptor]
+
+    public init(manifests: [OCIDescriptor]) {
+        self.manifests = manifests
+    }
+}
