@@ -101,57 +101,9 @@ extension APIHandler {
         let build = try await visibleBuild(input.path.buildId)
         let offset = input.query.offset ?? 0
         guard offset >= 0 else { throw APIError.invalidField("offset", "must be 0 or more") }
-        let follower = LogFollower(store: builds, signals: signals, buildId: build.id, position: offset, follow: input.query.follow ?? false)
+        let follower = LogFollower(log: buildLog, builds: builds, signals: signals, buildId: build.id, position: offset, follow: input.query.follow ?? false)
         let stream = AsyncThrowingStream<ArraySlice<UInt8>, any Error>(unfolding: { try await follower.next() })
         return .ok(.init(body: .applicationJsonl(HTTPBody(stream, length: .unknown, iterationBehavior: .single))))
-    }
-}
-
-/// Reads a build's log from a position and, when following, waits for more until the build ends.
-actor LogFollower {
-    let store: BuildStore
-    let signals: BuildSignals
-    let buildId: String
-    var position: Int64
-    let follow: Bool
-    var done = false
-
-    init(store: BuildStore, signals: BuildSignals, buildId: String, position: Int64, follow: Bool) {
-        self.store = store
-        self.signals = signals
-        self.buildId = buildId
-        self.position = position
-        self.follow = follow
-    }
-
-    func next() async throws -> ArraySlice<UInt8>? {
-        while !done {
-            let ticket = signals.ticket("build:\(buildId)")
-            let entries = try await store.log(buildId: buildId, from: position, limit: 500)
-            if !entries.isEmpty {
-                position += Int64(entries.count)
-                var bytes: [UInt8] = []
-                for entry in entries {
-                    bytes += entry.utf8
-                    bytes.append(UInt8(ascii: "\n"))
-                }
-                return bytes[...]
-            }
-            guard follow else { break }
-            // The final status entry is written in the transaction that closes the build, so a
-            // finished build with nothing past `position` has nothing more to say.
-            if let status = try await store.status(buildId: buildId), status.isFinished {
-                if try await store.log(buildId: buildId, from: position, limit: 1).isEmpty { break }
-                continue
-            }
-            // A server shutting down ends the stream; the client resumes from its last offset.
-            guard !signals.isClosed, !Task.isShuttingDownGracefully else { break }
-            let signals = self.signals
-            try? await cancelWhenGracefulShutdown { await signals.wait(ticket, timeout: .seconds(10)) }
-            try Task.checkCancellation()
-        }
-        done = true
-        return nil
     }
 }
 
@@ -175,8 +127,8 @@ extension APIHandler {
         let organization = caller.isServerWide ? nil : caller.organizationId
         while true {
             let ticket = signals.ticket("jobs")
-            if let claimed = try await builds.claim(organizationId: organization, platforms: platforms, workerName: name, workerTokenId: caller.tokenId) {
-                return .ok(.init(body: .json(.init(claimed, leaseSeconds: builds.leaseSeconds))))
+            if let claimed = try await jobs.claim(organizationId: organization, platforms: platforms, workerName: name, workerTokenId: caller.tokenId) {
+                return .ok(.init(body: .json(.init(claimed, leaseSeconds: jobs.leaseSeconds))))
             }
             let now = ContinuousClock.now
             guard now < deadline else { return .noContent(.init()) }
@@ -190,7 +142,7 @@ extension APIHandler {
 
     private func callerJob(_ id: String) async throws -> (job: JobRecord, projectId: String, contextDigest: String) {
         let caller = try Caller.require()
-        guard caller.kind == .build, Identifier.isValid(id), let found = try await builds.job(id: id, buildTokenId: caller.tokenId) else {
+        guard caller.kind == .build, Identifier.isValid(id), let found = try await jobs.job(id: id, buildTokenId: caller.tokenId) else {
             throw APIError.notFound("job", id)
         }
         return found
@@ -198,9 +150,9 @@ extension APIHandler {
 
     func heartbeatJob(_ input: Operations.HeartbeatJob.Input) async throws -> Operations.HeartbeatJob.Output {
         let caller = try Caller.require()
-        switch try await builds.heartbeat(jobId: input.path.jobId, buildTokenId: caller.tokenId) {
+        switch try await jobs.heartbeat(jobId: input.path.jobId, buildTokenId: caller.tokenId) {
         case .renewed(let cancel):
-            return .ok(.init(body: .json(.init(leaseSeconds: builds.leaseSeconds, cancelRequested: cancel))))
+            return .ok(.init(body: .json(.init(leaseSeconds: jobs.leaseSeconds, cancelRequested: cancel))))
         case .notRunning(let status):
             throw APIError.conflict("the job is no longer running (it is \(status.rawValue)); stop working on it")
         case .unknown:
@@ -225,7 +177,7 @@ extension APIHandler {
             if event.kind == .step, event.step == nil { throw APIError.invalidField("events[\(i)].step", "is required for step events") }
             if event.kind == .log, event.line == nil { throw APIError.invalidField("events[\(i)].line", "is required for log events") }
         }
-        switch try await builds.appendEvents(jobId: input.path.jobId, buildTokenId: caller.tokenId, events: body.events) {
+        switch try await jobs.appendEvents(jobId: input.path.jobId, buildTokenId: caller.tokenId, events: body.events) {
         case .appended: return .noContent(.init())
         case .notRunning(let status): throw APIError.conflict("the job is no longer running (it is \(status.rawValue)); stop working on it")
         case .unknown: throw APIError.notFound("job", input.path.jobId)
@@ -239,40 +191,10 @@ extension APIHandler {
         let status = BuildStatus(rawValue: body.status.rawValue) ?? .failed
         if let digest = body.digest, Digest(digest) == nil { throw APIError.invalidField("digest", "must be sha256:<64 hex>") }
         if status == .succeeded, body.digest == nil { throw APIError.invalidField("digest", "is required when the job succeeded") }
-        guard try await builds.finish(jobId: input.path.jobId, buildTokenId: caller.tokenId, status: status, digest: body.digest,
+        guard try await jobs.finish(jobId: input.path.jobId, buildTokenId: caller.tokenId, status: status, digest: body.digest,
                                       error: body.error, cacheBytes: body.cacheBytes)
         else { throw APIError.notFound("job", input.path.jobId) }
+        authenticator.invalidate()  // the job's build token was revoked with it
         return .noContent(.init())
-    }
-}
-
-extension Components.Schemas.Build {
-    init(_ r: BuildRecord) {
-        self.init(
-            id: r.id, projectId: r.projectId, status: .init(rawValue: r.status.rawValue) ?? .failed, contextDigest: r.contextDigest,
-            dockerfile: r.spec.dockerfile, target: r.spec.target, platforms: r.spec.platforms, tags: r.spec.tags,
-            buildArgs: .init(additionalProperties: r.spec.buildArgs), labels: .init(additionalProperties: r.spec.labels),
-            noCache: r.spec.noCache, pull: .init(rawValue: r.spec.pull), push: r.spec.push,
-            image: "\(r.projectId)/build:\(r.id)", digest: r.digest, error: r.error, createdAt: r.createdAt,
-            startedAt: r.startedAt, finishedAt: r.finishedAt,
-            jobs: r.jobs.map {
-                .init(id: $0.id, platform: $0.platform, status: .init(rawValue: $0.status.rawValue) ?? .failed, workerName: $0.workerName,
-                      startedAt: $0.startedAt, finishedAt: $0.finishedAt, digest: $0.digest, error: $0.error)
-            },
-            steps: r.steps)
-    }
-}
-
-extension Components.Schemas.JobAssignment {
-    init(_ c: ClaimedJob, leaseSeconds: Int) {
-        self.init(
-            jobId: c.job.id, buildId: c.build.id, projectId: c.build.projectId, organizationId: c.build.organizationId,
-            platform: c.job.platform, buildToken: c.buildToken, leaseSeconds: leaseSeconds, image: "\(c.build.projectId)/build:\(c.build.id)",
-            contextDigest: c.build.contextDigest, dockerfile: c.build.spec.dockerfile, target: c.build.spec.target,
-            buildArgs: .init(additionalProperties: c.build.spec.buildArgs), labels: .init(additionalProperties: c.build.spec.labels),
-            noCache: c.build.spec.noCache, pull: .init(rawValue: c.build.spec.pull) ?? .missing,
-            pushTags: c.build.spec.push ? c.build.spec.pushTags : [],
-            secrets: c.secrets.secrets.map { .init(id: $0.id, value: $0.value) },
-            registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) })
     }
 }

@@ -13,9 +13,14 @@ struct APIHandler: APIProtocol {
     let tokens: any TokenRepository
     let registry: RegistryStore
     let builds: BuildStore
+    let jobs: JobQueue
+    let buildLog: BuildLog
     let contexts: ContextStore
     let signals: BuildSignals
     let usage: UsageStore
+    /// Cached grants: whatever narrows one (a revocation, a role change, a removal, a deleted
+    /// project, a finished job's build token) drops them right where it happens.
+    let authenticator: TokenAuthenticator
 
     // MARK: identity
 
@@ -104,6 +109,7 @@ struct APIHandler: APIProtocol {
         guard let updated = try await organizations.setRole(organizationId: organization.id, userId: input.path.userId, role: body.role.domain) else {
             throw APIError.notFound("member", input.path.userId)
         }
+        authenticator.invalidate()
         return .ok(.init(body: .json(.init(updated))))
     }
 
@@ -114,6 +120,7 @@ struct APIHandler: APIProtocol {
         guard try await organizations.removeMember(organizationId: organization.id, userId: input.path.userId) else {
             throw APIError.notFound("member", input.path.userId)
         }
+        authenticator.invalidate()
         return .noContent(.init())
     }
 
@@ -172,6 +179,7 @@ struct APIHandler: APIProtocol {
     func deleteProject(_ input: Operations.DeleteProject.Input) async throws -> Operations.DeleteProject.Output {
         let project = try await visibleProject(input.path.projectId)
         guard try await projects.delete(id: project.id) else { throw APIError.notFound("project", project.id) }
+        authenticator.invalidate()  // project tokens of it grant nothing now
         contexts.delete(projectId: project.id)  // its build contexts go with it
         return .noContent(.init())
     }
@@ -255,6 +263,7 @@ struct APIHandler: APIProtocol {
     func revokeToken(_ input: Operations.RevokeToken.Input) async throws -> Operations.RevokeToken.Output {
         let token = try await visibleToken(input.path.tokenId)
         try await tokens.revoke(id: token.id, organizationId: token.organizationId ?? "")
+        authenticator.invalidate()
         return .noContent(.init())
     }
 }

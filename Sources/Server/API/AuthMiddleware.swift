@@ -18,15 +18,8 @@ struct AuthMiddleware: ServerMiddleware {
         guard Authorization.allows(caller, operation: operationID) else {
             throw APIError.forbidden("a \(caller.kind.rawValue) token\(caller.role.map { " (\($0.rawValue))" } ?? "") may not \(operationID)")
         }
-        let response = try await Caller.$current.withValue(caller) {
+        return try await Caller.$current.withValue(caller) {
             try await next(request, body, metadata)
         }
-        // Grants may have narrowed: forget cached ones.
-        if Self.mutatesGrants.contains(operationID), (200..<300).contains(response.0.status.code) {
-            authenticator.invalidate()
-        }
-        return response
     }
-
-    static let mutatesGrants: Set<String> = ["revokeToken", "removeMember", "updateMember", "deleteProject", "finishJob"]
 }

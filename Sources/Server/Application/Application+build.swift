@@ -82,11 +82,14 @@ public func buildApplication(
     let registryStore = RegistryStore(client: db, logger: logger)
     let signals = BuildSignals(client: postgres, logger: logger)
     let usage = UsageStore(client: db, logger: logger)
-    let builds = BuildStore(client: db, logger: logger, secretBox: try BuildSecretBox(dataDirectory: configuration.dataDirectory),
-                            lease: configuration.jobLease)
+    let secretBox = try BuildSecretBox(dataDirectory: configuration.dataDirectory)
+    let builds = BuildStore(client: db, logger: logger, secretBox: secretBox)
+    let jobs = JobQueue(client: db, logger: logger, secretBox: secretBox, lease: configuration.jobLease)
+    let buildLog = BuildLog(client: db, logger: logger)
     let contexts = ContextStore(dataDirectory: configuration.dataDirectory, limit: configuration.maxContextBytes)
     let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
-                             builds: builds, contexts: contexts, signals: signals, usage: usage)
+                             builds: builds, jobs: jobs, buildLog: buildLog, contexts: contexts, signals: signals, usage: usage,
+                             authenticator: authenticator)
     try handler.registerHandlers(
         on: RouterTransport(router: router),
         serverURL: Servers.Server1.url(),
@@ -124,7 +127,7 @@ public func buildApplication(
             MigrationService(database: db, databaseReady: databaseReady, schemaReady: schemaReady, logger: logger),
             signals,
             RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger),
-            LeaseReaper(builds: builds, authenticator: authenticator, interval: configuration.leaseCheckInterval,
+            LeaseReaper(jobs: jobs, authenticator: authenticator, interval: configuration.leaseCheckInterval,
                         schemaReady: schemaReady, logger: logger),
             UsageSampler(usage: usage, interval: configuration.storageSampleInterval, schemaReady: schemaReady, logger: logger),
         ],

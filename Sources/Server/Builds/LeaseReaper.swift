@@ -4,7 +4,7 @@ import ServiceLifecycle
 /// Fails jobs whose worker stopped sending heartbeats, so a build never stays "running" because
 /// its builder died; the build says which worker and why.
 struct LeaseReaper: Service {
-    let builds: BuildStore
+    let jobs: JobQueue
     let authenticator: TokenAuthenticator
     let interval: Duration
     let schemaReady: StartupGate
@@ -23,11 +23,11 @@ struct LeaseReaper: Service {
             }
             do {
                 if !graceGiven {
-                    let extended = try await builds.extendRunningLeases()
+                    let extended = try await jobs.extendRunningLeases()
                     graceGiven = true
                     if extended > 0 { logger.info("renewed the leases of running jobs after start-up", metadata: ["jobs": "\(extended)"]) }
                 }
-                let expired = try await builds.expireLeases()
+                let expired = try await jobs.expireLeases()
                 if expired > 0 {
                     authenticator.invalidate()  // their build tokens were revoked
                     logger.warning("failed jobs whose worker stopped responding", metadata: ["jobs": "\(expired)"])

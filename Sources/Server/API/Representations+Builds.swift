@@ -1,0 +1,35 @@
+import DrydockAPITypes
+import Foundation
+
+// The API's shapes of builds and job assignments, from the store's records.
+
+extension Components.Schemas.Build {
+    init(_ r: BuildRecord) {
+        self.init(
+            id: r.id, projectId: r.projectId, status: .init(rawValue: r.status.rawValue) ?? .failed, contextDigest: r.contextDigest,
+            dockerfile: r.spec.dockerfile, target: r.spec.target, platforms: r.spec.platforms, tags: r.spec.tags,
+            buildArgs: .init(additionalProperties: r.spec.buildArgs), labels: .init(additionalProperties: r.spec.labels),
+            noCache: r.spec.noCache, pull: .init(rawValue: r.spec.pull), push: r.spec.push,
+            image: "\(r.projectId)/build:\(r.id)", digest: r.digest, error: r.error, createdAt: r.createdAt,
+            startedAt: r.startedAt, finishedAt: r.finishedAt,
+            jobs: r.jobs.map {
+                .init(id: $0.id, platform: $0.platform, status: .init(rawValue: $0.status.rawValue) ?? .failed, workerName: $0.workerName,
+                      startedAt: $0.startedAt, finishedAt: $0.finishedAt, digest: $0.digest, error: $0.error)
+            },
+            steps: r.steps)
+    }
+}
+
+extension Components.Schemas.JobAssignment {
+    init(_ c: ClaimedJob, leaseSeconds: Int) {
+        self.init(
+            jobId: c.job.id, buildId: c.build.id, projectId: c.build.projectId, organizationId: c.build.organizationId,
+            platform: c.job.platform, buildToken: c.buildToken, leaseSeconds: leaseSeconds, image: "\(c.build.projectId)/build:\(c.build.id)",
+            contextDigest: c.build.contextDigest, dockerfile: c.build.spec.dockerfile, target: c.build.spec.target,
+            buildArgs: .init(additionalProperties: c.build.spec.buildArgs), labels: .init(additionalProperties: c.build.spec.labels),
+            noCache: c.build.spec.noCache, pull: .init(rawValue: c.build.spec.pull) ?? .missing,
+            pushTags: c.build.spec.push ? c.build.spec.pushTags : [],
+            secrets: c.secrets.secrets.map { .init(id: $0.id, value: $0.value) },
+            registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) })
+    }
+}

@@ -1,0 +1,51 @@
+import DrydockAPITypes
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A build's log: entries numbered in order (log lines, step events, status changes), appended
+/// inside the transaction of whatever produced them and announced to followers.
+public struct BuildLog: Sendable {
+    let client: Database
+    let logger: Logger
+
+    public init(client: Database, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Log entries from `position`, at most `limit`.
+    func entries(buildId: String, from position: Int64, limit: Int) async throws -> [String] {
+        let rows = try await client.query(
+            "SELECT entry FROM build_log WHERE build_id = \(buildId) AND position >= \(position) ORDER BY position LIMIT \(limit)",
+            logger: logger)
+        var out: [String] = []
+        for try await text in rows.decode(String.self) { out.append(text) }
+        return out
+    }
+
+    /// Appends entries (without positions) to a build's log, numbering them, and signals followers.
+    static func append(_ entries: [Components.Schemas.BuildLogEntry], buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
+        guard !entries.isEmpty else { return }
+        var next: Int64 = 0
+        for try await value in try await tx.query(
+            "SELECT next_log_position FROM builds WHERE id = \(buildId) FOR UPDATE", logger: logger).decode(Int64.self) { next = value }
+        var positions: [Int64] = []
+        var kinds: [String] = []
+        var texts: [String] = []
+        for var entry in entries {
+            entry.offset = next
+            positions.append(next)
+            kinds.append(entry.kind.rawValue)
+            texts.append(String(decoding: try BuildJSON.encoder.encode(entry), as: UTF8.self))
+            next += 1
+        }
+        try await tx.query(
+            """
+            INSERT INTO build_log (build_id, position, kind, entry)
+            SELECT \(buildId), * FROM unnest(\(positions)::bigint[], \(kinds)::text[], \(texts)::text[])
+            """, logger: logger)
+        try await tx.query("UPDATE builds SET next_log_position = \(next) WHERE id = \(buildId)", logger: logger)
+        try await BuildSignals.notify("build:\(buildId)", on: tx, logger: logger)
+    }
+}

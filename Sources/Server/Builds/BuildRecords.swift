@@ -1,0 +1,83 @@
+import DrydockAPITypes
+import Foundation
+import Logging
+import PostgresNIO
+
+public enum BuildStatus: String, Sendable, Codable {
+    case queued, running, succeeded, failed, canceled
+
+    var isFinished: Bool { self == .succeeded || self == .failed || self == .canceled }
+}
+
+/// What was asked of a build, stored as JSON beside it.
+struct BuildSpec: Codable, Sendable {
+    var dockerfile: String
+    var target: String?
+    var platforms: [String]
+    var tags: [String]
+    /// `tags` resolved to full destinations (bare names inside the project registry).
+    var pushTags: [String]
+    var buildArgs: [String: String]
+    var labels: [String: String]
+    var noCache: Bool
+    var pull: String
+    var push: Bool
+}
+
+struct JobRecord: Sendable {
+    var id: String
+    var buildId: String
+    var platform: String
+    var status: BuildStatus
+    var workerName: String?
+    var startedAt: Date?
+    var finishedAt: Date?
+    var digest: String?
+    var error: String?
+}
+
+struct BuildRecord: Sendable {
+    var id: String
+    var projectId: String
+    var organizationId: String
+    var status: BuildStatus
+    var contextDigest: String
+    var spec: BuildSpec
+    var digest: String?
+    var error: String?
+    var createdAt: Date
+    var startedAt: Date?
+    var finishedAt: Date?
+    var jobs: [JobRecord] = []
+    var steps: [Components.Schemas.BuildStep] = []
+}
+
+/// A job handed to a worker, with everything it needs.
+struct ClaimedJob: Sendable {
+    var job: JobRecord
+    var build: BuildRecord
+    var buildToken: String
+    var secrets: BuildSecrets
+}
+
+/// How build specs and log entries are stored as JSON: RFC 3339 dates, the API's own format.
+enum BuildJSON {
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(try RFC3339DateTranscoder().encode(date))
+        }
+        e.outputFormatting = [.withoutEscapingSlashes]
+        return e
+    }()
+
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            return try RFC3339DateTranscoder().decode(text)
+        }
+        return d
+    }()
+}

@@ -1,0 +1,258 @@
+import DrydockAPITypes
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The job queue: the `build_jobs` table. A job is claimed with `FOR UPDATE SKIP LOCKED` (never
+/// by two workers), kept by a lease the worker renews with heartbeats, and failed by
+/// `expireLeases` when the worker vanishes; workers report events and the result through it.
+public struct JobQueue: Sendable {
+    let client: Database
+    let logger: Logger
+    let secretBox: BuildSecretBox
+    let lease: Duration
+
+    public init(client: Database, logger: Logger, secretBox: BuildSecretBox, lease: Duration) {
+        self.client = client
+        self.logger = logger
+        self.secretBox = secretBox
+        self.lease = lease
+    }
+
+    var leaseSeconds: Int { Int(lease.components.seconds) }
+
+    /// Until its first heartbeat a claimed job has a short lease: a worker that vanished while
+    /// its long-poll was answered (the job went to nobody) costs seconds, not a whole lease.
+    static let firstLeaseSeconds = 5
+
+
+    /// Gives the oldest queued job of these platforms to this worker, or nil.
+    /// `organizationId` nil means a server-wide worker.
+    func claim(organizationId: String?, platforms: [String], workerName: String, workerTokenId: String) async throws -> ClaimedJob? {
+        try await client.transaction(logger: logger) { tx -> ClaimedJob? in
+            var picked: (jobId: String, buildId: String)?
+            while picked == nil {
+                var candidate: (jobId: String, buildId: String, organizationId: String)?
+                for try await (job, build, org) in try await tx.query(
+                    """
+                    SELECT id, build_id, organization_id FROM build_jobs
+                    WHERE status = 'queued' AND platform = ANY(\(platforms))
+                      AND (\(organizationId)::text IS NULL OR organization_id = \(organizationId))
+                    ORDER BY seq LIMIT 1
+                    FOR UPDATE SKIP LOCKED
+                    """, logger: logger).decode((String, String, String).self) { candidate = (job, build, org) }
+                guard let candidate else { return nil }
+                // A queued build does not start past a cap reached since it was queued.
+                if let refusal = try await UsageStore.refusal(organizationId: candidate.organizationId, on: tx, logger: logger) {
+                    try await tx.query(
+                        """
+                        UPDATE build_jobs SET status = 'failed', error = \("not started: " + refusal), finished_at = now()
+                        WHERE id = \(candidate.jobId)
+                        """, logger: logger)
+                    try await BuildStore.closeIfDone(buildId: candidate.buildId, on: tx, logger: logger)
+                    continue
+                }
+                picked = (candidate.jobId, candidate.buildId)
+            }
+            guard let picked else { return nil }
+            var buildRow: BuildStore.BuildRow?
+            var sealed: ByteBuffer?
+            for try await row in try await tx.query(
+                "SELECT \(unescaped: BuildStore.buildColumns), sealed_secrets FROM builds WHERE id = \(picked.buildId) FOR UPDATE",
+                logger: logger).decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?).self)
+            {
+                buildRow = (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11)
+                sealed = row.12
+            }
+            guard let buildRow else { return nil }
+            var build = try BuildStore.build(buildRow).item
+            // The job's own credential: this project only, revoked when the job ends.
+            let token = NewToken(kind: .build, name: "build \(build.id) job \(picked.jobId)", organizationId: build.organizationId,
+                                 projectId: build.projectId, expiresAt: Date().addingTimeInterval(6 * 3600))
+            _ = try await PostgresTokenRepository.insert(token, on: tx, logger: logger)
+            var job: JobRecord?
+            for try await row in try await tx.query(
+                """
+                UPDATE build_jobs SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId),
+                       build_token_id = \(token.id), started_at = now(),
+                       lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
+                WHERE id = \(picked.jobId)
+                RETURNING \(unescaped: BuildStore.jobColumns)
+                """, logger: logger).decode(BuildStore.JobRow.self) { job = BuildStore.job(row) }
+            guard let job else { return nil }
+            if build.status == .queued {
+                try await tx.query("UPDATE builds SET status = 'running', started_at = now() WHERE id = \(build.id)", logger: logger)
+                build.status = .running
+                try await BuildLog.append(
+                    [.init(offset: 0, time: Date(), kind: .status, platform: job.platform,
+                           line: "picked up by worker \(workerName)", status: .running)],
+                    buildId: build.id, on: tx, logger: logger)
+            }
+            try await tx.query(
+                """
+                INSERT INTO workers (token_id, name, platforms) VALUES (\(workerTokenId), \(workerName), \(platforms))
+                ON CONFLICT (token_id, name) DO UPDATE SET platforms = EXCLUDED.platforms, last_seen_at = now()
+                """, logger: logger)
+            let secrets = try sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
+            return ClaimedJob(job: job, build: build, buildToken: token.secret, secrets: secrets)
+        }
+    }
+
+    /// The job if it belongs to this build token.
+    func job(id: String, buildTokenId: String) async throws -> (job: JobRecord, projectId: String, contextDigest: String)? {
+        let rows = try await client.query(
+            """
+            SELECT j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error,
+                   b.project_id, b.context_digest
+            FROM build_jobs j JOIN builds b ON b.id = j.build_id
+            WHERE j.id = \(id) AND j.build_token_id = \(buildTokenId)
+            """, logger: logger)
+        for try await r in rows.decode((String, String, String, String, String?, Date?, Date?, String?, String?, String, String).self) {
+            return (BuildStore.job((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8)), r.9, r.10)
+        }
+        return nil
+    }
+
+    enum HeartbeatOutcome {
+        case renewed(cancelRequested: Bool)
+        case notRunning(BuildStatus)
+        case unknown
+    }
+
+    func heartbeat(jobId: String, buildTokenId: String) async throws -> HeartbeatOutcome {
+        let rows = try await client.query(
+            """
+            UPDATE build_jobs j SET lease_expires_at = now() + make_interval(secs => \(Double(leaseSeconds))),
+                   confirmed_at = coalesce(j.confirmed_at, now())
+            FROM builds b
+            WHERE j.id = \(jobId) AND j.build_token_id = \(buildTokenId) AND j.status = 'running' AND b.id = j.build_id
+            RETURNING b.cancel_requested
+            """, logger: logger)
+        for try await cancel in rows.decode(Bool.self) { return .renewed(cancelRequested: cancel) }
+        guard let found = try await job(id: jobId, buildTokenId: buildTokenId) else { return .unknown }
+        return .notRunning(found.job.status)
+    }
+
+    enum AppendOutcome {
+        case appended
+        case notRunning(BuildStatus)
+        case unknown
+    }
+
+    /// Appends a worker's events; those at or below the job's last recorded sequence are ignored.
+    func appendEvents(jobId: String, buildTokenId: String, events: [Components.Schemas.JobEvent]) async throws -> AppendOutcome {
+        try await client.transaction(logger: logger) { tx -> AppendOutcome in
+            var found: (buildId: String, platform: String, status: String, last: Int64)?
+            for try await row in try await tx.query(
+                """
+                SELECT build_id, platform, status, last_event_sequence FROM build_jobs
+                WHERE id = \(jobId) AND build_token_id = \(buildTokenId) FOR UPDATE
+                """, logger: logger).decode((String, String, String, Int64).self) { found = row }
+            guard let found else { return .unknown }
+            guard found.status == "running" else { return .notRunning(BuildStatus(rawValue: found.status) ?? .failed) }
+            let fresh = events.filter { $0.sequence > found.last }.sorted { $0.sequence < $1.sequence }
+            guard let last = fresh.last?.sequence else { return .appended }
+            let entries = fresh.map { event -> Components.Schemas.BuildLogEntry in
+                var step = event.step
+                step?.platform = found.platform
+                return .init(offset: 0, time: event.time ?? Date(), kind: event.kind == .step ? .step : .log,
+                             platform: found.platform, line: event.line, step: step)
+            }
+            try await BuildLog.append(entries, buildId: found.buildId, on: tx, logger: logger)
+            try await tx.query("UPDATE build_jobs SET last_event_sequence = \(last) WHERE id = \(jobId)", logger: logger)
+            return .appended
+        }
+    }
+
+    /// Records a job's result, revokes its build token and closes the build when it was the last.
+    func finish(jobId: String, buildTokenId: String, status: BuildStatus, digest: String?, error: String?, cacheBytes: Int64?) async throws -> Bool {
+        try await client.transaction(logger: logger) { tx -> Bool in
+            var buildId: String?
+            for try await (build, current) in try await tx.query(
+                "SELECT build_id, status FROM build_jobs WHERE id = \(jobId) AND build_token_id = \(buildTokenId) FOR UPDATE",
+                logger: logger).decode((String, String).self)
+            {
+                buildId = build
+                // Already closed (finished before, or failed by an expired lease): nothing to change.
+                if current != "running" { return true }
+            }
+            guard let buildId else { return false }
+            try await tx.query(
+                """
+                UPDATE build_jobs SET status = \(status.rawValue), digest = \(digest), error = \(error),
+                       cache_bytes = \(cacheBytes), finished_at = now(), lease_expires_at = NULL
+                WHERE id = \(jobId)
+                """, logger: logger)
+            try await UsageStore.recordBuild(jobId: jobId, on: tx, logger: logger)
+            if let cacheBytes { try await UsageStore.recordCache(jobId: jobId, bytes: cacheBytes, on: tx, logger: logger) }
+            try await tx.query("UPDATE tokens SET revoked_at = now() WHERE id = \(buildTokenId) AND revoked_at IS NULL", logger: logger)
+            try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger)
+            return true
+        }
+    }
+
+    /// Gives every confirmed running job a whole lease from now; run once when the server starts.
+    func extendRunningLeases() async throws -> Int {
+        var count = 0
+        for try await n in try await client.query(
+            """
+            WITH renewed AS (
+                UPDATE build_jobs SET lease_expires_at = GREATEST(lease_expires_at, now() + make_interval(secs => \(Double(leaseSeconds))))
+                WHERE status = 'running' AND confirmed_at IS NOT NULL AND lease_expires_at IS NOT NULL
+                RETURNING 1
+            ) SELECT count(*)::int FROM renewed
+            """, logger: logger).decode(Int.self) { count = n }
+        return count
+    }
+
+    /// Fails running jobs whose worker stopped renewing its lease, and queues again those whose
+    /// worker never confirmed them (it vanished while its long-poll was being answered).
+    /// Returns how many jobs it touched.
+    func expireLeases() async throws -> Int {
+        try await client.transaction(logger: logger) { tx -> Int in
+            var expired: [(id: String, buildId: String, worker: String?, token: String?, platform: String, confirmed: Bool)] = []
+            for try await row in try await tx.query(
+                """
+                SELECT id, build_id, worker_name, build_token_id, platform, confirmed_at IS NOT NULL FROM build_jobs
+                WHERE status = 'running' AND lease_expires_at < now()
+                FOR UPDATE SKIP LOCKED
+                """, logger: logger).decode((String, String, String?, String?, String, Bool).self) { expired.append(row) }
+            for job in expired {
+                if let token = job.token {
+                    try await tx.query("UPDATE tokens SET revoked_at = now() WHERE id = \(token) AND revoked_at IS NULL", logger: logger)
+                }
+                if !job.confirmed {
+                    try await tx.query(
+                        """
+                        UPDATE build_jobs SET status = 'queued', worker_name = NULL, worker_token_id = NULL, build_token_id = NULL,
+                               lease_expires_at = NULL, started_at = NULL, last_event_sequence = -1
+                        WHERE id = \(job.id)
+                        """, logger: logger)
+                    try await tx.query(
+                        """
+                        UPDATE builds SET status = 'queued', started_at = NULL
+                        WHERE id = \(job.buildId) AND status = 'running'
+                          AND NOT EXISTS (SELECT 1 FROM build_jobs WHERE build_id = \(job.buildId) AND status <> 'queued')
+                        """, logger: logger)
+                    try await BuildLog.append(
+                        [.init(offset: 0, time: Date(), kind: .log, platform: job.platform,
+                               line: "#drydock worker '\(job.worker ?? "?")' did not take up the job; queued again")],
+                        buildId: job.buildId, on: tx, logger: logger)
+                    try await BuildSignals.notify("jobs", on: tx, logger: logger)
+                    continue
+                }
+                let reason = "worker '\(job.worker ?? "?")' stopped responding (no heartbeat for \(leaseSeconds) s); the build was failed"
+                try await tx.query(
+                    """
+                    UPDATE build_jobs SET status = 'failed', error = \(reason), finished_at = now(), lease_expires_at = NULL
+                    WHERE id = \(job.id)
+                    """, logger: logger)
+                try await UsageStore.recordBuild(jobId: job.id, on: tx, logger: logger)
+                try await BuildLog.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: "error: \(reason)")],
+                                      buildId: job.buildId, on: tx, logger: logger)
+                try await BuildStore.closeIfDone(buildId: job.buildId, on: tx, logger: logger)
+            }
+            return expired.count
+        }
+    }
+}
