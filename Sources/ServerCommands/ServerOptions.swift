@@ -33,8 +33,8 @@ struct StorageOptions: ParsableArguments {
         if logLevel == nil { logger.logLevel = .warning }
         do {
             return try await body(try configuration(), logger)
-        } catch let error as APIError {
-            throw OperatorError(error.detail)
+        } catch let error as DomainError {
+            throw OperatorError(error.message)
         } catch let error as ConfigurationError {
             throw OperatorError(error.description)
         }

@@ -31,6 +31,27 @@ struct FailureMappingTests {
         #expect(problem.detail.contains("storage is full"))
     }
 
+    @Test("domain errors map to one status each, with the field named", arguments: [
+        (DomainError.invalidField("limit", "must be between 1 and 200"), 400), (DomainError.invalidToken, 401),
+        (DomainError.forbidden("no"), 403), (DomainError.notFound("project", "x"), 404), (DomainError.conflict("taken"), 409),
+        (DomainError.limit("usage_limit", "cap reached"), 402),
+    ])
+    func domainErrors(error: DomainError, status: Int) {
+        let problem = ProblemMiddleware.problem(for: error, operationID: "op", logger: logger)
+        #expect(problem.status.code == status)
+        #expect(problem.code == error.code)
+        if let field = error.field {
+            #expect(problem.fieldErrors == [.init(field: field, message: "must be between 1 and 200")])
+        }
+    }
+
+    @Test("an internal domain error answers 500 without its details")
+    func internalError() {
+        let problem = ProblemMiddleware.problem(for: DomainError.internal("row vanished"), operationID: "op", logger: logger)
+        #expect(problem.status == .internalServerError)
+        #expect(!problem.detail.contains("vanished"))
+    }
+
     @Test("other errors are not service faults")
     func otherErrors() {
         #expect(ServiceFault(CancellationError()) == nil)

@@ -1,7 +1,8 @@
 import HTTPTypes
 
-/// A domain error with everything needed to answer with `application/problem+json`.
-/// Handlers throw these; `ProblemMiddleware` turns them (and decoding failures) into responses.
+/// An error with everything needed to answer with `application/problem+json`: the API's
+/// rendering of a `DomainError`, and what the HTTP layer itself refuses (bodies, media types).
+/// `ProblemMiddleware` turns these, domain errors and decoding failures into responses.
 public struct APIError: Error, Sendable, Equatable {
     public struct FieldError: Sendable, Equatable {
         public let field: String
@@ -45,6 +46,23 @@ public struct APIError: Error, Sendable, Equatable {
     public static func payloadTooLarge(limit: Int) -> APIError {
         APIError(status: .contentTooLarge, code: "payload_too_large",
                  detail: "the request body is larger than \(limit) bytes")
+    }
+}
+
+extension APIError {
+    /// The one mapping from the domain's errors to HTTP statuses.
+    public init(_ error: DomainError) {
+        let status: HTTPResponse.Status = switch error.kind {
+        case .invalid: .badRequest
+        case .unauthenticated: .unauthorized
+        case .forbidden: .forbidden
+        case .notFound: .notFound
+        case .conflict: .conflict
+        case .limit: .paymentRequired
+        case .internal: .internalServerError
+        }
+        self.init(status: status, code: error.code, detail: error.message,
+                  fieldErrors: error.field.map { [FieldError(field: $0, message: String(error.message.dropFirst($0.count + 2)))] } ?? [])
     }
 }
 

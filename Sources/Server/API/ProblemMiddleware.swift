@@ -36,7 +36,7 @@ struct ProblemMiddleware: ServerMiddleware {
                 cause = cause ?? serverError.causeDescription
                 status = status ?? serverError.httpStatus
                 underlying = serverError.underlyingError
-            } else if let clientSide = underlying as? (any HTTPResponseConvertible), !(underlying is APIError) {
+            } else if let clientSide = underlying as? (any HTTPResponseConvertible), !(underlying is APIError), !(underlying is DomainError) {
                 status = clientSide.httpStatus
                 break
             } else {
@@ -44,6 +44,14 @@ struct ProblemMiddleware: ServerMiddleware {
             }
         }
         if let apiError = underlying as? APIError { return apiError }
+        if let domain = underlying as? DomainError {
+            if domain.kind == .internal {
+                logger.error("operation failed", metadata: ["operation": "\(operationID)", "error": "\(domain.message)", "cause": "\(domain.cause ?? "-")"])
+                return APIError(status: .internalServerError, code: "internal",
+                                detail: "the server failed to handle this request; the error is in the server log")
+            }
+            return APIError(domain)
+        }
         if let decoding = underlying as? DecodingError { return Self.problem(decoding) }
         if let fault = ServiceFault(underlying) {
             if fault != .unstorableValue {

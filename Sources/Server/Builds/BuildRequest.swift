@@ -8,19 +8,19 @@ enum BuildRequest {
         let dockerfile = try self.dockerfile(body.dockerfile ?? "Dockerfile")
         if let target = body.target {
             guard !target.isEmpty, target.count <= 128, target.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else {
-                throw APIError.invalidField("target", "must name a build stage (letters, digits, '.', '_', '-')")
+                throw DomainError.invalidField("target", "must name a build stage (letters, digits, '.', '_', '-')")
             }
         }
         var platforms: [String] = []
         for (i, raw) in (body.platforms ?? []).enumerated() {
             guard let platform = Platform.normalize(raw) else {
-                throw APIError.invalidField("platforms[\(i)]", "'\(raw)' is not a platform like linux/amd64 or linux/arm64")
+                throw DomainError.invalidField("platforms[\(i)]", "'\(raw)' is not a platform like linux/amd64 or linux/arm64")
             }
             if !platforms.contains(platform) { platforms.append(platform) }
         }
         if platforms.isEmpty { platforms = [Platform.host] }
         guard platforms.count == 1 else {
-            throw APIError.invalidField("platforms", "multi-platform builds are not supported yet; start one build per platform")
+            throw DomainError.invalidField("platforms", "multi-platform builds are not supported yet; start one build per platform")
         }
         var pushTags: [String] = []
         for (i, tag) in (body.tags ?? []).enumerated() {
@@ -28,11 +28,11 @@ enum BuildRequest {
         }
         let buildArgs = body.buildArgs?.additionalProperties ?? [:]
         for key in buildArgs.keys where !isVariableName(key) {
-            throw APIError.invalidField("buildArgs.\(key)", "is not a valid build argument name")
+            throw DomainError.invalidField("buildArgs.\(key)", "is not a valid build argument name")
         }
         let labels = body.labels?.additionalProperties ?? [:]
         for key in labels.keys where key.isEmpty || key.count > 256 {
-            throw APIError.invalidField("labels", "label keys must be 1 to 256 characters")
+            throw DomainError.invalidField("labels", "label keys must be 1 to 256 characters")
         }
         return BuildSpec(
             dockerfile: dockerfile, target: body.target, platforms: platforms, tags: body.tags ?? [], pushTags: pushTags,
@@ -44,19 +44,19 @@ enum BuildRequest {
         var out = BuildSecrets()
         for (i, secret) in (body.secrets ?? []).enumerated() {
             guard !secret.id.isEmpty, secret.id.count <= 64, secret.id.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else {
-                throw APIError.invalidField("secrets[\(i)].id", "must be 1 to 64 letters, digits, '.', '_' or '-'")
+                throw DomainError.invalidField("secrets[\(i)].id", "must be 1 to 64 letters, digits, '.', '_' or '-'")
             }
             guard Data(base64Encoded: secret.value) != nil else {
-                throw APIError.invalidField("secrets[\(i)].value", "must be base64")
+                throw DomainError.invalidField("secrets[\(i)].value", "must be base64")
             }
             if out.secrets.contains(where: { $0.id == secret.id }) {
-                throw APIError.invalidField("secrets[\(i)].id", "'\(secret.id)' is given twice")
+                throw DomainError.invalidField("secrets[\(i)].id", "'\(secret.id)' is given twice")
             }
             out.secrets.append(.init(id: secret.id, value: secret.value))
         }
         for (i, credential) in (body.registryCredentials ?? []).enumerated() {
             guard !credential.registry.isEmpty, !credential.registry.contains("/") else {
-                throw APIError.invalidField("registryCredentials[\(i)].registry", "must be a registry host such as ghcr.io or registry.example.com:5000")
+                throw DomainError.invalidField("registryCredentials[\(i)].registry", "must be a registry host such as ghcr.io or registry.example.com:5000")
             }
             out.credentials.append(.init(registry: credential.registry, username: credential.username, password: credential.password))
         }
@@ -69,7 +69,7 @@ enum BuildRequest {
         guard !path.isEmpty, !path.hasPrefix("/"), path.count <= 1024, !parts.contains(".."), !parts.isEmpty,
               !path.unicodeScalars.contains(where: { $0.value < 32 })
         else {
-            throw APIError.invalidField("dockerfile", "must be a relative path inside the context, without '..'")
+            throw DomainError.invalidField("dockerfile", "must be a relative path inside the context, without '..'")
         }
         return parts.filter { $0 != "." }.joined(separator: "/")
     }
@@ -82,7 +82,7 @@ enum BuildRequest {
     /// `app`, `app:1`, `team/app` → `<project-id>/app:1` in the project registry; a reference
     /// whose first component is a host (`ghcr.io/x/app`, `localhost:5000/app`) stays as it is.
     static func resolve(tag raw: String, projectId: String, field: String) throws -> String {
-        let problem = APIError.invalidField(field, "'\(raw)' is not an image reference like app, app:1.2 or registry.example.com/team/app:1.2")
+        let problem = DomainError.invalidField(field, "'\(raw)' is not an image reference like app, app:1.2 or registry.example.com/team/app:1.2")
         guard !raw.isEmpty, raw.count <= 512, !raw.contains("@") else { throw problem }
         var components = raw.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         var host: String?

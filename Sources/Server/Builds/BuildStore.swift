@@ -65,7 +65,7 @@ public struct BuildStore: Sendable {
             // Caps and plan limits, checked under the organization's lock: concurrent creations
             // all see the same figures.
             if let refusal = try await UsageStore.refusal(organizationId: organizationId, on: tx, logger: logger) {
-                throw APIError(status: .paymentRequired, code: "usage_limit", detail: refusal)
+                throw DomainError.limit("usage_limit", refusal)
             }
             try await tx.query(
                 """
@@ -82,7 +82,7 @@ public struct BuildStore: Sendable {
             try await tx.query("UPDATE build_contexts SET last_used_at = now() WHERE project_id = \(projectId) AND digest = \(contextDigest)", logger: logger)
             try await BuildSignals.notify("jobs", on: tx, logger: logger)
         }
-        guard let build = try await build(id: id) else { throw APIError(status: .internalServerError, code: "internal", detail: "build vanished") }
+        guard let build = try await build(id: id) else { throw DomainError.internal("build vanished") }
         return build
     }
 

@@ -25,14 +25,14 @@ enum PageCursor {
               let text = String(data: data, encoding: .utf8), text.hasPrefix("v1:"),
               let seq = Int64(text.dropFirst(3)), seq > 0
         else {
-            throw APIError.invalidField("cursor", "is not a cursor returned by this list; start again without it")
+            throw DomainError.invalidField("cursor", "is not a cursor returned by this list; start again without it")
         }
         return seq
     }
 
     static func limit(_ limit: Int?) throws -> Int {
         let limit = limit ?? 50
-        guard (1...200).contains(limit) else { throw APIError.invalidField("limit", "must be between 1 and 200") }
+        guard (1...200).contains(limit) else { throw DomainError.invalidField("limit", "must be between 1 and 200") }
         return limit
     }
 

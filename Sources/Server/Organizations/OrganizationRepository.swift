@@ -62,7 +62,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
             }
             return nil
         } catch where error.isUniqueViolation {
-            throw APIError.conflict("an organization named '\(name)' already exists")
+            throw DomainError.conflict("an organization named '\(name)' already exists")
         }
     }
 
@@ -115,7 +115,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
             RETURNING id
             """, logger: logger)
         for try await id in rows.decode(String.self) { return id }
-        throw APIError(status: .internalServerError, code: "internal", detail: "user upsert returned nothing")
+        throw DomainError.internal("user upsert returned nothing")
     }
 
     public func addMember(organizationId: String, email: String, role: Role, firstToken: @escaping @Sendable (String) -> NewToken) async throws -> MemberRecord {
@@ -126,11 +126,11 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
                     "INSERT INTO memberships (organization_id, user_id, role) VALUES (\(organizationId), \(userId), \(role.rawValue))",
                     logger: logger)
             } catch where error.isUniqueViolation {
-                throw APIError.conflict("\(email) is already a member of this organization")
+                throw DomainError.conflict("\(email) is already a member of this organization")
             }
             _ = try await PostgresTokenRepository.insert(firstToken(userId), on: tx, logger: logger)
             guard let member = try await Self.member(organizationId: organizationId, userId: userId, on: tx, logger: logger) else {
-                throw APIError(status: .internalServerError, code: "internal", detail: "member vanished")
+                throw DomainError.internal("member vanished")
             }
             return member
         }
@@ -144,7 +144,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
             WHERE organization_id = \(organizationId) AND role = 'owner' AND user_id <> \(userId) FOR UPDATE) owners
             """, logger: logger)
         for try await count in rows.decode(Int64.self) where count == 0 {
-            throw APIError.conflict("an organization keeps at least one owner; make someone else owner first")
+            throw DomainError.conflict("an organization keeps at least one owner; make someone else owner first")
         }
     }
 
@@ -194,15 +194,15 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
                     organization = OrganizationRecord(id: id, name: name, plan: plan, createdAt: created)
                 }
             } catch where error.isUniqueViolation {
-                throw APIError.conflict("an organization named '\(name)' already exists")
+                throw DomainError.conflict("an organization named '\(name)' already exists")
             }
-            guard let organization else { throw APIError(status: .internalServerError, code: "internal", detail: "organization insert returned nothing") }
+            guard let organization else { throw DomainError.internal("organization insert returned nothing") }
             let userId = try await Self.upsertUser(email: ownerEmail, on: tx, logger: logger)
             try await tx.query(
                 "INSERT INTO memberships (organization_id, user_id, role) VALUES (\(orgId), \(userId), 'owner')", logger: logger)
             let record = try await PostgresTokenRepository.insert(token(orgId, userId), on: tx, logger: logger)
             guard let user = try await Self.member(organizationId: orgId, userId: userId, on: tx, logger: logger)?.user else {
-                throw APIError(status: .internalServerError, code: "internal", detail: "owner vanished")
+                throw DomainError.internal("owner vanished")
             }
             return (organization, user, record)
         }

@@ -75,10 +75,10 @@ public struct PostgresProjectRepository: ProjectRepository {
                 VALUES (\(id), \(organizationId), \(name), \(keepGigabytes), \(keepDays))
                 RETURNING \(unescaped: Self.columns)
                 """)
-            else { throw APIError(status: .internalServerError, code: "internal", detail: "project insert returned nothing") }
+            else { throw DomainError.internal("project insert returned nothing") }
             return project
         } catch where error.isUniqueViolation {
-            throw APIError.conflict("a project named '\(name)' already exists in this organization")
+            throw DomainError.conflict("a project named '\(name)' already exists in this organization")
         }
     }
 
@@ -95,7 +95,7 @@ public struct PostgresProjectRepository: ProjectRepository {
                 RETURNING \(unescaped: Self.columns)
                 """)
         } catch where error.isUniqueViolation {
-            throw APIError.conflict("a project named '\(changes.name ?? "")' already exists in this organization")
+            throw DomainError.conflict("a project named '\(changes.name ?? "")' already exists in this organization")
         }
     }
 

@@ -37,28 +37,28 @@ struct RegistryAuthMiddleware: RouterMiddleware {
         if let header = request.headers[.authorization] {
             do {
                 context.grant = try await grant(header)
-            } catch let error as APIError {
-                context.refusal = error.status == .unauthorized ? "invalid credentials: \(error.detail)" : error.detail
+            } catch let error as DomainError {
+                context.refusal = error.kind == .unauthenticated ? "invalid credentials: \(error.message)" : error.message
             }
         }
         return try await next(request, context)
     }
 
     func grant(_ header: String) async throws -> RegistryGrant {
-        guard let (scheme, value) = parseAuthorization(header) else { throw APIError.invalidToken }
+        guard let (scheme, value) = parseAuthorization(header) else { throw DomainError.invalidToken }
         switch scheme {
         case "basic":
-            guard let (_, password) = parseBasicCredentials(value) else { throw APIError.invalidToken }
+            guard let (_, password) = parseBasicCredentials(value) else { throw DomainError.invalidToken }
             return RegistryGrant(caller: try await authenticator.authenticate(secret: password), access: nil, catalog: true)
         case "bearer" where value.hasPrefix("ddreg."):
             guard let grant = signer.verify(value), try await authenticator.stillActive(tokenId: grant.caller.tokenId) else {
-                throw APIError.invalidToken
+                throw DomainError.invalidToken
             }
             return grant
         case "bearer":
             return RegistryGrant(caller: try await authenticator.authenticate(secret: value), access: nil, catalog: true)
         default:
-            throw APIError.invalidToken
+            throw DomainError.invalidToken
         }
     }
 }

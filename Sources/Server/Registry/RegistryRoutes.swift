@@ -100,6 +100,16 @@ struct RegistryErrorMiddleware: RouterMiddleware {
             throw error
         } catch let error as HTTPError {
             throw error
+        } catch let error as DomainError where error.kind != .internal {
+            // The one mapping from domain errors to the registry's error format.
+            switch error.kind {
+            case .invalid: throw RegistryError(.badRequest, "UNSUPPORTED", error.message)
+            case .unauthenticated: throw RegistryError(.unauthorized, "UNAUTHORIZED", error.message)
+            case .forbidden, .limit: throw RegistryError.denied(error.message)
+            case .notFound: throw RegistryError(.notFound, "NAME_UNKNOWN", error.message)
+            case .conflict: throw RegistryError(.conflict, "UNSUPPORTED", error.message)
+            case .internal: throw RegistryError.unknown(error.message)
+            }
         } catch {
             if let fault = ServiceFault(error) {
                 if fault != .unstorableValue {

@@ -25,10 +25,10 @@ extension RegistryRoutes {
             } else {
                 let grant = try requireGrant(request, context, scope: nil)
                 // A registry token does not buy another one: only Drydock tokens do.
-                guard grant.access == nil else { throw APIError.invalidToken }
+                guard grant.access == nil else { throw DomainError.invalidToken }
                 caller = grant.caller
             }
-        } catch is APIError {
+        } catch is DomainError {
             throw RegistryError(.unauthorized, "UNAUTHORIZED", "invalid credentials", headers: challenge(request, scope: nil))
         }
 

@@ -26,16 +26,16 @@ public final class TokenAuthenticator: Sendable {
     }
 
     public func authenticate(authorization: String?) async throws -> Caller {
-        guard let authorization, !authorization.isEmpty else { throw APIError.unauthenticated }
+        guard let authorization, !authorization.isEmpty else { throw DomainError.unauthenticated }
         guard let (scheme, secret) = parseAuthorization(authorization), scheme == "bearer" else {
-            throw APIError(status: .unauthorized, code: "unauthenticated",
-                           detail: "use 'Authorization: Bearer <token>' with a Drydock token")
+            throw DomainError(.unauthenticated, code: "unauthenticated",
+                            "use 'Authorization: Bearer <token>' with a Drydock token")
         }
         return try await authenticate(secret: secret)
     }
 
     public func authenticate(secret: String) async throws -> Caller {
-        guard TokenSecret.looksValid(secret) else { throw APIError.invalidToken }
+        guard TokenSecret.looksValid(secret) else { throw DomainError.invalidToken }
         let grant = try await grants.value(for: secret) { [tokens] in
             guard let fresh = try await tokens.grant(forSecret: secret) else { return nil }
             if fresh.lastUsedAt.map({ Date().timeIntervalSince($0) > 60 }) ?? true, !fresh.revoked {
@@ -43,16 +43,16 @@ public final class TokenAuthenticator: Sendable {
             }
             return fresh
         }
-        guard let grant, !grant.revoked else { throw APIError.invalidToken }
-        if let expires = grant.expiresAt, expires <= Date() { throw APIError.invalidToken }
+        guard let grant, !grant.revoked else { throw DomainError.invalidToken }
+        if let expires = grant.expiresAt, expires <= Date() { throw DomainError.invalidToken }
         guard let organizationId = grant.organizationId else {
             // Operator-level credentials: a server-wide worker token serves every organization.
-            guard grant.kind == .worker else { throw APIError.invalidToken }
+            guard grant.kind == .worker else { throw DomainError.invalidToken }
             return Caller(tokenId: grant.tokenId, kind: .worker, organizationId: "", projectId: nil, userId: nil, role: nil,
                           isServerWide: true)
         }
         if grant.kind == .user, grant.role == nil {
-            throw APIError.invalidToken  // the user has left the organization
+            throw DomainError.invalidToken  // the user has left the organization
         }
         return Caller(tokenId: grant.tokenId, kind: grant.kind, organizationId: organizationId,
                       projectId: grant.projectId, userId: grant.userId, role: grant.role)

@@ -149,7 +149,7 @@ public struct PostgresTokenRepository: TokenRepository {
             RETURNING \(unescaped: columns)
             """, logger: logger)
         for try await row in rows.decode(Row.self) { return record(row).item }
-        throw APIError(status: .internalServerError, code: "internal", detail: "token insert returned nothing")
+        throw DomainError.internal("token insert returned nothing")
     }
 
     public func token(id: String, organizationId: String) async throws -> TokenRecord? {

@@ -88,7 +88,7 @@ public struct UsageStore: Sendable {
             }
             return terms
         }
-        throw APIError.notFound("organization", organizationId)
+        throw DomainError.notFound("organization", organizationId)
     }
 
     func terms(organizationId: String) async throws -> PlanTerms {
@@ -98,17 +98,17 @@ public struct UsageStore: Sendable {
     /// Sets an organization's plan (operator command). Overrides apply to Business only.
     public func setPlan(organizationId: String, plan: String, overrides: PlanOverrides?) async throws {
         guard ["developer", "startup", "business"].contains(plan) else {
-            throw APIError.invalidField("plan", "must be developer, startup or business")
+            throw DomainError.invalidField("plan", "must be developer, startup or business")
         }
         if overrides != nil, plan != "business" {
-            throw APIError.invalidField("plan", "custom amounts apply to the business plan only")
+            throw DomainError.invalidField("plan", "custom amounts apply to the business plan only")
         }
         let text = try overrides.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
         var found = false
         for try await _ in try await client.query(
             "UPDATE organizations SET plan = \(plan), plan_overrides = \(text) WHERE id = \(organizationId) RETURNING id", logger: logger
         ).decode(String.self) { found = true }
-        guard found else { throw APIError.notFound("organization", organizationId) }
+        guard found else { throw DomainError.notFound("organization", organizationId) }
     }
 
     // MARK: metering
@@ -326,18 +326,18 @@ struct UsagePeriod: Sendable, Equatable {
     /// From `month=YYYY-MM` or `from`/`to` (`YYYY-MM-DD`, inclusive), else the current month.
     static func parse(month: String?, from: String?, to: String?, now: Date = Date()) throws -> UsagePeriod {
         if let month {
-            guard from == nil, to == nil else { throw APIError.invalidField("month", "give either month or from/to, not both") }
+            guard from == nil, to == nil else { throw DomainError.invalidField("month", "give either month or from/to, not both") }
             let parts = month.split(separator: "-")
             guard parts.count == 2, let y = Int(parts[0]), let m = Int(parts[1]), (1970...9999).contains(y), (1...12).contains(m) else {
-                throw APIError.invalidField("month", "must be YYYY-MM, e.g. 2026-11")
+                throw DomainError.invalidField("month", "must be YYYY-MM, e.g. 2026-11")
             }
             return Self.month(year: y, month: m)
         }
         if from != nil || to != nil {
-            guard let from, let to else { throw APIError.invalidField(from == nil ? "from" : "to", "give both from and to (YYYY-MM-DD)") }
+            guard let from, let to else { throw DomainError.invalidField(from == nil ? "from" : "to", "give both from and to (YYYY-MM-DD)") }
             let start = try day(from, field: "from"), end = try day(to, field: "to") + 86_400
-            guard end > start else { throw APIError.invalidField("to", "must be on or after from") }
-            guard end - start <= 400 * 86_400 else { throw APIError.invalidField("to", "a period is at most 400 days") }
+            guard end > start else { throw DomainError.invalidField("to", "must be on or after from") }
+            guard end - start <= 400 * 86_400 else { throw DomainError.invalidField("to", "a period is at most 400 days") }
             return UsagePeriod(from: start, to: end)
         }
         return Self.month(containing: now)
@@ -348,7 +348,7 @@ struct UsagePeriod: Sendable, Equatable {
         guard parts.count == 3, let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
               let date = utc.date(from: DateComponents(year: y, month: m, day: d)),
               utc.component(.day, from: date) == d
-        else { throw APIError.invalidField(field, "must be a date YYYY-MM-DD") }
+        else { throw DomainError.invalidField(field, "must be a date YYYY-MM-DD") }
         return Int64(date.timeIntervalSince1970)
     }
 
