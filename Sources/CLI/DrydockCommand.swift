@@ -19,23 +19,3 @@ public struct DrydockCommand: AsyncParsableCommand {
 
     public init() {}
 }
-
-struct ProjectCommands: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "projects",
-        abstract: "Create, list, inspect, change and delete projects.",
-        discussion: "A project is a build cache and a registry namespace (HOST/<project-id>/<name>).",
-        subcommands: [ProjectCreate.self, ProjectList.self, ProjectGet.self, ProjectUpdate.self, ProjectDelete.self],
-        aliases: ["project"]
-    )
-}
-
-struct TokenCommands: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "tokens",
-        abstract: "Create, list and revoke tokens for people, CI and builders.",
-        discussion: "Secrets are shown once, when created; the server keeps only a hash.",
-        subcommands: [TokenCreate.self, TokenList.self, TokenRevoke.self],
-        aliases: ["token"]
-    )
-}

@@ -92,6 +92,8 @@ struct JobRun: Sendable {
                 for step in tracker.feed(line) { await reporter.step(step, platform: job.platform) }
                 let lower = line.lowercased()
                 if lower.hasPrefix("error") || lower.contains("error building at step") || lower.hasPrefix("subprocess exited") { lastError = line }
+                // buildah's STEP lines are parsed here, once: they reach the log as step events only.
+                return StepTracker.parseStep(line) == nil
             }
             if control.canceled || control.lost {
                 if let step = tracker.finish(status: "failed") { await reporter.step(step, platform: job.platform) }
@@ -275,6 +277,7 @@ struct JobRun: Sendable {
             environment: environment, control: control) { line in
             output.append(line)
             if output.count > 20 { output.removeFirst() }
+            return true
         }
         if control.canceled { throw BuilderError.job("canceled") }
         guard code == 0, let digest = try? String(contentsOf: digestFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
@@ -285,12 +288,12 @@ struct JobRun: Sendable {
         return digest
     }
 
-    /// Runs a command in its own process group, feeding each output line to the job's log and
-    /// to `onLine`; a cancel terminates the whole group.
     var work: URL { configuration.cacheDirectory.appendingPathComponent(".jobs").appendingPathComponent(job.jobId) }
 
+    /// Runs a command in its own process group, giving each output line to `onLine`, which says
+    /// whether it also goes to the job's log; a cancel terminates the whole group.
     func runStreaming(_ argv: [String], environment: [String: String], control: Control,
-                      onLine: (String) async -> Void) async throws -> Int32 {
+                      onLine: (String) async -> Bool) async throws -> Int32 {
         let child = try ChildProcess(argv, environment: environment)
         // Recorded so a restarted worker can stop what a killed one left running.
         try? "\(child.pid)".write(to: work.appendingPathComponent("pgid"), atomically: true, encoding: .utf8)
@@ -300,8 +303,8 @@ struct JobRun: Sendable {
         }
         if stop { await child.terminate() }
         for await line in child.lines() {
-            await onLine(line)  // step events first, so a step's header precedes its output
-            await reporter.log(line)
+            // Step events first, so a step's header precedes its output.
+            if await onLine(line) { await reporter.log(line) }
         }
         let code = await child.wait()
         control.state.withLock { $0.process = nil }

@@ -2,8 +2,6 @@ import ArgumentParser
 import DrydockClient
 import Foundation
 
-extension Components.Schemas.TokenKind: ExpressibleByArgument {}
-
 struct TokenCreate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create", abstract: "Create a token and print its secret (shown only this once).",
@@ -31,12 +29,11 @@ struct TokenCreate: AsyncParsableCommand {
     func run() async throws {
         let lifetime = try expires.map(TokenCreate.parseDuration)
         let token = try await connection.client().createToken(name: name, kind: kind, projectId: project, expiresInSeconds: lifetime)
-        switch output.format {
-        case .json: try Output.json(token)
-        case .table:
-            FileHandle.standardError.write(Data("Created \(token.kind.rawValue) token \(token.name) (\(token.id))\(token.expiresAt.map { ", expires \(Output.date($0))" } ?? ""). The secret is shown only now:\n".utf8))
-            print(token.token)
-        }
+        try output.created(
+            token, message: "Created \(token.kind.rawValue) token \(token.name) (\(token.id))\(token.expiresAt.map { ", expires \(Output.date($0))" } ?? ""). The secret is shown only now:",
+            secret: token.token,
+            fields: [("ID", token.id), ("Name", token.name), ("Kind", token.kind.rawValue), ("Project", token.projectId ?? "-"),
+                     ("Expires", token.expiresAt.map(Output.date) ?? "never"), ("Token", token.token)])
     }
 
     /// "30d" → seconds. Units: s, m, h, d, w.
@@ -57,50 +54,5 @@ struct TokenCreate: AsyncParsableCommand {
         let (seconds, overflow) = value.multipliedReportingOverflow(by: multiplier)
         guard !overflow else { throw CLIError("--expires is too long") }
         return seconds
-    }
-}
-
-struct TokenList: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List tokens (metadata only, never secrets).", aliases: ["ls"])
-
-    @OptionGroup var connection: ConnectionOptions
-    @OptionGroup var output: FormatOption
-
-    @Option(help: "Only tokens for this project.")
-    var project: String?
-
-    @Option(help: "Only tokens of this kind.")
-    var kind: Components.Schemas.TokenKind?
-
-    @Flag(help: "Include revoked tokens.")
-    var all = false
-
-    func run() async throws {
-        let client = try connection.client()
-        var tokens: [Components.Schemas.Token] = []
-        var cursor: String?
-        repeat {
-            let page = try await client.tokens(limit: 200, cursor: cursor, kind: kind, projectId: project, includeRevoked: all)
-            tokens += page.items
-            cursor = page.nextCursor
-        } while cursor != nil
-        switch output.format {
-        case .json: try Output.json(tokens)
-        case .table: Output.table(Components.Schemas.Token.tableHeaders, tokens.map(\.tableRow), empty: "No tokens.")
-        }
-    }
-}
-
-struct TokenRevoke: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a token at once.", aliases: ["rm"])
-
-    @OptionGroup var connection: ConnectionOptions
-
-    @Argument(help: "Token ID (from 'drydock tokens list').")
-    var id: String
-
-    func run() async throws {
-        try await connection.client().revokeToken(id)
-        print("Revoked token \(id).")
     }
 }

@@ -38,14 +38,14 @@ public struct ConnectionOptions: ParsableArguments {
 }
 
 public struct FormatOption: ParsableArguments {
-    @Option(help: "Output format: table or json.")
+    @Option(help: "Output format: table, json or csv.")
     var format: OutputFormat = .table
 
     public init() {}
 }
 
 public enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
-    case table, json
+    case table, json, csv
 }
 
 /// Where the project comes from: --project, DRYDOCK_PROJECT, or drydock.json walking up.

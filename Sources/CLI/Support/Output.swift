@@ -1,7 +1,44 @@
 import DrydockClient
 import Foundation
 
-/// The one renderer for `--format table|json`.
+/// How every command shows what it got, for `--format table|json|csv`: a list as a table (or
+/// CSV rows), one thing as aligned fields (or `field,value` rows), JSON as the API gave it.
+extension FormatOption {
+    /// A list. `json` is what `--format json` prints (the items, or the page holding them).
+    func list(_ json: some Encodable, headers: [String], rows: [[String]], empty: String) throws {
+        switch format {
+        case .json: try Output.json(json)
+        case .csv: Output.csv([headers] + rows)
+        case .table: Output.table(headers, rows, empty: empty)
+        }
+    }
+
+    /// One thing, as named fields.
+    func details(_ json: some Encodable, _ fields: [(String, String)]) throws {
+        switch format {
+        case .json: try Output.json(json)
+        case .csv: Output.csv([["FIELD", "VALUE"]] + fields.map { [$0.0, $0.1] })
+        case .table: Output.keyValues(fields)
+        }
+    }
+
+    /// Something just made. Tables say so in a sentence (on stderr when stdout carries a
+    /// `secret`, shown once, alone, so scripts can capture it); CSV gives the fields.
+    func created(_ json: some Encodable, message: String, secret: String? = nil, fields: [(String, String)]) throws {
+        switch format {
+        case .json: try Output.json(json)
+        case .csv: Output.csv([["FIELD", "VALUE"]] + fields.map { [$0.0, $0.1] })
+        case .table:
+            if let secret {
+                FileHandle.standardError.write(Data((message + "\n").utf8))
+                print(secret)
+            } else {
+                print(message)
+            }
+        }
+    }
+}
+
 enum Output {
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -34,6 +71,16 @@ enum Output {
         for row in rows { print(line(row)) }
     }
 
+    /// RFC 4180: fields with commas, quotes or line breaks are quoted, quotes doubled.
+    static func csv(_ rows: [[String]]) {
+        for row in rows {
+            print(row.map { field in
+                field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
+                    ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field
+            }.joined(separator: ","))
+        }
+    }
+
     static func date(_ date: Date?) -> String {
         guard let date else { return "-" }
         let formatter = ISO8601DateFormatter()
@@ -51,20 +98,4 @@ enum Output {
             print("\(key.padding(toLength: width, withPad: " ", startingAt: 0))  \(value)")
         }
     }
-}
-
-extension Components.Schemas.Project {
-    var tableRow: [String] {
-        [id, name, "\(cachePolicy.keepGigabytes) GB / \(cachePolicy.keepDays) days", Output.date(createdAt)]
-    }
-    static let tableHeaders = ["ID", "NAME", "CACHE", "CREATED"]
-}
-
-extension Components.Schemas.Token {
-    var tableRow: [String] {
-        [id, name, kind.rawValue, projectId ?? "-", prefix + "…", Output.date(createdAt),
-         expiresAt.map(Output.date) ?? "never", lastUsedAt.map(Output.date) ?? "never",
-         revokedAt == nil ? "active" : "revoked"]
-    }
-    static let tableHeaders = ["ID", "NAME", "KIND", "PROJECT", "SECRET", "CREATED", "EXPIRES", "LAST USED", "STATUS"]
 }

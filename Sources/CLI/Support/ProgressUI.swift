@@ -69,7 +69,6 @@ final class ProgressUI: Sendable {
                 }
             case .log:
                 guard let line = entry.line else { return }
-                if StepLine.matches(line) { return }  // shown as the step itself
                 if mode == .plain {
                     write(s.currentStep > 0 && !line.hasPrefix("#drydock") ? "#\(s.currentStep) \(line)\n" : "\(line)\n")
                 } else {
@@ -125,46 +124,5 @@ final class ProgressUI: Sendable {
             draw(&s, force: true)
             s.drawnLines = 0
         }
-    }
-}
-
-/// Ctrl-C during a build: the first cancels the remote build (and keeps following it to its end);
-/// the second exits at once.
-final class InterruptHandler: @unchecked Sendable {
-    private var source: (any DispatchSourceSignal)?
-    private let count = Atomic<Int>(0)
-
-    var fired: Bool { count.load(ordering: .relaxed) > 0 }
-
-    init(onFirst: @escaping @Sendable () async -> Void) {
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT)
-        self.source = source
-        source.setEventHandler { [self] in
-            let n = count.wrappingAdd(1, ordering: .relaxed).newValue
-            if n == 1 {
-                Task { await onFirst() }
-            } else {
-                Foundation.exit(130)
-            }
-        }
-        source.resume()
-    }
-
-    func remove() {
-        source?.cancel()
-        source = nil
-        signal(SIGINT, SIG_DFL)
-    }
-}
-
-enum StepLine {
-    /// buildah's `STEP 2/5: …` and `[1/2] STEP 2/5: …` lines.
-    static func matches(_ line: String) -> Bool {
-        if line.hasPrefix("STEP ") { return true }
-        if line.hasPrefix("["), let close = line.firstIndex(of: "]") {
-            return line[line.index(after: close)...].drop { $0 == " " }.hasPrefix("STEP ")
-        }
-        return false
     }
 }

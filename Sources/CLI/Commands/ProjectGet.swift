@@ -1,0 +1,25 @@
+import ArgumentParser
+import DrydockClient
+
+struct ProjectGet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "get", abstract: "Show a project.", aliases: ["show"])
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: FormatOption
+
+    @Argument(help: "Project ID.")
+    var id: String
+
+    func run() async throws {
+        let project = try await connection.client().project(id)
+        try output.details(project, Self.fields(project))
+    }
+
+    static func fields(_ project: Components.Schemas.Project) -> [(String, String)] {
+        [
+            ("ID", project.id), ("Name", project.name), ("Organization", project.organizationId),
+            ("Cache", "\(project.cachePolicy.keepGigabytes) GB per platform, \(project.cachePolicy.keepDays) days"),
+            ("Created", Output.date(project.createdAt)), ("Updated", Output.date(project.updatedAt)),
+        ]
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+import DrydockClient
+import Foundation
+
+struct RegistryCommands: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "registry",
+        abstract: "Look after the project's registry: repositories, tags, storage.",
+        discussion: """
+            Images live at HOST/<project-id>/<name>:<tag>. Log docker, podman, buildah or skopeo in
+            with any username and a Drydock token as the password, e.g.
+              skopeo login --username ci --password "$DRYDOCK_TOKEN" HOST
+            """,
+        subcommands: [RegistryList.self, RegistryTags.self, RegistryRemove.self, RegistryUsage.self]
+    )
+}

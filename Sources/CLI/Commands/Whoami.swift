@@ -1,0 +1,23 @@
+import ArgumentParser
+import DrydockClient
+import Foundation
+
+struct Whoami: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the token, organization and user in use.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: FormatOption
+
+    func run() async throws {
+        let caller = try await connection.client().whoami()
+        try output.details(caller, [
+                ("Server", connection.resolvedAPIURL()),
+                ("Organization", "\(caller.organization.name) (\(caller.organization.id))"),
+                ("User", caller.user.map { "\($0.email) (\($0.id))" } ?? "-"),
+                ("Role", caller.role?.rawValue ?? "-"),
+                ("Token", "\(caller.token.name) (\(caller.token.id), \(caller.token.kind.rawValue))"),
+                ("Project", caller.token.projectId ?? "-"),
+                ("Expires", caller.token.expiresAt.map(Output.date) ?? "never"),
+        ])
+    }
+}
