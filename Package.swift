@@ -134,6 +134,7 @@ let package = Package(
                 "DrydockClient",
                 "DrydockBuildContext",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Sources/CLI"
         ),

@@ -162,6 +162,45 @@ struct BuildTests {
         }
     }
 
+    @Test("SIGTERM to drydock build (a CI runner's timeout) cancels the remote build, as Ctrl-C does")
+    func cliTerminated() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let fixture = try await BuildFixture.make(server, project: "term")
+                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
+                defer { withExtendedLifetime(builder) {} }
+                let context = dir.appendingPathComponent("app")
+                try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
+                try "FROM \(fixture.base)\nRUN sleep 141\n".write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+                let cli = Process()
+                cli.executableURL = packageRoot.appendingPathComponent(".build/debug/drydock")
+                cli.arguments = ["build", "--api-url", server.baseURL, "--token", server.ownerToken, "--project", fixture.projectId,
+                                 "--progress", "plain", context.path]
+                cli.environment = ["HOME": dir.path, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+                let log = dir.appendingPathComponent("cli.log")
+                FileManager.default.createFile(atPath: log.path, contents: nil)
+                let handle = try FileHandle(forWritingTo: log)
+                cli.standardOutput = handle
+                cli.standardError = handle
+                try cli.run()
+                var queued: Components.Schemas.Build?
+                let deadline = ContinuousClock.now + .seconds(60)
+                while queued == nil, ContinuousClock.now < deadline {
+                    queued = try await fixture.client.builds(projectId: fixture.projectId).items.first
+                    if queued == nil { try await Task.sleep(for: .milliseconds(200)) }
+                }
+                let build = try #require(queued, "the CLI never queued the build: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+                _ = try await fixture.wait(build.id) { $0.steps.contains { $0.instruction.contains("sleep 141") && $0.status == .running } }
+                kill(cli.processIdentifier, SIGTERM)
+                let canceled = try await fixture.finished(build.id, timeout: .seconds(30))
+                #expect(canceled.status == .canceled)
+                for _ in 0..<100 where cli.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+                #expect(!cli.isRunning)
+                #expect(cli.terminationStatus == 130, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+            }
+        }
+    }
+
     @Test("a worker killed with kill -9 mid-build: the build fails when its lease expires, the next build is fine")
     func workerKilled() async throws {
         try await withTestServer(configure: { $0.jobLease = .seconds(4); $0.leaseCheckInterval = .milliseconds(500) }) { server in

@@ -1,32 +1,32 @@
 import Foundation
 import Synchronization
+import UnixSignals
 
-/// Ctrl-C during a build: the first cancels the remote build (and keeps following it to its end);
-/// the second exits at once.
-final class InterruptHandler: @unchecked Sendable {
-    private var source: (any DispatchSourceSignal)?
-    private let count = Atomic<Int>(0)
+/// Ctrl-C (SIGINT) or SIGTERM (what CI runners send on a timeout) during a build: the first
+/// cancels the remote build and keeps following it to its end; the second exits at once.
+/// Signals come through swift-service-lifecycle's `UnixSignalsSequence`, the same mechanism the
+/// server and the builder use.
+final class InterruptHandler: Sendable {
+    private final class Count: Sendable { let value = Atomic<Int>(0) }
+    private let count = Count()
+    private let listener: Task<Void, Never>
 
-    var fired: Bool { count.load(ordering: .relaxed) > 0 }
+    var fired: Bool { count.value.load(ordering: .relaxed) > 0 }
 
     init(onFirst: @escaping @Sendable () async -> Void) {
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT)
-        self.source = source
-        source.setEventHandler { [self] in
-            let n = count.wrappingAdd(1, ordering: .relaxed).newValue
-            if n == 1 {
-                Task { await onFirst() }
-            } else {
-                Foundation.exit(130)
+        let count = self.count
+        listener = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) {
+                if count.value.wrappingAdd(1, ordering: .relaxed).newValue == 1 {
+                    Task { await onFirst() }
+                } else {
+                    Foundation.exit(130)
+                }
             }
         }
-        source.resume()
     }
 
     func remove() {
-        source?.cancel()
-        source = nil
-        signal(SIGINT, SIG_DFL)
+        listener.cancel()
     }
 }
