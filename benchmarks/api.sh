@@ -10,9 +10,12 @@ CONNECTIONS=64
 THREADS=2
 
 scripts/install-deps.sh wrk curl python3
-echo "==> building release"
-swift build -c release 2>&1 | grep -E 'error|Compiling drydock' || true
-BIN=$(swift build -c release --show-bin-path)
+# DRYDOCK_BIN runs another build's binaries (benchmarks/compare.sh uses it); otherwise this checkout's.
+if [[ -z ${DRYDOCK_BIN:-} ]]; then
+    echo "==> building release"
+    swift build -c release 2>&1 | grep -E 'error|Compiling drydock' || true
+fi
+BIN=${DRYDOCK_BIN:-$(swift build -c release --show-bin-path)}
 
 DATA=$(mktemp -d /tmp/drydock-bench.XXXXXX)
 chmod 711 "$DATA"

@@ -10,9 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 scripts/install-deps.sh curl python3 buildah skopeo busybox
-echo "==> building release"
-swift build -c release 2>&1 | grep -E 'error' || true
-BIN=$(swift build -c release --show-bin-path)
+# DRYDOCK_BIN runs another build's binaries (benchmarks/compare.sh uses it); otherwise this checkout's.
+if [[ -z ${DRYDOCK_BIN:-} ]]; then
+    echo "==> building release"
+    swift build -c release 2>&1 | grep -E 'error' || true
+fi
+BIN=${DRYDOCK_BIN:-$(swift build -c release --show-bin-path)}
 
 WORK=$(mktemp -d /tmp/drydock-buildbench.XXXXXX)
 chmod 711 "$WORK"

@@ -12,9 +12,12 @@ cd "$(dirname "$0")/.."
 BLOB_MIB=${1:-1024}
 
 scripts/install-deps.sh wrk curl python3 skopeo docker-registry
-echo "==> building release"
-swift build -c release 2>&1 | grep -E 'error' || true
-BIN=$(swift build -c release --show-bin-path)
+# DRYDOCK_BIN runs another build's binaries (benchmarks/compare.sh uses it); otherwise this checkout's.
+if [[ -z ${DRYDOCK_BIN:-} ]]; then
+    echo "==> building release"
+    swift build -c release 2>&1 | grep -E 'error' || true
+fi
+BIN=${DRYDOCK_BIN:-$(swift build -c release --show-bin-path)}
 
 WORK=$(mktemp -d /tmp/drydock-regbench.XXXXXX)
 chmod 711 "$WORK"

@@ -71,9 +71,9 @@ extension DrydockClient {
     // MARK: workers (worker and build tokens)
 
     /// Waits up to `waitSeconds` for a job; nil when none came.
-    public func claimJob(name: String, platforms: [String], waitSeconds: Int) async throws -> Components.Schemas.JobAssignment? {
+    public func claimJob(name: String, platforms: [Platform], waitSeconds: Int) async throws -> Components.Schemas.JobAssignment? {
         try await call {
-            switch try await $0.claimJob(body: .json(.init(name: name, platforms: platforms, waitSeconds: waitSeconds))) {
+            switch try await $0.claimJob(body: .json(.init(name: name, platforms: platforms.map(\.description), waitSeconds: waitSeconds))) {
             case .ok(let ok): return try ok.body.json
             case .noContent: return nil
             case .undocumented(let status, _): throw DrydockClientError.other("unexpected answer \(status) to a job claim")

@@ -13,19 +13,13 @@ struct Bootstrap: AsyncParsableCommand {
     var email: String?
 
     @Option(help: "developer (default), startup or business.")
-    var plan: String = "developer"
-
-    func validate() throws {
-        guard ["developer", "startup", "business"].contains(plan) else {
-            throw ValidationError("--plan must be developer, startup or business")
-        }
-    }
+    var plan: PlanName = .developer
 
     func run() async throws {
         let result = try await storage.runOperatorCommand { configuration, logger in
             try await ServerRunner.bootstrap(configuration, organization: org, email: email, plan: plan, logger: logger)
         }
-        print("Created organization \(result.organization.name) (id \(result.organization.id), \(result.organization.plan) plan) with owner \(result.owner.email).")
+        print("Created organization \(result.organization.name) (id \(result.organization.id), \(result.organization.plan.rawValue) plan) with owner \(result.owner.email).")
         print("The owner's token follows; it is shown only this once:")
         print(result.secret)
     }

@@ -41,6 +41,8 @@ struct StorageOptions: ParsableArguments {
     }
 }
 
+extension PlanName: ExpressibleByArgument {}
+
 /// A failure of an operator command, printed as `Error: <message>` with no usage text.
 struct OperatorError: Error, CustomStringConvertible {
     let description: String

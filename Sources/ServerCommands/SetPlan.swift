@@ -17,7 +17,7 @@ struct SetPlan: AsyncParsableCommand {
     var org: String
 
     @Argument(help: "developer, startup or business.")
-    var plan: String
+    var plan: PlanName
 
     @Option(name: .customLong("monthly-price"), help: "Business: dollars a month.")
     var monthlyPrice: String?
@@ -50,6 +50,6 @@ struct SetPlan: AsyncParsableCommand {
         try await storage.runOperatorCommand { configuration, logger in
             try await ServerRunner.setPlan(configuration, organizationId: org, plan: plan, overrides: overrides, logger: logger)
         }
-        print("Organization \(org) is now on the \(plan) plan\(custom ? " with custom amounts" : "").")
+        print("Organization \(org) is now on the \(plan.rawValue) plan\(custom ? " with custom amounts" : "").")
     }
 }

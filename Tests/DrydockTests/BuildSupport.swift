@@ -127,6 +127,6 @@ func workerToken(_ server: TestServer) async throws -> String {
 }
 
 func cacheStorage(_ cache: URL, _ projectId: String) -> [String] {
-    let root = cache.appendingPathComponent(projectId).appendingPathComponent(Platform.host.replacingOccurrences(of: "/", with: "-"))
+    let root = cache.appendingPathComponent(projectId).appendingPathComponent(Platform.host.pathComponent)
     return ["--root", root.appendingPathComponent("storage").path, "--runroot", root.appendingPathComponent("run").path, "--storage-driver", "overlay"]
 }

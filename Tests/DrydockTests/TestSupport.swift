@@ -94,7 +94,7 @@ struct TestServer: Sendable {
     }
 
     /// Bootstraps another organization on the same database; returns (organizationId, ownerToken).
-    func bootstrap(_ name: String, plan: String = "startup") async throws -> (String, String) {
+    func bootstrap(_ name: String, plan: PlanName = .startup) async throws -> (String, String) {
         let result = try await ServerRunner.bootstrap(
             ServerConfiguration(databaseURL: nil, dataDirectory: FileManager.default.temporaryDirectory),
             database: database, organization: name, email: nil, plan: plan, logger: TestDatabase.logger)
@@ -128,7 +128,7 @@ struct TestServer: Sendable {
 }
 
 func withTestServer<T: Sendable>(
-    plan: String = "startup",
+    plan: PlanName = .startup,
     configure: (inout ServerConfiguration) -> Void = { _ in },
     _ body: @escaping @Sendable (TestServer) async throws -> T
 ) async throws -> T {

@@ -1,4 +1,4 @@
-import DrydockBuildContext
+import DrydockClient
 import DrydockServer
 import Foundation
 import HTTPTypes
@@ -174,7 +174,7 @@ struct UsageTests {
 
     @Test("plan limits: Developer has one user and no caps; members cannot set caps")
     func planLimits() async throws {
-        try await withTestServer(plan: "developer") { server in
+        try await withTestServer(plan: .developer) { server in
             let member = try await server.request(.post, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken, json: #"{"email":"second@acme.test"}"#)
             #expect(member.status.code == 402)
             #expect(member["detail"]?.contains("allows 1 user") == true)

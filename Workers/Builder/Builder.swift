@@ -33,7 +33,7 @@ public final class Builder: Service, Sendable {
         try FileManager.default.createDirectory(at: configuration.cacheDirectory, withIntermediateDirectories: true)
         await recoverAbandonedJobs()
         logger.info("builder ready", metadata: [
-            "server": "\(configuration.apiURL.absoluteString)", "platforms": "\(configuration.platforms.joined(separator: ","))",
+            "server": "\(configuration.apiURL.absoluteString)", "platforms": "\(configuration.platforms.map(\.description).joined(separator: ","))",
             "cache": "\(configuration.cacheDirectory.path)", "concurrency": "\(configuration.concurrency)",
         ])
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -1,18 +1,18 @@
-import DrydockBuildContext
+import DrydockClient
 import Foundation
 
 /// What `drydock-builder` reads from its environment (and flags).
 public struct BuilderConfiguration: Sendable {
     public var apiURL: URL
     public var workerToken: String
-    public var platforms: [String]
+    public var platforms: [Platform]
     public var cacheDirectory: URL
     public var concurrency: Int
     public var name: String
     /// The buildah executable.
     public var buildah = "buildah"
 
-    public init(apiURL: URL, workerToken: String, platforms: [String], cacheDirectory: URL, concurrency: Int = 1, name: String) {
+    public init(apiURL: URL, workerToken: String, platforms: [Platform], cacheDirectory: URL, concurrency: Int = 1, name: String) {
         self.apiURL = apiURL
         self.workerToken = workerToken
         self.platforms = platforms
@@ -32,8 +32,14 @@ public struct BuilderConfiguration: Sendable {
             throw BuilderError.configuration(
                 "set DRYDOCK_WORKER_TOKEN to a worker token (ddw_…): 'drydock tokens create --kind worker --name NAME' for one organization, or 'drydock-server worker-token --name NAME' for all")
         }
-        let platforms = (env["DRYDOCK_BUILDER_PLATFORMS"].flatMap { $0.isEmpty ? nil : $0 } ?? Platform.host)
-            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        var platforms: [Platform] = []
+        for raw in (env["DRYDOCK_BUILDER_PLATFORMS"].flatMap { $0.isEmpty ? nil : $0 } ?? Platform.host.description).split(separator: ",") {
+            guard let platform = Platform(raw) else {
+                throw BuilderError.configuration(
+                    "DRYDOCK_BUILDER_PLATFORMS: '\(raw.trimmingCharacters(in: .whitespaces))' is not a platform; use e.g. linux/amd64,linux/arm64")
+            }
+            if !platforms.contains(platform) { platforms.append(platform) }
+        }
         let concurrency = Int(env["DRYDOCK_BUILDER_CONCURRENCY"] ?? "") ?? 1
         guard (1...64).contains(concurrency) else { throw BuilderError.configuration("DRYDOCK_BUILDER_CONCURRENCY must be 1 to 64") }
         let cache = env["DRYDOCK_CACHE_DIR"].flatMap { $0.isEmpty ? nil : $0 }

@@ -114,9 +114,9 @@ extension APIHandler {
         let caller = try Caller.require()
         guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
         let name = try Validation.tokenName(body.name)
-        var platforms: [String] = []
+        var platforms: [Platform] = []
         for (i, raw) in body.platforms.enumerated() {
-            guard let platform = Platform.normalize(raw) else {
+            guard let platform = Platform(raw) else {
                 throw APIError.invalidField("platforms[\(i)]", "'\(raw)' is not a platform like linux/amd64 or linux/arm64")
             }
             platforms.append(platform)

@@ -7,7 +7,7 @@ extension Components.Schemas.Build {
     init(_ r: BuildRecord) {
         self.init(
             id: r.id, projectId: r.projectId, status: .init(rawValue: r.status.rawValue) ?? .failed, contextDigest: r.contextDigest,
-            dockerfile: r.spec.dockerfile, target: r.spec.target, platforms: r.spec.platforms, tags: r.spec.tags,
+            dockerfile: r.spec.dockerfile, target: r.spec.target, platforms: r.spec.platforms.map(\.description), tags: r.spec.tags,
             buildArgs: .init(additionalProperties: r.spec.buildArgs), labels: .init(additionalProperties: r.spec.labels),
             noCache: r.spec.noCache, pull: .init(rawValue: r.spec.pull), push: r.spec.push,
             image: "\(r.projectId)/build:\(r.id)", digest: r.digest, error: r.error, createdAt: r.createdAt,

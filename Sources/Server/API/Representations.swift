@@ -5,7 +5,7 @@ import Foundation
 
 extension Components.Schemas.Organization {
     init(_ r: OrganizationRecord) {
-        self.init(id: r.id, name: r.name, plan: .init(rawValue: r.plan) ?? .developer, createdAt: r.createdAt)
+        self.init(id: r.id, name: r.name, plan: r.plan, createdAt: r.createdAt)
     }
 }
 

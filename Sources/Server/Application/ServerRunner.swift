@@ -66,7 +66,7 @@ public enum ServerRunner {
     /// Creates an organization, its owner and the owner's first token, whether or not a server is
     /// running on the same database. Applies pending migrations first.
     public static func bootstrap(
-        _ configuration: ServerConfiguration, organization name: String, email: String?, plan: String = "developer", logger: Logger
+        _ configuration: ServerConfiguration, organization name: String, email: String?, plan: PlanName = .developer, logger: Logger
     ) async throws -> BootstrapResult {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
@@ -76,7 +76,7 @@ public enum ServerRunner {
 
     /// Moves an organization to another plan (with custom amounts for Business).
     public static func setPlan(
-        _ configuration: ServerConfiguration, organizationId: String, plan: String, overrides: UsageStore.PlanOverrides?, logger: Logger
+        _ configuration: ServerConfiguration, organizationId: String, plan: PlanName, overrides: UsageStore.PlanOverrides?, logger: Logger
     ) async throws {
         let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
         defer { if startedHere { embedded?.stop(logger: logger) } }
@@ -87,7 +87,7 @@ public enum ServerRunner {
     }
 
     public static func bootstrap(
-        _ configuration: ServerConfiguration, database: DatabaseURL, organization name: String, email: String?, plan: String = "developer",
+        _ configuration: ServerConfiguration, database: DatabaseURL, organization name: String, email: String?, plan: PlanName = .developer,
         logger: Logger
     ) async throws -> BootstrapResult {
         let name = try Validation.name(name, field: "--org")

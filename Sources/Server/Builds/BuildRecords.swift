@@ -13,7 +13,7 @@ public enum BuildStatus: String, Sendable, Codable {
 struct BuildSpec: Codable, Sendable {
     var dockerfile: String
     var target: String?
-    var platforms: [String]
+    var platforms: [Platform]
     var tags: [String]
     /// `tags` resolved to full destinations (bare names inside the project registry).
     var pushTags: [String]

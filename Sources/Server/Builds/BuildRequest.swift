@@ -11,9 +11,9 @@ enum BuildRequest {
                 throw DomainError.invalidField("target", "must name a build stage (letters, digits, '.', '_', '-')")
             }
         }
-        var platforms: [String] = []
+        var platforms: [Platform] = []
         for (i, raw) in (body.platforms ?? []).enumerated() {
-            guard let platform = Platform.normalize(raw) else {
+            guard let platform = Platform(raw) else {
                 throw DomainError.invalidField("platforms[\(i)]", "'\(raw)' is not a platform like linux/amd64 or linux/arm64")
             }
             if !platforms.contains(platform) { platforms.append(platform) }

@@ -76,7 +76,7 @@ public struct BuildStore: Sendable {
                 try await tx.query(
                     """
                     INSERT INTO build_jobs (id, build_id, organization_id, platform, status)
-                    VALUES (\(Identifier.generate()), \(id), \(organizationId), \(platform), 'queued')
+                    VALUES (\(Identifier.generate()), \(id), \(organizationId), \(platform.description), 'queued')
                     """, logger: logger)
             }
             try await tx.query("UPDATE build_contexts SET last_used_at = now() WHERE project_id = \(projectId) AND digest = \(contextDigest)", logger: logger)

@@ -28,8 +28,9 @@ public struct JobQueue: Sendable {
 
     /// Gives the oldest queued job of these platforms to this worker, or nil.
     /// `organizationId` nil means a server-wide worker.
-    func claim(organizationId: String?, platforms: [String], workerName: String, workerTokenId: String) async throws -> ClaimedJob? {
-        try await client.transaction(logger: logger) { tx -> ClaimedJob? in
+    func claim(organizationId: String?, platforms requested: [Platform], workerName: String, workerTokenId: String) async throws -> ClaimedJob? {
+        let platforms = requested.map(\.description)
+        return try await client.transaction(logger: logger) { tx -> ClaimedJob? in
             var picked: (jobId: String, buildId: String)?
             while picked == nil {
                 var candidate: (jobId: String, buildId: String, organizationId: String)?

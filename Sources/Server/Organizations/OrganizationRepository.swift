@@ -5,7 +5,7 @@ import PostgresNIO
 public struct OrganizationRecord: Sendable {
     public var id: String
     public var name: String
-    public var plan: String
+    public var plan: PlanName
     public var createdAt: Date
 }
 
@@ -48,7 +48,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
     public func organization(id: String) async throws -> OrganizationRecord? {
         let rows = try await client.query("SELECT id, name, plan, created_at FROM organizations WHERE id = \(id)", logger: logger)
         for try await (id, name, plan, created) in rows.decode((String, String, String, Date).self) {
-            return OrganizationRecord(id: id, name: name, plan: plan, createdAt: created)
+            return OrganizationRecord(id: id, name: name, plan: PlanName(rawValue: plan) ?? .developer, createdAt: created)
         }
         return nil
     }
@@ -58,7 +58,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
             let rows = try await client.query(
                 "UPDATE organizations SET name = \(name) WHERE id = \(id) RETURNING id, name, plan, created_at", logger: logger)
             for try await (id, name, plan, created) in rows.decode((String, String, String, Date).self) {
-                return OrganizationRecord(id: id, name: name, plan: plan, createdAt: created)
+                return OrganizationRecord(id: id, name: name, plan: PlanName(rawValue: plan) ?? .developer, createdAt: created)
             }
             return nil
         } catch where error.isUniqueViolation {
@@ -191,7 +191,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
                     "INSERT INTO organizations (id, name) VALUES (\(orgId), \(name)) RETURNING id, name, plan, created_at",
                     logger: logger)
                 for try await (id, name, plan, created) in rows.decode((String, String, String, Date).self) {
-                    organization = OrganizationRecord(id: id, name: name, plan: plan, createdAt: created)
+                    organization = OrganizationRecord(id: id, name: name, plan: PlanName(rawValue: plan) ?? .developer, createdAt: created)
                 }
             } catch where error.isUniqueViolation {
                 throw DomainError.conflict("an organization named '\(name)' already exists")

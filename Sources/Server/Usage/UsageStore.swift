@@ -96,17 +96,14 @@ public struct UsageStore: Sendable {
     }
 
     /// Sets an organization's plan (operator command). Overrides apply to Business only.
-    public func setPlan(organizationId: String, plan: String, overrides: PlanOverrides?) async throws {
-        guard ["developer", "startup", "business"].contains(plan) else {
-            throw DomainError.invalidField("plan", "must be developer, startup or business")
-        }
-        if overrides != nil, plan != "business" {
+    public func setPlan(organizationId: String, plan: PlanName, overrides: PlanOverrides?) async throws {
+        if overrides != nil, plan != .business {
             throw DomainError.invalidField("plan", "custom amounts apply to the business plan only")
         }
         let text = try overrides.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
         var found = false
         for try await _ in try await client.query(
-            "UPDATE organizations SET plan = \(plan), plan_overrides = \(text) WHERE id = \(organizationId) RETURNING id", logger: logger
+            "UPDATE organizations SET plan = \(plan.rawValue), plan_overrides = \(text) WHERE id = \(organizationId) RETURNING id", logger: logger
         ).decode(String.self) { found = true }
         guard found else { throw DomainError.notFound("organization", organizationId) }
     }

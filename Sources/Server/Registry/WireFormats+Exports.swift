@@ -1,2 +1,0 @@
-// Digests and repository names are part of the registry's vocabulary everywhere in the server.
-@_exported import DrydockWireFormats
