@@ -133,6 +133,7 @@ let package = Package(
             dependencies: [
                 "DrydockClient",
                 "DrydockBuildContext",
+                "DrydockWireFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],

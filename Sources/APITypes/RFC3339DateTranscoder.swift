@@ -50,4 +50,16 @@ public struct RFC3339DateTranscoder: DateTranscoder {
         if let date = fractional.date(from: string) { return date }
         throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "expected an RFC 3339 date-time, got '\(string)'"))
     }
+
+    /// The same format for Codable outside the generated code (log lines, stored specs, the CLI).
+    public static var encodingStrategy: JSONEncoder.DateEncodingStrategy {
+        .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(try RFC3339DateTranscoder().encode(date))
+        }
+    }
+
+    public static var decodingStrategy: JSONDecoder.DateDecodingStrategy {
+        .custom { decoder in try RFC3339DateTranscoder().decode(try decoder.singleValueContainer().decode(String.self)) }
+    }
 }

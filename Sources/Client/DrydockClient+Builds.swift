@@ -53,7 +53,7 @@ extension DrydockClient {
             try await $0.getBuildLogs(path: .init(buildId: id), query: .init(offset: offset, follow: follow)).ok.body.applicationJsonl
         }
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        decoder.dateDecodingStrategy = RFC3339DateTranscoder.decodingStrategy
         let lines = body.asDecodedJSONLines(of: Components.Schemas.BuildLogEntry.self, decoder: decoder)
         return AsyncThrowingStream { continuation in
             let task = Task {
@@ -63,6 +63,43 @@ extension DrydockClient {
                 } catch {
                     continuation.finish(throwing: error)
                 }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// A build's log from `offset` to its end, following it while the build runs: a dropped
+    /// connection is resumed from the last entry received (up to `retries` times in a row), so
+    /// nothing is shown twice or lost. The one log follower, for `build` and `builds logs`.
+    /// Use a client with a long timeout: a build can run for hours.
+    public func followBuildLog(_ id: String, from offset: Int64 = 0, retries: Int = 10) -> AsyncThrowingStream<Components.Schemas.BuildLogEntry, any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                var next = offset
+                var failures = 0
+                while !Task.isCancelled {
+                    do {
+                        for try await entry in try await self.buildLogs(id, offset: next, follow: true) {
+                            next = entry.offset + 1
+                            failures = 0
+                            continuation.yield(entry)
+                        }
+                        // The server ends a follow when the build ends, or when it shuts down.
+                        let status = try await self.build(id).status
+                        if [.succeeded, .failed, .canceled].contains(status) { break }
+                    } catch let error as DrydockClientError where error.status != nil {
+                        continuation.finish(throwing: error)
+                        return
+                    } catch {
+                        failures += 1
+                        guard failures <= retries else {
+                            continuation.finish(throwing: DrydockClientError.other("lost the connection to the server while following build \(id): \(error)"))
+                            return
+                        }
+                        try? await Task.sleep(for: .seconds(1))
+                    }
+                }
+                continuation.finish()
             }
             continuation.onTermination = { _ in task.cancel() }
         }

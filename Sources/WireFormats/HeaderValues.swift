@@ -129,8 +129,11 @@ public func percentDecoded(_ text: some StringProtocol, plusAsSpace: Bool = fals
 /// Whether a request target (path and query, as sent) decodes to clean text: well-formed
 /// escapes, no NUL, valid UTF-8. A server answers 400 to anything else before routing it.
 public func isCleanRequestTarget(_ target: some StringProtocol) -> Bool {
+    // Text without escapes is clean as it stands (a String is valid UTF-8, and the HTTP parser
+    // refuses raw NUL): the common case costs one scan and no allocation.
+    guard target.utf8.contains(UInt8(ascii: "%")) else { return !target.utf8.contains(0) }
     // `+` means a space only in forms; here it only has to decode.
-    percentDecoded(target) != nil
+    return percentDecoded(target) != nil
 }
 
 /// A non-negative decimal of ASCII digits that fits in an `Int`; nil otherwise (no signs, no

@@ -154,3 +154,28 @@ struct WireFormatTests {
         #expect(seen >= 10)
     }
 }
+
+@Suite("Unit: image references")
+struct ImageReferenceTests {
+    @Test("tags resolve into the project registry unless they name a registry", arguments: [
+        ("app", "p/app:latest"), ("app:1.2", "p/app:1.2"), ("team/app:1", "p/team/app:1"),
+        ("ghcr.io/team/app:1", "ghcr.io/team/app:1"), ("localhost:5000/app", "localhost:5000/app:latest"),
+        ("localhost/app", "localhost/app:latest"), ("registry.example.com/a", "registry.example.com/a:latest"),
+    ])
+    func resolves(raw: String, resolved: String) throws {
+        #expect(try #require(ImageReference(raw)).resolved(inProject: "p") == resolved)
+    }
+
+    @Test("malformed references are refused", arguments: ["", "App", "app:", "app:-x", "app@sha256:abc", "/app", "app/", "a//b", "-a"])
+    func refuses(raw: String) {
+        #expect(ImageReference(raw) == nil)
+    }
+
+    @Test("the registry a reference names")
+    func hosts() {
+        #expect(ImageReference.registryHost(of: "ghcr.io/team/app") == "ghcr.io")
+        #expect(ImageReference.registryHost(of: "localhost:5000/app:1") == "localhost:5000")
+        #expect(ImageReference.registryHost(of: "team/app") == nil)
+        #expect(ImageReference.registryHost(of: "ghcr.io") == nil)
+    }
+}

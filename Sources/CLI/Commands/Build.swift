@@ -1,6 +1,7 @@
 import ArgumentParser
 import DrydockBuildContext
 import DrydockClient
+import DrydockWireFormats
 import Foundation
 
 /// `drydock build`: `docker build`, run on a Drydock builder with the project's warm cache.
@@ -275,31 +276,14 @@ struct Build: AsyncParsableCommand {
     }
 
     static func destination(_ tag: String, projectId: String, registryHost: String) -> String {
-        let first = tag.split(separator: "/").first.map(String.init) ?? ""
-        if tag.contains("/"), first.contains(".") || first.contains(":") || first == "localhost" { return tag }
-        return "\(registryHost)/\(projectId)/\(localName(tag))"
+        guard let reference = ImageReference(tag) else { return tag }
+        return reference.host == nil ? "\(registryHost)/\(reference.resolved(inProject: projectId))" : reference.resolved(inProject: projectId)
     }
 
-    /// Follows the log (resuming after a dropped connection) until the build ends.
+    /// Follows the log until the build ends (the client resumes after a dropped connection).
     func follow(_ id: String, client: DrydockClient, ui: ProgressUI) async throws -> Components.Schemas.Build {
         let streaming = DrydockClient(baseURL: client.baseURL, token: connection.resolvedToken(), timeout: .seconds(7 * 24 * 3600))
-        var offset: Int64 = 0
-        var failures = 0
-        while true {
-            do {
-                for try await entry in try await streaming.buildLogs(id, offset: offset, follow: true) {
-                    offset = entry.offset + 1
-                    ui.handle(entry)
-                }
-                let build = try await client.build(id)
-                if [.succeeded, .failed, .canceled].contains(build.status) { return build }
-            } catch let error as DrydockClientError where error.status != nil {
-                throw error
-            } catch {
-                failures += 1
-                if failures > 10 { throw CLIError("lost the connection to the server while following build \(id): \(error)") }
-                try await Task.sleep(for: .seconds(1))
-            }
-        }
+        for try await entry in streaming.followBuildLog(id) { ui.handle(entry) }
+        return try await client.build(id)
     }
 }

@@ -19,7 +19,9 @@ struct BuildLogs: AsyncParsableCommand {
     func run() async throws {
         let base = try connection.client()
         let client = DrydockClient(baseURL: base.baseURL, token: connection.resolvedToken(), timeout: .seconds(7 * 24 * 3600))
-        for try await entry in try await client.buildLogs(id, offset: offset, follow: follow) {
+        let entries: AsyncThrowingStream<Components.Schemas.BuildLogEntry, any Error> =
+            follow ? client.followBuildLog(id, from: offset) : try await client.buildLogs(id, offset: offset)
+        for try await entry in entries {
             switch entry.kind {
             case .log: print(entry.line ?? "")
             case .step:

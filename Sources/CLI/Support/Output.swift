@@ -43,7 +43,7 @@ enum Output {
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = RFC3339DateTranscoder.encodingStrategy
         return encoder
     }()
 
@@ -83,9 +83,7 @@ enum Output {
 
     static func date(_ date: Date?) -> String {
         guard let date else { return "-" }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
+        return (try? RFC3339DateTranscoder().encode(date)) ?? "-"
     }
 
     static func bytes(_ count: Int64) -> String {

@@ -1,14 +1,12 @@
 import DrydockClient
+import DrydockWireFormats
 import Foundation
 
 /// Credentials for external registries named in `--push` tags, from the files docker and podman
 /// keep (`~/.docker/config.json`, `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`).
 enum RegistryAuthFiles {
     static func credentials(for tags: [String]) -> [Components.Schemas.RegistryCredential] {
-        let hosts = Set(tags.compactMap { tag -> String? in
-            let first = tag.split(separator: "/").first.map(String.init) ?? ""
-            return tag.contains("/") && (first.contains(".") || first.contains(":") || first == "localhost") ? first : nil
-        })
+        let hosts = Set(tags.compactMap { ImageReference.registryHost(of: $0) })
         guard !hosts.isEmpty else { return [] }
         let env = ProcessInfo.processInfo.environment
         var files: [String] = []

@@ -8,9 +8,9 @@ import Synchronization
 /// narrows to what the caller can reach. Failures are thrown as `APIError` and rendered by
 /// `ProblemMiddleware`.
 struct APIHandler: APIProtocol {
-    let organizations: any OrganizationRepository
-    let projects: any ProjectRepository
-    let tokens: any TokenRepository
+    let organizations: any OrganizationStore
+    let projects: any ProjectStore
+    let tokens: any TokenStore
     let registry: RegistryStore
     let builds: BuildStore
     let jobs: JobQueue

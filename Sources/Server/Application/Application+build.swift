@@ -39,9 +39,9 @@ public func buildApplication(
 
     let postgres = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
     let db = Database(client: postgres, waitLimit: configuration.databaseWaitLimit)
-    let organizations = PostgresOrganizationRepository(client: db, logger: logger)
-    let projects = CachedProjectRepository(PostgresProjectRepository(client: db, logger: logger))
-    let tokens = PostgresTokenRepository(client: db, logger: logger)
+    let organizations = PostgresOrganizationStore(client: db, logger: logger)
+    let projects = CachedProjectStore(PostgresProjectStore(client: db, logger: logger))
+    let tokens = PostgresTokenStore(client: db, logger: logger)
     let authenticator = TokenAuthenticator(tokens: tokens, logger: logger)
 
     let router = Router()

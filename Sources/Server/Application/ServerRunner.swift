@@ -94,7 +94,7 @@ public enum ServerRunner {
         let email = try Validation.email(email ?? "owner@\(name.lowercased()).local", field: "--email")
         return try await withDatabase(database, logger: logger) { client in
             try await Migrations.apply(on: client, logger: logger)
-            let repository = PostgresOrganizationRepository(client: client, logger: logger)
+            let repository = PostgresOrganizationStore(client: client, logger: logger)
             let secret = Mutex("")
             let (organization, owner, token) = try await repository.bootstrap(name: name, ownerEmail: email) { orgId, userId in
                 let token = NewToken(kind: .user, name: "bootstrap", organizationId: orgId, userId: userId)
@@ -119,7 +119,7 @@ public enum ServerRunner {
         return try await withDatabase(database, logger: logger) { client in
             try await Migrations.apply(on: client, logger: logger)
             let token = NewToken(kind: .worker, name: name, organizationId: nil)
-            _ = try await PostgresTokenRepository(client: client, logger: logger).create(token)
+            _ = try await PostgresTokenStore(client: client, logger: logger).create(token)
             return token.secret
         }
     }

@@ -64,20 +64,14 @@ struct ClaimedJob: Sendable {
 enum BuildJSON {
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
-        e.dateEncodingStrategy = .custom { date, encoder in
-            var c = encoder.singleValueContainer()
-            try c.encode(try RFC3339DateTranscoder().encode(date))
-        }
+        e.dateEncodingStrategy = RFC3339DateTranscoder.encodingStrategy
         e.outputFormatting = [.withoutEscapingSlashes]
         return e
     }()
 
     static let decoder: JSONDecoder = {
         let d = JSONDecoder()
-        d.dateDecodingStrategy = .custom { decoder in
-            let text = try decoder.singleValueContainer().decode(String.self)
-            return try RFC3339DateTranscoder().decode(text)
-        }
+        d.dateDecodingStrategy = RFC3339DateTranscoder.decodingStrategy
         return d
     }()
 }

@@ -82,34 +82,9 @@ enum BuildRequest {
     /// `app`, `app:1`, `team/app` → `<project-id>/app:1` in the project registry; a reference
     /// whose first component is a host (`ghcr.io/x/app`, `localhost:5000/app`) stays as it is.
     static func resolve(tag raw: String, projectId: String, field: String) throws -> String {
-        let problem = DomainError.invalidField(field, "'\(raw)' is not an image reference like app, app:1.2 or registry.example.com/team/app:1.2")
-        guard !raw.isEmpty, raw.count <= 512, !raw.contains("@") else { throw problem }
-        var components = raw.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        var host: String?
-        if components.count > 1, let first = components.first, first.contains(".") || first.contains(":") || first == "localhost" {
-            host = first
-            components.removeFirst()
+        guard let reference = ImageReference(raw) else {
+            throw DomainError.invalidField(field, "'\(raw)' is not an image reference like app, app:1.2 or registry.example.com/team/app:1.2")
         }
-        var last = components.removeLast()
-        var tag = "latest"
-        if let colon = last.lastIndex(of: ":") {
-            tag = String(last[last.index(after: colon)...])
-            last = String(last[..<colon])
-        }
-        components.append(last)
-        let nameOK = components.allSatisfy { c in
-            !c.isEmpty && c.first!.isLetterOrDigitASCIILower && c.last!.isLetterOrDigitASCIILower
-                && c.allSatisfy { $0.isLetterOrDigitASCIILower || "._-".contains($0) }
-        }
-        let tagOK = !tag.isEmpty && tag.count <= 128 && !tag.hasPrefix(".") && !tag.hasPrefix("-")
-            && tag.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || "._-".contains($0) }
-        guard nameOK, tagOK else { throw problem }
-        let name = components.joined(separator: "/")
-        if let host { return "\(host)/\(name):\(tag)" }
-        return "\(projectId)/\(name):\(tag)"
+        return reference.resolved(inProject: projectId)
     }
-}
-
-extension Character {
-    var isLetterOrDigitASCIILower: Bool { ("a"..."z").contains(self) || ("0"..."9").contains(self) }
 }

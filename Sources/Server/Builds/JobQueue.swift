@@ -70,7 +70,7 @@ public struct JobQueue: Sendable {
             // The job's own credential: this project only, revoked when the job ends.
             let token = NewToken(kind: .build, name: "build \(build.id) job \(picked.jobId)", organizationId: build.organizationId,
                                  projectId: build.projectId, expiresAt: Date().addingTimeInterval(6 * 3600))
-            _ = try await PostgresTokenRepository.insert(token, on: tx, logger: logger)
+            _ = try await PostgresTokenStore.insert(token, on: tx, logger: logger)
             var job: JobRecord?
             for try await row in try await tx.query(
                 """
@@ -186,7 +186,7 @@ public struct JobQueue: Sendable {
                 """, logger: logger)
             try await UsageStore.recordBuild(jobId: jobId, on: tx, logger: logger)
             if let cacheBytes { try await UsageStore.recordCache(jobId: jobId, bytes: cacheBytes, on: tx, logger: logger) }
-            try await tx.query("UPDATE tokens SET revoked_at = now() WHERE id = \(buildTokenId) AND revoked_at IS NULL", logger: logger)
+            try await PostgresTokenStore.revokeBuildToken(id: buildTokenId, on: tx, logger: logger)
             try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger)
             return true
         }
@@ -220,7 +220,7 @@ public struct JobQueue: Sendable {
                 """, logger: logger).decode((String, String, String?, String?, String, Bool).self) { expired.append(row) }
             for job in expired {
                 if let token = job.token {
-                    try await tx.query("UPDATE tokens SET revoked_at = now() WHERE id = \(token) AND revoked_at IS NULL", logger: logger)
+                    try await PostgresTokenStore.revokeBuildToken(id: token, on: tx, logger: logger)
                 }
                 if !job.confirmed {
                     try await tx.query(

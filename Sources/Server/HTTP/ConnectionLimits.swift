@@ -67,12 +67,11 @@ struct ConnectionCap: AvailableConnectionsDelegate {
 
 /// Closes a connection whose first request's headers have not all arrived within `timeout`
 /// (slowloris). Later requests on a kept-alive connection are bounded by the idle timeout, which
-/// counts from the last response until the next request's headers are complete.
-final class RequestHeadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
+/// counts from the last response until the next request's headers are complete. Once the first
+/// headers are in, it leaves the pipeline: the requests after it pay nothing for it.
+final class RequestHeadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
 
     let timeout: TimeAmount
     var timer: Scheduled<Void>?
@@ -94,11 +93,13 @@ final class RequestHeadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data), let timer {
+        let isHead = if case .head = unwrapInboundIn(data) { true } else { false }
+        context.fireChannelRead(data)
+        if isHead, let timer {
             timer.cancel()
             self.timer = nil
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
-        context.fireChannelRead(data)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -8,7 +8,7 @@ import NIOCore
 struct RegistryRoutes: Sendable {
     let store: RegistryStore
     let blobs: any BlobStore
-    let projects: any ProjectRepository
+    let projects: any ProjectStore
     let authenticator: TokenAuthenticator
     let signer: RegistryTokenSigner
     let publicURL: String?

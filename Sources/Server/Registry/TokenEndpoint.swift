@@ -61,7 +61,7 @@ extension RegistryRoutes {
             let refresh_token: String?
         }
         let answer = Answer(token: token, access_token: token, expires_in: expiresIn,
-                            issued_at: ISO8601DateFormatter().string(from: Date()),
+                            issued_at: (try? RFC3339DateTranscoder().encode(Date())) ?? "",
                             refresh_token: form != nil && formFields["grant_type"] == "password" ? formFields["password"] : nil)
         return Response(status: .ok, headers: [.contentType: "application/json"],
                         body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(answer))))

@@ -6,12 +6,12 @@ import Logging
 /// take a grant away (revocation, role change, removal) empties the cache, and expiry is checked
 /// on every use.
 public final class TokenAuthenticator: Sendable {
-    let tokens: any TokenRepository
+    let tokens: any TokenStore
     let logger: Logger
     private let grants: ExpiringCache<String, TokenGrant?>
     private let active: ExpiringCache<String, Bool>
 
-    public init(tokens: any TokenRepository, logger: Logger, ttl: Duration = .seconds(5)) {
+    public init(tokens: any TokenStore, logger: Logger, ttl: Duration = .seconds(5)) {
         self.tokens = tokens
         self.logger = logger
         self.grants = ExpiringCache(ttl: ttl, capacity: 10_000)

@@ -64,7 +64,7 @@ public struct TokenFilter: Sendable {
     public var visibleToUserId: String?
 }
 
-public protocol TokenRepository: Sendable {
+public protocol TokenStore: Sendable {
     func grant(forSecret secret: String) async throws -> TokenGrant?
     func touch(tokenId: String) async throws
     /// Whether the token still grants anything: not revoked, not expired, and for a user token the
@@ -76,7 +76,7 @@ public protocol TokenRepository: Sendable {
     func revoke(id: String, organizationId: String) async throws
 }
 
-public struct PostgresTokenRepository: TokenRepository {
+public struct PostgresTokenStore: TokenStore {
     let client: Database
     let logger: Logger
 
@@ -174,6 +174,12 @@ public struct PostgresTokenRepository: TokenRepository {
         var out: [(seq: Int64, item: TokenRecord)] = []
         for try await row in rows.decode(Row.self) { out.append(Self.record(row)) }
         return PageCursor.page(out, limit: limit)
+    }
+
+    /// Revokes a job's build token inside the transaction that ends the job (the tokens table has
+    /// one owner: this store).
+    static func revokeBuildToken(id: String, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("UPDATE tokens SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL", logger: logger)
     }
 
     public func revoke(id: String, organizationId: String) async throws {

@@ -18,7 +18,7 @@ public struct ProjectChanges: Sendable {
     public var keepDays: Int?
 }
 
-public protocol ProjectRepository: Sendable {
+public protocol ProjectStore: Sendable {
     func project(id: String) async throws -> ProjectRecord?
     func list(organizationId: String, onlyProjectId: String?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord>
     func create(organizationId: String, name: String, keepGigabytes: Int, keepDays: Int) async throws -> ProjectRecord
@@ -27,7 +27,7 @@ public protocol ProjectRepository: Sendable {
     func delete(id: String) async throws -> Bool
 }
 
-public struct PostgresProjectRepository: ProjectRepository {
+public struct PostgresProjectStore: ProjectStore {
     let client: Database
     let logger: Logger
 

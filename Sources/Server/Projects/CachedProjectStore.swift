@@ -4,11 +4,11 @@ import Foundation
 /// of project-scoped calls (API and registry) does not cost a database round trip each time.
 /// Writes through this repository drop the entry at once; another server's writes are seen
 /// after at most `ttl`.
-public final class CachedProjectRepository: ProjectRepository {
-    let base: any ProjectRepository
+public final class CachedProjectStore: ProjectStore {
+    let base: any ProjectStore
     private let entries: ExpiringCache<String, ProjectRecord?>
 
-    public init(_ base: any ProjectRepository, ttl: Duration = .seconds(2)) {
+    public init(_ base: any ProjectStore, ttl: Duration = .seconds(2)) {
         self.base = base
         self.entries = ExpiringCache(ttl: ttl, capacity: 50_000)
     }

@@ -21,7 +21,7 @@ public struct MemberRecord: Sendable {
     public var joinedAt: Date
 }
 
-public protocol OrganizationRepository: Sendable {
+public protocol OrganizationStore: Sendable {
     func organization(id: String) async throws -> OrganizationRecord?
     func rename(id: String, to name: String) async throws -> OrganizationRecord?
     func user(id: String) async throws -> UserRecord?
@@ -36,7 +36,7 @@ public protocol OrganizationRepository: Sendable {
     func bootstrap(name: String, ownerEmail: String, token: @escaping @Sendable (String, String) -> NewToken) async throws -> (OrganizationRecord, UserRecord, TokenRecord)
 }
 
-public struct PostgresOrganizationRepository: OrganizationRepository {
+public struct PostgresOrganizationStore: OrganizationStore {
     let client: Database
     let logger: Logger
 
@@ -128,7 +128,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
             } catch where error.isUniqueViolation {
                 throw DomainError.conflict("\(email) is already a member of this organization")
             }
-            _ = try await PostgresTokenRepository.insert(firstToken(userId), on: tx, logger: logger)
+            _ = try await PostgresTokenStore.insert(firstToken(userId), on: tx, logger: logger)
             guard let member = try await Self.member(organizationId: organizationId, userId: userId, on: tx, logger: logger) else {
                 throw DomainError.internal("member vanished")
             }
@@ -200,7 +200,7 @@ public struct PostgresOrganizationRepository: OrganizationRepository {
             let userId = try await Self.upsertUser(email: ownerEmail, on: tx, logger: logger)
             try await tx.query(
                 "INSERT INTO memberships (organization_id, user_id, role) VALUES (\(orgId), \(userId), 'owner')", logger: logger)
-            let record = try await PostgresTokenRepository.insert(token(orgId, userId), on: tx, logger: logger)
+            let record = try await PostgresTokenStore.insert(token(orgId, userId), on: tx, logger: logger)
             guard let user = try await Self.member(organizationId: orgId, userId: userId, on: tx, logger: logger)?.user else {
                 throw DomainError.internal("owner vanished")
             }
