@@ -84,25 +84,34 @@ public struct DockerIgnore: Sendable {
     /// two lengths, however many `**` a pattern holds. (Recursive backtracking was exponential:
     /// the fuzzer hung on `**/**/**/…` against a deep path.)
     static func match(_ pattern: ArraySlice<String>, _ path: ArraySlice<String>) -> Bool {
-        let tokens = Array(pattern), names = Array(path)
+        globMatch(Array(pattern), Array(path), isStar: { $0 == "**" }) { component, name in
+            matchComponent(Array(component.utf8)[...], Array(name.utf8)[...])
+        }
+    }
+
+    /// The walk both levels share: `tokens` against `items`, where a star token stands for any
+    /// run of items and every other token for exactly one. Greedy, going back only to the last
+    /// star, so at most `tokens.count × items.count` steps.
+    static func globMatch<Token, Item>(_ tokens: [Token], _ items: [Item], isStar: (Token) -> Bool,
+                                       matches: (Token, Item) -> Bool) -> Bool {
         var t = 0, i = 0
-        var star: (token: Int, name: Int)?
-        while i < names.count {
-            if t < tokens.count, tokens[t] == "**" {
+        var star: (token: Int, item: Int)?
+        while i < items.count {
+            if t < tokens.count, isStar(tokens[t]) {
                 star = (t, i)
                 t += 1
-            } else if t < tokens.count, matchComponent(Array(tokens[t].utf8)[...], Array(names[i].utf8)[...]) {
+            } else if t < tokens.count, matches(tokens[t], items[i]) {
                 t += 1
                 i += 1
             } else if let last = star {
-                star = (last.token, last.name + 1)
+                star = (last.token, last.item + 1)
                 t = last.token + 1
-                i = last.name + 1
+                i = last.item + 1
             } else {
                 return false
             }
         }
-        while t < tokens.count, tokens[t] == "**" { t += 1 }
+        while t < tokens.count, isStar(tokens[t]) { t += 1 }
         return t == tokens.count
     }
 
@@ -173,25 +182,6 @@ public struct DockerIgnore: Sendable {
     /// `\` escapes. The same greedy, single-backtrack walk as `match`.
     static func matchComponent(_ pattern: ArraySlice<UInt8>, _ name: ArraySlice<UInt8>) -> Bool {
         let tokens = globTokens(pattern)
-        let bytes = Array(name)
-        var t = 0, i = 0
-        var star: (token: Int, byte: Int)?
-        while i < bytes.count {
-            if t < tokens.count, tokens[t] == .star {
-                star = (t, i)
-                t += 1
-            } else if t < tokens.count, tokens[t].matches(bytes[i]) {
-                t += 1
-                i += 1
-            } else if let last = star {
-                star = (last.token, last.byte + 1)
-                t = last.token + 1
-                i = last.byte + 1
-            } else {
-                return false
-            }
-        }
-        while t < tokens.count, tokens[t] == .star { t += 1 }
-        return t == tokens.count
+        return globMatch(tokens, Array(name), isStar: { $0 == .star }) { token, byte in token.matches(byte) }
     }
 }
