@@ -11,6 +11,50 @@ struct UsageTests {
         Int64(ISO8601DateFormatter().date(from: text)!.timeIntervalSince1970)
     }
 
+    /// Makes the test organization (and its plan) as old as `date`, as if it had been created then.
+    static func backdate(_ server: TestServer, to date: String) async throws {
+        try await TestDatabase.execute(server.database, "DELETE FROM organization_plans WHERE organization_id = \(server.organizationId) AND valid_to IS NOT NULL")
+        try await TestDatabase.execute(server.database, "UPDATE organizations SET created_at = \(date)::timestamptz WHERE id = \(server.organizationId)")
+        try await TestDatabase.execute(server.database, "UPDATE organization_plans SET valid_from = \(date)::timestamptz WHERE organization_id = \(server.organizationId)")
+    }
+
+    @Test("a month is billed by the plans in force during it: nothing before the organization existed or for months to come, a change splits the month")
+    func planHistory() async throws {
+        try await withTestServer(plan: .developer) { server in
+            let org = "/api/v1/orgs/\(server.organizationId)/usage"
+            // Created today, on Developer: October is not owed, nor is a future month.
+            for month in ["2026-10", "2027-01"] {
+                let bill = try await server.request(.get, "\(org)?month=\(month)", token: server.ownerToken)
+                #expect(bill.status == .ok, "\(bill.text)")
+                #expect((bill.json["cost"] as? [String: Any])?["totalCents"] as? Int == 0, "\(month): \(bill.text)")
+                #expect(((bill.json["cost"] as? [String: Any])?["lines"] as? [Any])?.isEmpty == true, "\(month)")
+            }
+            // Developer from November 1st, Startup from the 16th (the operator's set-plan): half of each fee.
+            try await Self.backdate(server, to: "2026-11-01T00:00:00Z")
+            let organizationId = server.organizationId
+            try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger) { database in
+                try await UsageStore(client: database, logger: TestDatabase.logger).setPlan(organizationId: organizationId, plan: .startup, overrides: nil)
+            }
+            try await TestDatabase.execute(server.database, """
+                UPDATE organization_plans SET valid_to = '2026-11-16T00:00:00Z' WHERE organization_id = \(server.organizationId) AND plan = 'developer'
+                """)
+            try await TestDatabase.execute(server.database, """
+                UPDATE organization_plans SET valid_from = '2026-11-16T00:00:00Z' WHERE organization_id = \(server.organizationId) AND plan = 'startup'
+                """)
+            let november = try await server.request(.get, "\(org)?month=2026-11", token: server.ownerToken)
+            let lines = ((november.json["cost"] as? [String: Any])?["lines"] as? [[String: Any]]) ?? []
+            #expect(lines.compactMap { $0["item"] as? String } == ["Developer plan", "Startup plan"], "\(november.text)")
+            #expect(lines.compactMap { $0["quantity"] as? String } == ["0.5 month", "0.5 month"])
+            #expect(lines.compactMap { $0["amountCents"] as? Int } == [1_000, 10_000])
+            #expect((november.json["cost"] as? [String: Any])?["totalCents"] as? Int == 11_000)
+            #expect(november.json["includedMinutes"] as? Int == 250 + 2_500)
+            #expect(november.json["plan"] as? String == "startup")
+            // October is still not owed: the history starts in November.
+            let october = try await server.request(.get, "\(org)?month=2026-10", token: server.ownerToken)
+            #expect((october.json["cost"] as? [String: Any])?["totalCents"] as? Int == 0)
+        }
+    }
+
     @Test("cost arithmetic is exact to the cent, from the seed's prices")
     func costs() {
         let month: Int64 = 30 * 86_400
@@ -42,6 +86,7 @@ struct UsageTests {
     @Test("months are UTC calendar months; a job spanning a month's end is split at midnight; storage in GB-months")
     func monthBoundaries() async throws {
         try await withTestServer { server in
+            try await Self.backdate(server, to: "2026-09-01T00:00:00Z")
             let project = try await server.createProject("metered")
             let start = Self.epoch("2026-10-31T23:59:30Z")
             try await TestDatabase.execute(server.database, """
@@ -181,6 +226,7 @@ struct UsageTests {
             let caps = try await server.request(.put, "/api/v1/orgs/\(server.organizationId)/usage/caps", token: server.ownerToken, json: #"{"minutesPerMonth":10}"#)
             #expect(caps.status.code == 402)
             #expect(caps["detail"]?.contains("Startup and Business") == true)
+            try await Self.backdate(server, to: "2026-01-01T00:00:00Z")
             let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken)
             #expect(usage.json["plan"] as? String == "developer")
             #expect(usage.json["includedMinutes"] as? Int == 500)
@@ -202,6 +248,7 @@ struct UsageTests {
     @Test("drydock usage and drydock usage caps from the CLI")
     func cli() async throws {
         try await withTestServer { server in
+            try await Self.backdate(server, to: "2026-01-01T00:00:00Z")
             let project = try await server.createProject("cli")
             let now = Int64(Date().timeIntervalSince1970)
             try await TestDatabase.execute(server.database, """

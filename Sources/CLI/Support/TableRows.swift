@@ -30,7 +30,14 @@ extension Components.Schemas.Token {
     var tableRow: [String] {
         [id, name, kind.rawValue, projectId ?? "-", prefix + "…", Output.date(createdAt),
          expiresAt.map(Output.date) ?? "never", lastUsedAt.map(Output.date) ?? "never",
-         revokedAt == nil ? "active" : "revoked"]
+         status]
+    }
+
+    /// `revoked`, `expired` (past its expiry, even if never revoked) or `active`.
+    var status: String {
+        if revokedAt != nil { return "revoked" }
+        if let expiresAt, expiresAt <= Date() { return "expired" }
+        return "active"
     }
     static let tableHeaders = ["ID", "NAME", "KIND", "PROJECT", "SECRET", "CREATED", "EXPIRES", "LAST USED", "STATUS"]
 }

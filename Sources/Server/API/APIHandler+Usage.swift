@@ -79,27 +79,44 @@ extension APIHandler {
 
     func usageReport(organizationId: String, projectId: String?, period: UsagePeriod, withCaps: Bool = true) async throws -> Components.Schemas.Usage {
         let terms = try await usage.terms(organizationId: organizationId)
+        let history = try await usage.planHistory(organizationId: organizationId)
         let builds = try await usage.builds(organizationId: organizationId, projectId: projectId, from: period.from, to: period.to)
         let storage = try await usage.storage(organizationId: organizationId, projectId: projectId, to: period.to)
         let now = Int64(Date().timeIntervalSince1970)
         let names = try await usage.projectNames(organizationId: organizationId)
 
         var lines: [Components.Schemas.UsageCostLine] = []
+        var includedMinutes: Int64 = 0
         var seconds: Int64 = 0, overageSeconds: Int64 = 0
         var gbMonths = Decimal(0), overGB = Decimal(0)
         var byProjectSeconds: [String: Int64] = [:]
         var byProjectGB: [String: Decimal] = [:]
         for (month, part) in period.months {
-            let monthSeconds = builds.reduce(Int64(0)) { $0 + $1.overlap(part.from, part.to) }
-            let byteSeconds = storage.reduce(Decimal(0)) { $0 + $1.byteSeconds(part.from, part.to, now: now) }
-            let bill = Billing.month(plan: terms, buildSeconds: monthSeconds, storageByteSeconds: byteSeconds, monthSeconds: month.to - month.from)
-            seconds += monthSeconds
-            overageSeconds += bill.overageSeconds
-            gbMonths += bill.storageGBMonths
-            overGB += bill.overageGBMonths
-            for line in bill.lines {
-                lines.append(.init(month: month.label, item: line.item, quantity: line.quantity, unitPrice: line.unitPrice,
-                                   amountCents: line.cents, amount: Billing.dollars(line.cents)))
+            // A month is billed by the plans in force during it, each for its share of the month;
+            // nothing is owed before the organization existed or for a month yet to begin.
+            let segments = history.compactMap { plan -> (plan: PlanPeriod, from: Int64, to: Int64)? in
+                let from = max(plan.from, month.from), to = min(plan.to ?? month.to, month.to)
+                return to > from && month.from <= now ? (plan, from, to) : nil
+            }
+            for (index, segment) in segments.enumerated() {
+                let (plan, from, to) = segment
+                // Usage is counted against the plan in force when it happened; the month's first and
+                // last plans also take whatever falls outside every period (clock skew, imports).
+                let usageFrom = index == 0 ? part.from : max(from, part.from)
+                let usageTo = index == segments.count - 1 ? part.to : min(to, part.to)
+                let planBuildSeconds = usageTo > usageFrom ? builds.reduce(Int64(0)) { $0 + $1.overlap(usageFrom, usageTo) } : 0
+                let byteSeconds = usageTo > usageFrom ? storage.reduce(Decimal(0)) { $0 + $1.byteSeconds(usageFrom, usageTo, now: now) } : 0
+                let bill = Billing.month(plan: plan.terms, buildSeconds: planBuildSeconds, storageByteSeconds: byteSeconds,
+                                         monthSeconds: month.to - month.from, planSeconds: to - from)
+                seconds += planBuildSeconds
+                overageSeconds += bill.overageSeconds
+                includedMinutes += bill.includedMinutes
+                gbMonths += bill.storageGBMonths
+                overGB += bill.overageGBMonths
+                for line in bill.lines {
+                    lines.append(.init(month: month.label, item: line.item, quantity: line.quantity, unitPrice: line.unitPrice,
+                                       amountCents: line.cents, amount: Billing.dollars(line.cents)))
+                }
             }
             for b in builds { byProjectSeconds[b.projectId, default: 0] += b.overlap(part.from, part.to) }
             for series in storage {
@@ -126,10 +143,10 @@ extension APIHandler {
             day += 86_400
         }
         var report = Components.Schemas.Usage(
-            organizationId: organizationId, projectId: projectId, plan: .init(rawValue: terms.id) ?? .developer,
+            organizationId: organizationId, projectId: projectId, plan: terms.id,
             from: Date(timeIntervalSince1970: TimeInterval(period.from)), to: Date(timeIntervalSince1970: TimeInterval(period.to)),
             buildSeconds: seconds, buildMinutes: Self.number(Decimal(seconds) / 60),
-            includedMinutes: terms.includedMinutes * Int64(period.months.count), overageMinutes: Self.number(Decimal(overageSeconds) / 60),
+            includedMinutes: includedMinutes, overageMinutes: Self.number(Decimal(overageSeconds) / 60),
             storageGBMonths: Self.number(gbMonths, places: 3), includedStorageGB: terms.includedStorageGB,
             cost: projectId == nil ? .init(currency: .usd, totalCents: total, total: Billing.dollars(total), lines: lines) : nil,
             byProject: byProject, byDay: byDay)

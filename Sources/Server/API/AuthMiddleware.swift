@@ -18,6 +18,7 @@ struct AuthMiddleware: ServerMiddleware {
         guard Authorization.allows(caller, operation: operationID) else {
             throw APIError.forbidden("a \(caller.kind.rawValue) token\(caller.role.map { " (\($0.rawValue))" } ?? "") may not \(operationID)")
         }
+        await authenticator.recordUse(caller)
         return try await Caller.$current.withValue(caller) {
             try await next(request, body, metadata)
         }

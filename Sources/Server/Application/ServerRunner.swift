@@ -103,7 +103,7 @@ public enum ServerRunner {
             }
             var created = organization
             if plan != created.plan {
-                try await UsageStore(client: client, logger: logger).setPlan(organizationId: organization.id, plan: plan, overrides: nil)
+                try await UsageStore(client: client, logger: logger).setInitialPlan(organizationId: organization.id, plan: plan)
                 created.plan = plan
             }
             return BootstrapResult(organization: created, owner: owner, token: token, secret: secret.withLock { $0 })

@@ -261,6 +261,25 @@ public enum Migrations {
             )
             """,
         ]),
+        Migration(version: 5, name: "plan history", statements: [
+            // Which plan an organization was on, and when: a month is billed by the plans in force
+            // during it, not by today's plan.
+            """
+            CREATE TABLE organization_plans (
+                organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                plan text NOT NULL REFERENCES plans(id),
+                plan_overrides text,
+                valid_from timestamptz NOT NULL,
+                valid_to timestamptz,
+                CHECK (valid_to IS NULL OR valid_to >= valid_from)
+            )
+            """,
+            "CREATE INDEX organization_plans_by_org ON organization_plans (organization_id, valid_from)",
+            """
+            INSERT INTO organization_plans (organization_id, plan, plan_overrides, valid_from)
+            SELECT id, plan, plan_overrides, created_at FROM organizations
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

@@ -197,6 +197,7 @@ public struct PostgresOrganizationStore: OrganizationStore {
                 throw DomainError.conflict("an organization named '\(name)' already exists")
             }
             guard let organization else { throw DomainError.internal("organization insert returned nothing") }
+            try await UsageStore.recordFirstPlan(organizationId: organization.id, on: tx, logger: logger)
             let userId = try await Self.upsertUser(email: ownerEmail, on: tx, logger: logger)
             try await tx.query(
                 "INSERT INTO memberships (organization_id, user_id, role) VALUES (\(orgId), \(userId), 'owner')", logger: logger)

@@ -112,6 +112,7 @@ extension RegistryRoutes {
             }
             throw RegistryError.denied("a \(grant.caller.kind.rawValue) token may not \(action.rawValue) \(name)")
         }
+        await authenticator.recordUse(grant.caller)
         return RepositoryAccess(name: name, projectId: parsed.projectId, repository: parsed.repository, grant: grant)
     }
 

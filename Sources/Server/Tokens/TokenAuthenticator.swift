@@ -10,6 +10,8 @@ public final class TokenAuthenticator: Sendable {
     let logger: Logger
     private let grants: ExpiringCache<String, TokenGrant?>
     private let active: ExpiringCache<String, Bool>
+    /// Tokens whose last use was written in the last minute.
+    private let used = ExpiringCache<String, Bool>(ttl: .seconds(60), capacity: 10_000)
 
     public init(tokens: any TokenStore, logger: Logger, ttl: Duration = .seconds(5)) {
         self.tokens = tokens
@@ -36,13 +38,7 @@ public final class TokenAuthenticator: Sendable {
 
     public func authenticate(secret: String) async throws -> Caller {
         guard TokenSecret.looksValid(secret) else { throw DomainError.invalidToken }
-        let grant = try await grants.value(for: secret) { [tokens] in
-            guard let fresh = try await tokens.grant(forSecret: secret) else { return nil }
-            if fresh.lastUsedAt.map({ Date().timeIntervalSince($0) > 60 }) ?? true, !fresh.revoked {
-                try await tokens.touch(tokenId: fresh.tokenId)
-            }
-            return fresh
-        }
+        let grant = try await grants.value(for: secret) { [tokens] in try await tokens.grant(forSecret: secret) }
         guard let grant, !grant.revoked else { throw DomainError.invalidToken }
         if let expires = grant.expiresAt, expires <= Date() { throw DomainError.invalidToken }
         guard let organizationId = grant.organizationId else {
@@ -56,6 +52,16 @@ public final class TokenAuthenticator: Sendable {
         }
         return Caller(tokenId: grant.tokenId, kind: grant.kind, organizationId: organizationId,
                       projectId: grant.projectId, userId: grant.userId, role: grant.role)
+    }
+
+    /// Records that a token was used for a request it was allowed to make (a refused one does not
+    /// count): at most one write per token a minute on this server.
+    public func recordUse(_ caller: Caller) async {
+        let tokenId = caller.tokenId
+        _ = try? await used.value(for: tokenId) { [tokens] in
+            try await tokens.touch(tokenId: tokenId)
+            return true
+        }
     }
 
     /// Called after anything that can narrow or remove a grant.

@@ -3,7 +3,7 @@ import Foundation
 /// A plan's terms. Money is integer: monthly fees in cents, unit prices in millicents
 /// (1/1000 of a cent, so $0.04 is 4,000 and a custom $0.035 is 3,500); nothing is floating point.
 public struct PlanTerms: Sendable, Equatable, Codable {
-    public var id: String
+    public var id: PlanName
     public var name: String
     public var monthlyCents: Int64
     /// nil: unlimited.
@@ -16,16 +16,23 @@ public struct PlanTerms: Sendable, Equatable, Codable {
     public var usageCaps: Bool
 
     /// The seed's plans.
-    public static let developer = PlanTerms(id: "developer", name: "Developer", monthlyCents: 2_000, maxUsers: 1, includedMinutes: 500,
+    public static let developer = PlanTerms(id: .developer, name: "Developer", monthlyCents: 2_000, maxUsers: 1, includedMinutes: 500,
                                             minuteOverageMillicents: nil, includedStorageGB: 25, storageOverageMillicentsPerGBMonth: nil,
                                             usageCaps: false)
-    public static let startup = PlanTerms(id: "startup", name: "Startup", monthlyCents: 20_000, maxUsers: nil, includedMinutes: 5_000,
+    public static let startup = PlanTerms(id: .startup, name: "Startup", monthlyCents: 20_000, maxUsers: nil, includedMinutes: 5_000,
                                           minuteOverageMillicents: 4_000, includedStorageGB: 250, storageOverageMillicentsPerGBMonth: 20_000,
                                           usageCaps: true)
     /// Business amounts are negotiated: these are the defaults an operator overrides per organization.
-    public static let business = PlanTerms(id: "business", name: "Business", monthlyCents: 20_000, maxUsers: nil, includedMinutes: 5_000,
+    public static let business = PlanTerms(id: .business, name: "Business", monthlyCents: 20_000, maxUsers: nil, includedMinutes: 5_000,
                                            minuteOverageMillicents: 4_000, includedStorageGB: 250, storageOverageMillicentsPerGBMonth: 20_000,
                                            usageCaps: true)
+}
+
+/// A plan in force from `from` to `to` (epoch seconds; nil: still in force).
+public struct PlanPeriod: Sendable, Equatable {
+    public var terms: PlanTerms
+    public var from: Int64
+    public var to: Int64?
 }
 
 /// One calendar month's (or part of one) usage and what it costs.
@@ -81,25 +88,33 @@ public enum Billing {
         return NSDecimalNumber(decimal: rounded).stringValue
     }
 
-    /// The bill of one month: the fee (whole, for each month the period touches), build minutes
-    /// billed per second past the included ones, storage GB-months past the included GB.
-    public static func month(plan: PlanTerms, buildSeconds: Int64, storageByteSeconds: Decimal, monthSeconds: Int64) -> MonthBill {
-        let includedSeconds = plan.includedMinutes * 60
+    /// The bill of one month, or of the part of it a plan was in force (`planSeconds` of the
+    /// month's `monthSeconds`; nil: all of it). The fee and the included minutes and storage are
+    /// prorated by that share, to the cent and the second; build minutes are billed per second
+    /// past the included ones, storage GB-months past the included GB.
+    public static func month(plan: PlanTerms, buildSeconds: Int64, storageByteSeconds: Decimal, monthSeconds: Int64,
+                             planSeconds: Int64? = nil) -> MonthBill {
+        let onPlan = min(max(planSeconds ?? monthSeconds, 0), monthSeconds)
+        let share = Decimal(onPlan) / Decimal(monthSeconds)
+        let includedSeconds = plan.includedMinutes * 60 * onPlan / max(monthSeconds, 1)
+        let includedGB = Decimal(plan.includedStorageGB) * share
         let overageSeconds = max(0, buildSeconds - includedSeconds)
         let gbMonths = storageByteSeconds / bytesPerGB / Decimal(monthSeconds)
-        let overGB = max(0, gbMonths - Decimal(plan.includedStorageGB))
-        var lines = [MonthBill.Line(item: "\(plan.name) plan", quantity: "1 month", unitPrice: dollars(plan.monthlyCents), cents: plan.monthlyCents)]
+        let overGB = max(0, gbMonths - includedGB)
+        let fee = onPlan == monthSeconds ? plan.monthlyCents : Self.cents(millicents: Decimal(plan.monthlyCents) * 1000 * share)
+        let quantity = onPlan == monthSeconds ? "1 month" : "\(decimalString(share, places: 3)) month"
+        var lines = [MonthBill.Line(item: "\(plan.name) plan", quantity: quantity, unitPrice: dollars(plan.monthlyCents), cents: fee)]
         if let price = plan.minuteOverageMillicents, overageSeconds > 0 {
             let cents = Self.cents(millicents: Decimal(overageSeconds) * Decimal(price) / 60)
-            lines.append(.init(item: "build minutes over \(plan.includedMinutes)", quantity: "\(decimalString(Decimal(overageSeconds) / 60, places: 2)) min",
+            lines.append(.init(item: "build minutes over \(includedSeconds / 60)", quantity: "\(decimalString(Decimal(overageSeconds) / 60, places: 2)) min",
                                unitPrice: "\(unitPrice(price))/min", cents: cents))
         }
         if let price = plan.storageOverageMillicentsPerGBMonth, overGB > 0 {
             let cents = Self.cents(millicents: overGB * Decimal(price))
-            lines.append(.init(item: "storage over \(plan.includedStorageGB) GB", quantity: "\(decimalString(overGB)) GB-month",
+            lines.append(.init(item: "storage over \(decimalString(includedGB, places: 1)) GB", quantity: "\(decimalString(overGB)) GB-month",
                                unitPrice: "\(unitPrice(price))/GB-month", cents: cents))
         }
-        return MonthBill(buildSeconds: buildSeconds, includedMinutes: plan.includedMinutes, overageSeconds: overageSeconds,
+        return MonthBill(buildSeconds: buildSeconds, includedMinutes: includedSeconds / 60, overageSeconds: overageSeconds,
                          storageByteSeconds: storageByteSeconds, storageGBMonths: gbMonths, overageGBMonths: overGB,
                          lines: lines, totalCents: lines.reduce(0) { $0 + $1.cents })
     }

@@ -69,26 +69,69 @@ public struct UsageStore: Sendable {
         }
     }
 
+    static let termsColumns = """
+        p.id, p.name, p.monthly_cents, p.max_users, p.included_minutes, p.minute_overage_millicents,
+        p.included_storage_gb, p.storage_overage_millicents, p.usage_caps
+        """
+    typealias TermsRow = (String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?)
+
+    /// A plan's terms with an organization's negotiated amounts over them.
+    static func terms(_ r: TermsRow) -> PlanTerms {
+        var terms = PlanTerms(id: PlanName(rawValue: r.0) ?? .developer, name: r.1, monthlyCents: r.2, maxUsers: r.3, includedMinutes: r.4,
+                              minuteOverageMillicents: r.5, includedStorageGB: r.6, storageOverageMillicentsPerGBMonth: r.7, usageCaps: r.8)
+        if let text = r.9, let o = try? JSONDecoder().decode(PlanOverrides.self, from: Data(text.utf8)) {
+            terms.monthlyCents = o.monthlyCents ?? terms.monthlyCents
+            terms.includedMinutes = o.includedMinutes ?? terms.includedMinutes
+            terms.minuteOverageMillicents = o.minuteOverageMillicents ?? terms.minuteOverageMillicents
+            terms.includedStorageGB = o.includedStorageGB ?? terms.includedStorageGB
+            terms.storageOverageMillicentsPerGBMonth = o.storageOverageMillicents ?? terms.storageOverageMillicentsPerGBMonth
+        }
+        return terms
+    }
+
     static func terms(organizationId: String, on connection: PostgresConnection, logger: Logger) async throws -> PlanTerms {
         let rows = try await connection.query(
             """
-            SELECT p.id, p.name, p.monthly_cents, p.max_users, p.included_minutes, p.minute_overage_millicents,
-                   p.included_storage_gb, p.storage_overage_millicents, p.usage_caps, o.plan_overrides
+            SELECT \(unescaped: termsColumns), o.plan_overrides
             FROM organizations o JOIN plans p ON p.id = o.plan WHERE o.id = \(organizationId)
             """, logger: logger)
-        for try await r in rows.decode((String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?).self) {
-            var terms = PlanTerms(id: r.0, name: r.1, monthlyCents: r.2, maxUsers: r.3, includedMinutes: r.4, minuteOverageMillicents: r.5,
-                                  includedStorageGB: r.6, storageOverageMillicentsPerGBMonth: r.7, usageCaps: r.8)
-            if let text = r.9, let o = try? JSONDecoder().decode(PlanOverrides.self, from: Data(text.utf8)) {
-                terms.monthlyCents = o.monthlyCents ?? terms.monthlyCents
-                terms.includedMinutes = o.includedMinutes ?? terms.includedMinutes
-                terms.minuteOverageMillicents = o.minuteOverageMillicents ?? terms.minuteOverageMillicents
-                terms.includedStorageGB = o.includedStorageGB ?? terms.includedStorageGB
-                terms.storageOverageMillicentsPerGBMonth = o.storageOverageMillicents ?? terms.storageOverageMillicentsPerGBMonth
-            }
-            return terms
-        }
+        for try await r in rows.decode(TermsRow.self) { return terms(r) }
         throw DomainError.notFound("organization", organizationId)
+    }
+
+    /// The plans an organization has been on, oldest first, each with the epoch seconds it began
+    /// and ended (nil: still in force).
+    func planHistory(organizationId: String) async throws -> [PlanPeriod] {
+        let rows = try await client.query(
+            """
+            SELECT \(unescaped: Self.termsColumns), h.plan_overrides,
+                   extract(epoch FROM h.valid_from)::bigint, extract(epoch FROM h.valid_to)::bigint
+            FROM organization_plans h JOIN plans p ON p.id = h.plan
+            WHERE h.organization_id = \(organizationId) ORDER BY h.valid_from
+            """, logger: logger)
+        var periods: [PlanPeriod] = []
+        for try await r in rows.decode((String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64, Int64?).self) {
+            periods.append(PlanPeriod(terms: Self.terms((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)), from: r.10, to: r.11))
+        }
+        return periods
+    }
+
+    /// Puts a just-created organization on its first plan, as if it had started on it (no change
+    /// in the history: `bootstrap --plan`).
+    func setInitialPlan(organizationId: String, plan: PlanName) async throws {
+        try await client.transaction(logger: logger) { tx in
+            try await tx.query("UPDATE organizations SET plan = \(plan.rawValue) WHERE id = \(organizationId)", logger: logger)
+            try await tx.query("UPDATE organization_plans SET plan = \(plan.rawValue) WHERE organization_id = \(organizationId)", logger: logger)
+        }
+    }
+
+    /// Records a new organization's first plan (inside its creation's transaction).
+    static func recordFirstPlan(organizationId: String, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            """
+            INSERT INTO organization_plans (organization_id, plan, plan_overrides, valid_from)
+            SELECT id, plan, plan_overrides, created_at FROM organizations WHERE id = \(organizationId)
+            """, logger: logger)
     }
 
     func terms(organizationId: String) async throws -> PlanTerms {
@@ -101,11 +144,21 @@ public struct UsageStore: Sendable {
             throw DomainError.invalidField("plan", "custom amounts apply to the business plan only")
         }
         let text = try overrides.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
-        var found = false
-        for try await _ in try await client.query(
-            "UPDATE organizations SET plan = \(plan.rawValue), plan_overrides = \(text) WHERE id = \(organizationId) RETURNING id", logger: logger
-        ).decode(String.self) { found = true }
-        guard found else { throw DomainError.notFound("organization", organizationId) }
+        // The plan in force changes now: the old one's period ends where the new one's begins.
+        try await client.transaction(logger: logger) { tx in
+            var found = false
+            for try await _ in try await tx.query(
+                "UPDATE organizations SET plan = \(plan.rawValue), plan_overrides = \(text) WHERE id = \(organizationId) RETURNING id", logger: logger
+            ).decode(String.self) { found = true }
+            guard found else { throw DomainError.notFound("organization", organizationId) }
+            try await tx.query(
+                "UPDATE organization_plans SET valid_to = now() WHERE organization_id = \(organizationId) AND valid_to IS NULL", logger: logger)
+            try await tx.query(
+                """
+                INSERT INTO organization_plans (organization_id, plan, plan_overrides, valid_from)
+                VALUES (\(organizationId), \(plan.rawValue), \(text), now())
+                """, logger: logger)
+        }
     }
 
     // MARK: metering
