@@ -122,6 +122,7 @@ extension APIHandler {
             platforms.append(platform)
         }
         guard !platforms.isEmpty else { throw APIError.invalidField("platforms", "name at least one platform") }
+        try await jobs.recordWorker(tokenId: caller.tokenId, name: name, platforms: platforms)
         let wait = try Validation.range(body.waitSeconds, 0...60, field: "waitSeconds") ?? 25
         let deadline = ContinuousClock.now + .seconds(wait)
         let organization = caller.isServerWide ? nil : caller.organizationId

@@ -128,6 +128,7 @@ public func buildApplication(
             signals,
             RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger),
             LeaseReaper(jobs: jobs, authenticator: authenticator, interval: configuration.leaseCheckInterval,
+                        queueTimeout: configuration.queueTimeout,
                         schemaReady: schemaReady, logger: logger),
             UsageSampler(usage: usage, interval: configuration.storageSampleInterval, schemaReady: schemaReady, logger: logger),
         ],

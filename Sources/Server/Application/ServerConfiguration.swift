@@ -18,7 +18,10 @@ public struct ServerConfiguration: Sendable {
     public var maxContextBytes: Int64 = 2 << 30
     /// How long a worker keeps a job without a heartbeat (`DRYDOCK_JOB_LEASE_SECONDS`, default 15).
     public var jobLease: Duration = .seconds(15)
-    /// How often expired leases are looked for.
+    /// How long a build waits for an online builder of its platform before it fails
+    /// (`DRYDOCK_QUEUE_TIMEOUT_SECONDS`, default 600).
+    public var queueTimeout: Duration = .seconds(600)
+    /// How often expired leases (and jobs no builder serves) are looked for.
     public var leaseCheckInterval: Duration = .seconds(2)
     /// How often each project's registry storage is sampled for metering.
     public var storageSampleInterval: Duration = .seconds(3600)
@@ -89,6 +92,7 @@ public struct ServerConfiguration: Sendable {
             configuration.maxContextBytes = value
         }
         if let value = try seconds("DRYDOCK_JOB_LEASE_SECONDS", in: 3...3600, environment) { configuration.jobLease = value }
+        if let value = try seconds("DRYDOCK_QUEUE_TIMEOUT_SECONDS", in: 10...86_400, environment) { configuration.queueTimeout = value }
         if let value = try seconds("DRYDOCK_DATABASE_WAIT_SECONDS", in: 1...300, environment) { configuration.databaseWaitLimit = value }
         if let value = try seconds("DRYDOCK_IDLE_TIMEOUT_SECONDS", in: 1...3600, environment) { configuration.idleTimeout = value }
         if let value = try seconds("DRYDOCK_HEADER_TIMEOUT_SECONDS", in: 1...600, environment) { configuration.headerTimeout = value }

@@ -7,6 +7,8 @@ struct LeaseReaper: Service {
     let jobs: JobQueue
     let authenticator: TokenAuthenticator
     let interval: Duration
+    /// How long a queued job waits when no online builder serves its platform.
+    let queueTimeout: Duration
     let schemaReady: StartupGate
     let logger: Logger
 
@@ -27,6 +29,8 @@ struct LeaseReaper: Service {
                     graceGiven = true
                     if extended > 0 { logger.info("renewed the leases of running jobs after start-up", metadata: ["jobs": "\(extended)"]) }
                 }
+                let unserved = try await jobs.watchWaitingJobs(timeout: queueTimeout)
+                if unserved > 0 { logger.notice("failed jobs no online builder serves", metadata: ["jobs": "\(unserved)"]) }
                 let expired = try await jobs.expireLeases()
                 if expired > 0 {
                     authenticator.invalidate()  // their build tokens were revoked

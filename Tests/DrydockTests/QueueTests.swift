@@ -1,0 +1,53 @@
+import DrydockClient
+import DrydockServer
+import Foundation
+import Testing
+
+@Suite("Waiting for a builder")
+struct QueueTests {
+    @Test("a build no online builder can take says so at once and fails after the queue timeout with that reason; one a builder serves waits quietly")
+    func noBuilderForPlatform() async throws {
+        try await withTestServer(configure: {
+            $0.queueTimeout = .seconds(4)
+            $0.leaseCheckInterval = .milliseconds(300)
+        }) { server in
+            let project = try await server.createProject("arm")
+            let context = try await server.uploadZeroContext(project)
+            // An amd64 builder is online (it asked for work), none serves arm64.
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            let claim = try await server.request(.post, "/api/v1/workers/claim", token: worker,
+                                                 json: #"{"name":"amd","platforms":["linux/amd64"],"waitSeconds":0}"#)
+            #expect(claim.status == .noContent)
+            let arm = try #require(try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                            json: #"{"contextDigest":"\#(context)","platforms":["arm64"]}"#)["id"])
+            let amd = try #require(try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                            json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#)["id"])
+            let client = DrydockClient(baseURL: URL(string: server.baseURL)!, token: server.ownerToken)
+            func log(_ id: String) async throws -> String {
+                var lines: [String] = []
+                for try await entry in try await client.buildLogs(id) { if let line = entry.line { lines.append(line) } }
+                return lines.joined(separator: "\n")
+            }
+            // Said at once (within a couple of checks), not after the timeout.
+            var said = false
+            let soon = ContinuousClock.now + .seconds(3)
+            while !said, ContinuousClock.now < soon {
+                said = try await log(arm).contains("no online builder serves linux/arm64")
+                if !said { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            let armLog = try await log(arm)
+            #expect(said, "no word on the missing builder: \(armLog)")
+            var build = try await client.build(arm)
+            let deadline = ContinuousClock.now + .seconds(15)
+            while build.status == .queued, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(300))
+                build = try await client.build(arm)
+            }
+            #expect(build.status == .failed)
+            #expect(build.error?.contains("no online builder serves linux/arm64") == true, "\(build.error ?? "")")
+            // The amd64 build has a builder: still queued, and nothing said about it.
+            #expect(try await client.build(amd).status == .queued)
+            #expect(!(try await log(amd)).contains("no online builder"))
+        }
+    }
+}
