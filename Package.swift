@@ -147,7 +147,7 @@ let package = Package(
         // Pure logic: runs in seconds with no PostgreSQL, buildah or network (`swift test --filter Unit`).
         .testTarget(
             name: "DrydockUnitTests",
-            dependencies: ["DrydockWireFormats", "DrydockServer", "DrydockBuildContext"],
+            dependencies: ["DrydockWireFormats", "DrydockServer", "DrydockBuildContext", "DrydockBuilder"],
             path: "Tests/UnitTests"
         ),
         .testTarget(

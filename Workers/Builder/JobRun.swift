@@ -93,7 +93,7 @@ struct JobRun: Sendable {
                 let lower = line.lowercased()
                 if lower.hasPrefix("error") || lower.contains("error building at step") || lower.hasPrefix("subprocess exited") { lastError = line }
                 // buildah's STEP lines are parsed here, once: they reach the log as step events only.
-                return StepTracker.parseStep(line) == nil
+                return StepTracker.parseStep(line) == nil && !LogNoise.isNoise(line)
             }
             if control.canceled || control.lost {
                 if let step = tracker.finish(status: "failed") { await reporter.step(step, platform: job.platform) }
@@ -277,7 +277,7 @@ struct JobRun: Sendable {
             environment: environment, control: control) { line in
             output.append(line)
             if output.count > 20 { output.removeFirst() }
-            return true
+            return !LogNoise.isNoise(line)
         }
         if control.canceled { throw BuilderError.job("canceled") }
         guard code == 0, let digest = try? String(contentsOf: digestFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),

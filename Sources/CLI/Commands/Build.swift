@@ -142,7 +142,9 @@ struct Build: AsyncParsableCommand {
     func run() async throws {
         let contextURL = URL(fileURLWithPath: context, isDirectory: true).standardizedFileURL
         let client = try connection.client()
-        let projectId = try projectOption.resolved(from: contextURL)
+        // drydock.json from the current directory upwards, as the help says; the context's own
+        // directories only when there is none there.
+        let projectId = try (try? projectOption.resolved()) ?? projectOption.resolved(from: contextURL)
         let dockerfile = file.map { URL(fileURLWithPath: $0).standardizedFileURL } ?? contextURL.appendingPathComponent("Dockerfile")
         let ui = ProgressUI(mode: quiet ? .quiet : progress)
 

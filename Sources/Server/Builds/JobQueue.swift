@@ -205,42 +205,56 @@ public struct JobQueue: Sendable {
     /// A worker that claimed within this long is online (a claim's long-poll lasts at most 60 s).
     static let onlineWindowSeconds = 90
 
-    /// Queued jobs that no online builder serves: their build hears why at once and every 30 s,
-    /// and a job still waiting after `timeout` fails with that reason. Returns how many failed.
-    func watchWaitingJobs(timeout: Duration) async throws -> Int {
-        try await client.transaction(logger: logger) { tx -> Int in
-            var waiting: [(id: String, buildId: String, platform: String, age: Int64, notify: Bool)] = []
-            for try await row in try await tx.query(
-                """
-                SELECT j.id, j.build_id, j.platform, extract(epoch FROM now() - b.created_at)::bigint,
-                       j.waiting_notice_at IS NULL OR j.waiting_notice_at < now() - interval '30 seconds'
-                FROM build_jobs j JOIN builds b ON b.id = j.build_id
-                WHERE j.status = 'queued' AND NOT EXISTS (
-                    SELECT 1 FROM workers w JOIN tokens t ON t.id = w.token_id
-                    WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds)))
-                      AND j.platform = ANY(w.platforms) AND t.revoked_at IS NULL
-                      AND (t.organization_id IS NULL OR t.organization_id = j.organization_id))
-                FOR UPDATE OF j SKIP LOCKED
-                """, logger: logger).decode((String, String, String, Int64, Bool).self) { waiting.append(row) }
-            var failed = 0
-            let limit = timeout.components.seconds
-            for job in waiting {
-                if job.age >= limit {
-                    let reason = "no online builder serves \(job.platform); the build waited \(Self.duration(limit)) for one (DRYDOCK_QUEUE_TIMEOUT_SECONDS). Start a drydock-builder with DRYDOCK_BUILDER_PLATFORMS=\(job.platform)"
-                    try await tx.query(
-                        "UPDATE build_jobs SET status = 'failed', error = \(reason), finished_at = now() WHERE id = \(job.id)", logger: logger)
-                    try await BuildLog.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: "error: \(reason)")],
-                                              buildId: job.buildId, on: tx, logger: logger)
-                    try await BuildStore.closeIfDone(buildId: job.buildId, on: tx, logger: logger)
-                    failed += 1
-                } else if job.notify {
-                    let line = "#drydock waiting: no online builder serves \(job.platform); the build fails if none comes within \(Self.duration(limit - job.age))"
-                    try await BuildLog.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: line)],
-                                              buildId: job.buildId, on: tx, logger: logger)
-                    try await tx.query("UPDATE build_jobs SET waiting_notice_at = now() WHERE id = \(job.id)", logger: logger)
-                }
-            }
-            return failed
+    /// A queued job no online builder serves, and how long its build has waited.
+    struct WaitingJob: Sendable {
+        let id: String
+        let buildId: String
+        let platform: String
+        let ageSeconds: Int64
+    }
+
+    /// Queued jobs whose platform no online builder (of their organization, or server-wide)
+    /// serves. Read without locks: a claim in progress is never held up or skipped because of it.
+    func unservedJobs() async throws -> [WaitingJob] {
+        var out: [WaitingJob] = []
+        for try await (id, buildId, platform, age) in try await client.query(
+            """
+            SELECT j.id, j.build_id, j.platform, extract(epoch FROM now() - b.created_at)::bigint
+            FROM build_jobs j JOIN builds b ON b.id = j.build_id
+            WHERE j.status = 'queued' AND NOT EXISTS (
+                SELECT 1 FROM workers w JOIN tokens t ON t.id = w.token_id
+                WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds)))
+                  AND j.platform = ANY(w.platforms) AND t.revoked_at IS NULL
+                  AND (t.organization_id IS NULL OR t.organization_id = j.organization_id))
+            """, logger: logger).decode((String, String, String, Int64).self) {
+            out.append(WaitingJob(id: id, buildId: buildId, platform: platform, ageSeconds: age))
+        }
+        return out
+    }
+
+    /// Tells a waiting job's build why it waits.
+    func tellWaiting(_ job: WaitingJob, timeout: Duration) async throws {
+        let left = timeout.components.seconds - job.ageSeconds
+        let line = "#drydock waiting: no online builder serves \(job.platform); the build fails if none comes within \(Self.duration(left))"
+        try await client.transaction(logger: logger) { tx in
+            try await BuildLog.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: line)],
+                                      buildId: job.buildId, on: tx, logger: logger)
+        }
+    }
+
+    /// Fails a job no builder took within the queue timeout, if it is still queued.
+    func failUnserved(_ job: WaitingJob, timeout: Duration) async throws -> Bool {
+        let reason = "no online builder serves \(job.platform); the build waited \(Self.duration(timeout.components.seconds)) for one (DRYDOCK_QUEUE_TIMEOUT_SECONDS). Start a drydock-builder with DRYDOCK_BUILDER_PLATFORMS=\(job.platform)"
+        return try await client.transaction(logger: logger) { tx -> Bool in
+            var failed = false
+            for try await _ in try await tx.query(
+                "UPDATE build_jobs SET status = 'failed', error = \(reason), finished_at = now() WHERE id = \(job.id) AND status = 'queued' RETURNING id",
+                logger: logger).decode(String.self) { failed = true }
+            guard failed else { return false }
+            try await BuildLog.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: "error: \(reason)")],
+                                      buildId: job.buildId, on: tx, logger: logger)
+            try await BuildStore.closeIfDone(buildId: job.buildId, on: tx, logger: logger)
+            return true
         }
     }
 

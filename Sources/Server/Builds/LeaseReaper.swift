@@ -17,6 +17,8 @@ struct LeaseReaper: Service {
         // Leases count from when this server came back: a worker that kept building through a
         // restart (its heartbeats failing meanwhile) is not failed for the server's own outage.
         var graceGiven = false
+        // When each waiting job's build was last told why (kept here: telling locks no job row).
+        var told: [String: ContinuousClock.Instant] = [:]
         while !Task.isCancelled {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
@@ -29,8 +31,19 @@ struct LeaseReaper: Service {
                     graceGiven = true
                     if extended > 0 { logger.info("renewed the leases of running jobs after start-up", metadata: ["jobs": "\(extended)"]) }
                 }
-                let unserved = try await jobs.watchWaitingJobs(timeout: queueTimeout)
-                if unserved > 0 { logger.notice("failed jobs no online builder serves", metadata: ["jobs": "\(unserved)"]) }
+                let unserved = try await jobs.unservedJobs()
+                for job in unserved {
+                    if job.ageSeconds >= queueTimeout.components.seconds {
+                        if try await jobs.failUnserved(job, timeout: queueTimeout) {
+                            logger.notice("failed a job no online builder serves", metadata: ["job": "\(job.id)", "platform": "\(job.platform)"])
+                        }
+                    } else if told[job.id].map({ ContinuousClock.now - $0 >= .seconds(30) }) ?? true {
+                        try await jobs.tellWaiting(job, timeout: queueTimeout)
+                        told[job.id] = .now
+                    }
+                }
+                let waitingIds = Set(unserved.map(\.id))
+                told = told.filter { waitingIds.contains($0.key) }
                 let expired = try await jobs.expireLeases()
                 if expired > 0 {
                     authenticator.invalidate()  // their build tokens were revoked

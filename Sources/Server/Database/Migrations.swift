@@ -280,10 +280,6 @@ public enum Migrations {
             SELECT id, plan, plan_overrides, created_at FROM organizations
             """,
         ]),
-        Migration(version: 6, name: "waiting jobs", statements: [
-            // When a queued job last told its build that no online builder serves its platform.
-            "ALTER TABLE build_jobs ADD COLUMN waiting_notice_at timestamptz",
-        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

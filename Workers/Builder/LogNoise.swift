@@ -1,0 +1,23 @@
+/// Lines buildah and its image library print that say nothing the user caused or can act on:
+/// they stay out of the build's log (the builder still sees them, and a failed push quotes its
+/// own last lines in its error).
+public enum LogNoise {
+    static let prefixes = [
+        "Getting image source signatures", "Copying blob ", "Copying config ", "Writing manifest to image destination",
+        "Storing signatures", "COMMIT localhost/drydock/", "(UNHANDLED LOGLEVEL) &imagebuilder.",
+    ]
+    /// Build arguments buildah sets itself; a warning that only these went unused is noise.
+    static let automaticArguments: Set<Substring> = [
+        "TARGETARCH", "TARGETOS", "TARGETPLATFORM", "TARGETVARIANT", "BUILDARCH", "BUILDOS", "BUILDPLATFORM", "BUILDVARIANT",
+    ]
+
+    public static func isNoise(_ line: String) -> Bool {
+        if prefixes.contains(where: { line.hasPrefix($0) }) { return true }
+        let marker = "build args were not consumed: ["
+        if line.hasPrefix("[Warning] one or more "), let range = line.range(of: marker) {
+            let names = line[range.upperBound...].prefix { $0 != "]" }.split(separator: " ")
+            return !names.isEmpty && names.allSatisfy { automaticArguments.contains($0) }
+        }
+        return false
+    }
+}
