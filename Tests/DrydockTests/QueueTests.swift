@@ -50,4 +50,44 @@ struct QueueTests {
             #expect(!(try await log(amd)).contains("no online builder"))
         }
     }
+
+    @Test("drydock build takes the project from drydock.json found from the current directory, not from the context")
+    func projectFromCurrentDirectory() async throws {
+        try await withTestServer(configure: {
+            $0.queueTimeout = .seconds(2)
+            $0.leaseCheckInterval = .milliseconds(300)
+        }) { server in
+            let here = try await server.createProject("here")
+            let elsewhere = try await server.createProject("elsewhere")
+            try await withTemporaryDirectory { dir in
+                let repo = dir.appendingPathComponent("repo"), context = dir.appendingPathComponent("other/app")
+                try FileManager.default.createDirectory(at: repo.appendingPathComponent("sub"), withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
+                try #"{"id":"\#(here)"}"#.write(to: repo.appendingPathComponent("drydock.json"), atomically: true, encoding: .utf8)
+                try #"{"id":"\#(elsewhere)"}"#.write(to: context.appendingPathComponent("drydock.json"), atomically: true, encoding: .utf8)
+                try "FROM scratch\n".write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+                // No builder: the build is queued in the project, then fails on the queue timeout.
+                let result = try await offCooperativePool { () -> CommandResult in
+                    let process = Process()
+                    process.executableURL = packageRoot.appendingPathComponent(".build/debug/drydock")
+                    process.arguments = ["build", "--api-url", server.baseURL, "--token", server.ownerToken, "--progress", "plain", context.path]
+                    process.currentDirectoryURL = repo.appendingPathComponent("sub")
+                    process.environment = ["HOME": dir.path, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+                    let out = Pipe()
+                    process.standardOutput = out
+                    process.standardError = out
+                    try process.run()
+                    let data = out.fileHandleForReading.readDataToEndOfFile()
+                    process.waitUntilExit()
+                    return CommandResult(status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self), stderr: "")
+                }
+                #expect(result.status == 1, "\(result.stdout)")
+                #expect(result.stdout.contains("project \(here)"), "\(result.stdout)")
+                let inHere = try await server.request(.get, "/api/v1/projects/\(here)/builds", token: server.ownerToken)
+                let inElsewhere = try await server.request(.get, "/api/v1/projects/\(elsewhere)/builds", token: server.ownerToken)
+                #expect(inHere.items.count == 1)
+                #expect(inElsewhere.items.isEmpty)
+            }
+        }
+    }
 }
