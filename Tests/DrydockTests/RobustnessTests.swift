@@ -185,7 +185,7 @@ struct RobustnessTests {
             let registry = try await get("/v2/\(project)/app/tags/list", basic)
             #expect(registry.hasPrefix("HTTP/1.1 503"), "\(registry)")
             #expect(registry.contains("UNAVAILABLE"))
-            #expect(try await httpStatus(port: server.port, "/readyz", timeout: .seconds(10)) == 503)
+            #expect(await httpStatus(port: server.port, "/readyz", timeout: .seconds(10)) == 503)
 
             try postgres.start(logger: TestDatabase.logger)
             var answer = ""
