@@ -237,6 +237,15 @@ public struct JobQueue: Sendable {
         let left = timeout.components.seconds - job.ageSeconds
         let line = "#drydock waiting: no online builder serves \(job.platform); the build fails if none comes within \(Self.duration(left))"
         try await client.transaction(logger: logger) { tx in
+            // Under the build's lock (the one cancel and claims take), and only if the job still
+            // waits: nothing is said after a build's final status.
+            var queued = false
+            for try await status in try await tx.query(
+                """
+                SELECT j.status FROM builds b JOIN build_jobs j ON j.build_id = b.id
+                WHERE b.id = \(job.buildId) AND j.id = \(job.id) FOR UPDATE OF b
+                """, logger: logger).decode(String.self) { queued = status == "queued" }
+            guard queued else { return }
             try await BuildLog.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: line)],
                                       buildId: job.buildId, on: tx, logger: logger)
         }
