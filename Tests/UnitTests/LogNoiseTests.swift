@@ -6,6 +6,7 @@ struct LogNoiseTests {
     @Test("lines the user did not cause are left out", arguments: [
         "Getting image source signatures", "Copying blob sha256:ce5f36caba03 done", "Copying config sha256:1234 done",
         "Writing manifest to image destination", "COMMIT localhost/drydock/last-build:latest",
+        "[2/2] COMMIT localhost/drydock/last-build:latest", "Successfully tagged localhost/drydock/last-build:latest",
         "[Warning] one or more build args were not consumed: [TARGETARCH TARGETOS TARGETPLATFORM]",
         "(UNHANDLED LOGLEVEL) &imagebuilder.Step{Env:[] Command:\"runn\"}",
     ])

@@ -4,7 +4,7 @@
 public enum LogNoise {
     static let prefixes = [
         "Getting image source signatures", "Copying blob ", "Copying config ", "Writing manifest to image destination",
-        "Storing signatures", "COMMIT localhost/drydock/", "(UNHANDLED LOGLEVEL) &imagebuilder.",
+        "Storing signatures", "COMMIT localhost/drydock/", "Successfully tagged localhost/drydock/", "(UNHANDLED LOGLEVEL) &imagebuilder.",
     ]
     /// Build arguments buildah sets itself; a warning that only these went unused is noise.
     static let automaticArguments: Set<Substring> = [
@@ -12,7 +12,10 @@ public enum LogNoise {
     ]
 
     public static func isNoise(_ line: String) -> Bool {
-        if prefixes.contains(where: { line.hasPrefix($0) }) { return true }
+        // Multi-stage builds prefix their lines with the stage, `[2/2] COMMIT …`.
+        var text = Substring(line)
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") { text = text[text.index(after: close)...].drop { $0 == " " } }
+        if prefixes.contains(where: { text.hasPrefix($0) }) { return true }
         let marker = "build args were not consumed: ["
         if line.hasPrefix("[Warning] one or more "), let range = line.range(of: marker) {
             let names = line[range.upperBound...].prefix { $0 != "]" }.split(separator: " ")
