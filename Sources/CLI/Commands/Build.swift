@@ -61,7 +61,7 @@ struct Build: AsyncParsableCommand {
     @Option(name: .customLong("secret"), help: "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret; repeatable.")
     var secrets: [String] = []
 
-    @Option(help: "auto, plain or tty.")
+    @Option(help: "auto, plain, tty or quiet (quiet prints only the image digest, as -q).")
     var progress: ProgressMode = .auto
 
     @Option(name: .customLong("metadata-file"), help: "Write the build's result (digest, image, build id) as JSON to this file.")
@@ -71,7 +71,10 @@ struct Build: AsyncParsableCommand {
     var iidfile: String?
 
     @Flag(name: [.short, .customLong("quiet")], help: "Print only the image digest.")
-    var quiet = false
+    var quietFlag = false
+
+    /// `-q` and `--progress quiet` mean the same, as in docker build.
+    var quiet: Bool { quietFlag || progress == .quiet }
 
     @Argument(help: "The build context directory.")
     var context: String
@@ -105,6 +108,8 @@ struct Build: AsyncParsableCommand {
 
     enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
         case auto, plain, tty, quiet, rawjson
+        /// What help offers: only the modes that work (rawjson is parsed to be refused clearly).
+        static var allValueStrings: [String] { ["auto", "plain", "tty", "quiet"] }
     }
 
     func validate() throws {
@@ -132,7 +137,7 @@ struct Build: AsyncParsableCommand {
         if let (_, flag, why) = refused.first(where: { $0.0 }) {
             throw ValidationError("drydock build does not support \(flag): \(why)")
         }
-        if progress == .rawjson { throw ValidationError("drydock build does not support --progress rawjson; use plain, tty or auto") }
+        if progress == .rawjson { throw ValidationError("drydock build does not support --progress rawjson; use auto, plain, tty or quiet") }
         if platform.flatMap({ $0.split(separator: ",") }).count > 1 {
             throw ValidationError("multi-platform builds are not supported yet; run one build per --platform")
         }
