@@ -110,9 +110,8 @@ public func buildApplication(
         publicURL: configuration.publicURL)
     registry.register(on: router)
 
-    var descriptorLimit = rlimit()
-    let maxConnections = configuration.maxConnections ?? ConnectionLimits.defaultMaxConnections(
-        descriptorLimit: getrlimit(Int32(RLIMIT_NOFILE.rawValue), &descriptorLimit) == 0 ? Int(clamping: descriptorLimit.rlim_cur) : 1024)
+    let maxConnections = configuration.maxConnections
+        ?? ConnectionLimits.defaultMaxConnections(descriptorLimit: ConnectionLimits.currentDescriptorLimit())
     let headerTimeout = TimeAmount(configuration.headerTimeout)
     var app = Application(
         router: router,

@@ -89,11 +89,7 @@ public struct JobQueue: Sendable {
                            line: "picked up by worker \(workerName)", status: .running)],
                     buildId: build.id, on: tx, logger: logger)
             }
-            try await tx.query(
-                """
-                INSERT INTO workers (token_id, name, platforms) VALUES (\(workerTokenId), \(workerName), \(platforms))
-                ON CONFLICT (token_id, name) DO UPDATE SET platforms = EXCLUDED.platforms, last_seen_at = now()
-                """, logger: logger)
+            // The worker itself was recorded (`recordWorker`) when its claim request came in.
             let secrets = try sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
             return ClaimedJob(job: job, build: build, buildToken: token.secret, secrets: secrets)
         }

@@ -16,13 +16,18 @@ enum ConnectionLimits {
     /// registry needs, and the hard limit is what the operator granted.
     static func raiseDescriptorLimit() -> Int {
         var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         }
-        return limit.rlim_cur >= UInt(Int.max) ? Int.max : Int(limit.rlim_cur)
+        return currentDescriptorLimit()
+    }
+
+    /// The soft limit on open descriptors in force (1024 if it cannot be read).
+    static func currentDescriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return Int(clamping: limit.rlim_cur)
     }
 
     /// The default cap for a descriptor limit: a connection can hold two descriptors at once (its
