@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // Types generated from openapi.yaml, shared by the server and the client.
@@ -42,10 +44,20 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             path: "Sources/WireFormats"
         ),
+        // The one way to run a child process (server, builder, CLI and tests), over swift-subprocess.
+        .target(
+            name: "DrydockProcess",
+            dependencies: [
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Sources/Process"
+        ),
         .target(
             name: "DrydockServer",
             dependencies: [
                 "DrydockAPITypes",
+                "DrydockProcess",
                 "DrydockWireFormats",
                 "DrydockBuildContext",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -111,6 +123,7 @@ let package = Package(
             name: "DrydockBuilder",
             dependencies: [
                 "DrydockClient",
+                "DrydockProcess",
                 "DrydockBuildContext",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -132,6 +145,7 @@ let package = Package(
             name: "DrydockCLI",
             dependencies: [
                 "DrydockClient",
+                "DrydockProcess",
                 "DrydockBuildContext",
                 "DrydockWireFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -147,7 +161,7 @@ let package = Package(
         // Pure logic: runs in seconds with no PostgreSQL, buildah or network (`swift test --filter Unit`).
         .testTarget(
             name: "DrydockUnitTests",
-            dependencies: ["DrydockWireFormats", "DrydockServer", "DrydockBuildContext", "DrydockBuilder"],
+            dependencies: ["DrydockWireFormats", "DrydockServer", "DrydockBuildContext", "DrydockBuilder", "DrydockProcess"],
             path: "Tests/UnitTests"
         ),
         .testTarget(
@@ -159,6 +173,7 @@ let package = Package(
                 "DrydockBuilder",
                 "DrydockBuildContext",
                 "DrydockWireFormats",
+                "DrydockProcess",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],

@@ -1,48 +1,43 @@
 import DrydockBuildContext
 import DrydockClient
+import DrydockProcess
 import DrydockServer
 import Foundation
 import Testing
 
 /// A `drydock-builder` process, as an operator would start it.
-final class BuilderProcess: @unchecked Sendable {
-    let process = Process()
+final class BuilderProcess: Sendable {
+    let process: RunningProcess
     let log: URL
 
-    init(server: TestServer, token: String, cache: URL, name: String, concurrency: Int = 1) throws {
+    init(server: TestServer, token: String, cache: URL, name: String, concurrency: Int = 1) async throws {
         let binary = packageRoot.appendingPathComponent(".build/debug/drydock-builder")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw CLITestError("\(binary.path) is missing: build with 'swift build --build-tests' first")
         }
         log = cache.deletingLastPathComponent().appendingPathComponent("\(name).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.executableURL = binary
-        process.environment = [
+        process = try await RunningProcess([binary.path], environment: [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
             "DRYDOCK_API_URL": server.baseURL, "DRYDOCK_WORKER_TOKEN": token,
             "DRYDOCK_CACHE_DIR": cache.path, "DRYDOCK_BUILDER_NAME": name,
             "DRYDOCK_BUILDER_CONCURRENCY": "\(concurrency)",
-        ]
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        ], log: log.path)
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if process.isRunning { process.signal(SIGKILL) }
     }
 
+    /// SIGTERM, and SIGKILL if it has not exited within 10 s.
     func stop() async {
         guard process.isRunning else { return }
-        process.terminate()
-        for _ in 0..<100 where process.isRunning { try? await Task.sleep(for: .milliseconds(100)) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.signal(SIGTERM)
+        if await process.wait(timeout: .seconds(10)) == nil { process.signal(SIGKILL) }
     }
 
     func kill9() {
-        kill(process.processIdentifier, SIGKILL)
+        process.signal(SIGKILL)
     }
 
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }

@@ -1,5 +1,6 @@
 import DrydockClient
 import DrydockServer
+import DrydockProcess
 import Foundation
 import Testing
 
@@ -12,7 +13,7 @@ struct BuildTests {
         try await withTestServer { server in
             try await withTemporaryDirectory { dir in
                 let fixture = try await BuildFixture.make(server, project: "web")
-                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
+                let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
                 let context = dir.appendingPathComponent("app")
                 let files = [
                     "Dockerfile": """
@@ -84,7 +85,7 @@ struct BuildTests {
         try await withTestServer { server in
             try await withTemporaryDirectory { dir in
                 let fixture = try await BuildFixture.make(server, project: "fails")
-                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
+                let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
                 let context = dir.appendingPathComponent("ctx")
                 try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
                 try "FROM \(fixture.base)\nRUN echo about to fail && exit 3\nRUN echo never\n".write(
@@ -116,13 +117,13 @@ struct BuildTests {
                 func dockerfile(_ f: BuildFixture) -> [String: String] {
                     ["Dockerfile": "FROM \(f.base)\nRUN echo warm > /warm\n"]
                 }
-                let builder = try BuilderProcess(server: server, token: token, cache: cache, name: "b1")
+                let builder = try await BuilderProcess(server: server, token: token, cache: cache, name: "b1")
                 let first = try await a.finished(try await a.queue(dockerfile(a)).id)
                 #expect(first.status == .succeeded, "\(first.error ?? "")")
                 #expect(first.steps.contains { $0.instruction.contains("RUN") && !$0.cached })
 
                 await builder.stop()
-                let restarted = try BuilderProcess(server: server, token: token, cache: cache, name: "b2")
+                let restarted = try await BuilderProcess(server: server, token: token, cache: cache, name: "b2")
                 let again = try await a.finished(try await a.queue(dockerfile(a)).id)
                 #expect(again.status == .succeeded)
                 #expect(again.steps.filter { $0.instruction.contains("RUN") }.allSatisfy { $0.cached }, "cache survived the restart: \(again.steps)")
@@ -144,7 +145,7 @@ struct BuildTests {
             try await withTemporaryDirectory { dir in
                 let fixture = try await BuildFixture.make(server, project: "cancel")
                 let cache = dir.appendingPathComponent("cache")
-                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: cache, name: "b1")
+                let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: cache, name: "b1")
                 let build = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo sleeping && sleep 120\n"])
                 _ = try await fixture.wait(build.id) { $0.steps.contains { $0.instruction.contains("sleep") && $0.status == .running } }
                 try await Task.sleep(for: .milliseconds(500))
@@ -167,22 +168,18 @@ struct BuildTests {
         try await withTestServer { server in
             try await withTemporaryDirectory { dir in
                 let fixture = try await BuildFixture.make(server, project: "term")
-                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
+                let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
                 defer { withExtendedLifetime(builder) {} }
                 let context = dir.appendingPathComponent("app")
                 try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
                 try "FROM \(fixture.base)\nRUN sleep 141\n".write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
-                let cli = Process()
-                cli.executableURL = packageRoot.appendingPathComponent(".build/debug/drydock")
-                cli.arguments = ["build", "--api-url", server.baseURL, "--token", server.ownerToken, "--project", fixture.projectId,
-                                 "--progress", "plain", context.path]
-                cli.environment = ["HOME": dir.path, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
                 let log = dir.appendingPathComponent("cli.log")
                 FileManager.default.createFile(atPath: log.path, contents: nil)
-                let handle = try FileHandle(forWritingTo: log)
-                cli.standardOutput = handle
-                cli.standardError = handle
-                try cli.run()
+                let cli = try await RunningProcess(
+                    [packageRoot.appendingPathComponent(".build/debug/drydock").path, "build", "--api-url", server.baseURL, "--token", server.ownerToken,
+                     "--project", fixture.projectId, "--progress", "plain", context.path],
+                    environment: ["HOME": dir.path, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"],
+                    log: log.path)
                 var queued: Components.Schemas.Build?
                 let deadline = ContinuousClock.now + .seconds(60)
                 while queued == nil, ContinuousClock.now < deadline {
@@ -191,12 +188,12 @@ struct BuildTests {
                 }
                 let build = try #require(queued, "the CLI never queued the build: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
                 _ = try await fixture.wait(build.id) { $0.steps.contains { $0.instruction.contains("sleep 141") && $0.status == .running } }
-                kill(cli.processIdentifier, SIGTERM)
+                cli.signal(SIGTERM)
                 let canceled = try await fixture.finished(build.id, timeout: .seconds(30))
                 #expect(canceled.status == .canceled)
-                for _ in 0..<100 where cli.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+                _ = await cli.wait(timeout: .seconds(10))
                 #expect(!cli.isRunning)
-                #expect(cli.terminationStatus == 130, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+                #expect(cli.exitStatus == 130, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
             }
         }
     }
@@ -208,7 +205,7 @@ struct BuildTests {
                 let fixture = try await BuildFixture.make(server, project: "killed")
                 let token = try await workerToken(server)
                 let cache = dir.appendingPathComponent("cache")
-                let doomed = try BuilderProcess(server: server, token: token, cache: cache, name: "doomed")
+                let doomed = try await BuilderProcess(server: server, token: token, cache: cache, name: "doomed")
                 let build = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN sleep 120\n"])
                 _ = try await fixture.wait(build.id) { $0.steps.contains { $0.instruction.contains("sleep") && $0.status == .running } }
                 doomed.kill9()
@@ -217,7 +214,7 @@ struct BuildTests {
                 #expect(failed.error?.contains("stopped responding") == true, "\(failed.error ?? "")")
                 #expect(failed.error?.contains("doomed") == true)
 
-                let next = try BuilderProcess(server: server, token: token, cache: cache, name: "next")
+                let next = try await BuilderProcess(server: server, token: token, cache: cache, name: "next")
                 let ok = try await fixture.finished(try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo fine\n"]).id)
                 #expect(ok.status == .succeeded, "\(ok.error ?? "") \(next.output)")
                 #expect(next.output.contains("cleaned up a job"), "the new worker stopped what the killed one left: \(next.output)")
@@ -232,28 +229,28 @@ struct BuildTests {
                 let fixture = try await BuildFixture.make(server, project: "graceful")
                 let token = try await workerToken(server)
                 let cache = dir.appendingPathComponent("cache")
-                let builder = try BuilderProcess(server: server, token: token, cache: cache, name: "graceful")
+                let builder = try await BuilderProcess(server: server, token: token, cache: cache, name: "graceful")
                 let build = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo working && sleep 3 && echo done\n"])
                 _ = try await fixture.wait(build.id) { $0.steps.contains { $0.instruction.contains("sleep") && $0.status == .running } }
-                kill(builder.process.processIdentifier, SIGTERM)
+                builder.process.signal(SIGTERM)
                 let finished = try await fixture.finished(build.id, timeout: .seconds(60))
                 #expect(finished.status == .succeeded, "the job in hand was not finished: \(finished.error ?? "") \(builder.output)")
-                for _ in 0..<200 where builder.process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+                _ = await builder.process.wait(timeout: .milliseconds(20000))
                 #expect(!builder.process.isRunning, "the builder did not exit after its job")
-                #expect(builder.process.terminationStatus == 0, "\(builder.output)")
+                #expect(builder.process.exitStatus == 0, "\(builder.output)")
                 // It took no new job once told to stop.
                 let queued = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo later\n"])
                 try await Task.sleep(for: .seconds(1))
                 #expect(try await fixture.client.build(queued.id).status == .queued)
 
                 // Two signals: the running build is stopped without waiting for it.
-                let hasty = try BuilderProcess(server: server, token: token, cache: cache, name: "hasty")
+                let hasty = try await BuilderProcess(server: server, token: token, cache: cache, name: "hasty")
                 let long = try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN sleep 137\n"])
                 _ = try await fixture.wait(long.id) { $0.steps.contains { $0.instruction.contains("sleep 137") && $0.status == .running } }
-                kill(hasty.process.processIdentifier, SIGTERM)
+                hasty.process.signal(SIGTERM)
                 try await Task.sleep(for: .milliseconds(500))
-                kill(hasty.process.processIdentifier, SIGTERM)
-                for _ in 0..<100 where hasty.process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+                hasty.process.signal(SIGTERM)
+                _ = await hasty.process.wait(timeout: .milliseconds(10000))
                 #expect(!hasty.process.isRunning, "a second signal did not stop the builder: \(hasty.output)")
                 let sleeping = try await runTool("pgrep", ["-f", "sleep 137"])
                 #expect(sleeping.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "the build's process survived")
@@ -272,8 +269,8 @@ struct BuildTests {
                     ids.append(try await fixture.queue(files) { .init(contextDigest: $0, buildArgs: .init(additionalProperties: ["N": "\(n)"])) }.id)
                 }
                 let token = try await workerToken(server)
-                let one = try BuilderProcess(server: server, token: token, cache: dir.appendingPathComponent("cache1"), name: "w1")
-                let two = try BuilderProcess(server: server, token: token, cache: dir.appendingPathComponent("cache2"), name: "w2")
+                let one = try await BuilderProcess(server: server, token: token, cache: dir.appendingPathComponent("cache1"), name: "w1")
+                let two = try await BuilderProcess(server: server, token: token, cache: dir.appendingPathComponent("cache2"), name: "w2")
                 var workers: [String: Int] = [:]
                 for id in ids {
                     let build = try await fixture.finished(id, timeout: .seconds(240))
@@ -298,7 +295,7 @@ struct BuildTests {
         try await withTestServer { server in
             try await withTemporaryDirectory { dir in
                 let fixture = try await BuildFixture.make(server, project: "secrets")
-                let builder = try BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
+                let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
                 let context = dir.appendingPathComponent("ctx")
                 try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
                 try """

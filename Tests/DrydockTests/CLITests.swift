@@ -1,3 +1,4 @@
+import DrydockProcess
 import Foundation
 import Testing
 
@@ -8,41 +9,24 @@ struct CommandResult: Sendable {
 }
 
 /// Runs one of the package's built executables with a clean environment plus `environment`.
-/// Waits on a dispatch thread: blocking the few cooperative threads would starve the in-process
-/// server the command is talking to.
-func runExecutable(_ name: String, _ arguments: [String], environment: [String: String], stdin: String? = nil) async throws -> CommandResult {
-    try await offCooperativePool { try runExecutableBlocking(name, arguments, environment: environment, stdin: stdin) }
-}
-
-func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
-    }
-}
-
-func runExecutableBlocking(_ name: String, _ arguments: [String], environment: [String: String], stdin: String?) throws -> CommandResult {
+func runExecutable(_ name: String, _ arguments: [String], environment: [String: String], stdin: String? = nil,
+                   directory: URL? = nil) async throws -> CommandResult {
     let binary = packageRoot.appendingPathComponent(".build/debug/\(name)")
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
         throw CLITestError("\(binary.path) is missing: build with 'swift build --build-tests' first")
     }
-    let process = Process()
-    process.executableURL = binary
-    process.arguments = arguments
     var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
     for (key, value) in environment { env[key] = value }
-    process.environment = env
-    let out = Pipe(), err = Pipe(), input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = input
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
-    let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-    let stderrData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-                         stderr: String(decoding: stderrData, as: UTF8.self))
+    let outcome = try await ChildProcess.run([binary.path] + arguments, environment: env, directory: directory?.path, input: stdin)
+    return CommandResult(status: outcome.status, stdout: outcome.output, stderr: outcome.errorOutput)
+}
+
+/// Runs blocking work (plain sockets) on a dispatch thread: blocking the few cooperative threads
+/// would starve the server under test.
+func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+    }
 }
 
 struct CLITestError: Error, CustomStringConvertible {

@@ -67,22 +67,11 @@ struct QueueTests {
                 try #"{"id":"\#(elsewhere)"}"#.write(to: context.appendingPathComponent("drydock.json"), atomically: true, encoding: .utf8)
                 try "FROM scratch\n".write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
                 // No builder: the build is queued in the project, then fails on the queue timeout.
-                let result = try await offCooperativePool { () -> CommandResult in
-                    let process = Process()
-                    process.executableURL = packageRoot.appendingPathComponent(".build/debug/drydock")
-                    process.arguments = ["build", "--api-url", server.baseURL, "--token", server.ownerToken, "--progress", "plain", context.path]
-                    process.currentDirectoryURL = repo.appendingPathComponent("sub")
-                    process.environment = ["HOME": dir.path, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
-                    let out = Pipe()
-                    process.standardOutput = out
-                    process.standardError = out
-                    try process.run()
-                    let data = out.fileHandleForReading.readDataToEndOfFile()
-                    process.waitUntilExit()
-                    return CommandResult(status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self), stderr: "")
-                }
-                #expect(result.status == 1, "\(result.stdout)")
-                #expect(result.stdout.contains("project \(here)"), "\(result.stdout)")
+                let result = try await runExecutable(
+                    "drydock", ["build", "--api-url", server.baseURL, "--token", server.ownerToken, "--progress", "plain", context.path],
+                    environment: ["HOME": dir.path], directory: repo.appendingPathComponent("sub"))
+                #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
+                #expect((result.stdout + result.stderr).contains("project \(here)"), "\(result.stdout)\(result.stderr)")
                 let inHere = try await server.request(.get, "/api/v1/projects/\(here)/builds", token: server.ownerToken)
                 let inElsewhere = try await server.request(.get, "/api/v1/projects/\(elsewhere)/builds", token: server.ownerToken)
                 #expect(inHere.items.count == 1)

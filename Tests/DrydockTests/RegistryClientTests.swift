@@ -1,25 +1,11 @@
+import DrydockProcess
 import Foundation
 import Testing
 
 /// Runs any program found on PATH.
 func runTool(_ tool: String, _ arguments: [String]) async throws -> CommandResult {
-    try await offCooperativePool { try runToolBlocking(tool, arguments) }
-}
-
-func runToolBlocking(_ tool: String, _ arguments: [String]) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [tool] + arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-    let stderrData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-                         stderr: String(decoding: stderrData, as: UTF8.self))
+    let outcome = try await ChildProcess.run([tool] + arguments)
+    return CommandResult(status: outcome.status, stdout: outcome.output, stderr: outcome.errorOutput)
 }
 
 /// Real registry clients, unchanged, against a live server.

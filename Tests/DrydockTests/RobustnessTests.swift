@@ -175,7 +175,7 @@ struct RobustnessTests {
             let project = try #require(try await DrydockClient(baseURL: server.baseURL, token: token).createProject(name: "web").id)
 
             let postgres = try EmbeddedPostgres(dataDirectory: dataDir)
-            postgres.stop(logger: TestDatabase.logger)
+            await postgres.stop(logger: TestDatabase.logger)
             let started = ContinuousClock.now
             let api = try await get("/api/v1/projects", bearer)
             #expect(ContinuousClock.now - started < .seconds(10), "the request hung while PostgreSQL was down")
@@ -187,7 +187,7 @@ struct RobustnessTests {
             #expect(registry.contains("UNAVAILABLE"))
             #expect(await httpStatus(port: server.port, "/readyz", timeout: .seconds(10)) == 503)
 
-            try postgres.start(logger: TestDatabase.logger)
+            try await postgres.start(logger: TestDatabase.logger)
             var answer = ""
             let deadline = ContinuousClock.now + .seconds(30)
             while ContinuousClock.now < deadline, !answer.hasPrefix("HTTP/1.1 200") {

@@ -1,3 +1,4 @@
+import DrydockProcess
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -7,12 +8,12 @@ import Testing
 /// `drydock-server` as a child process, the way an operator runs it: on the port the kernel
 /// hands out (it logs the address it bound), with its output kept in a file so a failure shows
 /// what the server said.
-final class ServerProcess: @unchecked Sendable {
-    let process = Process()
+final class ServerProcess: Sendable {
+    let process: RunningProcess
     let logFile: URL
-    private(set) var baseURL = URL(fileURLWithPath: "/")
+    let baseURL: URL
 
-    var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { process.pid }
     var port: Int { baseURL.port ?? 0 }
 
     /// Starts the server and waits (up to 60 s) until it logs the address it listens on.
@@ -20,57 +21,49 @@ final class ServerProcess: @unchecked Sendable {
     init(environment: [String: String], descriptorLimit: Int? = nil, logFile: URL) async throws {
         self.logFile = logFile
         let binary = packageRoot.appendingPathComponent(".build/debug/drydock-server").path
-        if let descriptorLimit {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-            process.arguments = ["--nofile=\(descriptorLimit):\(descriptorLimit)", binary]
-        } else {
-            process.executableURL = URL(fileURLWithPath: binary)
-        }
+        let argv = descriptorLimit.map { ["/usr/bin/prlimit", "--nofile=\($0):\($0)", binary] } ?? [binary]
         var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "DRYDOCK_PORT": "0"]
         for (key, value) in environment { env[key] = value }
-        process.environment = env
         FileManager.default.createFile(atPath: logFile.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: logFile)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        try handle.close()
-        baseURL = try await waitForAddress()
+        process = try await RunningProcess(argv, environment: env, log: logFile.path)
+        baseURL = try await Self.waitForAddress(process, logFile: logFile)
     }
 
-    var output: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
+    var output: String { Self.output(logFile) }
+
+    static func output(_ logFile: URL) -> String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
 
     /// The last lines the server wrote, for failure messages.
-    var lastOutput: String { output.split(separator: "\n").suffix(30).joined(separator: "\n") }
+    var lastOutput: String { Self.lastOutput(logFile) }
 
-    private func waitForAddress() async throws -> URL {
+    static func lastOutput(_ logFile: URL) -> String { output(logFile).split(separator: "\n").suffix(30).joined(separator: "\n") }
+
+    private static func waitForAddress(_ process: RunningProcess, logFile: URL) async throws -> URL {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            for line in output.split(separator: "\n") where line.contains("drydock-server listening") {
+            for line in output(logFile).split(separator: "\n") where line.contains("drydock-server listening") {
                 if let range = line.range(of: "address=") {
                     let address = line[range.upperBound...].prefix { $0 != " " }
                     if let url = URL(string: String(address)) { return url }
                 }
             }
-            guard process.isRunning else {
-                throw CLITestError("drydock-server exited with \(process.terminationStatus) before listening:\n\(lastOutput)")
+            if let status = process.exitStatus {
+                throw CLITestError("drydock-server exited with \(status) before listening:\n\(lastOutput(logFile))")
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw CLITestError("drydock-server did not listen within 60 s:\n\(lastOutput)")
+        throw CLITestError("drydock-server did not listen within 60 s:\n\(lastOutput(logFile))")
     }
 
-    func signal(_ signal: Int32) { kill(pid, signal) }
+    func signal(_ signal: Int32) { process.signal(signal) }
 
     /// Waits for the process to end; nil if it is still running after `timeout`.
     func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        return process.isRunning ? nil : process.terminationStatus
+        await process.wait(timeout: timeout)
     }
 
     deinit {
-        if process.isRunning { kill(pid, SIGKILL) }
+        if process.isRunning { process.signal(SIGKILL) }
     }
 }
 

@@ -1,5 +1,6 @@
 import DrydockBuildContext
 import DrydockClient
+import DrydockProcess
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -50,7 +51,7 @@ public final class Builder: Service, Sendable {
     public func stopNow() async {
         let controls = running.withLock { Array($0.values) }
         for control in controls {
-            let process = control.state.withLock { state -> ChildProcess? in
+            let process = control.state.withLock { state -> ProcessHandle? in
                 state.canceled = true
                 return state.process
             }

@@ -1,5 +1,6 @@
 import DrydockBuildContext
 import DrydockClient
+import DrydockProcess
 import Foundation
 import Logging
 import Synchronization
@@ -17,7 +18,7 @@ struct JobRun: Sendable {
     let logger: Logger
 
     final class Control: Sendable {
-        let state = Mutex<(canceled: Bool, lost: Bool, process: ChildProcess?)>((false, false, nil))
+        let state = Mutex<(canceled: Bool, lost: Bool, process: ProcessHandle?)>((false, false, nil))
         var canceled: Bool { state.withLock { $0.canceled } }
         var lost: Bool { state.withLock { $0.lost } }
     }
@@ -294,20 +295,22 @@ struct JobRun: Sendable {
     /// whether it also goes to the job's log; a cancel terminates the whole group.
     func runStreaming(_ argv: [String], environment: [String: String], control: Control,
                       onLine: (String) async -> Bool) async throws -> Int32 {
-        let child = try ChildProcess(argv, environment: environment)
-        // Recorded so a restarted worker can stop what a killed one left running.
-        try? "\(child.pid)".write(to: work.appendingPathComponent("pgid"), atomically: true, encoding: .utf8)
+        let handle = ProcessHandle()
         let stop = control.state.withLock { state -> Bool in
-            state.process = child
+            state.process = handle
             return state.canceled || state.lost
         }
-        if stop { await child.terminate() }
-        for await line in child.lines() {
+        if stop { await handle.terminate() }
+        let work = self.work
+        let code = try await ChildProcess.stream(argv, environment: environment, handle: handle, onStart: { pid in
+            // Recorded so a restarted worker can stop what a killed one left running.
+            try? "\(pid)".write(to: work.appendingPathComponent("pgid"), atomically: true, encoding: .utf8)
+        }) { line in
             // Step events first, so a step's header precedes its output.
             if await onLine(line) { await reporter.log(line) }
         }
-        let code = await child.wait()
         control.state.withLock { $0.process = nil }
+        try? FileManager.default.removeItem(at: work.appendingPathComponent("pgid"))
         return code
     }
 
@@ -328,7 +331,7 @@ struct JobRun: Sendable {
             do {
                 let lease = try await client.heartbeat(jobId: job.jobId)
                 if lease.cancelRequested {
-                    let process = control.state.withLock { state -> ChildProcess? in
+                    let process = control.state.withLock { state -> ProcessHandle? in
                         state.canceled = true
                         return state.process
                     }
@@ -336,7 +339,7 @@ struct JobRun: Sendable {
                     if let process { await process.terminate() }
                 }
             } catch let error as DrydockClientError where error.status == 409 || error.status == 404 || error.status == 401 {
-                let process = control.state.withLock { state -> ChildProcess? in
+                let process = control.state.withLock { state -> ProcessHandle? in
                     state.lost = true
                     return state.process
                 }

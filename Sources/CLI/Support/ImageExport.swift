@@ -56,7 +56,7 @@ enum ImageExport {
         defer { try? FileManager.default.removeItem(at: auth) }
         var args = ["copy", "--quiet", "--src-authfile", auth.path]
         if insecure { args.append("--src-tls-verify=false") }
-        try await Subprocess.run(skopeo, args + arguments)
+        try await Helper.run(skopeo, args + arguments)
     }
 
     static func export(image: String, to spec: OutputSpec, name: String, registryHost: String, insecure: Bool, token: String) async throws {
@@ -78,7 +78,7 @@ enum ImageExport {
             try await flatten(layout: layout, into: rootfs)
             if spec.type == .tar {
                 guard let tar = which("tar") else { throw CLIError("type=tar needs tar") }
-                try await Subprocess.run(tar, ["-cf", dest, "-C", rootfs, "."])
+                try await Helper.run(tar, ["-cf", dest, "-C", rootfs, "."])
             }
         }
     }
@@ -98,7 +98,7 @@ enum ImageExport {
             guard let digest = layer["digest"] as? String else { continue }
             let file = blob(digest).path
             // Whiteouts first: they delete what lower layers put there.
-            let listing = try await Subprocess.run(tar, ["-tf", file])
+            let listing = try await Helper.run(tar, ["-tf", file])
             for entry in listing.split(separator: "\n").map(String.init) {
                 let path = entry.hasPrefix("./") ? String(entry.dropFirst(2)) : entry
                 // (NSString path helpers crash on some single-component paths on Linux.)
@@ -115,7 +115,7 @@ enum ImageExport {
                     try? FileManager.default.removeItem(atPath: target + "/" + String(name.dropFirst(4)))
                 }
             }
-            try await Subprocess.run(tar, ["-xf", file, "-C", rootfs, "--exclude=.wh.*", "--no-same-owner"])
+            try await Helper.run(tar, ["-xf", file, "-C", rootfs, "--exclude=.wh.*", "--no-same-owner"])
         }
     }
 
@@ -123,7 +123,7 @@ enum ImageExport {
     static func load(image: String, name: String, registryHost: String, insecure: Bool, token: String) async throws -> String {
         let dockerSocket = "/var/run/docker.sock"
         if FileManager.default.fileExists(atPath: dockerSocket), let docker = which("docker"),
-           (try? await Subprocess.run(docker, ["version", "--format", "{{.Server.Version}}"])) != nil {
+           (try? await Helper.run(docker, ["version", "--format", "{{.Server.Version}}"])) != nil {
             try await skopeo(["docker://\(image)", "docker-daemon:\(name)"], registryHost: registryHost, insecure: insecure, token: token)
             return "the Docker engine"
         }

@@ -34,17 +34,24 @@ public enum ServerRunner {
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
 
-    /// The database to use: the configured URL, or the private cluster in the data directory
-    /// (started if needed). `startedHere` tells the caller to stop it when done.
-    public static func database(for configuration: ServerConfiguration, logger: Logger) throws
-        -> (url: DatabaseURL, embedded: EmbeddedPostgres?, startedHere: Bool)
-    {
+    /// Runs `body` with the database to use: the configured URL, or the private cluster in the
+    /// data directory (started for the call and stopped after it if no server was running it).
+    public static func withConfiguredDatabase<T: Sendable>(
+        _ configuration: ServerConfiguration, logger: Logger, _ body: (DatabaseURL) async throws -> T
+    ) async throws -> T {
         if let url = configuration.databaseURL {
-            return (try DatabaseURL(url), nil, false)
+            return try await body(try DatabaseURL(url))
         }
         let embedded = try EmbeddedPostgres(dataDirectory: configuration.dataDirectory)
-        let started = try embedded.start(logger: logger)
-        return (embedded.databaseURL, embedded, started)
+        let startedHere = try await embedded.start(logger: logger)
+        do {
+            let result = try await body(embedded.databaseURL)
+            if startedHere { await embedded.stop(logger: logger) }
+            return result
+        } catch {
+            if startedHere { await embedded.stop(logger: logger) }
+            throw error
+        }
     }
 
     /// Runs the server until SIGTERM/SIGINT: the services of `buildApplication` start in order
@@ -69,20 +76,20 @@ public enum ServerRunner {
         _ configuration: ServerConfiguration, organization name: String, email: String?, plan: PlanName = .developer, logger: Logger
     ) async throws -> BootstrapResult {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
-        let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
-        defer { if startedHere { embedded?.stop(logger: logger) } }
-        return try await bootstrap(configuration, database: database, organization: name, email: email, plan: plan, logger: logger)
+        return try await withConfiguredDatabase(configuration, logger: logger) { database in
+            try await bootstrap(configuration, database: database, organization: name, email: email, plan: plan, logger: logger)
+        }
     }
 
     /// Moves an organization to another plan (with custom amounts for Business).
     public static func setPlan(
         _ configuration: ServerConfiguration, organizationId: String, plan: PlanName, overrides: UsageStore.PlanOverrides?, logger: Logger
     ) async throws {
-        let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
-        defer { if startedHere { embedded?.stop(logger: logger) } }
-        try await withDatabase(database, logger: logger) { client in
-            try await Migrations.apply(on: client, logger: logger)
-            try await UsageStore(client: client, logger: logger).setPlan(organizationId: organizationId, plan: plan, overrides: overrides)
+        try await withConfiguredDatabase(configuration, logger: logger) { database in
+            try await withDatabase(database, logger: logger) { client in
+                try await Migrations.apply(on: client, logger: logger)
+                try await UsageStore(client: client, logger: logger).setPlan(organizationId: organizationId, plan: plan, overrides: overrides)
+            }
         }
     }
 
@@ -113,14 +120,14 @@ public enum ServerRunner {
     /// Mints a server-wide worker token (serves every organization's builds); returns its secret.
     public static func workerToken(_ configuration: ServerConfiguration, name: String, logger: Logger) async throws -> String {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
-        let (database, embedded, startedHere) = try database(for: configuration, logger: logger)
-        defer { if startedHere { embedded?.stop(logger: logger) } }
         let name = try Validation.tokenName(name)
-        return try await withDatabase(database, logger: logger) { client in
-            try await Migrations.apply(on: client, logger: logger)
-            let token = NewToken(kind: .worker, name: name, organizationId: nil)
-            _ = try await PostgresTokenStore(client: client, logger: logger).create(token)
-            return token.secret
+        return try await withConfiguredDatabase(configuration, logger: logger) { database in
+            try await withDatabase(database, logger: logger) { client in
+                try await Migrations.apply(on: client, logger: logger)
+                let token = NewToken(kind: .worker, name: name, organizationId: nil)
+                _ = try await PostgresTokenStore(client: client, logger: logger).create(token)
+                return token.secret
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+import DrydockProcess
 import Foundation
 import Logging
 
@@ -60,7 +61,7 @@ public struct EmbeddedPostgres: Sendable {
     /// Initialises the cluster if needed and starts it unless it already runs (a server may be
     /// running while `bootstrap` is used). Returns true when this call started it.
     @discardableResult
-    public func start(logger: Logger) throws -> Bool {
+    public func start(logger: Logger) async throws -> Bool {
         let fm = FileManager.default
         try fm.createDirectory(at: clusterDirectory.deletingLastPathComponent(), withIntermediateDirectories: true)
         try fm.createDirectory(at: clusterDirectory, withIntermediateDirectories: true)
@@ -70,12 +71,12 @@ public struct EmbeddedPostgres: Sendable {
         if let runAs {
             // The postgres user must be able to pass through the data directory (not list it).
             try fm.setAttributes([.posixPermissions: 0o711], ofItemAtPath: clusterDirectory.deletingLastPathComponent().path)
-            try run("/bin/chown", ["-R", "\(runAs):\(runAs)", clusterDirectory.path, socketDirectory.path], asUser: nil)
+            try await run("/bin/chown", ["-R", "\(runAs):\(runAs)", clusterDirectory.path, socketDirectory.path], asUser: nil)
             if !fm.fileExists(atPath: logFile.path) { fm.createFile(atPath: logFile.path, contents: nil) }
-            try run("/bin/chown", ["\(runAs):\(runAs)", logFile.path], asUser: nil)
+            try await run("/bin/chown", ["\(runAs):\(runAs)", logFile.path], asUser: nil)
             // The postgres user must be able to reach the data directory.
             do {
-                try run("/usr/bin/test", ["-x", clusterDirectory.path, "-a", "-w", socketDirectory.path], asUser: runAs)
+                try await run("/usr/bin/test", ["-x", clusterDirectory.path, "-a", "-w", socketDirectory.path], asUser: runAs)
             } catch {
                 throw ConfigurationError(
                     "the '\(runAs)' user cannot reach \(clusterDirectory.path); choose a DRYDOCK_DATA_DIR outside home directories (the default for root is /var/lib/drydock)"
@@ -84,47 +85,47 @@ public struct EmbeddedPostgres: Sendable {
         }
         if !fm.fileExists(atPath: clusterDirectory.appendingPathComponent("PG_VERSION").path) {
             logger.info("initialising private PostgreSQL cluster", metadata: ["path": "\(clusterDirectory.path)"])
-            try run(binDirectory.appendingPathComponent("initdb").path, [
+            try await run(binDirectory.appendingPathComponent("initdb").path, [
                 "-D", clusterDirectory.path, "-U", Self.superuser, "-A", "trust", "-E", "UTF8", "--no-instructions",
             ], asUser: runAs)
         }
-        if isRunning() {
+        if await isRunning() {
             logger.info("private PostgreSQL cluster already running", metadata: ["socket": "\(socketDirectory.path)"])
             return false
         }
         logger.info("starting private PostgreSQL cluster", metadata: ["socket": "\(socketDirectory.path)"])
-        try run(binDirectory.appendingPathComponent("pg_ctl").path, [
+        try await run(binDirectory.appendingPathComponent("pg_ctl").path, [
             "-D", clusterDirectory.path, "-l", logFile.path, "-w", "-t", "60",
             "-o", "-c listen_addresses='' -k '\(socketDirectory.path)' -c max_connections=100",
             "start",
         ], asUser: runAs)
-        try createDatabaseIfMissing()
+        try await createDatabaseIfMissing()
         return true
     }
 
-    public func isRunning() -> Bool {
-        (try? run(binDirectory.appendingPathComponent("pg_ctl").path, ["-D", clusterDirectory.path, "status"], asUser: runAs)) != nil
+    public func isRunning() async -> Bool {
+        (try? await run(binDirectory.appendingPathComponent("pg_ctl").path, ["-D", clusterDirectory.path, "status"], asUser: runAs)) != nil
     }
 
-    public func stop(logger: Logger) {
+    public func stop(logger: Logger) async {
         logger.info("stopping private PostgreSQL cluster")
         defer { try? FileManager.default.removeItem(at: ownerFile) }
         do {
-            try run(binDirectory.appendingPathComponent("pg_ctl").path, ["-D", clusterDirectory.path, "-m", "fast", "-w", "stop"], asUser: runAs)
+            try await run(binDirectory.appendingPathComponent("pg_ctl").path, ["-D", clusterDirectory.path, "-m", "fast", "-w", "stop"], asUser: runAs)
         } catch {
             logger.error("could not stop PostgreSQL: \(error)")
         }
     }
 
-    private func createDatabaseIfMissing() throws {
+    private func createDatabaseIfMissing() async throws {
         let psql = binDirectory.appendingPathComponent("psql").path
         let psqlPath = FileManager.default.isExecutableFile(atPath: psql) ? psql : "/usr/bin/psql"
-        let exists = try run(psqlPath, [
+        let exists = try await run(psqlPath, [
             "-h", socketDirectory.path, "-U", Self.superuser, "-d", "postgres", "-tAc",
             "SELECT 1 FROM pg_database WHERE datname = '\(Self.database)'",
         ], asUser: runAs)
         if exists.trimmingCharacters(in: .whitespacesAndNewlines) != "1" {
-            try run(psqlPath, ["-h", socketDirectory.path, "-U", Self.superuser, "-d", "postgres", "-c", "CREATE DATABASE \(Self.database)"], asUser: runAs)
+            try await run(psqlPath, ["-h", socketDirectory.path, "-U", Self.superuser, "-d", "postgres", "-c", "CREATE DATABASE \(Self.database)"], asUser: runAs)
         }
     }
 
@@ -151,55 +152,27 @@ public struct EmbeddedPostgres: Sendable {
         )
     }
 
-    /// Runs a command to completion, returning its standard output; throws with its output on failure.
-    ///
-    /// Uses posix_spawn and waitpid rather than Foundation's `Process`, whose child reaping was
-    /// seen to miss the exit of `pg_ctl start` (which leaves a daemon behind) and wait forever.
-    /// Output goes to temporary files, not pipes, for the same reason: the daemon would inherit a
-    /// pipe and keep it open.
+    /// Runs a command to completion (as `user` when given, through runuser), returning its standard
+    /// output; throws with its error output on failure. `pg_ctl start` leaves the server behind
+    /// with its output in the log file, so nothing it inherits keeps the run waiting.
     @discardableResult
-    func run(_ executable: String, _ arguments: [String], asUser user: String?) throws -> String {
-        var argv: [String]
+    func run(_ executable: String, _ arguments: [String], asUser user: String?) async throws -> String {
+        var argv = [executable] + arguments
         if let user {
             let runuser = FileManager.default.isExecutableFile(atPath: "/sbin/runuser") ? "/sbin/runuser" : "/usr/sbin/runuser"
-            argv = [runuser, "-u", user, "--", executable] + arguments
-        } else {
-            argv = [executable] + arguments
+            argv = [runuser, "-u", user, "--"] + argv
         }
-        // Start in a directory every user can enter, so the postgres user is not stuck in /root.
-        argv = ["/usr/bin/env", "-C", "/"] + argv
-
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-cmd-\(UUID().uuidString)").path
-        let outPath = base + ".out", errPath = base + ".err"
-        defer {
-            unlink(outPath)
-            unlink(errPath)
+        let name = (executable as NSString).lastPathComponent
+        let outcome: ProcessOutcome
+        do {
+            // Started in a directory every user can enter, so the postgres user is not stuck in /root.
+            outcome = try await ChildProcess.run(argv, directory: "/")
+        } catch {
+            throw ConfigurationError("\(error)")
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-
-        let cArguments = argv.map { strdup($0) } + [nil]
-        defer { cArguments.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArguments, environ)
-        guard spawned == 0 else {
-            throw ConfigurationError("could not run \(executable): \(String(cString: strerror(spawned)))")
+        guard outcome.succeeded else {
+            throw ConfigurationError("\(name) failed (exit \(outcome.status)): \(outcome.failureText(limit: 2000))")
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 {
-            guard errno == EINTR else { throw ConfigurationError("waiting for \(executable) failed: \(String(cString: strerror(errno)))") }
-        }
-        let stdout = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        guard exitCode == 0 else {
-            let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-            let name = (executable as NSString).lastPathComponent
-            throw ConfigurationError("\(name) failed (exit \(exitCode)): \(stderr.isEmpty ? stdout : stderr)".trimmingCharacters(in: .whitespacesAndNewlines))
-        }
-        return stdout
+        return outcome.output
     }
 }

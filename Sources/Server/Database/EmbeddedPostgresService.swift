@@ -14,14 +14,11 @@ struct EmbeddedPostgresService: Service {
     func run() async throws {
         let owned: Bool
         do {
-            // pg_ctl blocks for seconds: keep it off the event loops.
-            owned = try await NIOThreadPool.singleton.runIfActive { [cluster, logger] in
-                let startedHere = try cluster.start(logger: logger)
-                if startedHere {
-                    cluster.recordOwner()
-                    return true
-                }
-                return cluster.adoptIfOrphaned(logger: logger)
+            if try await cluster.start(logger: logger) {
+                cluster.recordOwner()
+                owned = true
+            } else {
+                owned = cluster.adoptIfOrphaned(logger: logger)
             }
         } catch {
             ready.fail(error)
@@ -31,7 +28,7 @@ struct EmbeddedPostgresService: Service {
         // Stops the cluster on graceful shutdown and on cancellation alike.
         try? await gracefulShutdown()
         if owned {
-            try? await NIOThreadPool.singleton.runIfActive { [cluster, logger] in cluster.stop(logger: logger) }
+            await cluster.stop(logger: logger)
         }
     }
 }
