@@ -178,7 +178,7 @@ extension APIHandler {
             if event.kind == .step, event.step == nil { throw APIError.invalidField("events[\(i)].step", "is required for step events") }
             if event.kind == .log, event.line == nil { throw APIError.invalidField("events[\(i)].line", "is required for log events") }
         }
-        switch try await jobs.appendEvents(jobId: input.path.jobId, buildTokenId: caller.tokenId, events: body.events) {
+        switch try await jobs.appendEvents(jobId: input.path.jobId, buildTokenId: caller.tokenId, events: body.events.map(WorkerEvent.init)) {
         case .appended: return .noContent(.init())
         case .notRunning(let status): throw APIError.conflict("the job is no longer running (it is \(status.rawValue)); stop working on it")
         case .unknown: throw APIError.notFound("job", input.path.jobId)

@@ -16,7 +16,7 @@ extension Components.Schemas.Build {
                 .init(id: $0.id, platform: $0.platform, status: .init(rawValue: $0.status.rawValue) ?? .failed, workerName: $0.workerName,
                       startedAt: $0.startedAt, finishedAt: $0.finishedAt, digest: $0.digest, error: $0.error)
             },
-            steps: r.steps)
+            steps: r.steps.map(Components.Schemas.BuildStep.init))
     }
 }
 
@@ -31,5 +31,25 @@ extension Components.Schemas.JobAssignment {
             pushTags: c.build.spec.push ? c.build.spec.pushTags : [],
             secrets: c.secrets.secrets.map { .init(id: $0.id, value: $0.value) },
             registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) })
+    }
+}
+
+extension Components.Schemas.BuildStep {
+    init(_ s: StepRecord) {
+        self.init(platform: s.platform, number: s.number, total: s.total, instruction: s.instruction, cached: s.cached,
+                  status: .init(rawValue: s.status.rawValue) ?? .failed, durationMs: s.durationMs)
+    }
+}
+
+extension StepRecord {
+    init(_ s: Components.Schemas.BuildStep) {
+        self.init(platform: s.platform, number: s.number, total: s.total, instruction: s.instruction, cached: s.cached,
+                  status: Status(rawValue: s.status.rawValue) ?? .failed, durationMs: s.durationMs)
+    }
+}
+
+extension WorkerEvent {
+    init(_ e: Components.Schemas.JobEvent) {
+        self.init(sequence: e.sequence, time: e.time, kind: e.kind == .step ? .step : .log, line: e.line, step: e.step.map(StepRecord.init))
     }
 }

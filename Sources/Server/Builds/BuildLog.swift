@@ -1,4 +1,3 @@
-import DrydockAPITypes
 import Foundation
 import Logging
 import PostgresNIO
@@ -25,7 +24,7 @@ public struct BuildLog: Sendable {
     }
 
     /// Appends entries (without positions) to a build's log, numbering them, and signals followers.
-    static func append(_ entries: [Components.Schemas.BuildLogEntry], buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
+    static func append(_ entries: [LogEntry], buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
         guard !entries.isEmpty else { return }
         var next: Int64 = 0
         for try await value in try await tx.query(

@@ -1,4 +1,3 @@
-import DrydockAPITypes
 import Foundation
 import Logging
 import PostgresNIO
@@ -49,7 +48,7 @@ struct BuildRecord: Sendable {
     var startedAt: Date?
     var finishedAt: Date?
     var jobs: [JobRecord] = []
-    var steps: [Components.Schemas.BuildStep] = []
+    var steps: [StepRecord] = []
 }
 
 /// A job handed to a worker, with everything it needs.

@@ -1,4 +1,3 @@
-import DrydockAPITypes
 import Foundation
 import Logging
 import PostgresNIO
@@ -121,13 +120,13 @@ public struct BuildStore: Sendable {
     }
 
     /// The latest state of each step, from the step events in the log.
-    private func steps(buildId: String) async throws -> [Components.Schemas.BuildStep] {
+    private func steps(buildId: String) async throws -> [StepRecord] {
         let rows = try await client.query(
             "SELECT entry FROM build_log WHERE build_id = \(buildId) AND kind = 'step' ORDER BY position", logger: logger)
         var order: [String] = []
-        var latest: [String: Components.Schemas.BuildStep] = [:]
+        var latest: [String: StepRecord] = [:]
         for try await text in rows.decode(String.self) {
-            guard let step = try? BuildJSON.decoder.decode(Components.Schemas.BuildLogEntry.self, from: Data(text.utf8)).step else { continue }
+            guard let step = try? BuildJSON.decoder.decode(LogEntry.self, from: Data(text.utf8)).step else { continue }
             let key = "\(step.platform)#\(step.number)"
             if latest[key] == nil { order.append(key) }
             latest[key] = step
@@ -164,7 +163,7 @@ public struct BuildStore: Sendable {
             """, logger: logger).decode(String.self) { closed = true }
         guard closed else { return }
         try await BuildLog.append(
-            [.init(offset: 0, time: Date(), kind: .status, status: .init(rawValue: status.rawValue), error: error, digest: digest)],
+            [LogEntry(kind: .status, status: status, error: error, digest: digest)],
             buildId: buildId, on: tx, logger: logger)
     }
 

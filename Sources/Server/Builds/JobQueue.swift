@@ -1,4 +1,3 @@
-import DrydockAPITypes
 import Foundation
 import Logging
 import PostgresNIO
@@ -85,8 +84,7 @@ public struct JobQueue: Sendable {
                 try await tx.query("UPDATE builds SET status = 'running', started_at = now() WHERE id = \(build.id)", logger: logger)
                 build.status = .running
                 try await BuildLog.append(
-                    [.init(offset: 0, time: Date(), kind: .status, platform: job.platform,
-                           line: "picked up by worker \(workerName)", status: .running)],
+                    [LogEntry(kind: .status, platform: job.platform, line: "picked up by worker \(workerName)", status: .running)],
                     buildId: build.id, on: tx, logger: logger)
             }
             // The worker itself was recorded (`recordWorker`) when its claim request came in.
@@ -137,7 +135,7 @@ public struct JobQueue: Sendable {
     }
 
     /// Appends a worker's events; those at or below the job's last recorded sequence are ignored.
-    func appendEvents(jobId: String, buildTokenId: String, events: [Components.Schemas.JobEvent]) async throws -> AppendOutcome {
+    func appendEvents(jobId: String, buildTokenId: String, events: [WorkerEvent]) async throws -> AppendOutcome {
         try await client.transaction(logger: logger) { tx -> AppendOutcome in
             var found: (buildId: String, platform: String, status: String, last: Int64)?
             for try await row in try await tx.query(
@@ -149,11 +147,11 @@ public struct JobQueue: Sendable {
             guard found.status == "running" else { return .notRunning(BuildStatus(rawValue: found.status) ?? .failed) }
             let fresh = events.filter { $0.sequence > found.last }.sorted { $0.sequence < $1.sequence }
             guard let last = fresh.last?.sequence else { return .appended }
-            let entries = fresh.map { event -> Components.Schemas.BuildLogEntry in
+            let entries = fresh.map { event -> LogEntry in
                 var step = event.step
                 step?.platform = found.platform
-                return .init(offset: 0, time: event.time ?? Date(), kind: event.kind == .step ? .step : .log,
-                             platform: found.platform, line: event.line, step: step)
+                return LogEntry(time: event.time ?? Date(), kind: event.kind == .step ? .step : .log,
+                                platform: found.platform, line: event.line, step: step)
             }
             try await BuildLog.append(entries, buildId: found.buildId, on: tx, logger: logger)
             try await tx.query("UPDATE build_jobs SET last_event_sequence = \(last) WHERE id = \(jobId)", logger: logger)
@@ -242,7 +240,7 @@ public struct JobQueue: Sendable {
                 WHERE b.id = \(job.buildId) AND j.id = \(job.id) FOR UPDATE OF b
                 """, logger: logger).decode(String.self) { queued = status == "queued" }
             guard queued else { return }
-            try await BuildLog.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: line)],
+            try await BuildLog.append([.line(line, platform: job.platform)],
                                       buildId: job.buildId, on: tx, logger: logger)
         }
     }
@@ -256,7 +254,7 @@ public struct JobQueue: Sendable {
                 "UPDATE build_jobs SET status = 'failed', error = \(reason), finished_at = now() WHERE id = \(job.id) AND status = 'queued' RETURNING id",
                 logger: logger).decode(String.self) { failed = true }
             guard failed else { return false }
-            try await BuildLog.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: "error: \(reason)")],
+            try await BuildLog.append([.line("error: \(reason)", platform: job.platform)],
                                       buildId: job.buildId, on: tx, logger: logger)
             try await BuildStore.closeIfDone(buildId: job.buildId, on: tx, logger: logger)
             return true
@@ -311,8 +309,7 @@ public struct JobQueue: Sendable {
                           AND NOT EXISTS (SELECT 1 FROM build_jobs WHERE build_id = \(job.buildId) AND status <> 'queued')
                         """, logger: logger)
                     try await BuildLog.append(
-                        [.init(offset: 0, time: Date(), kind: .log, platform: job.platform,
-                               line: "#drydock worker '\(job.worker ?? "?")' did not take up the job; queued again")],
+                        [.line("#drydock worker '\(job.worker ?? "?")' did not take up the job; queued again", platform: job.platform)],
                         buildId: job.buildId, on: tx, logger: logger)
                     try await BuildSignals.notify("jobs", on: tx, logger: logger)
                     continue
@@ -324,7 +321,7 @@ public struct JobQueue: Sendable {
                     WHERE id = \(job.id)
                     """, logger: logger)
                 try await UsageStore.recordBuild(jobId: job.id, on: tx, logger: logger)
-                try await BuildLog.append([.init(offset: 0, time: Date(), kind: .log, platform: job.platform, line: "error: \(reason)")],
+                try await BuildLog.append([.line("error: \(reason)", platform: job.platform)],
                                       buildId: job.buildId, on: tx, logger: logger)
                 try await BuildStore.closeIfDone(buildId: job.buildId, on: tx, logger: logger)
             }
