@@ -44,7 +44,7 @@ struct AuthorizationTests {
         try await withTestServer { server in
             let project = try await server.createProject("web")
             let added = try await server.request(.post, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken, json: #"{"email":"m@acme.test"}"#)
-            let memberToken = try #require(added["token"])
+            let memberToken = try added.decoded(Schemas.CreatedMember.self).token
             let delete = try await server.request(.delete, "/api/v1/projects/\(project)", token: memberToken)
             #expect(delete.status == .forbidden)
             let orgToken = try await server.request(.post, "/api/v1/tokens", token: memberToken, json: #"{"name":"o","kind":"organization"}"#)
@@ -53,14 +53,15 @@ struct AuthorizationTests {
             #expect(own.status == .created)
             // A member sees their own tokens, not the owner's.
             let list = try await server.request(.get, "/api/v1/tokens", token: memberToken)
-            #expect(list.items.count == 2)
-            #expect(list.items.allSatisfy { ($0["name"] as? String) != "bootstrap" })
+            let visible = try list.decoded(Schemas.TokenPage.self).items
+            #expect(visible.count == 2)
+            #expect(visible.allSatisfy { $0.name != "bootstrap" })
 
             let (_, projectToken) = try await server.createToken(#"{"name":"ci","projectId":"\#(project)"}"#)
             let tokens = try await server.request(.get, "/api/v1/tokens", token: projectToken)
             #expect(tokens.status == .forbidden)
             let projects = try await server.request(.get, "/api/v1/projects", token: projectToken)
-            #expect(projects.items.map { $0["id"] as? String } == [project])
+            #expect(try projects.decoded(Schemas.ProjectPage.self).items.map(\.id) == [project])
             let other = try await server.createProject("other")
             let otherProject = try await server.request(.get, "/api/v1/projects/\(other)", token: projectToken)
             #expect(otherProject.status == .notFound)

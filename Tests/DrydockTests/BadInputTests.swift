@@ -5,7 +5,7 @@ import Testing
 @Suite("Bad input")
 struct BadInputTests {
     static func firstField(_ response: JSONResponse) -> String? {
-        (response.json["errors"] as? [[String: Any]])?.first?["field"] as? String
+        response.problem?.errors?.first?.field
     }
 
     @Test("malformed JSON, wrong types, unknown enum values and unknown fields answer 400 naming the field")
@@ -24,14 +24,15 @@ struct BadInputTests {
                 let response = try await server.request(.post, path, token: server.ownerToken, json: body)
                 #expect(response.status == .badRequest, "\(body) → \(response.status) \(response.text)")
                 #expect(response.headers[.contentType] == "application/problem+json")
-                #expect(response.json["status"] as? Int == 400)
-                #expect((response.json["detail"] as? String)?.isEmpty == false)
+                let problem = try response.decoded(Schemas.Problem.self)
+                #expect(problem.status == 400)
+                #expect(problem.detail?.isEmpty == false)
                 if let field {
                     #expect(Self.firstField(response) == field, "\(body) → \(response.text)")
                 }
             }
             let list = try await server.request(.get, "/api/v1/projects", token: server.ownerToken)
-            #expect(list.items.isEmpty, "nothing was half-created")
+            #expect(try list.decoded(Schemas.ProjectPage.self).items.isEmpty, "nothing was half-created")
         }
     }
 
@@ -58,7 +59,7 @@ struct BadInputTests {
                 #expect(Self.firstField(response) == field, "\(path) \(body ?? "") → \(response.text)")
             }
             let message = try await server.request(.post, "/api/v1/projects", token: server.ownerToken, json: #"{"name":"has space"}"#)
-            #expect((message["detail"] ?? "").contains("letters, digits"))
+            #expect((message.problem?.detail ?? "").contains("letters, digits"))
         }
     }
 
@@ -70,7 +71,7 @@ struct BadInputTests {
             #expect(response.status == .contentTooLarge)
             #expect(response.headers[.contentType] == "application/problem+json")
             let list = try await server.request(.get, "/api/v1/projects", token: server.ownerToken)
-            #expect(list.items.isEmpty)
+            #expect(try list.decoded(Schemas.ProjectPage.self).items.isEmpty)
         }
     }
 

@@ -92,22 +92,22 @@ struct BuildContextTests {
             let wrong = try await server.request(.put, "/api/v1/projects/\(project)/contexts/\(String(repeating: "a", count: 64))",
                                                  token: server.ownerToken, json: zeros, headers: tar)
             #expect(wrong.status == .badRequest)
-            #expect(wrong["code"] == "digest_mismatch")
+            #expect(wrong.problem?.code == "digest_mismatch")
             let big = try await server.request(.put, "/api/v1/projects/\(project)/contexts/\(hex)", token: server.ownerToken,
                                                json: String(repeating: "x", count: 5000), headers: tar)
             #expect(big.status == .contentTooLarge)
-            #expect(big["detail"]?.contains(".dockerignore") == true)
+            #expect(big.problem?.detail?.contains(".dockerignore") == true)
             #expect(try await server.request(.get, "/api/v1/projects/\(project)/contexts/\(hex)", token: server.ownerToken).status == .notFound)
             let ok = try await server.request(.put, "/api/v1/projects/\(project)/contexts/\(hex)", token: server.ownerToken, json: zeros, headers: tar)
             #expect(ok.status == .created)
-            #expect(ok.json["sizeBytes"] as? Int == 1024)
+            #expect(try ok.decoded(Schemas.BuildContext.self).sizeBytes == 1024)
             #expect(try await server.request(.get, "/api/v1/projects/\(project)/contexts/\(hex)", token: server.ownerToken).status == .ok)
             // The same context is not visible from another project, and cannot be built there.
             #expect(try await server.request(.get, "/api/v1/projects/\(other)/contexts/\(hex)", token: server.ownerToken).status == .notFound)
             let elsewhere = try await server.request(.post, "/api/v1/projects/\(other)/builds", token: server.ownerToken,
                                                      json: #"{"contextDigest":"sha256:\#(hex)"}"#)
             #expect(elsewhere.status == .badRequest)
-            #expect(elsewhere["detail"]?.contains("upload it first") == true)
+            #expect(elsewhere.problem?.detail?.contains("upload it first") == true)
 
             for (body, field) in [
                 (#"{"contextDigest":"sha256:\#(hex)","platforms":["linux/amd64","linux/arm64"]}"#, "platforms"),
@@ -120,21 +120,22 @@ struct BuildContextTests {
             ] {
                 let response = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body)
                 #expect(response.status == .badRequest, "\(body): \(response.text)")
-                let fields = (response.json["errors"] as? [[String: Any]])?.compactMap { $0["field"] as? String } ?? []
+                let fields = response.problem?.errors?.map(\.field) ?? []
                 #expect(fields == [field], "\(body): \(response.text)")
             }
             // Nothing was queued by the refused requests.
             let list = try await server.request(.get, "/api/v1/projects/\(project)/builds", token: server.ownerToken)
-            #expect(list.items.isEmpty)
+            #expect(try list.decoded(Schemas.BuildPage.self).items.isEmpty)
 
             // A queued build can be canceled; its log ends with the final status.
             let build = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
                                                  json: #"{"contextDigest":"sha256:\#(hex)","tags":["app:1","registry.example.com/team/app"]}"#)
             #expect(build.status == .created)
-            let id = try #require(build["id"])
-            #expect(build["image"] == "\(project)/build:\(id)")
+            let queued = try build.decoded(Schemas.Build.self)
+            let id = queued.id
+            #expect(queued.image == "\(project)/build:\(id)")
             let canceled = try await server.request(.post, "/api/v1/builds/\(id)/cancel", token: server.ownerToken)
-            #expect(canceled["status"] == "canceled")
+            #expect(try canceled.decoded(Schemas.Build.self).status == .canceled)
             let log = try await server.request(.get, "/api/v1/builds/\(id)/logs?follow=true", token: server.ownerToken)
             #expect(log.headers[.contentType] == "application/jsonl")
             let last = try #require(log.text.split(separator: "\n").last)

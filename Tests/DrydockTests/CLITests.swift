@@ -65,20 +65,19 @@ struct CLITests {
 
                 let whoami = try await drydock("whoami", "--format", "json")
                 #expect(whoami.status == 0)
-                let caller = try JSONSerialization.jsonObject(with: Data(whoami.stdout.utf8)) as? [String: Any]
-                #expect((caller?["organization"] as? [String: Any])?["name"] as? String == "acme")
+                #expect(try APIJSON.decode(Schemas.Caller.self, whoami.stdout).organization.name == "acme")
 
                 let created = try await drydock("projects", "create", "webapp", "--keep-gb", "100", "--format", "json")
                 #expect(created.status == 0, "\(created.stderr)")
-                let project = try #require(try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])
-                let projectId = try #require(project["id"] as? String)
-                #expect((project["cachePolicy"] as? [String: Any])?["keepGigabytes"] as? Int == 100)
+                let project = try APIJSON.decode(Schemas.Project.self, created.stdout)
+                let projectId = project.id
+                #expect(project.cachePolicy.keepGigabytes == 100)
 
                 let list = try await drydock("projects", "list")
                 #expect(list.status == 0)
                 #expect(list.stdout.contains("ID") && list.stdout.contains("webapp") && list.stdout.contains(projectId))
                 let listJSON = try await drydock("projects", "ls", "--format", "json")
-                #expect((try JSONSerialization.jsonObject(with: Data(listJSON.stdout.utf8)) as? [[String: Any]])?.count == 1)
+                #expect(try APIJSON.decode([Schemas.Project].self, listJSON.stdout).count == 1)
 
                 let get = try await drydock("projects", "get", projectId)
                 #expect(get.status == 0 && get.stdout.contains("100 GB per platform"))
@@ -100,11 +99,11 @@ struct CLITests {
 
                 let token = try await drydock("tokens", "create", "--name", "github-actions", "--project", projectId, "--expires", "30d", "--format", "json")
                 #expect(token.status == 0, "\(token.stderr)")
-                let tokenJSON = try #require(try JSONSerialization.jsonObject(with: Data(token.stdout.utf8)) as? [String: Any])
-                let secret = try #require(tokenJSON["token"] as? String)
-                let tokenId = try #require(tokenJSON["id"] as? String)
+                let createdToken = try APIJSON.decode(Schemas.CreatedToken.self, token.stdout)
+                let secret = createdToken.token
+                let tokenId = createdToken.id
                 #expect(secret.hasPrefix("ddp_"))
-                #expect(tokenJSON["expiresAt"] != nil)
+                #expect(createdToken.expiresAt != nil)
 
                 let plain = try await drydock("tokens", "create", "--name", "laptop")
                 #expect(plain.status == 0)

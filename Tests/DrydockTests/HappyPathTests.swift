@@ -11,21 +11,21 @@ struct HappyPathTests {
         try await withTestServer { server in
             let me = try await server.request(.get, "/api/v1/me", token: server.ownerToken)
             #expect(me.status == .ok)
-            let org = try #require(me.json["organization"] as? [String: Any])
-            #expect(org["id"] as? String == server.organizationId)
-            #expect(org["name"] as? String == "acme")
-            #expect(org["plan"] as? String == "startup", "the test organization is bootstrapped on the Startup plan")
-            #expect(me.json["role"] as? String == "owner")
-            #expect((me.json["user"] as? [String: Any])?["email"] as? String == "owner@acme.test")
-            #expect((me.json["token"] as? [String: Any])?["kind"] as? String == "user")
+            let caller = try me.decoded(Schemas.Caller.self)
+            #expect(caller.organization.id == server.organizationId)
+            #expect(caller.organization.name == "acme")
+            #expect(caller.organization.plan == .startup, "the test organization is bootstrapped on the Startup plan")
+            #expect(caller.role == .owner)
+            #expect(caller.user?.email == "owner@acme.test")
+            #expect(caller.token.kind == .user)
 
             let got = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)", token: server.ownerToken)
             #expect(got.status == .ok)
-            #expect(got["name"] == "acme")
+            #expect(try got.decoded(Schemas.Organization.self).name == "acme")
 
             let renamed = try await server.request(.patch, "/api/v1/orgs/\(server.organizationId)", token: server.ownerToken, json: #"{"name":"acme-corp"}"#)
             #expect(renamed.status == .ok)
-            #expect(renamed["name"] == "acme-corp")
+            #expect(try renamed.decoded(Schemas.Organization.self).name == "acme-corp")
         }
     }
 
@@ -35,26 +35,25 @@ struct HappyPathTests {
             let org = "/api/v1/orgs/\(server.organizationId)/members"
             let added = try await server.request(.post, org, token: server.ownerToken, json: #"{"email":"Dev@Acme.test","role":"member"}"#)
             #expect(added.status == .created, "\(added.text)")
-            let member = try #require(added.json["member"] as? [String: Any])
-            let user = try #require(member["user"] as? [String: Any])
-            #expect(user["email"] as? String == "dev@acme.test")
-            let userId = try #require(user["id"] as? String)
-            let memberToken = try #require(added["token"])
+            let created = try added.decoded(Schemas.CreatedMember.self)
+            #expect(created.member.user.email == "dev@acme.test")
+            let userId = created.member.user.id
+            let memberToken = created.token
             #expect(memberToken.hasPrefix("ddu_"))
 
             let whoami = try await server.request(.get, "/api/v1/me", token: memberToken)
-            #expect(whoami.json["role"] as? String == "member")
+            #expect(try whoami.decoded(Schemas.Caller.self).role == .member)
 
             let list = try await server.request(.get, org, token: server.ownerToken)
             #expect(list.status == .ok)
-            #expect(list.items.count == 2)
+            #expect(try list.decoded(Schemas.MemberPage.self).items.count == 2)
 
             let again = try await server.request(.post, org, token: server.ownerToken, json: #"{"email":"dev@acme.test"}"#)
             #expect(again.status == .conflict)
 
             let promoted = try await server.request(.patch, "\(org)/\(userId)", token: server.ownerToken, json: #"{"role":"admin"}"#)
             #expect(promoted.status == .ok)
-            #expect(promoted["role"] == "admin")
+            #expect(try promoted.decoded(Schemas.Member.self).role == .admin)
 
             let removed = try await server.request(.delete, "\(org)/\(userId)", token: server.ownerToken)
             #expect(removed.status == .noContent)
@@ -67,7 +66,7 @@ struct HappyPathTests {
     func lastOwner() async throws {
         try await withTestServer { server in
             let me = try await server.request(.get, "/api/v1/me", token: server.ownerToken)
-            let ownerId = try #require((me.json["user"] as? [String: Any])?["id"] as? String)
+            let ownerId = try #require(try me.decoded(Schemas.Caller.self).user?.id)
             let path = "/api/v1/orgs/\(server.organizationId)/members/\(ownerId)"
             let demote = try await server.request(.patch, path, token: server.ownerToken, json: #"{"role":"member"}"#)
             #expect(demote.status == .conflict)
@@ -81,19 +80,19 @@ struct HappyPathTests {
         try await withTestServer { server in
             let created = try await server.request(.post, "/api/v1/projects", token: server.ownerToken, json: #"{"name":"web"}"#)
             #expect(created.status == .created)
-            let id = try #require(created["id"])
+            let project = try created.decoded(Schemas.Project.self)
+            let id = project.id
             #expect(id.count == 16)
-            let policy = try #require(created.json["cachePolicy"] as? [String: Any])
-            #expect(policy["keepGigabytes"] as? Int == 50)
-            #expect(policy["keepDays"] as? Int == 14)
-            #expect(created["organizationId"] == server.organizationId)
+            #expect(project.cachePolicy.keepGigabytes == 50)
+            #expect(project.cachePolicy.keepDays == 14)
+            #expect(project.organizationId == server.organizationId)
 
             let duplicate = try await server.request(.post, "/api/v1/projects", token: server.ownerToken, json: #"{"name":"web"}"#)
             #expect(duplicate.status == .conflict)
 
             let got = try await server.request(.get, "/api/v1/projects/\(id)", token: server.ownerToken)
             #expect(got.status == .ok)
-            #expect(got["name"] == "web")
+            #expect(try got.decoded(Schemas.Project.self).name == "web")
 
             var ids = [id]
             for n in 0..<4 { ids.append(try await server.createProject("svc-\(n)")) }
@@ -104,8 +103,9 @@ struct HappyPathTests {
                 let query = cursor.map { "&cursor=\($0)" } ?? ""
                 let page = try await server.request(.get, "/api/v1/projects?limit=2\(query)", token: server.ownerToken)
                 #expect(page.status == .ok)
-                seen += page.items.compactMap { $0["id"] as? String }
-                cursor = page["nextCursor"]
+                let projects = try page.decoded(Schemas.ProjectPage.self)
+                seen += projects.items.map(\.id)
+                cursor = projects.nextCursor
                 pages += 1
             } while cursor != nil && pages < 10
             #expect(pages == 3)
@@ -115,9 +115,10 @@ struct HappyPathTests {
                 .patch, "/api/v1/projects/\(id)", token: server.ownerToken,
                 json: #"{"name":"web-app","cachePolicy":{"keepGigabytes":500,"keepDays":30}}"#)
             #expect(updated.status == .ok)
-            #expect(updated["name"] == "web-app")
-            #expect((updated.json["cachePolicy"] as? [String: Any])?["keepGigabytes"] as? Int == 500)
-            #expect((updated.json["cachePolicy"] as? [String: Any])?["keepDays"] as? Int == 30)
+            let changed = try updated.decoded(Schemas.Project.self)
+            #expect(changed.name == "web-app")
+            #expect(changed.cachePolicy.keepGigabytes == 500)
+            #expect(changed.cachePolicy.keepDays == 30)
 
             let deleted = try await server.request(.delete, "/api/v1/projects/\(id)", token: server.ownerToken)
             #expect(deleted.status == .noContent)
@@ -142,16 +143,17 @@ struct HappyPathTests {
             for (body, prefix) in kinds {
                 let response = try await server.request(.post, "/api/v1/tokens", token: server.ownerToken, json: body)
                 #expect(response.status == .created, "\(body): \(response.text)")
-                let secret = try #require(response["token"])
+                let created = try response.decoded(Schemas.CreatedToken.self)
+                let secret = created.token
                 #expect(secret.hasPrefix(prefix))
                 #expect(secret.count == 47)
-                #expect(response["prefix"] == String(secret.prefix(8)))
-                ids.append(try #require(response["id"]))
+                #expect(created.prefix == String(secret.prefix(8)))
+                ids.append(created.id)
                 secrets.append(secret)
             }
             let pull = try await server.request(.get, "/api/v1/tokens/\(ids[3])", token: server.ownerToken)
-            #expect(pull["expiresAt"] != nil, "pull tokens are short-lived by default")
-            #expect(pull["token"] == nil, "metadata never carries the secret")
+            #expect(try pull.decoded(Schemas.Token.self).expiresAt != nil, "pull tokens are short-lived by default")
+            #expect(!pull.text.contains(#""token""#) && !pull.text.contains(secrets[3]), "metadata never carries the secret")
 
             // Only hashes are stored.
             let stored = try await ServerRunnerHelpers.column(server.database, "SELECT string_agg(encode(secret_hash, 'hex'), ',') FROM tokens")
@@ -159,26 +161,26 @@ struct HappyPathTests {
 
             let list = try await server.request(.get, "/api/v1/tokens", token: server.ownerToken)
             #expect(list.status == .ok)
-            #expect(list.items.count == 6, "five new tokens and the bootstrap token")
+            #expect(try list.decoded(Schemas.TokenPage.self).items.count == 6, "five new tokens and the bootstrap token")
             #expect(!list.text.contains(secrets[0]))
             let byProject = try await server.request(.get, "/api/v1/tokens?projectId=\(project)", token: server.ownerToken)
-            #expect(byProject.items.count == 2)
+            #expect(try byProject.decoded(Schemas.TokenPage.self).items.count == 2)
             let byKind = try await server.request(.get, "/api/v1/tokens?kind=worker", token: server.ownerToken)
-            #expect(byKind.items.count == 1)
+            #expect(try byKind.decoded(Schemas.TokenPage.self).items.count == 1)
 
             let used = try await server.request(.get, "/api/v1/projects/\(project)", token: secrets[2])
             #expect(used.status == .ok)
             let afterUse = try await server.request(.get, "/api/v1/tokens/\(ids[2])", token: server.ownerToken)
-            #expect(afterUse["lastUsedAt"] != nil)
+            #expect(try afterUse.decoded(Schemas.Token.self).lastUsedAt != nil)
 
             let revoked = try await server.request(.delete, "/api/v1/tokens/\(ids[2])", token: server.ownerToken)
             #expect(revoked.status == .noContent)
             let rejected = try await server.request(.get, "/api/v1/projects/\(project)", token: secrets[2])
             #expect(rejected.status == .unauthorized)
             let listed = try await server.request(.get, "/api/v1/tokens?includeRevoked=true", token: server.ownerToken)
-            #expect(listed.items.contains { $0["id"] as? String == ids[2] && $0["revokedAt"] != nil })
+            #expect(try listed.decoded(Schemas.TokenPage.self).items.contains { $0.id == ids[2] && $0.revokedAt != nil })
             let active = try await server.request(.get, "/api/v1/tokens", token: server.ownerToken)
-            #expect(!active.items.contains { $0["id"] as? String == ids[2] })
+            #expect(try !active.decoded(Schemas.TokenPage.self).items.contains { $0.id == ids[2] })
         }
     }
 
@@ -189,7 +191,7 @@ struct HappyPathTests {
             #expect(build.status == .badRequest)
             let project = try await server.request(.post, "/api/v1/tokens", token: server.ownerToken, json: #"{"name":"p","kind":"project"}"#)
             #expect(project.status == .badRequest)
-            #expect((project.json["errors"] as? [[String: Any]])?.first?["field"] as? String == "projectId")
+            #expect(project.problem?.errors?.first?.field == "projectId")
         }
     }
 

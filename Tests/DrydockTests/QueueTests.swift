@@ -18,10 +18,10 @@ struct QueueTests {
             let claim = try await server.request(.post, "/api/v1/workers/claim", token: worker,
                                                  json: #"{"name":"amd","platforms":["linux/amd64"],"waitSeconds":0}"#)
             #expect(claim.status == .noContent)
-            let arm = try #require(try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
-                                                            json: #"{"contextDigest":"\#(context)","platforms":["arm64"]}"#)["id"])
-            let amd = try #require(try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
-                                                            json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#)["id"])
+            let arm = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                               json: #"{"contextDigest":"\#(context)","platforms":["arm64"]}"#).decoded(Schemas.Build.self).id
+            let amd = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                               json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#).decoded(Schemas.Build.self).id
             let client = DrydockClient(baseURL: URL(string: server.baseURL)!, token: server.ownerToken)
             func log(_ id: String) async throws -> String {
                 var lines: [String] = []
@@ -74,8 +74,8 @@ struct QueueTests {
                 #expect((result.stdout + result.stderr).contains("project \(here)"), "\(result.stdout)\(result.stderr)")
                 let inHere = try await server.request(.get, "/api/v1/projects/\(here)/builds", token: server.ownerToken)
                 let inElsewhere = try await server.request(.get, "/api/v1/projects/\(elsewhere)/builds", token: server.ownerToken)
-                #expect(inHere.items.count == 1)
-                #expect(inElsewhere.items.isEmpty)
+                #expect(try inHere.decoded(Schemas.BuildPage.self).items.count == 1)
+                #expect(try inElsewhere.decoded(Schemas.BuildPage.self).items.isEmpty)
             }
         }
     }

@@ -49,7 +49,7 @@ struct RegistryClientTests {
 
                 // A pull token reads but cannot push.
                 let pullToken = try await server.request(.post, "/api/v1/tokens", token: server.ownerToken,
-                                                         json: #"{"name":"p","kind":"pull","projectId":"\#(project)"}"#)["token"] ?? ""
+                                                         json: #"{"name":"p","kind":"pull","projectId":"\#(project)"}"#).decoded(Schemas.CreatedToken.self).token
                 let readOnly = try await runTool("skopeo", ["inspect", "--tls-verify=false", "--creds", "ci:\(pullToken)", "docker://\(host)/\(project)/app:v1"])
                 #expect(readOnly.status == 0, "\(readOnly.stderr)")
                 let refused = try await runTool("skopeo", ["copy", "--dest-tls-verify=false", "--dest-creds", "ci:\(pullToken)",

@@ -18,8 +18,7 @@ extension HTTPField.Name {
 @Suite("Registry protocol")
 struct RegistryProtocolTests {
     static func errorCode(_ body: [UInt8]) -> String? {
-        let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
-        return ((object?["errors"] as? [[String: Any]])?.first)?["code"] as? String
+        (try? JSONDecoder().decode(OCIErrors.self, from: Data(body)))?.errors.first?.code
     }
 
     /// Pushes a blob in one POST; returns its digest.
@@ -222,7 +221,7 @@ struct RegistryProtocolTests {
 
             // A pull token reads but does not write.
             let pull = try await server.request(.post, "/api/v1/tokens", token: server.ownerToken, json: #"{"name":"p","kind":"pull","projectId":"\#(project)"}"#)
-            let pullToken = try #require(pull["token"])
+            let pullToken = try pull.decoded(Schemas.CreatedToken.self).token
             #expect(try await server.registry(.get, "/v2/\(name)/blobs/\(digest)", token: pullToken).status == .ok)
             let denied = try await server.registry(.post, "/v2/\(name)/blobs/uploads/", token: pullToken)
             #expect(denied.status == .forbidden)
@@ -231,7 +230,7 @@ struct RegistryProtocolTests {
             // The token endpoint grants the intersection of what is asked and what the token may do.
             let issued = try await server.registry(.get, "/v2/token?service=drydock&scope=repository:\(name):pull,push", token: pullToken)
             #expect(issued.status == .ok)
-            let bearer = try #require((try JSONSerialization.jsonObject(with: Data(issued.body)) as? [String: Any])?["token"] as? String)
+            let bearer = try APIJSON.decode(RegistryTokenAnswer.self, String(decoding: issued.body, as: UTF8.self)).token
             let read = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/\(digest)", method: .get, headers: [.authorization: "Bearer \(bearer)"], body: nil)
             #expect(read.status == .ok)
             let write = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/uploads/", method: .post, headers: [.authorization: "Bearer \(bearer)"], body: nil)
@@ -242,7 +241,7 @@ struct RegistryProtocolTests {
             let posted = try await server.client.executeRequest(
                 uri: "/v2/token", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"], body: ByteBuffer(string: form))
             #expect(posted.status == .ok)
-            let formToken = try #require((try JSONSerialization.jsonObject(with: Data(buffer: posted.body)) as? [String: Any])?["access_token"] as? String)
+            let formToken = try #require(try APIJSON.decode(RegistryTokenAnswer.self, String(buffer: posted.body)).access_token)
             let formRead = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/\(digest)", method: .get, headers: [.authorization: "Bearer \(formToken)"], body: nil)
             #expect(formRead.status == .ok)
             let formWrite = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/uploads/", method: .post, headers: [.authorization: "Bearer \(formToken)"], body: nil)
@@ -253,7 +252,7 @@ struct RegistryProtocolTests {
             #expect(badForm.status == .unauthorized)
 
             // Revoking the token takes the registry token minted from it with it, at once.
-            let pullTokenId = try #require(pull["id"])
+            let pullTokenId = try pull.decoded(Schemas.CreatedToken.self).id
             #expect(try await server.request(.delete, "/api/v1/tokens/\(pullTokenId)", token: server.ownerToken).status == .noContent)
             let afterRevoke = try await server.client.executeRequest(uri: "/v2/\(name)/blobs/\(digest)", method: .get, headers: [.authorization: "Bearer \(bearer)"], body: nil)
             #expect(afterRevoke.status == .unauthorized)
@@ -281,23 +280,27 @@ struct RegistryProtocolTests {
             }
             let repositories = try await server.request(.get, "/api/v1/projects/\(project)/registry/repositories", token: server.ownerToken)
             #expect(repositories.status == .ok)
-            let repository = try #require(repositories.items.first)
-            #expect(repository["reference"] as? String == name)
-            #expect(repository["tagCount"] as? Int == 2)
-            #expect((repository["sizeBytes"] as? NSNumber)?.intValue == config.count + layer.count)
+            let repository = try #require(try repositories.decoded(Schemas.RepositoryList.self).items.first)
+            #expect(repository.reference == name)
+            #expect(repository.tagCount == 2)
+            let blobSize = Int64(config.count + layer.count)
+            #expect(repository.sizeBytes == blobSize)
 
             let tags = try await server.request(.get, "/api/v1/projects/\(project)/registry/tags?repository=web", token: server.ownerToken)
-            #expect(tags.items.compactMap { $0["name"] as? String } == ["latest", "v1"])
-            #expect((tags.items.first?["sizeBytes"] as? NSNumber)?.intValue == manifest.count + config.count + layer.count)
-            #expect(tags.items.first?["digest"] as? String == sha256(manifest))
+            let tagList = try tags.decoded(Schemas.TagList.self).items
+            #expect(tagList.map(\.name) == ["latest", "v1"])
+            let imageSize = Int64(manifest.count + config.count + layer.count)
+            #expect(tagList.first?.sizeBytes == imageSize)
+            #expect(tagList.first?.digest == sha256(manifest))
 
             let usage = try await server.request(.get, "/api/v1/projects/\(project)/registry/usage", token: server.ownerToken)
-            #expect((usage.json["sizeBytes"] as? NSNumber)?.intValue == config.count + layer.count)
-            #expect(usage.json["blobs"] as? Int == 2)
+            let registryUsage = try usage.decoded(Schemas.RegistryUsage.self)
+            #expect(registryUsage.sizeBytes == blobSize)
+            #expect(registryUsage.blobs == 2)
 
             let pull = try await server.request(.post, "/api/v1/projects/\(project)/pull-tokens", token: server.ownerToken, json: #"{"expiresInSeconds":600}"#)
             #expect(pull.status == .created)
-            let pullToken = try #require(pull["token"])
+            let pullToken = try pull.decoded(Schemas.CreatedToken.self).token
             #expect(pullToken.hasPrefix("ddr_"))
             #expect(try await server.registry(.get, "/v2/\(name)/manifests/v1", token: pullToken).status == .ok)
             let tooLong = try await server.request(.post, "/api/v1/projects/\(project)/pull-tokens", token: server.ownerToken, json: #"{"expiresInSeconds":90000}"#)
@@ -351,4 +354,19 @@ struct RegistryProtocolTests {
             #expect(try await server.registry(.get, "/v2/\(project)/other/blobs/\(orphan)", token: server.ownerToken).status == .notFound)
         }
     }
+}
+
+/// The registry token endpoint's answer (Docker's token protocol, not the REST API).
+struct RegistryTokenAnswer: Decodable {
+    let token: String
+    let access_token: String?
+}
+
+/// The registry's error body (the OCI distribution spec's, not the REST API's problem).
+struct OCIErrors: Decodable {
+    struct Entry: Decodable {
+        let code: String
+        let message: String?
+    }
+    let errors: [Entry]
 }

@@ -43,7 +43,7 @@ struct RobustnessTests {
             let api = try await server.request(.get, "/api/v1/builds?projectId=%00", token: server.ownerToken)
             #expect(api.status == .badRequest)
             #expect(api.headers[.contentType] == "application/problem+json")
-            #expect(api["code"] == "malformed_request")
+            #expect(api.problem?.code == "malformed_request")
 
             let form = try await server.registry(.post, "/v2/token", body: Array("grant_type=password&password=%zz&scope=x".utf8),
                                                  headers: [.contentType: "application/x-www-form-urlencoded"])
@@ -60,12 +60,13 @@ struct RobustnessTests {
             _ = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: #"{"contextDigest":"\#(context)"}"#)
             let claim = try await server.request(.post, "/api/v1/workers/claim", token: worker,
                                                  json: #"{"name":"w","platforms":["\#(Platform.host)"],"waitSeconds":0}"#)
-            let job = try #require(claim["jobId"]), buildToken = try #require(claim["buildToken"])
+            let assignment = try claim.decoded(Schemas.JobAssignment.self)
+            let job = assignment.jobId, buildToken = assignment.buildToken
             #expect(try await server.request(.post, "/api/v1/jobs/\(job)/heartbeat", token: buildToken).status == .ok)
             let events = try await server.request(.post, "/api/v1/jobs/\(job)/finish", token: buildToken,
                                                   json: #"{"status":"failed","error":"a\u0000b"}"#)
             #expect(events.status == .badRequest, "\(events.text)")
-            #expect(events["code"] == "invalid_value")
+            #expect(events.problem?.code == "invalid_value")
 
             let health = try await server.request(.get, "/healthz")
             #expect(health.status == .ok)

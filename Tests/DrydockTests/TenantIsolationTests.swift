@@ -58,7 +58,7 @@ struct TenantIsolationTests {
             let projectA = try await server.createProject("alpha")
             let projectA2 = try await server.createProject("alpha-two")
             let member = try await server.request(.post, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken, json: #"{"email":"member@acme.test"}"#)
-            let memberId = try #require((member.json["member"] as? [String: Any]).flatMap { $0["user"] as? [String: Any] }?["id"] as? String)
+            let memberId = try member.decoded(Schemas.CreatedMember.self).member.user.id
             let (projectTokenId, _) = try await server.createToken(#"{"name":"ci","projectId":"\#(projectA)"}"#)
             let (_, otherProjectToken) = try await server.createToken(#"{"name":"ci2","projectId":"\#(projectA2)"}"#)
             let (revokedId, revoked) = try await server.createToken(#"{"name":"old"}"#)
@@ -76,8 +76,9 @@ struct TenantIsolationTests {
             let contextHex = TestServer.zeroContextHex
             let build = try await server.request(.post, "/api/v1/projects/\(projectA)/builds", token: server.ownerToken,
                                                  json: #"{"contextDigest":"sha256:\#(contextHex)"}"#)
-            let buildId = try #require(build["id"], "\(build.text)")
-            let jobId = try #require((build.json["jobs"] as? [[String: Any]])?.first?["id"] as? String)
+            let queued = try build.decoded(Schemas.Build.self)
+            let buildId = queued.id
+            let jobId = try #require(queued.jobs.first?.id)
             let (_, workerB) = try await server.createToken(#"{"name":"w","kind":"worker"}"#, token: ownerB)
 
             let real = ["orgId": server.organizationId, "projectId": projectA, "tokenId": projectTokenId, "userId": memberId,
@@ -133,18 +134,18 @@ struct TenantIsolationTests {
 
             // Nothing of A changed.
             let project = try await server.request(.get, "/api/v1/projects/\(projectA)", token: server.ownerToken)
-            #expect(project["name"] == "alpha")
+            #expect(try project.decoded(Schemas.Project.self).name == "alpha")
             let organization = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)", token: server.ownerToken)
-            #expect(organization["name"] == "acme")
+            #expect(try organization.decoded(Schemas.Organization.self).name == "acme")
             // B's worker never got A's job.
             let job = try await server.request(.get, "/api/v1/builds/\(buildId)", token: server.ownerToken)
-            #expect(job["status"] == "queued")
+            #expect(try job.decoded(Schemas.Build.self).status == .queued)
             let token = try await server.request(.get, "/api/v1/tokens/\(projectTokenId)", token: server.ownerToken)
-            #expect(token["revokedAt"] == nil)
+            #expect(try token.decoded(Schemas.Token.self).revokedAt == nil)
             let members = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken)
-            #expect(members.items.count == 2)
+            #expect(try members.decoded(Schemas.MemberPage.self).items.count == 2)
             let projectsOfB = try await server.request(.get, "/api/v1/projects", token: ownerB)
-            #expect(Set(projectsOfB.items.compactMap { $0["organizationId"] as? String }) == [orgB])
+            #expect(Set(try projectsOfB.decoded(Schemas.ProjectPage.self).items.map(\.organizationId)) == [orgB])
         }
     }
 }

@@ -48,14 +48,37 @@ struct JSONResponse: Sendable {
     let headers: HTTPFields
     let text: String
 
-    var json: [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+    /// The body as one of the API's generated types (dates as the API writes them).
+    func decoded<T: Decodable>(_ type: T.Type = T.self) throws -> T {
+        do {
+            return try APIJSON.decoder.decode(T.self, from: Data(text.utf8))
+        } catch {
+            throw CLITestError("the answer is not a \(T.self) (\(error)): \(status) \(text)")
+        }
     }
 
-    var items: [[String: Any]] { json["items"] as? [[String: Any]] ?? [] }
-
-    subscript(key: String) -> String? { json[key] as? String }
+    /// The body as an RFC 9457 problem, if it is one.
+    var problem: Components.Schemas.Problem? { try? decoded() }
 }
+
+/// Decodes what the API and the CLI's `--format json` write, with the generated types.
+enum APIJSON {
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = RFC3339DateTranscoder.decodingStrategy
+        return decoder
+    }()
+
+    static func decode<T: Decodable>(_ type: T.Type = T.self, _ text: String) throws -> T {
+        do {
+            return try decoder.decode(T.self, from: Data(text.utf8))
+        } catch {
+            throw CLITestError("not a \(T.self) (\(error)): \(text)")
+        }
+    }
+}
+
+typealias Schemas = Components.Schemas
 
 /// The metrics backend of the test process, installed once (as `main` does for the server).
 enum TestMetrics {
@@ -105,7 +128,7 @@ struct TestServer: Sendable {
     func createProject(_ name: String, token: String? = nil) async throws -> String {
         let response = try await request(.post, "/api/v1/projects", token: token ?? ownerToken, json: #"{"name":"\#(name)"}"#)
         try #require(response.status == .created, "creating project \(name): \(response.text)")
-        return try #require(response["id"])
+        return try response.decoded(Schemas.Project.self).id
     }
 
     /// The SHA-256 of 1 KiB of zeros: a context that needs no packing.
@@ -123,7 +146,8 @@ struct TestServer: Sendable {
     func createToken(_ body: String, token: String? = nil) async throws -> (String, String) {
         let response = try await request(.post, "/api/v1/tokens", token: token ?? ownerToken, json: body)
         try #require(response.status == .created, "creating token \(body): \(response.text)")
-        return (try #require(response["id"]), try #require(response["token"]))
+        let created = try response.decoded(Schemas.CreatedToken.self)
+        return (created.id, created.token)
     }
 }
 

@@ -16,11 +16,11 @@ struct TokenStatusTests {
             #expect(basic.status == .unauthorized)
 
             let list = try await server.request(.get, "/api/v1/tokens", token: server.ownerToken)
-            let tokens = list.items
-            let usedRow = try #require(tokens.first { $0["id"] as? String == usedId })
-            let expiredRow = try #require(tokens.first { $0["id"] as? String == expiredId })
-            #expect(usedRow["lastUsedAt"] != nil, "an allowed request records its use")
-            #expect(expiredRow["lastUsedAt"] == nil, "refused requests moved LAST USED: \(expiredRow)")
+            let tokens = try list.decoded(Schemas.TokenPage.self).items
+            let usedRow = try #require(tokens.first { $0.id == usedId })
+            let expiredRow = try #require(tokens.first { $0.id == expiredId })
+            #expect(usedRow.lastUsedAt != nil, "an allowed request records its use")
+            #expect(expiredRow.lastUsedAt == nil, "refused requests moved LAST USED: \(expiredRow)")
 
             let cli = try await runExecutable("drydock", ["tokens", "list", "--api-url", server.baseURL, "--token", server.ownerToken],
                                               environment: ["HOME": "/tmp"])

@@ -26,8 +26,9 @@ struct UsageTests {
             for month in ["2026-10", "2027-01"] {
                 let bill = try await server.request(.get, "\(org)?month=\(month)", token: server.ownerToken)
                 #expect(bill.status == .ok, "\(bill.text)")
-                #expect((bill.json["cost"] as? [String: Any])?["totalCents"] as? Int == 0, "\(month): \(bill.text)")
-                #expect(((bill.json["cost"] as? [String: Any])?["lines"] as? [Any])?.isEmpty == true, "\(month)")
+                let cost = try #require(try bill.decoded(Schemas.Usage.self).cost)
+                #expect(cost.totalCents == 0, "\(month): \(bill.text)")
+                #expect(cost.lines.isEmpty, "\(month)")
             }
             // Developer from November 1st, Startup from the 16th (the operator's set-plan): half of each fee.
             try await Self.backdate(server, to: "2026-11-01T00:00:00Z")
@@ -42,16 +43,17 @@ struct UsageTests {
                 UPDATE organization_plans SET valid_from = '2026-11-16T00:00:00Z' WHERE organization_id = \(server.organizationId) AND plan = 'startup'
                 """)
             let november = try await server.request(.get, "\(org)?month=2026-11", token: server.ownerToken)
-            let lines = ((november.json["cost"] as? [String: Any])?["lines"] as? [[String: Any]]) ?? []
-            #expect(lines.compactMap { $0["item"] as? String } == ["Developer plan", "Startup plan"], "\(november.text)")
-            #expect(lines.compactMap { $0["quantity"] as? String } == ["0.5 month", "0.5 month"])
-            #expect(lines.compactMap { $0["amountCents"] as? Int } == [1_000, 10_000])
-            #expect((november.json["cost"] as? [String: Any])?["totalCents"] as? Int == 11_000)
-            #expect(november.json["includedMinutes"] as? Int == 250 + 2_500)
-            #expect(november.json["plan"] as? String == "startup")
+            let novemberUsage = try november.decoded(Schemas.Usage.self)
+            let lines = novemberUsage.cost?.lines ?? []
+            #expect(lines.map(\.item) == ["Developer plan", "Startup plan"], "\(november.text)")
+            #expect(lines.map(\.quantity) == ["0.5 month", "0.5 month"])
+            #expect(lines.map(\.amountCents) == [1_000, 10_000])
+            #expect(novemberUsage.cost?.totalCents == 11_000)
+            #expect(novemberUsage.includedMinutes == 250 + 2_500)
+            #expect(novemberUsage.plan == .startup)
             // October is still not owed: the history starts in November.
             let october = try await server.request(.get, "\(org)?month=2026-10", token: server.ownerToken)
-            #expect((october.json["cost"] as? [String: Any])?["totalCents"] as? Int == 0)
+            #expect(try october.decoded(Schemas.Usage.self).cost?.totalCents == 0)
         }
     }
 
@@ -102,26 +104,27 @@ struct UsageTests {
             let org = "/api/v1/orgs/\(server.organizationId)/usage"
             let october = try await server.request(.get, "\(org)?month=2026-10", token: server.ownerToken)
             #expect(october.status == .ok, "\(october.text)")
-            #expect(october.json["buildSeconds"] as? Int == 30)
-            #expect(october.json["storageGBMonths"] as? Double == 10)
+            let octoberUsage = try october.decoded(Schemas.Usage.self)
+            #expect(octoberUsage.buildSeconds == 30)
+            #expect(octoberUsage.storageGBMonths == 10)
             let november = try await server.request(.get, "\(org)?month=2026-11", token: server.ownerToken)
-            #expect(november.json["buildSeconds"] as? Int == 45)
-            #expect(november.json["storageGBMonths"] as? Double == 0)
+            let novemberUsage = try november.decoded(Schemas.Usage.self)
+            #expect(novemberUsage.buildSeconds == 45)
+            #expect(novemberUsage.storageGBMonths == 0)
             let span = try await server.request(.get, "\(org)?from=2026-10-31&to=2026-11-01", token: server.ownerToken)
-            #expect(span.json["buildSeconds"] as? Int == 75)
-            let days = (span.json["byDay"] as? [[String: Any]])?.map { ($0["date"] as? String ?? "", $0["buildSeconds"] as? Int ?? -1) }
-            #expect(days?.map(\.0) == ["2026-10-31", "2026-11-01"])
-            #expect(days?.map(\.1) == [30, 45])
+            let spanUsage = try span.decoded(Schemas.Usage.self)
+            #expect(spanUsage.buildSeconds == 75)
+            #expect(spanUsage.byDay.map(\.date) == ["2026-10-31", "2026-11-01"])
+            #expect(spanUsage.byDay.map(\.buildSeconds) == [30, 45])
             // The period touches two months: two plan fees, by line and month.
-            let lines = ((span.json["cost"] as? [String: Any])?["lines"] as? [[String: Any]]) ?? []
-            #expect(lines.compactMap { $0["month"] as? String } == ["2026-10", "2026-11"])
-            #expect((span.json["cost"] as? [String: Any])?["totalCents"] as? Int == 40_000)
-            let byProject = (october.json["byProject"] as? [[String: Any]])?.first
-            #expect(byProject?["name"] as? String == "metered")
+            #expect(spanUsage.cost?.lines.map(\.month) == ["2026-10", "2026-11"])
+            #expect(spanUsage.cost?.totalCents == 40_000)
+            #expect(octoberUsage.byProject.first?.name == "metered")
             // The project's own view, and bad periods.
             let projectView = try await server.request(.get, "/api/v1/projects/\(project)/usage?month=2026-11", token: server.ownerToken)
-            #expect(projectView.json["buildSeconds"] as? Int == 45)
-            #expect(projectView.json["cost"] == nil)
+            let projectUsage = try projectView.decoded(Schemas.Usage.self)
+            #expect(projectUsage.buildSeconds == 45)
+            #expect(projectUsage.cost == nil)
             for query in ["month=2026-13", "from=2026-11-01", "month=2026-11&from=2026-11-01&to=2026-11-02", "from=2026-11-05&to=2026-11-01"] {
                 #expect(try await server.request(.get, "\(org)?\(query)", token: server.ownerToken).status == .badRequest, "\(query)")
             }
@@ -136,11 +139,14 @@ struct UsageTests {
             let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
             let build = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: #"{"contextDigest":"\#(digest)"}"#)
             let never = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: #"{"contextDigest":"\#(digest)"}"#)
+            let claimed = ContinuousClock.now
             let claim = try await server.request(.post, "/api/v1/workers/claim", token: worker, json: #"{"name":"w","platforms":["\#(Platform.host)"],"waitSeconds":0}"#)
             #expect(claim.status == .ok)
-            #expect(claim["buildId"] == build["id"])
-            let job = try #require(claim["jobId"]), buildToken = try #require(claim["buildToken"])
-            _ = try await server.request(.post, "/api/v1/builds/\(try #require(never["id"]))/cancel", token: server.ownerToken)
+            let assignment = try claim.decoded(Schemas.JobAssignment.self)
+            let buildId = try build.decoded(Schemas.Build.self).id
+            #expect(assignment.buildId == buildId)
+            let job = assignment.jobId, buildToken = assignment.buildToken
+            _ = try await server.request(.post, "/api/v1/builds/\(try never.decoded(Schemas.Build.self).id)/cancel", token: server.ownerToken)
             #expect(try await server.request(.post, "/api/v1/jobs/\(job)/heartbeat", token: buildToken).status == .ok)
             let events = #"{"events":[{"sequence":0,"kind":"log","line":"one"},{"sequence":1,"kind":"log","line":"two"}]}"#
             for _ in 0..<2 {  // the same batch twice: stored once
@@ -149,16 +155,19 @@ struct UsageTests {
             try await Task.sleep(for: .milliseconds(1100))
             let result = #"{"status":"succeeded","digest":"sha256:\#(String(repeating: "b", count: 64))","cacheBytes":123456}"#
             #expect(try await server.request(.post, "/api/v1/jobs/\(job)/finish", token: buildToken, json: result).status == .noContent)
+            // Billed from the job's start to its finish, per second: at least the second slept, at
+            // most the time this test saw pass between the claim and the finish (rounded up).
+            let elapsed = (ContinuousClock.now - claimed).components.seconds + 1
             // A retry after the build token was revoked is refused, and recording stays single.
             let retry = try await server.request(.post, "/api/v1/jobs/\(job)/finish", token: buildToken, json: result)
             #expect(retry.status == .unauthorized)
             #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM usage_builds") == 1)
             #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM usage_storage WHERE kind = 'cache' AND bytes = 123456") == 1)
-            let logged = try await server.request(.get, "/api/v1/builds/\(try #require(build["id"]))/logs", token: server.ownerToken)
+            let logged = try await server.request(.get, "/api/v1/builds/\(buildId)/logs", token: server.ownerToken)
             #expect(logged.text.components(separatedBy: #""line":"one""#).count == 2)
             let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken)
-            let seconds = try #require(usage.json["buildSeconds"] as? Int)
-            #expect((1...5).contains(seconds), "one job of about a second: \(seconds)")
+            let seconds = try usage.decoded(Schemas.Usage.self).buildSeconds
+            #expect((1...elapsed).contains(seconds), "one job of about a second (\(elapsed) s passed): \(seconds)")
         }
     }
 
@@ -170,7 +179,7 @@ struct UsageTests {
             let caps = "/api/v1/orgs/\(server.organizationId)/usage/caps"
             let set = try await server.request(.put, caps, token: server.ownerToken, json: #"{"minutesPerMonth":1,"spendPerMonth":"1000.00"}"#)
             #expect(set.status == .ok, "\(set.text)")
-            #expect(set.json["spendPerMonthCents"] as? Int == 100_000)
+            #expect(try set.decoded(Schemas.UsageCaps.self).spendPerMonthCents == 100_000)
             // A minute already used this month.
             let now = Int64(Date().timeIntervalSince1970)
             try await TestDatabase.execute(server.database, """
@@ -183,7 +192,7 @@ struct UsageTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(refused.allSatisfy { $0.status.code == 402 })
-            let detail = refused.first?["detail"] ?? ""
+            let detail = refused.first?.problem?.detail ?? ""
             #expect(detail.contains("cap of 1 build minutes") && detail.contains("1.0 minutes used") && detail.contains("drydock usage caps set"), "\(detail)")
             #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM builds") == 0)
 
@@ -204,13 +213,15 @@ struct UsageTests {
             let claim = try await server.request(.post, "/api/v1/workers/claim", token: worker, json: #"{"name":"w","platforms":["\#(Platform.host)"],"waitSeconds":0}"#)
             #expect(claim.status == .noContent)
             let failed = try await server.request(.get, "/api/v1/projects/\(project)/builds?status=failed&limit=200", token: server.ownerToken)
-            #expect(failed.items.count == 50)
-            #expect((failed.items.first?["error"] as? String)?.contains("not started: the organization's cap") == true)
+            let failedBuilds = try failed.decoded(Schemas.BuildPage.self).items
+            #expect(failedBuilds.count == 50)
+            #expect(failedBuilds.first?.error?.contains("not started: the organization's cap") == true)
 
             // The usage answer shows the caps, the share used and a warning.
             let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken)
-            #expect(((usage.json["caps"] as? [String: Any])?["minutesUsedPercent"] as? Int) == 100)
-            #expect((usage.json["warnings"] as? [String])?.contains { $0.contains("100% of the 10-minute monthly cap") } == true)
+            let capped = try usage.decoded(Schemas.Usage.self)
+            #expect(capped.caps?.minutesUsedPercent == 100)
+            #expect(capped.warnings?.contains { $0.contains("100% of the 10-minute monthly cap") } == true)
             // Clearing the caps lets builds queue again.
             #expect(try await server.request(.delete, caps, token: server.ownerToken).status == .noContent)
             #expect(try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body).status == .created)
@@ -222,19 +233,20 @@ struct UsageTests {
         try await withTestServer(plan: .developer) { server in
             let member = try await server.request(.post, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken, json: #"{"email":"second@acme.test"}"#)
             #expect(member.status.code == 402)
-            #expect(member["detail"]?.contains("allows 1 user") == true)
+            #expect(member.problem?.detail?.contains("allows 1 user") == true)
             let caps = try await server.request(.put, "/api/v1/orgs/\(server.organizationId)/usage/caps", token: server.ownerToken, json: #"{"minutesPerMonth":10}"#)
             #expect(caps.status.code == 402)
-            #expect(caps["detail"]?.contains("Startup and Business") == true)
+            #expect(caps.problem?.detail?.contains("Startup and Business") == true)
             try await Self.backdate(server, to: "2026-01-01T00:00:00Z")
             let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken)
-            #expect(usage.json["plan"] as? String == "developer")
-            #expect(usage.json["includedMinutes"] as? Int == 500)
-            #expect((usage.json["cost"] as? [String: Any])?["total"] as? String == "$20.00")
+            let developer = try usage.decoded(Schemas.Usage.self)
+            #expect(developer.plan == .developer)
+            #expect(developer.includedMinutes == 500)
+            #expect(developer.cost?.total == "$20.00")
         }
         try await withTestServer { server in
             let added = try await server.request(.post, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken, json: #"{"email":"m@acme.test"}"#)
-            let memberToken = try #require(added["token"])
+            let memberToken = try added.decoded(Schemas.CreatedMember.self).token
             let caps = try await server.request(.put, "/api/v1/orgs/\(server.organizationId)/usage/caps", token: memberToken, json: #"{"minutesPerMonth":10}"#)
             #expect(caps.status == .forbidden)
             #expect(try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage/caps", token: memberToken).status == .ok)
