@@ -80,7 +80,7 @@ public func buildApplication(
     }
 
     let registryStore = RegistryStore(client: db, logger: logger)
-    let signals = BuildSignals(client: postgres, logger: logger)
+    let signals = BuildSignals(client: postgres, databaseReady: databaseReady, logger: logger)
     let usage = UsageStore(client: db, logger: logger)
     let secretBox = try BuildSecretBox(dataDirectory: configuration.dataDirectory)
     let builds = BuildStore(client: db, logger: logger, secretBox: secretBox)

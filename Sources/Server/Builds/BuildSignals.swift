@@ -23,9 +23,12 @@ public final class BuildSignals: Service, Sendable {
     private let state = Mutex(State())
     let client: PostgresClient
     let logger: Logger
+    /// Opens once the database can be reached: listening starts then, not before the pool runs.
+    let databaseReady: StartupGate
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, databaseReady: StartupGate, logger: Logger) {
         self.client = client
+        self.databaseReady = databaseReady
         self.logger = logger
     }
 
@@ -102,6 +105,7 @@ public final class BuildSignals: Service, Sendable {
             state.withLock { $0.closed = true }
             fireAll()
         }
+        try await databaseReady.wait()
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 try await cancelWhenGracefulShutdown {
