@@ -11,6 +11,8 @@ public struct PackedContext: Sendable {
     public let digest: String   // sha256:<hex>
     public let size: Int64
     public let fileCount: Int
+    /// The largest files packed, biggest first (at most five), to name when a context is too big.
+    public var largestFiles: [(path: String, size: Int64)] = []
 }
 
 public enum ContextError: Error, CustomStringConvertible {
@@ -31,7 +33,9 @@ public enum ContextPacker {
     /// - Parameters:
     ///   - directory: the context directory.
     ///   - dockerfile: the Dockerfile (absolute or relative to the current directory).
-    public static func pack(directory: URL, dockerfile: URL, into output: URL) throws -> PackedContext {
+    /// `progress` is told the bytes packed so far, now and then (every 16 MB).
+    public static func pack(directory: URL, dockerfile: URL, into output: URL,
+                            progress: ((Int64) -> Void)? = nil) throws -> PackedContext {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ContextError.notADirectory(directory.path)
@@ -44,6 +48,7 @@ public enum ContextPacker {
         let handle = try FileHandle(forWritingTo: output)
         defer { try? handle.close() }
         var writer = Writer(handle: handle)
+        writer.progress = progress
         try writer.write(Tar.headerBlocks(.init(path: "Dockerfile", type: .file, mode: 0o644, size: Int64(dockerfileData.count), mtime: 0)))
         try writer.write(Array(dockerfileData))
         try writer.write(Tar.padding(Int64(dockerfileData.count)))
@@ -53,7 +58,7 @@ public enum ContextPacker {
         try writer.write(Tar.end)
         try writer.flush()
         return PackedContext(file: output, digest: "sha256:" + writer.hasher.finalize().map { String(format: "%02x", $0) }.joined(),
-                             size: writer.size, fileCount: count)
+                             size: writer.size, fileCount: count, largestFiles: writer.largest)
     }
 
     struct Writer {
@@ -61,6 +66,21 @@ public enum ContextPacker {
         var hasher = SHA256()
         var size: Int64 = 0
         var buffer: [UInt8] = []
+        var largest: [(path: String, size: Int64)] = []
+        var progress: ((Int64) -> Void)?
+        var reported: Int64 = 0
+
+        mutating func note(_ path: String, size: Int64) {
+            if largest.count < 5 || size > (largest.last?.size ?? 0) {
+                largest.append((path, size))
+                largest.sort { $0.size > $1.size }
+                if largest.count > 5 { largest.removeLast() }
+            }
+            if let progress, self.size - reported >= 16 << 20 {
+                reported = self.size
+                progress(self.size)
+            }
+        }
 
         init(handle: FileHandle) {
             self.handle = handle
@@ -126,6 +146,7 @@ public enum ContextPacker {
                     try writer.write([UInt8](repeating: 0, count: Int(size - written)))
                 }
                 try writer.write(Tar.padding(size))
+                writer.note(path, size: size)
                 count += 1
             }
             // Sockets, devices and FIFOs are not part of a build context (as with Docker).

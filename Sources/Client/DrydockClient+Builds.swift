@@ -15,8 +15,10 @@ extension DrydockClient {
     }
 
     /// Streams a context tar from disk.
-    public func uploadContext(projectId: String, digest: String, file: URL) async throws -> Components.Schemas.BuildContext {
-        let body = try FileBody.make(file)
+    /// Uploads a packed context; `progress` is told the bytes sent so far as they go.
+    public func uploadContext(projectId: String, digest: String, file: URL,
+                              progress: (@Sendable (Int64) -> Void)? = nil) async throws -> Components.Schemas.BuildContext {
+        let body = try FileBody.make(file, progress: progress)
         return try await call {
             try await $0.uploadBuildContext(path: .init(projectId: projectId, digest: Self.hex(digest)), body: .applicationXTar(body)).created.body.json
         }
@@ -144,17 +146,24 @@ extension DrydockClient {
 enum FileBody {
     final class Reader: @unchecked Sendable {
         let handle: FileHandle
-        init(_ handle: FileHandle) { self.handle = handle }
+        let progress: (@Sendable (Int64) -> Void)?
+        var sent: Int64 = 0
+        init(_ handle: FileHandle, progress: (@Sendable (Int64) -> Void)?) {
+            self.handle = handle
+            self.progress = progress
+        }
         deinit { try? handle.close() }
         func next() throws -> ArraySlice<UInt8>? {
             guard let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty else { return nil }
+            sent += Int64(chunk.count)
+            progress?(sent)
             return ArraySlice(chunk)
         }
     }
 
-    static func make(_ file: URL) throws -> HTTPBody {
+    static func make(_ file: URL, progress: (@Sendable (Int64) -> Void)? = nil) throws -> HTTPBody {
         let size = (try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? NSNumber)?.int64Value ?? 0
-        let reader = Reader(try FileHandle(forReadingFrom: file))
+        let reader = Reader(try FileHandle(forReadingFrom: file), progress: progress)
         let stream = AsyncThrowingStream<ArraySlice<UInt8>, any Error>(unfolding: { try reader.next() })
         return HTTPBody(stream, length: .known(size), iterationBehavior: .single)
     }

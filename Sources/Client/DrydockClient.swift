@@ -65,14 +65,18 @@ public struct DrydockClient: Sendable {
 
     private func map(_ error: any Error, causeDescription: String) -> DrydockClientError {
         if let error = error as? DrydockClientError { return error }
+        let text = "\(error)"
+        if baseURL.scheme == "https", text.contains("SSL") || text.contains("TLS") || text.lowercased().contains("handshake") {
+            let plain = "http://\(baseURL.host ?? "")\(baseURL.port.map { ":\($0)" } ?? "")"
+            return .other("cannot talk to \(baseURL.absoluteString): the TLS handshake failed, so nothing speaks HTTPS there; if the server serves plain HTTP, use \(plain)")
+        }
         if let error = error as? HTTPClientError {
             return .unreachable(url: baseURL.absoluteString, reason: "\(error)")
         }
-        let text = "\(error)"
         if text.contains("connect") || text.contains("Connection") || text.contains("refused") {
             return .unreachable(url: baseURL.absoluteString, reason: text.contains("refused") ? "connection refused" : text)
         }
-        return .other("unexpected answer from \(baseURL.absoluteString): \(causeDescription)")
+        return .other("unexpected answer from \(baseURL.absoluteString): \(causeDescription) (\(text))")
     }
 
     // MARK: identity
@@ -95,6 +99,28 @@ public struct DrydockClient: Sendable {
         try await call {
             try await $0.addMember(path: .init(orgId: orgId), body: .json(.init(email: email, role: role))).created.body.json
         }
+    }
+
+    /// Every member, following cursors.
+    public func allMembers(_ orgId: String) async throws -> [Components.Schemas.Member] {
+        var items: [Components.Schemas.Member] = []
+        var cursor: String?
+        repeat {
+            let page = try await members(orgId, limit: 200, cursor: cursor)
+            items += page.items
+            cursor = page.nextCursor
+        } while cursor != nil
+        return items
+    }
+
+    public func updateMember(_ orgId: String, userId: String, role: Components.Schemas.Role) async throws -> Components.Schemas.Member {
+        try await call {
+            try await $0.updateMember(path: .init(orgId: orgId, userId: userId), body: .json(.init(role: role))).ok.body.json
+        }
+    }
+
+    public func removeMember(_ orgId: String, userId: String) async throws {
+        try await call { _ = try await $0.removeMember(path: .init(orgId: orgId, userId: userId)).noContent }
     }
 
     // MARK: projects
@@ -226,9 +252,15 @@ struct ProblemDecodingMiddleware: ClientMiddleware {
             throw DrydockClientError.api(status: response.status.code, code: problem.code,
                                          detail: problem.detail ?? problem.title, fields: problem.errors ?? [])
         }
+        // Not a Drydock answer (every error of the API is problem+json): a wrong address or a proxy.
         let text = String(decoding: data.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        throw DrydockClientError.api(status: response.status.code, code: "http_\(response.status.code)",
-                                     detail: text.isEmpty ? "the server answered \(response.status.code) \(response.status.reasonPhrase)" : text,
-                                     fields: [])
+        let host = baseURL.absoluteString
+        let reason = response.status.reasonPhrase.isEmpty ? "" : " \(response.status.reasonPhrase)"
+        let answer = "\(response.status.code)\(reason)\(text.isEmpty ? "" : ": \(text)")"
+        throw DrydockClientError.api(
+            status: response.status.code, code: "not_drydock",
+            detail: "\(host) answered \(answer), which is not a Drydock server's answer to \(request.path ?? "the request"); "
+                + "is \(host) the server's address (such as http://127.0.0.1:8080, without /api/v1)?",
+            fields: [])
     }
 }

@@ -3,6 +3,6 @@ import DrydockCLI
 @main
 enum Drydock {
     static func main() async {
-        await DrydockCommand.main(nil)
+        await DrydockCommand.runMain()
     }
 }

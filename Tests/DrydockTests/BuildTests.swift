@@ -95,13 +95,18 @@ struct BuildTests {
                 ], environment: ["HOME": dir.path])
                 #expect(result.status == 1)
                 #expect(result.stderr.contains("about to fail"))
-                #expect(result.stderr.contains("exit status 3"), "\(result.stderr)")
+                #expect(result.stderr.contains("the command exited with code 3"), "\(result.stderr)")
                 #expect(result.stderr.contains("failed"))
                 #expect(!result.stderr.contains("never\n#"))
                 let build = try await fixture.client.build(try #require(try await fixture.client.builds(projectId: fixture.projectId).items.first).id)
                 #expect(build.status == .failed)
-                #expect(build.error?.contains("exit status 3") == true, "\(build.error ?? "")")
+                // The step once, and the command's exit code: not buildah's quote of the instruction again.
+                #expect(build.error == "step [2/3] RUN echo about to fail && exit 3: the command exited with code 3", "\(build.error ?? "")")
                 #expect(build.steps.last?.status == .failed)
+                // The failing step's own output is shown again at the end, as buildx does, with where the whole log is.
+                #expect(result.stderr.contains("------\n > [2/3] RUN echo about to fail && exit 3:\n#2 about to fail"), "\(result.stderr)")
+                #expect(result.stderr.contains("ERROR: build \(build.id) failed: step [2/3]"), "\(result.stderr)")
+                #expect(result.stderr.contains("drydock builds logs \(build.id)"), "\(result.stderr)")
             }
         }
     }

@@ -77,7 +77,8 @@ struct CLITests {
                 #expect(list.status == 0)
                 #expect(list.stdout.contains("ID") && list.stdout.contains("webapp") && list.stdout.contains(projectId))
                 let listJSON = try await drydock("projects", "ls", "--format", "json")
-                #expect(try APIJSON.decode([Schemas.Project].self, listJSON.stdout).count == 1)
+                // Every list's JSON is a page: {"items": [...], "nextCursor": ...}.
+                #expect(try APIJSON.decode(Schemas.ProjectPage.self, listJSON.stdout).items.map(\.id) == [projectId])
 
                 let get = try await drydock("projects", "get", projectId)
                 #expect(get.status == 0 && get.stdout.contains("100 GB per platform"))
@@ -124,7 +125,7 @@ struct CLITests {
                 #expect(revokedUse.stderr.split(separator: "\n").count == 1, "one line: \(revokedUse.stderr)")
 
                 let missing = try await drydock("projects", "get", "zzzzzzzzzzzzzzzz")
-                #expect(missing.status != 0 && missing.stderr.contains("does not exist"))
+                #expect(missing.status != 0 && missing.stderr.contains("no project 'zzzzzzzzzzzzzzzz'"), "\(missing.stderr)")
                 let invalid = try await drydock("projects", "create", "bad name")
                 #expect(invalid.status != 0 && invalid.stderr.contains("letters, digits"))
 

@@ -9,6 +9,8 @@ struct LogNoiseTests {
         "[2/2] COMMIT localhost/drydock/last-build:latest", "Successfully tagged localhost/drydock/last-build:latest",
         "[Warning] one or more build args were not consumed: [TARGETARCH TARGETOS TARGETPLATFORM]",
         "(UNHANDLED LOGLEVEL) &imagebuilder.Step{Env:[] Command:\"runn\"}",
+        "--> Using cache 2b67efefc39e661e870697a7f84d83ae7a3d95be2807316a783c65ffb2555ed5", "--> 2b67efefc39",
+        "subprocess exited with status 7", "Error: building at STEP \"RUN exit 7\": exit status 7",
     ])
     func noise(line: String) {
         #expect(LogNoise.isNoise(line))
@@ -17,7 +19,7 @@ struct LogNoiseTests {
     @Test("what the user did stays", arguments: [
         "[Warning] one or more build args were not consumed: [VERSION]",
         "[Warning] one or more build args were not consumed: [TARGETARCH VERSION]",
-        "hello from RUN", "error building at STEP \"RUN exit 7\": exit status 7", "COMMIT app:1",
+        "hello from RUN", "error: undefined reference to foo", "COMMIT app:1", "Error: no such file",
     ])
     func kept(line: String) {
         #expect(!LogNoise.isNoise(line))

@@ -33,6 +33,7 @@ public final class Builder: Service, Sendable {
     public func run() async throws {
         try FileManager.default.createDirectory(at: configuration.cacheDirectory, withIntermediateDirectories: true)
         await recoverAbandonedJobs()
+        guard try await waitForServer() else { return }
         logger.info("builder ready", metadata: [
             "server": "\(configuration.apiURL.absoluteString)", "platforms": "\(configuration.platforms.map(\.description).joined(separator: ","))",
             "cache": "\(configuration.cacheDirectory.path)", "concurrency": "\(configuration.concurrency)",
@@ -44,6 +45,32 @@ public final class Builder: Service, Sendable {
             try await group.waitForAll()
         }
         logger.info("builder stopped")
+    }
+
+    /// Checks the server and the worker token before saying "ready": a wrong address is retried
+    /// (and said, with the reason), a refused token ends the builder with the reason. Returns false
+    /// when shut down while waiting.
+    func waitForServer() async throws -> Bool {
+        var failures = 0
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                _ = try await cancelWhenGracefulShutdown { try await self.workerClient.whoami() }
+                return true
+            } catch let error as DrydockClientError where error.status == 403 {
+                return true  // a server-wide worker token: valid, and of no organization
+            } catch let error as DrydockClientError where error.status == 401 {
+                throw BuilderError.configuration(
+                    "the server at \(configuration.apiURL.absoluteString) refused the worker token (revoked, expired or mistyped): \(error). "
+                        + "Mint another with 'drydock tokens create --kind worker --name NAME' or 'drydock-server worker-token --name NAME'")
+            } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { return false }
+                failures += 1
+                let delay = min(30, 1 << min(failures, 5))
+                logger.error("not ready: cannot use the server; retrying", metadata: ["error": "\(error)", "in": "\(delay)s"])
+                try? await Task.sleep(for: .seconds(delay))
+            }
+        }
+        return false
     }
 
     /// A hard stop: kills the build processes of every running job (the server fails those jobs
@@ -61,6 +88,7 @@ public final class Builder: Service, Sendable {
 
     func serve(slot: Int) async throws {
         var failures = 0
+        var refusals = 0
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let job: Components.Schemas.JobAssignment?
             do {
@@ -71,8 +99,17 @@ public final class Builder: Service, Sendable {
                     try await self.workerClient.claimJob(name: self.configuration.name, platforms: self.configuration.platforms, waitSeconds: 25)
                 }
                 failures = 0
+                refusals = 0
             } catch let error as DrydockClientError where error.status == 401 || error.status == 403 {
-                throw BuilderError.configuration("the server refused the worker token: \(error)")
+                // Said at once; given up only when it stays so (a server restarting answers again soon).
+                refusals += 1
+                guard refusals >= 3 else {
+                    logger.error("the server refused the worker token; checking again", metadata: ["error": "\(error)", "in": "5s"])
+                    try? await Task.sleep(for: .seconds(5))
+                    continue
+                }
+                throw BuilderError.configuration(
+                    "the server at \(configuration.apiURL.absoluteString) refused the worker token (revoked, expired or mistyped): \(error)")
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 failures += 1
@@ -100,12 +137,37 @@ public final class Builder: Service, Sendable {
         defer { _ = running.withLock { $0.removeValue(forKey: job.jobId) } }
         let result = await run.execute()
         await reporter.close()
-        do {
-            try await client.finishJob(jobId: job.jobId, result)
-            log.debug("job reported")
-            log.info("job finished", metadata: ["status": "\(result.status.rawValue)", "digest": "\(result.digest ?? "-")"])
-        } catch {
-            log.error("could not report the job's result", metadata: ["error": "\(error)"])
+        await report(result, of: job, client: client, log: log)
+    }
+
+    /// Reports a job's result, retrying through a server outage (a restart, a network blip) for
+    /// up to ten minutes: the server keeps a job whose worker is still working through its own
+    /// restart. A 401 after a failed attempt means an earlier attempt was recorded (the build
+    /// token ends with its job).
+    func report(_ result: Components.Schemas.JobResult, of job: Components.Schemas.JobAssignment, client: DrydockClient, log: Logger) async {
+        let deadline = ContinuousClock.now + .seconds(600)
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try await client.finishJob(jobId: job.jobId, result)
+                log.info("job finished", metadata: ["status": "\(result.status.rawValue)", "digest": "\(result.digest ?? "-")"])
+                return
+            } catch let error as DrydockClientError where error.status == 401 && attempt > 1 {
+                log.info("job finished (the result was recorded by an earlier attempt)", metadata: ["status": "\(result.status.rawValue)"])
+                return
+            } catch let error as DrydockClientError where error.status.map({ (400..<500).contains($0) }) ?? false {
+                log.error("the server did not take the job's result", metadata: ["error": "\(error)"])
+                return
+            } catch {
+                guard ContinuousClock.now < deadline else {
+                    log.error("could not report the job's result; giving up after 10 minutes", metadata: ["error": "\(error)"])
+                    return
+                }
+                let delay = min(15, 1 << min(attempt, 4))
+                log.warning("cannot reach the server to report the job's result; retrying", metadata: ["error": "\(error)", "in": "\(delay)s"])
+                try? await Task.sleep(for: .seconds(delay))
+            }
         }
     }
 
@@ -181,7 +243,7 @@ actor EventReporter {
     func step(_ step: StepTracker.Step, platform: String) {
         add(.init(sequence: 0, time: Date(), kind: .step, step: .init(
             platform: platform, number: step.number, total: step.total, instruction: step.instruction, cached: step.cached,
-            status: .init(rawValue: step.status) ?? .running, durationMs: step.durationMs)))
+            status: .init(rawValue: step.status) ?? .running, durationMs: step.durationMs, stage: step.stage, stageStep: step.stageStep)))
     }
 
     private func add(_ event: Components.Schemas.JobEvent) {

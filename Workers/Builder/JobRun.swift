@@ -1,6 +1,7 @@
 import DrydockBuildContext
 import DrydockClient
 import DrydockProcess
+import DrydockWireFormats
 import Foundation
 import Logging
 import Synchronization
@@ -73,8 +74,17 @@ struct JobRun: Sendable {
             }
 
             let environment = try prepareEnvironment(work)
+            // Short image names mean Docker Hub, as with docker, never a same-named image in the cache.
+            var buildfile = dockerfile
+            if let text = try? String(contentsOf: dockerfile, encoding: .utf8) {
+                let qualified = ShortNames.qualify(text)
+                if qualified != text {
+                    buildfile = work.appendingPathComponent("Dockerfile.qualified")
+                    try qualified.write(to: buildfile, atomically: true, encoding: .utf8)
+                }
+            }
             var arguments = storageArguments + ["build", "--layers", "--force-rm", "--isolation", "chroot",
-                                                "-f", dockerfile.path, "--platform", job.platform,
+                                                "-f", buildfile.path, "--platform", job.platform,
                                                 "--pull=\(pullValue)", "--authfile", work.appendingPathComponent("auth.json").path,
                                                 "-t", localImage, "--iidfile", work.appendingPathComponent("iid").path]
             if let target = job.target { arguments += ["--target", target] }
@@ -97,7 +107,7 @@ struct JobRun: Sendable {
                 return StepTracker.parseStep(line) == nil && !LogNoise.isNoise(line)
             }
             if control.canceled || control.lost {
-                if let step = tracker.finish(status: "failed") { await reporter.step(step, platform: job.platform) }
+                if let step = tracker.finish(status: "canceled") { await reporter.step(step, platform: job.platform) }
                 await cleanUp(environment)
                 return .init(status: .canceled, error: control.lost ? "the job's lease was lost" : "canceled")
             }
@@ -105,9 +115,8 @@ struct JobRun: Sendable {
                 let failedStep = tracker.finish(status: "failed")
                 if let failedStep { await reporter.step(failedStep, platform: job.platform) }
                 await cleanUp(environment)
-                let at = failedStep.map { " at step \($0.number) (\($0.instruction))" } ?? ""
-                let detail = lastError.isEmpty ? "" : ": \(lastError)"
-                return .init(status: .failed, error: "the build failed\(at) with exit code \(exitCode)\(detail)", cacheBytes: cacheSize())
+                return .init(status: .failed, error: BuildFailure.describe(step: failedStep, buildahError: lastError, exitCode: exitCode),
+                             cacheBytes: cacheSize())
             }
             if let step = tracker.finish(status: "done") { await reporter.step(step, platform: job.platform) }
             phase("buildah done")
@@ -209,6 +218,21 @@ struct JobRun: Sendable {
 
     /// A minimal environment for buildah: no tokens, the job's own HOME and TMPDIR, registries
     /// configured so this server's plain-HTTP registry works and short names mean docker.io.
+    /// Registries reached over plain HTTP: the server's own when it speaks HTTP, loopback ones
+    /// (as docker treats them), and those the build allows explicitly.
+    func insecureHosts() -> [String] {
+        var hosts: [String] = []
+        if configuration.apiURL.scheme == "http" { hosts.append(registryHost) }
+        for tag in job.pushTags {
+            guard let host = ImageReference.registryHost(of: tag) else { continue }
+            let name = host.hasPrefix("[") ? String(host.prefix { $0 != "]" }.dropFirst()) : String(host.split(separator: ":").first ?? "")
+            if ["localhost", "127.0.0.1", "::1"].contains(name) || name.hasPrefix("127.") { hosts.append(host) }
+        }
+        hosts += job.insecureRegistries ?? []
+        var seen = Set<String>()
+        return hosts.filter { seen.insert($0).inserted }
+    }
+
     func prepareEnvironment(_ work: URL) throws -> [String: String] {
         var auths: [String: [String: String]] = [registryHost: ["auth": Data("drydock-build:\(job.buildToken)".utf8).base64EncodedString()]]
         for credential in job.registryCredentials {
@@ -221,10 +245,10 @@ struct JobRun: Sendable {
             short-name-mode = "permissive"
 
             """
-        if configuration.apiURL.scheme == "http" {
+        for host in insecureHosts() {
             registries += """
                 [[registry]]
-                location = "\(registryHost)"
+                location = "\(host)"
                 insecure = true
 
                 """
@@ -371,4 +395,26 @@ struct JobRun: Sendable {
         }
         return total
     }
+}
+
+/// How a failed build is told to its user.
+public enum BuildFailure {
+    /// The failure in a user's words: which step, and why, once (buildah's own line quotes the
+    /// step's whole instruction again).
+    /// `step [2/3] RUN make: the command exited with code 2`.
+    public static func describe(step: StepTracker.Step?, buildahError: String, exitCode: Int32) -> String {
+        var cause = buildahError.trimmingCharacters(in: .whitespaces)
+        // `error building at STEP "RUN make": error while running runtime: exit status 2`
+        if let range = cause.range(of: "building at STEP \""), let end = cause.range(of: "\": ", range: range.upperBound..<cause.endIndex) {
+            cause = String(cause[end.upperBound...])
+        }
+        for prefix in ["Error: ", "error: ", "error "] where cause.hasPrefix(prefix) { cause = String(cause.dropFirst(prefix.count)) }
+        if let range = cause.range(of: "exit status "), let code = Int(cause[range.upperBound...].prefix { $0.isNumber }) {
+            cause = "the command exited with code \(code)"
+        }
+        if cause.isEmpty { cause = "buildah exited with code \(exitCode)" }
+        guard let step else { return "the build failed: \(cause)" }
+        return "step \(step.label) \(step.instruction): \(cause)"
+    }
+
 }

@@ -5,6 +5,11 @@ public enum LogNoise {
     static let prefixes = [
         "Getting image source signatures", "Copying blob ", "Copying config ", "Writing manifest to image destination",
         "Storing signatures", "COMMIT localhost/drydock/", "Successfully tagged localhost/drydock/", "(UNHANDLED LOGLEVEL) &imagebuilder.",
+        // buildah's image ids after each step and stage: the progress shows steps and CACHED instead.
+        "--> ",
+        // A failing RUN: buildah says so twice, then quotes the whole instruction again; the
+        // build's error names the step and the exit code once.
+        "subprocess exited with status ", "Error: building at STEP ", "error building at STEP ",
     ]
     /// Build arguments buildah sets itself; a warning that only these went unused is noise.
     static let automaticArguments: Set<Substring> = [

@@ -12,8 +12,10 @@ struct Build: AsyncParsableCommand {
         discussion: """
             The context is packed honouring .dockerignore, sent only if the server does not have it
             yet, and built on a builder with the project's persistent layer cache. The image always
-            lands in the project's registry as HOST/<project-id>/build:<build-id>; with --push,
-            every -t tag is pushed too (a bare name like 'app:1' goes to HOST/<project-id>/app:1).
+            lands in the project's registry as HOST/<project-id>/build:<build-id>, and every bare -t
+            name is tagged there too ('app:1' is HOST/<project-id>/app:1). A -t name on another
+            registry (ghcr.io/acme/app:1) is pushed there with --push, with your docker login's
+            credentials for it.
             Ctrl-C cancels the remote build. The exit code is the build's result.
 
             Examples:
@@ -46,14 +48,43 @@ struct Build: AsyncParsableCommand {
     @Flag(help: "Always check the registry for newer base images.")
     var pull = false
 
-    @Flag(help: "Push every -t tag (the project registry for bare names).")
+    @Flag(help: "Also push the -t tags that name another registry (bare names like app:1 are always tagged in the project registry).")
     var push = false
 
     @Flag(help: "Load the image into the local Docker engine, or else into containers-storage (podman/buildah).")
     var load = false
 
-    @Option(name: [.short, .customLong("output")], help: "type=oci|docker|local|tar,dest=PATH; repeatable.")
+    @Option(name: [.short, .customLong("output")], help: ArgumentHelp(
+        "type=oci|docker|local|tar,dest=PATH, or type=image|registry,name=REF[,push=true][,registry.insecure=true]; repeatable.",
+        discussion: "type=registry is -t REF --push; registry.insecure=true lets the builder push to that registry over plain HTTP."))
     var outputs: [String] = []
+
+    @Option(name: .customLong("insecure-registry"), help: ArgumentHelp(
+        "A registry host that -t tags may be pushed to over plain HTTP; repeatable.",
+        discussion: "Loopback registries (localhost, 127.0.0.1) always may, as docker allows them."))
+    var insecureRegistries: [String] = []
+
+    /// Where the image goes: -t tags and image outputs, whether outside ones are pushed, and
+    /// which registries may be reached over plain HTTP.
+    struct Destinations {
+        var tags: [String]
+        var push: Bool
+        var insecure: [String]
+    }
+
+    func destinations() throws -> Destinations {
+        var result = Destinations(tags: tags, push: push, insecure: insecureRegistries)
+        for raw in outputs {
+            let spec = try OutputSpec(raw)
+            guard spec.isImage else { continue }
+            result.tags += spec.names.filter { !result.tags.contains($0) }
+            if spec.push { result.push = true }
+            if spec.insecure { result.insecure += spec.names.compactMap { ImageReference.registryHost(of: $0) } }
+        }
+        var seen = Set<String>()
+        result.insecure = result.insecure.filter { seen.insert($0).inserted }
+        return result
+    }
 
     @Option(name: .customLong("label"), help: "Image label KEY=VALUE; repeatable.")
     var labels: [String] = []
@@ -142,6 +173,7 @@ struct Build: AsyncParsableCommand {
             throw ValidationError("multi-platform builds are not supported yet; run one build per --platform")
         }
         for output in outputs { _ = try OutputSpec(output) }
+        _ = try destinations()
     }
 
     func run() async throws {
@@ -149,7 +181,8 @@ struct Build: AsyncParsableCommand {
         let client = try connection.client()
         // drydock.json from the current directory upwards, as the help says; the context's own
         // directories only when there is none there.
-        let projectId = try (try? projectOption.resolved()) ?? projectOption.resolved(from: contextURL)
+        let projectReference = try (try? projectOption.resolved()) ?? projectOption.resolved(from: contextURL)
+        let projectId = try await client.projectId(for: projectReference)
         let dockerfile = file.map { URL(fileURLWithPath: $0).standardizedFileURL } ?? contextURL.appendingPathComponent("Dockerfile")
         let ui = ProgressUI(mode: quiet ? .quiet : progress)
 
@@ -159,22 +192,45 @@ struct Build: AsyncParsableCommand {
         let packStart = ContinuousClock.now
         let packed: PackedContext
         do {
-            packed = try ContextPacker.pack(directory: contextURL, dockerfile: dockerfile, into: scratch)
+            packed = try ContextPacker.pack(directory: contextURL, dockerfile: dockerfile, into: scratch) { bytes in
+                ui.progress("packing context: \(Output.bytes(bytes))…")
+            }
         } catch let error as ContextError {
             throw CLIError(error.description)
         }
         let packTime = ContinuousClock.now - packStart
+        let files = packed.fileCount == 1 ? "1 file" : "\(packed.fileCount) files"
         if try await client.hasContext(projectId: projectId, digest: packed.digest) {
-            ui.info("context: \(packed.fileCount) files, \(Output.bytes(packed.size)) (\(String(packed.digest.prefix(19)))…), already on the server: nothing to upload (packed in \(ProgressUI.seconds(packTime)))")
+            ui.info("context: \(files), \(Output.bytes(packed.size)) (\(String(packed.digest.prefix(19)))…), already on the server: nothing to upload (packed in \(ProgressUI.seconds(packTime)))")
         } else {
-            ui.info("context: \(packed.fileCount) files, \(Output.bytes(packed.size)), uploading…")
+            // Refused here, before a byte is sent, when the server would refuse it.
+            if let limit = try? await client.whoami().limits?.maxContextBytes, packed.size > limit {
+                throw CLIError(Self.tooLarge(packed, limit: limit, context: contextURL.path))
+            }
+            ui.info("context: \(files), \(Output.bytes(packed.size)), uploading…")
             let uploadStart = ContinuousClock.now
-            _ = try await client.uploadContext(projectId: projectId, digest: packed.digest, file: packed.file)
+            ui.beginOperation()
+            let total = packed.size
+            _ = try await client.uploadContext(projectId: projectId, digest: packed.digest, file: packed.file) { sent in
+                ui.progress("uploading context: \(Output.bytes(sent, unit: Output.unit(for: total))) of \(Output.bytes(total))")
+            }
             ui.info("context uploaded in \(ProgressUI.seconds(ContinuousClock.now - uploadStart))")
         }
 
-        // 2. Queue the build.
-        let request = try buildRequest(contextDigest: packed.digest, contextURL: contextURL, dockerfile: dockerfile)
+        // 2. Queue the build, with the credentials of outside registries it pushes to.
+        let destinations = try destinations()
+        let found = destinations.push ? await RegistryAuthFiles.credentials(for: destinations.tags) : []
+        for credential in found {
+            ui.info("credentials for \(credential.credential.registry): from \(credential.source), sent with this build only")
+        }
+        if destinations.push {
+            let outside = Set(destinations.tags.compactMap { ImageReference.registryHost(of: $0) })
+            for host in outside.subtracting(found.map(\.credential.registry)).subtracting([client.baseURL.registryHost]).sorted() {
+                ui.info("no saved credentials for \(host) ('docker login \(host)' saves them): pushing there without")
+            }
+        }
+        let request = try buildRequest(contextDigest: packed.digest, contextURL: contextURL, dockerfile: dockerfile,
+                                       destinations: destinations, credentials: found.map(\.credential))
         let build = try await client.createBuild(projectId: projectId, request)
         let registryHost = client.baseURL.registryHost
         ui.info("build \(build.id) queued (project \(projectId))")
@@ -185,21 +241,34 @@ struct Build: AsyncParsableCommand {
             _ = try? await client.cancelBuild(build.id)
         }
         defer { interrupt.remove() }
+        ui.start()
         let final = try await follow(build.id, client: client, ui: ui)
-        ui.finish()
+        ui.finish(status: final.status)
 
         // 4. Result, and the image where it was asked for.
         let image = "\(registryHost)/\(final.image)"
         guard final.status == .succeeded, let digest = final.digest else {
             let why = final.error ?? final.status.rawValue
-            if quiet { FileHandle.standardError.write(Data("build \(build.id) \(final.status.rawValue): \(why)\n".utf8)) }
-            else { ui.info("build \(build.id) \(final.status.rawValue): \(why)") }
+            let logs = "the whole log: drydock builds logs \(build.id)"
+            if quiet {
+                FileHandle.standardError.write(Data("build \(build.id) \(final.status.rawValue): \(why)\n\(logs)\n".utf8))
+            } else if final.status == .canceled {
+                ui.info("build \(build.id) canceled")
+            } else {
+                ui.info("ERROR: build \(build.id) failed: \(why)\n\(logs)")
+            }
             throw ExitCode(final.status == .canceled && interrupt.fired ? 130 : 1)
         }
         if let iidfile { try digest.write(toFile: iidfile, atomically: true, encoding: .utf8) }
+        // Where each -t name went: the project registry's always, others when pushed.
+        let landed: [(reference: String, pushed: Bool)] = destinations.tags.map { tag in
+            let reference = Self.destination(tag, projectId: projectId, registryHost: registryHost)
+            return (reference, ImageReference.registryHost(of: tag) == nil || destinations.push)
+        }.filter(\.pushed)
         if let metadataFile {
             let metadata: [String: Any] = [
-                "containerimage.digest": digest, "image.name": ([image] + (push ? request.tags ?? [] : [])).joined(separator: ","),
+                "containerimage.digest": digest,
+                "image.name": ([image] + landed.map(\.reference)).joined(separator: ","),
                 "drydock.build.id": final.id, "drydock.project.id": projectId,
             ]
             try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
@@ -208,9 +277,10 @@ struct Build: AsyncParsableCommand {
         let token = connection.resolvedToken() ?? ""
         // skopeo takes a tag or a digest, not both.
         let byDigest = "\(registryHost)/\(final.image.split(separator: ":").first.map(String.init) ?? final.image)@\(digest)"
-        let localName = tags.first.map { Self.localName($0) } ?? "drydock/build:\(final.id)"
+        let localName = destinations.tags.first.map { Self.localName($0) } ?? "drydock/build:\(final.id)"
         for output in outputs {
             let spec = try OutputSpec(output)
+            guard !spec.isImage else { continue }
             ui.info("exporting \(spec.type) to \(spec.dest)")
             try await ImageExport.export(image: byDigest, to: spec, name: localName, registryHost: registryHost,
                                          insecure: client.baseURL.scheme == "http", token: token)
@@ -224,13 +294,18 @@ struct Build: AsyncParsableCommand {
             print(digest)
         } else {
             ui.info("image \(image)@\(digest)")
-            if push, !(request.tags ?? []).isEmpty {
-                for tag in request.tags ?? [] { ui.info("pushed \(Self.destination(tag, projectId: projectId, registryHost: registryHost))") }
+            for (reference, _) in landed {
+                ui.info(reference.hasPrefix("\(registryHost)/\(projectId)/") ? "tagged \(reference) in the project registry" : "pushed \(reference)")
             }
+            let notPushed = destinations.tags.filter { tag in
+                !landed.contains { $0.reference == Self.destination(tag, projectId: projectId, registryHost: registryHost) }
+            }
+            for tag in notPushed { ui.info("not pushed: \(tag) is on another registry; add --push to push it there") }
         }
     }
 
-    func buildRequest(contextDigest: String, contextURL: URL, dockerfile: URL) throws -> Components.Schemas.BuildCreate {
+    func buildRequest(contextDigest: String, contextURL: URL, dockerfile: URL, destinations: Destinations,
+                      credentials: [Components.Schemas.RegistryCredential]) throws -> Components.Schemas.BuildCreate {
         var args: [String: String] = [:]
         for raw in buildArgs {
             if let eq = raw.firstIndex(of: "=") {
@@ -247,13 +322,13 @@ struct Build: AsyncParsableCommand {
         let secretList = try secrets.map(Self.secret)
         let dockerfilePath = dockerfile.path.hasPrefix(contextURL.path + "/")
             ? String(dockerfile.path.dropFirst(contextURL.path.count + 1)) : dockerfile.lastPathComponent
-        let credentials = push ? RegistryAuthFiles.credentials(for: tags) : []
         return .init(
             contextDigest: contextDigest, dockerfile: dockerfilePath,
             buildArgs: args.isEmpty ? nil : .init(additionalProperties: args), target: target,
             platforms: platform.isEmpty ? nil : platform.flatMap { $0.split(separator: ",").map(String.init) },
-            tags: tags.isEmpty ? nil : tags, labels: labelMap.isEmpty ? nil : .init(additionalProperties: labelMap),
-            noCache: noCache, pull: pull ? .always : .missing, push: push,
+            tags: destinations.tags.isEmpty ? nil : destinations.tags, labels: labelMap.isEmpty ? nil : .init(additionalProperties: labelMap),
+            noCache: noCache, pull: pull ? .always : .missing, push: destinations.push,
+            insecureRegistries: destinations.insecure.isEmpty ? nil : destinations.insecure,
             secrets: secretList.isEmpty ? nil : secretList, registryCredentials: credentials.isEmpty ? nil : credentials)
     }
 
@@ -276,6 +351,17 @@ struct Build: AsyncParsableCommand {
         }
         guard data.count <= 500_000 else { throw CLIError("--secret \(id): secrets are limited to 500 KB") }
         return .init(id: id, value: data.base64EncodedString())
+    }
+
+    /// Why a context is refused, with what to leave out: every size in the limit's unit.
+    static func tooLarge(_ packed: PackedContext, limit: Int64, context: String) -> String {
+        let unit = Output.unit(for: limit)
+        var message = "the build context (\(context)) is \(Output.bytes(packed.size, unit: unit)), over this server's limit of \(Output.bytes(limit, unit: unit))."
+        if !packed.largestFiles.isEmpty {
+            let largest = packed.largestFiles.map { "\($0.path) (\(Output.bytes($0.size, unit: unit)))" }.joined(separator: ", ")
+            message += " Largest files: \(largest)."
+        }
+        return message + " Leave out what the build does not need with a .dockerignore file."
     }
 
     static func localName(_ tag: String) -> String {

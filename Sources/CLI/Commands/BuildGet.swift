@@ -28,7 +28,7 @@ struct BuildGet: AsyncParsableCommand {
             if output.format == .table, !build.steps.isEmpty {
                 print("")
                 Output.table(["STEP", "INSTRUCTION", "RESULT"], build.steps.map {
-                    ["\($0.number)", $0.instruction, $0.cached ? "CACHED" : ($0.status == .running ? "running" : "\($0.status.rawValue) \(ProgressUI.ms($0.durationMs))")]
+                    [$0.label, $0.instruction, $0.cached ? "CACHED" : ($0.status == .running ? "running" : "\($0.status.rawValue) \(ProgressUI.ms($0.durationMs))")]
                 }, empty: "")
             }
         }

@@ -12,8 +12,7 @@ struct BuildList: AsyncParsableCommand {
     @Option(help: "Only builds with this status: queued, running, succeeded, failed or canceled.")
     var status: String?
 
-    @Option(help: "How many (1-200).")
-    var limit: Int = 20
+    @OptionGroup var paging: PagingOptions
 
     func run() async throws {
         var statusFilter: Components.Schemas.BuildStatus?
@@ -23,8 +22,13 @@ struct BuildList: AsyncParsableCommand {
             }
             statusFilter = parsed
         }
-        let page = try await connection.client().builds(projectId: try project.resolved(), status: statusFilter, limit: limit)
-        try output.list(page, headers: Components.Schemas.Build.tableHeaders, rows: page.items.map(\.tableRow),
+        let client = try connection.client()
+        let projectId = try await project.id(using: client)
+        let (builds, next) = try await paging.fetch(defaultLimit: 20) { limit, cursor in
+            let page = try await client.builds(projectId: projectId, status: statusFilter, limit: limit, cursor: cursor)
+            return (page.items, page.nextCursor)
+        }
+        try output.list(builds, nextCursor: next, headers: Components.Schemas.Build.tableHeaders, rows: builds.map(\.tableRow),
                         empty: "No builds yet. Start one with 'drydock build .'.")
     }
 }

@@ -27,7 +27,7 @@ struct BuildLogs: AsyncParsableCommand {
             case .step:
                 guard let step = entry.step else { break }
                 if step.status == .running {
-                    print("#\(step.number) \(step.total.map { "[\(step.number)/\($0)] " } ?? "")\(step.instruction)")
+                    print("#\(step.number) \(step.label) \(step.instruction)")
                 } else {
                     print("#\(step.number) \(step.cached ? "CACHED" : "\(step.status.rawValue.uppercased()) \(ProgressUI.ms(step.durationMs))")")
                 }

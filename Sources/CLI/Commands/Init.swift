@@ -9,7 +9,7 @@ struct Init: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: "The project ID to link.")
+    @Option(help: "The project to link: its ID or name.")
     var project: String?
 
     @Option(help: "Directory to write drydock.json in.")
@@ -27,7 +27,7 @@ struct Init: AsyncParsableCommand {
         let client = try connection.client()
         let chosen: Components.Schemas.Project
         if let project {
-            chosen = try await client.project(project)
+            chosen = try await client.project(try await client.projectId(for: project))
         } else {
             let projects = try await client.allProjects()
             guard !projects.isEmpty else {

@@ -17,8 +17,9 @@ struct Login: AsyncParsableCommand {
         var connection = ConnectionOptions()
         connection.apiURL = apiURL
         connection.token = token
-        let url = connection.resolvedAPIURL()
-        let caller = try await connection.client().whoami()
+        let client = try connection.client()
+        let url = client.baseURL.absoluteString
+        let caller = try await client.whoami()
         try CLIConfiguration.save(SavedLogin(apiURL: url, token: token))
         let who = caller.user?.email ?? "a \(caller.token.kind.rawValue) token (\(caller.token.name))"
         print("Logged in to \(url) as \(who) in organization \(caller.organization.name).")

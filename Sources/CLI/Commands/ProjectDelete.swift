@@ -7,11 +7,13 @@ struct ProjectDelete: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Argument(help: "Project ID.")
+    @Argument(help: "Project ID or name.")
     var id: String
 
     func run() async throws {
-        try await connection.client().deleteProject(id)
-        print("Deleted project \(id).")
+        let client = try connection.client()
+        let projectId = try await client.projectId(for: id)
+        try await client.deleteProject(projectId)
+        print(projectId == id ? "Deleted project \(id)." : "Deleted project \(id) (\(projectId)).")
     }
 }

@@ -7,11 +7,12 @@ struct ProjectGet: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: FormatOption
 
-    @Argument(help: "Project ID.")
+    @Argument(help: "Project ID or name.")
     var id: String
 
     func run() async throws {
-        let project = try await connection.client().project(id)
+        let client = try connection.client()
+        let project = try await client.project(try await client.projectId(for: id))
         try output.details(project, Self.fields(project))
     }
 

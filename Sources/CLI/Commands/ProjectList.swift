@@ -7,19 +7,15 @@ struct ProjectList: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: FormatOption
 
-    @Option(help: "Show at most this many (default: all).")
-    var limit: Int?
+    @OptionGroup var paging: PagingOptions
 
     func run() async throws {
         let client = try connection.client()
-        var projects: [Components.Schemas.Project]
-        if let limit {
-            guard limit > 0 else { throw CLIError("--limit must be positive") }
-            projects = try await client.projects(limit: min(limit, 200)).items
-        } else {
-            projects = try await client.allProjects()
+        let (projects, next) = try await paging.fetch { limit, cursor in
+            let page = try await client.projects(limit: limit, cursor: cursor)
+            return (page.items, page.nextCursor)
         }
-        try output.list(projects, headers: Components.Schemas.Project.tableHeaders, rows: projects.map(\.tableRow),
+        try output.list(projects, nextCursor: next, headers: Components.Schemas.Project.tableHeaders, rows: projects.map(\.tableRow),
                         empty: "No projects yet. Create one with 'drydock projects create NAME'.")
     }
 }

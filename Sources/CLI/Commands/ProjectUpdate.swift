@@ -7,7 +7,7 @@ struct ProjectUpdate: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: FormatOption
 
-    @Argument(help: "Project ID.")
+    @Argument(help: "Project ID or name.")
     var id: String
 
     @Option(help: "New name.")
@@ -26,7 +26,8 @@ struct ProjectUpdate: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let project = try await connection.client().updateProject(id, name: name, keepGigabytes: keepGigabytes, keepDays: keepDays)
+        let client = try connection.client()
+        let project = try await client.updateProject(try await client.projectId(for: id), name: name, keepGigabytes: keepGigabytes, keepDays: keepDays)
         try output.details(project, ProjectGet.fields(project))
     }
 }

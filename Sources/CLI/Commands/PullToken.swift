@@ -17,7 +17,11 @@ struct PullToken: AsyncParsableCommand {
 
     func run() async throws {
         let lifetime = try expires.map(TokenCreate.parseDuration)
-        let token = try await connection.client().createPullToken(projectId: try project.resolved(), expiresInSeconds: lifetime)
+        if let lifetime, let expires, !(60...86_400).contains(lifetime) {
+            throw CLIError("--expires \(expires): pull tokens live from 1m to 24h")
+        }
+        let client = try connection.client()
+        let token = try await client.createPullToken(projectId: try await project.id(using: client), expiresInSeconds: lifetime)
         try output.created(token, message: "Pull token for project \(token.projectId ?? ""), expires \(token.expiresAt.map(Output.date) ?? "never"):",
                            secret: token.token,
                            fields: [("ID", token.id), ("Project", token.projectId ?? "-"), ("Expires", token.expiresAt.map(Output.date) ?? "never"),

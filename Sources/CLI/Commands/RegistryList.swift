@@ -10,7 +10,8 @@ struct RegistryList: AsyncParsableCommand {
     @OptionGroup var output: FormatOption
 
     func run() async throws {
-        let repositories = try await connection.client().repositories(projectId: try project.resolved())
+        let client = try connection.client()
+        let repositories = try await client.repositories(projectId: try await project.id(using: client))
         try output.list(repositories, headers: ["REPOSITORY", "TAGS", "IMAGES", "SIZE", "CREATED"], rows: repositories.map {
             [$0.reference, "\($0.tagCount)", "\($0.manifestCount)", Output.bytes($0.sizeBytes), Output.date($0.createdAt)]
         }, empty: "No repositories yet. Push to HOST/<project-id>/<name>:<tag>.")

@@ -14,7 +14,7 @@ struct RegistryRemove: AsyncParsableCommand {
 
     func run() async throws {
         let client = try connection.client()
-        let projectId = try project.resolved()
+        let projectId = try await project.id(using: client)
         if let at = reference.firstIndex(of: "@") {
             let repository = String(reference[..<at]), digest = String(reference[reference.index(after: at)...])
             try await client.deleteImage(projectId: projectId, repository: repository, digest: digest)

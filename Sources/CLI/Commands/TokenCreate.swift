@@ -17,18 +17,26 @@ struct TokenCreate: AsyncParsableCommand {
     @Option(help: "A name to recognise the token by, e.g. 'github-actions'.")
     var name: String
 
-    @Option(help: "Project ID, for project and pull tokens.")
+    @Option(help: "Project ID or name, for project and pull tokens.")
     var project: String?
 
     @Option(help: "user, organization, project, pull or worker.")
     var kind: Components.Schemas.TokenKind?
 
-    @Option(help: "Lifetime such as 90m, 12h, 30d or 8w (default: never, 1h for pull tokens).")
+    @Option(help: "Lifetime from 1m: such as 90m, 12h, 30d or 8w (default: never; pull tokens 1h, at most 24h).")
     var expires: String?
 
     func run() async throws {
         let lifetime = try expires.map(TokenCreate.parseDuration)
-        let token = try await connection.client().createToken(name: name, kind: kind, projectId: project, expiresInSeconds: lifetime)
+        if let lifetime, let expires {
+            guard lifetime >= 60 else { throw CLIError("--expires \(expires) is too short: tokens live at least 1m") }
+            if kind == .pull, lifetime > 86_400 { throw CLIError("--expires \(expires) is too long: pull tokens live at most 24h") }
+            if lifetime > 315_360_000 { throw CLIError("--expires \(expires) is too long: tokens live at most 3650d (10 years)") }
+        }
+        let client = try connection.client()
+        var projectId: String?
+        if let project { projectId = try await client.projectId(for: project) }
+        let token = try await client.createToken(name: name, kind: kind, projectId: projectId, expiresInSeconds: lifetime)
         try output.created(
             token, message: "Created \(token.kind.rawValue) token \(token.name) (\(token.id))\(token.expiresAt.map { ", expires \(Output.date($0))" } ?? ""). The secret is shown only now:",
             secret: token.token,

@@ -8,7 +8,7 @@ struct TokenList: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: FormatOption
 
-    @Option(help: "Only tokens for this project.")
+    @Option(help: "Only tokens for this project (ID or name).")
     var project: String?
 
     @Option(help: "Only tokens of this kind.")
@@ -17,15 +17,16 @@ struct TokenList: AsyncParsableCommand {
     @Flag(help: "Include revoked tokens.")
     var all = false
 
+    @OptionGroup var paging: PagingOptions
+
     func run() async throws {
         let client = try connection.client()
-        var tokens: [Components.Schemas.Token] = []
-        var cursor: String?
-        repeat {
-            let page = try await client.tokens(limit: 200, cursor: cursor, kind: kind, projectId: project, includeRevoked: all)
-            tokens += page.items
-            cursor = page.nextCursor
-        } while cursor != nil
-        try output.list(tokens, headers: Components.Schemas.Token.tableHeaders, rows: tokens.map(\.tableRow), empty: "No tokens.")
+        var projectId: String?
+        if let project { projectId = try await client.projectId(for: project) }
+        let (tokens, next) = try await paging.fetch { limit, cursor in
+            let page = try await client.tokens(limit: limit, cursor: cursor, kind: kind, projectId: projectId, includeRevoked: all)
+            return (page.items, page.nextCursor)
+        }
+        try output.list(tokens, nextCursor: next, headers: Components.Schemas.Token.tableHeaders, rows: tokens.map(\.tableRow), empty: "No tokens.")
     }
 }

@@ -47,13 +47,13 @@ struct UsageShow: AsyncParsableCommand {
         switch output.format {
         case .json, .csv:
             // The breakdown is the list; JSON carries the whole report.
-            if by == .project {
-                try output.list(usage, headers: ["project_id", "name", "build_seconds", "build_minutes", "storage_gb_months"],
-                                rows: usage.byProject.map { ["\($0.projectId)", $0.name, "\($0.buildSeconds)", "\($0.buildMinutes)", "\($0.storageGBMonths)"] },
-                                empty: "")
+            if output.format == .json {
+                try Output.json(usage)
+            } else if by == .project {
+                Output.csv([["project_id", "name", "build_seconds", "build_minutes", "storage_gb_months"]]
+                    + usage.byProject.map { ["\($0.projectId)", $0.name, "\($0.buildSeconds)", "\($0.buildMinutes)", "\($0.storageGBMonths)"] })
             } else {
-                try output.list(usage, headers: ["date", "build_seconds", "build_minutes"],
-                                rows: usage.byDay.map { [$0.date, "\($0.buildSeconds)", "\($0.buildMinutes)"] }, empty: "")
+                Output.csv([["date", "build_seconds", "build_minutes"]] + usage.byDay.map { [$0.date, "\($0.buildSeconds)", "\($0.buildMinutes)"] })
             }
         case .table:
             let period = "\(Output.date(usage.from)) – \(Output.date(usage.to))"

@@ -9,9 +9,10 @@ struct Whoami: AsyncParsableCommand {
     @OptionGroup var output: FormatOption
 
     func run() async throws {
-        let caller = try await connection.client().whoami()
+        let client = try connection.client()
+        let caller = try await client.whoami()
         try output.details(caller, [
-                ("Server", connection.resolvedAPIURL()),
+                ("Server", client.baseURL.absoluteString),
                 ("Organization", "\(caller.organization.name) (\(caller.organization.id))"),
                 ("User", caller.user.map { "\($0.email) (\($0.id))" } ?? "-"),
                 ("Role", caller.role?.rawValue ?? "-"),

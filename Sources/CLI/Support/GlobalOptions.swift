@@ -26,8 +26,16 @@ public struct ConnectionOptions: ParsableArguments {
 
     func client(requireToken: Bool = true) throws -> DrydockClient {
         let raw = resolvedAPIURL()
-        guard let url = URL(string: raw), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+        guard var url = URL(string: raw), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
             throw CLIError("'\(raw)' is not a server URL; use something like http://127.0.0.1:8080")
+        }
+        // The server's address is what users copy; the API's own prefix is added by the client.
+        var path = url.path
+        while path.hasSuffix("/") { path.removeLast() }
+        if path.hasSuffix("/api/v1") { path.removeLast("/api/v1".count) }
+        if path != url.path, var components = URLComponents(url: url, resolvingAgainstBaseURL: false) {
+            components.path = path
+            if let trimmed = components.url { url = trimmed }
         }
         let token = resolvedToken()
         if requireToken, token == nil {
@@ -44,13 +52,47 @@ public struct FormatOption: ParsableArguments {
     public init() {}
 }
 
+/// `--limit` and `--cursor` for lists the API pages through. Without `--limit` a list shows
+/// everything (or `defaultLimit` items, where there can be very many); `--format json` carries the
+/// next page's cursor.
+public struct PagingOptions: ParsableArguments {
+    @Option(help: "Show at most this many (1-200); the JSON output's nextCursor gives the next page.")
+    var limit: Int?
+
+    @Option(help: "Continue a list from the nextCursor a previous --limit run printed.")
+    var cursor: String?
+
+    public init() {}
+
+    public func validate() throws {
+        if let limit, !(1...200).contains(limit) { throw ValidationError("--limit must be between 1 and 200 (got \(limit))") }
+        if let cursor, cursor.isEmpty { throw ValidationError("--cursor is empty") }
+    }
+
+    /// Pages through a list: one page when --limit or --cursor is given (up to `defaultLimit`
+    /// items otherwise), else every page.
+    func fetch<T>(defaultLimit: Int? = nil, _ page: (Int, String?) async throws -> ([T], String?)) async throws -> (items: [T], nextCursor: String?) {
+        if limit != nil || cursor != nil || defaultLimit != nil {
+            return try await page(limit ?? defaultLimit ?? 200, cursor)
+        }
+        var items: [T] = []
+        var next: String?
+        repeat {
+            let (more, cursor) = try await page(200, next)
+            items += more
+            next = cursor
+        } while next != nil
+        return (items, nil)
+    }
+}
+
 public enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
     case table, json, csv
 }
 
 /// Where the project comes from: --project, DRYDOCK_PROJECT, or drydock.json walking up.
 public struct ProjectOption: ParsableArguments {
-    @Option(help: ArgumentHelp("Project ID.", discussion: "Defaults to DRYDOCK_PROJECT, then the drydock.json found walking up from the current directory."))
+    @Option(help: ArgumentHelp("Project ID or name.", discussion: "Defaults to DRYDOCK_PROJECT, then the drydock.json found walking up from the current directory."))
     var project: String?
 
     public init() {}
@@ -58,12 +100,12 @@ public struct ProjectOption: ParsableArguments {
     func resolved(from directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws -> String {
         if let project {
             let trimmed = project.trimmingCharacters(in: .whitespaces)
-            guard !trimmed.isEmpty else { throw CLIError("--project is empty: pass a project ID (see 'drydock projects list')") }
+            guard !trimmed.isEmpty else { throw CLIError("--project is empty: pass a project ID or name (see 'drydock projects list')") }
             return trimmed
         }
         if let env = ProcessInfo.processInfo.environment["DRYDOCK_PROJECT"], !env.isEmpty { return env }
         if let found = ProjectFile.find(from: directory) { return found.id }
-        throw CLIError("no project: pass --project ID, set DRYDOCK_PROJECT, or run 'drydock init' to write drydock.json")
+        throw CLIError("no project: pass --project NAME or ID, set DRYDOCK_PROJECT, or run 'drydock init' to write drydock.json")
     }
 }
 

@@ -2,10 +2,19 @@ import DrydockClient
 import Foundation
 
 /// `-o type=oci|docker|local|tar,dest=PATH`.
+/// One `--output`, as buildx spells it: files (`type=oci|docker|local|tar,dest=PATH`) or images
+/// (`type=image,name=REF[,push=true]`, `type=registry,name=REF`, with `registry.insecure=true`
+/// for a registry reached over plain HTTP).
 struct OutputSpec {
-    enum Kind: String { case oci, docker, local, tar }
+    enum Kind: String { case oci, docker, local, tar, image, registry }
     let type: Kind
     let dest: String
+    /// Image outputs: the names to tag, whether to push them, and whether over plain HTTP.
+    var names: [String] = []
+    var push = false
+    var insecure = false
+
+    var isImage: Bool { type == .image || type == .registry }
 
     init(_ raw: String) throws {
         var fields: [String: String] = [:]
@@ -18,12 +27,28 @@ struct OutputSpec {
         }
         let typeName = fields["type"] ?? "local"
         guard let type = Kind(rawValue: typeName) else {
-            throw CLIError("--output type=\(typeName) is not supported; use oci, docker, local or tar (registry outputs: use --push)")
+            throw CLIError("--output type=\(typeName) is not supported; use oci, docker, local, tar, image or registry")
+        }
+        self.type = type
+        func flag(_ key: String) throws -> Bool {
+            guard let value = fields[key] else { return false }
+            guard let parsed = Bool(value.lowercased()) else { throw CLIError("--output \(raw): \(key) takes true or false (got '\(value)')") }
+            return parsed
+        }
+        if type == .image || type == .registry {
+            guard let name = fields["name"], !name.isEmpty else {
+                throw CLIError("--output type=\(typeName) needs name=REFERENCE, e.g. type=\(typeName),name=registry.example.com/app:1")
+            }
+            self.dest = ""
+            self.names = [name]
+            let pushFlag = try flag("push")
+            self.push = type == .registry || pushFlag
+            self.insecure = try flag("registry.insecure")
+            return
         }
         guard let dest = fields["dest"], !dest.isEmpty, dest != "-" else {
             throw CLIError("--output \(raw): give dest=PATH (writing to standard output is not supported)")
         }
-        self.type = type
         self.dest = dest
     }
 }
@@ -62,6 +87,8 @@ enum ImageExport {
     static func export(image: String, to spec: OutputSpec, name: String, registryHost: String, insecure: Bool, token: String) async throws {
         let dest = URL(fileURLWithPath: spec.dest).standardizedFileURL.path
         switch spec.type {
+        case .image, .registry:
+            return  // tags and pushes: the builder does those
         case .oci:
             try? FileManager.default.removeItem(atPath: dest)
             try await skopeo(["docker://\(image)", "oci-archive:\(dest):\(name)"], registryHost: registryHost, insecure: insecure, token: token)

@@ -4,12 +4,15 @@ import Foundation
 /// How every command shows what it got, for `--format table|json|csv`: a list as a table (or
 /// CSV rows), one thing as aligned fields (or `field,value` rows), JSON as the API gave it.
 extension FormatOption {
-    /// A list. `json` is what `--format json` prints (the items, or the page holding them).
-    func list(_ json: some Encodable, headers: [String], rows: [[String]], empty: String) throws {
+    /// A list. Every list's `--format json` has one shape, the API's page:
+    /// `{"items": [...], "nextCursor": "..."}` (the cursor only when there is more).
+    func list<T: Encodable>(_ items: [T], nextCursor: String? = nil, headers: [String], rows: [[String]], empty: String) throws {
         switch format {
-        case .json: try Output.json(json)
+        case .json: try Output.json(ListPage(items: items, nextCursor: nextCursor))
         case .csv: Output.csv([headers] + rows)
-        case .table: Output.table(headers, rows, empty: empty)
+        case .table:
+            Output.table(headers, rows, empty: empty)
+            if let nextCursor { FileHandle.standardError.write(Data("more: add --cursor \(nextCursor)\n".utf8)) }
         }
     }
 
@@ -37,6 +40,12 @@ extension FormatOption {
             }
         }
     }
+}
+
+/// What every list's `--format json` prints.
+struct ListPage<T: Encodable>: Encodable {
+    let items: [T]
+    let nextCursor: String?
 }
 
 enum Output {
@@ -86,8 +95,19 @@ enum Output {
         return (try? RFC3339DateTranscoder().encode(date)) ?? "-"
     }
 
+    /// Sizes in decimal units as docker shows them (1 MB = 1,000,000 bytes), one decimal.
     static func bytes(_ count: Int64) -> String {
-        ByteCountFormatter.string(fromByteCount: count, countStyle: .binary)
+        bytes(count, unit: unit(for: count))
+    }
+
+    static func unit(for count: Int64) -> (name: String, size: Double) {
+        let units: [(String, Double)] = [("B", 1), ("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12)]
+        return units.last { Double(count) >= $0.1 } ?? ("B", 1)
+    }
+
+    /// In a given unit, so figures side by side compare at a glance.
+    static func bytes(_ count: Int64, unit: (name: String, size: Double)) -> String {
+        unit.size == 1 ? "\(count) B" : String(format: "%.1f %@", Double(count) / unit.size, unit.name)
     }
 
     static func keyValues(_ pairs: [(String, String)]) {

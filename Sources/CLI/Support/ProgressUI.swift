@@ -2,23 +2,43 @@ import DrydockClient
 import Foundation
 import Synchronization
 
+extension Components.Schemas.BuildStep {
+    /// `[2/4]` in a single-stage build, `[deps 2/4]` in a multi-stage one, as buildx numbers steps.
+    var label: String {
+        let counter = "\(stageStep ?? number)\(total.map { "/\($0)" } ?? "")"
+        return stage.map { "[\($0) \(counter)]" } ?? "[\(counter)]"
+    }
+
+    var key: String { "\(platform)#\(number)" }
+}
+
 /// Shows a build as it runs. On a terminal (`tty`): a live list of steps with CACHED markers and
-/// timings and the latest output under the running step, as buildx does. Otherwise (`plain`):
-/// numbered lines, `#N [i/n] INSTRUCTION`, its output, then `#N CACHED` or `#N DONE 1.2s`.
+/// timings, a header and the running step's timer that keep counting, and the latest output under
+/// the running step, as buildx does. Otherwise (`plain`): numbered lines,
+/// `#N [i/n] INSTRUCTION`, its output, then `#N CACHED` or `#N DONE 1.2s`. Either way a failed
+/// step's last lines of output are shown again at the end, with the command for the whole log.
 final class ProgressUI: Sendable {
     enum Mode { case tty, plain, quiet }
 
     struct State {
         var steps: [Components.Schemas.BuildStep] = []
-        var recent: [String] = []
+        /// The last lines of output of each step, by `platform#number`.
+        var tails: [String: [String]] = [:]
+        var runningSince: [String: ContinuousClock.Instant] = [:]
         var drawnLines = 0
         var lastDraw = ContinuousClock.now - .seconds(1)
-        var currentStep = 0
+        var currentStep: String?
         var started = ContinuousClock.now
+        var finished: String?
+        /// Transient progress shows only once an operation has taken a moment.
+        var lastProgress = ContinuousClock.now
+        var progressShown = false
     }
 
+    static let tailLines = 12
     let mode: Mode
     private let state = Mutex(State())
+    private let ticker = Mutex<Task<Void, Never>?>(nil)
 
     init(mode: Build.ProgressMode) {
         switch mode {
@@ -44,6 +64,49 @@ final class ProgressUI: Sendable {
         state.withLock { s in
             clear(&s)
             write(line + "\n")
+            if mode == .tty, !s.steps.isEmpty, s.finished == nil { draw(&s, force: true) }
+        }
+    }
+
+    /// A transient status line (packing, uploading): redrawn in place on a terminal, at most once
+    /// a second otherwise.
+    func progress(_ line: String) {
+        guard mode != .quiet else { return }
+        state.withLock { s in
+            let now = ContinuousClock.now
+            if mode == .tty {
+                guard now - s.lastProgress > .milliseconds(250) else { return }
+                s.lastProgress = now
+                write("\r\u{1B}[K" + line)
+                s.progressShown = true
+            } else {
+                guard now - s.lastProgress > .seconds(2) else { return }
+                s.lastProgress = now
+                write(line + "\n")
+            }
+        }
+    }
+
+    /// Starts timing a new operation whose progress is shown only once it has taken a moment.
+    func beginOperation() {
+        state.withLock { $0.lastProgress = .now }
+    }
+
+    /// Starts the live display's clock (tty): the header and the running step's timer keep counting
+    /// while nothing is logged.
+    func start() {
+        guard mode == .tty else { return }
+        state.withLock { $0.started = .now }
+        ticker.withLock { task in
+            task = Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(250))
+                    guard let self else { return }
+                    self.state.withLock { s in
+                        if s.finished == nil, !s.steps.isEmpty { self.draw(&s, force: false) }
+                    }
+                }
+            }
         }
     }
 
@@ -53,27 +116,36 @@ final class ProgressUI: Sendable {
             switch entry.kind {
             case .step:
                 guard let step = entry.step else { return }
-                if let i = s.steps.firstIndex(where: { $0.number == step.number && $0.platform == step.platform }) {
+                if let i = s.steps.firstIndex(where: { $0.key == step.key }) {
                     s.steps[i] = step
                 } else {
                     s.steps.append(step)
-                    s.recent = []
                 }
-                s.currentStep = step.status == .running ? step.number : 0
+                if step.status == .running {
+                    s.currentStep = step.key
+                    s.runningSince[step.key] = .now
+                } else if s.currentStep == step.key {
+                    s.currentStep = nil
+                }
                 if mode == .plain {
                     switch step.status {
-                    case .running: write("#\(step.number) \(step.total.map { "[\(step.number)/\($0)] " } ?? "")\(step.instruction)\n")
+                    case .running: write("#\(step.number) \(step.label) \(step.instruction)\n")
                     case .done: write(step.cached ? "#\(step.number) CACHED\n" : "#\(step.number) DONE \(Self.ms(step.durationMs))\n")
                     case .failed: write("#\(step.number) ERROR after \(Self.ms(step.durationMs))\n")
+                    case .canceled: write("#\(step.number) CANCELED after \(Self.ms(step.durationMs))\n")
                     }
                 }
             case .log:
                 guard let line = entry.line else { return }
+                if let key = s.currentStep, !line.hasPrefix("#drydock") {
+                    var tail = s.tails[key, default: []]
+                    tail.append(line)
+                    if tail.count > Self.tailLines { tail.removeFirst(tail.count - Self.tailLines) }
+                    s.tails[key] = tail
+                }
                 if mode == .plain {
-                    write(s.currentStep > 0 && !line.hasPrefix("#drydock") ? "#\(s.currentStep) \(line)\n" : "\(line)\n")
-                } else {
-                    s.recent.append(line)
-                    if s.recent.count > 6 { s.recent.removeFirst(s.recent.count - 6) }
+                    let number = s.currentStep.flatMap { key in s.steps.first { $0.key == key }?.number }
+                    write(number != nil && !line.hasPrefix("#drydock") ? "#\(number!) \(line)\n" : "\(line)\n")
                 }
             case .status:
                 if mode == .plain, let line = entry.line { write("\(line)\n") }
@@ -87,6 +159,10 @@ final class ProgressUI: Sendable {
     }
 
     private func clear(_ s: inout State) {
+        if mode == .tty, s.progressShown {
+            write("\r\u{1B}[K")
+            s.progressShown = false
+        }
         guard mode == .tty, s.drawnLines > 0 else { return }
         write("\u{1B}[\(s.drawnLines)F\u{1B}[J")
         s.drawnLines = 0
@@ -98,31 +174,50 @@ final class ProgressUI: Sendable {
         s.lastDraw = now
         clear(&s)
         let width = 120
-        var lines: [String] = ["[+] Building \(Self.seconds(now - s.started))"]
+        let finishedCount = s.steps.filter { $0.status != .running }.count
+        var header = "[+] Building \(Self.seconds(now - s.started)) (\(finishedCount)/\(s.steps.count))"
+        if let finished = s.finished { header += " \(finished)" }
+        var lines: [String] = [header]
         for step in s.steps {
             let marker: String
             switch step.status {
-            case .running: marker = ""
+            case .running: marker = s.runningSince[step.key].map { " \(Self.seconds(now - $0))" } ?? ""
             case .done: marker = step.cached ? " CACHED" : " \(Self.ms(step.durationMs))"
             case .failed: marker = " ERROR"
+            case .canceled: marker = " CANCELED"
             }
-            let prefix = step.status == .running ? "=> " : (step.status == .failed ? "=> " : " => ")
-            lines.append(String((prefix + "[\(step.number)\(step.total.map { "/\($0)" } ?? "")] \(step.instruction)").prefix(width - 12)) + marker)
-            if step.status == .running {
-                for line in s.recent { lines.append("    " + String(line.prefix(width - 4))) }
+            let prefix = step.status == .done ? " => " : "=> "
+            lines.append(String((prefix + "\(step.label) \(step.instruction)").prefix(width - 12)) + marker)
+            if step.status == .running, s.finished == nil {
+                for line in (s.tails[step.key] ?? []).suffix(6) { lines.append("    " + String(line.prefix(width - 4))) }
             }
         }
         write(lines.joined(separator: "\n") + "\n")
         s.drawnLines = lines.count
     }
 
-    /// Leaves the final step list on screen.
-    func finish() {
-        guard mode == .tty else { return }
+    /// Ends the live display with its final line (tty) and, when a step failed, shows that step's
+    /// last lines of output as buildx does.
+    func finish(status: Components.Schemas.BuildStatus) {
+        ticker.withLock { $0?.cancel() }
+        guard mode != .quiet else { return }
         state.withLock { s in
-            s.recent = []
-            draw(&s, force: true)
-            s.drawnLines = 0
+            s.finished = switch status {
+            case .succeeded: "FINISHED"
+            case .canceled: "CANCELED"
+            case .failed: "FAILED"
+            case .queued, .running: nil
+            }
+            if mode == .tty {
+                draw(&s, force: true)
+                s.drawnLines = 0
+            }
+            for step in s.steps where step.status == .failed {
+                var report = ["------", " > \(step.label) \(step.instruction):"]
+                report += (s.tails[step.key] ?? []).map { "#\(step.number) \($0)" }
+                report.append("------")
+                write(report.joined(separator: "\n") + "\n")
+            }
         }
     }
 }

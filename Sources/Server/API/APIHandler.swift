@@ -35,7 +35,7 @@ struct APIHandler: APIProtocol {
         let user = try await caller.userId.asyncMap { try await organizations.user(id: $0) } ?? nil
         return .ok(.init(body: .json(.init(
             token: .init(token), organization: .init(organization), user: user.map(Components.Schemas.User.init),
-            role: caller.role.map(Components.Schemas.Role.init)))))
+            role: caller.role.map(Components.Schemas.Role.init), limits: .init(maxContextBytes: contexts.limit)))))
     }
 
     // MARK: organizations

@@ -16,7 +16,8 @@ struct AuthMiddleware: ServerMiddleware {
     ) async throws -> (HTTPResponse, HTTPBody?) {
         let caller = try await authenticator.authenticate(authorization: request.headerFields[.authorization])
         guard Authorization.allows(caller, operation: operationID) else {
-            throw APIError.forbidden("a \(caller.kind.rawValue) token\(caller.role.map { " (\($0.rawValue))" } ?? "") may not \(operationID)")
+            let what = Authorization.table[operationID]?.phrase ?? "do this"
+            throw APIError.forbidden("a \(caller.kind.rawValue) token\(caller.role.map { " of a \($0.rawValue)" } ?? "") may not \(what)")
         }
         await authenticator.recordUse(caller)
         return try await Caller.$current.withValue(caller) {

@@ -25,6 +25,26 @@ public enum Permission: String, Sendable, CaseIterable {
 
     /// What only builder workers and their jobs do.
     static let machine: Set<Permission> = [.workerClaim, .jobReport]
+
+    /// What the permission lets a caller do, in a user's words (for 403 answers).
+    var phrase: String {
+        switch self {
+        case .identity: "ask who it is"
+        case .organizationRead: "see the organization, its members, usage and caps"
+        case .organizationAdmin: "change the organization, its members or caps (owners and admins do)"
+        case .projectRead: "see projects, their builds and registry"
+        case .projectCreate: "create projects"
+        case .projectWrite: "change projects"
+        case .projectDelete: "delete projects"
+        case .tokensRead: "list tokens"
+        case .tokensWrite: "create or revoke tokens"
+        case .registryWrite: "delete registry tags and images"
+        case .pullTokenCreate: "create pull tokens"
+        case .buildRun: "upload contexts or start and cancel builds"
+        case .workerClaim: "take build jobs (worker tokens do)"
+        case .jobReport: "report on a build job (only the job's own build token does)"
+        }
+    }
 }
 
 public enum Authorization {

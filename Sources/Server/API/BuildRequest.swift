@@ -34,10 +34,18 @@ enum BuildRequest {
         for key in labels.keys where key.isEmpty || key.count > 256 {
             throw DomainError.invalidField("labels", "label keys must be 1 to 256 characters")
         }
+        var insecure: [String] = []
+        for (i, host) in (body.insecureRegistries ?? []).enumerated() {
+            let allowed = host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || ".-:[]".contains($0)) }
+            guard allowed, ImageReference.registryHost(of: host + "/x") == host || host == "localhost" else {
+                throw DomainError.invalidField("insecureRegistries[\(i)]", "'\(host)' is not a registry host such as registry.local:5000")
+            }
+            if !insecure.contains(host) { insecure.append(host) }
+        }
         return BuildSpec(
             dockerfile: dockerfile, target: body.target, platforms: platforms, tags: body.tags ?? [], pushTags: pushTags,
             buildArgs: buildArgs, labels: labels, noCache: body.noCache ?? false, pull: body.pull?.rawValue ?? "missing",
-            push: body.push ?? false)
+            push: body.push ?? false, insecureRegistries: insecure.isEmpty ? nil : insecure)
     }
 
     static func secrets(_ body: Components.Schemas.BuildCreate) throws -> BuildSecrets {

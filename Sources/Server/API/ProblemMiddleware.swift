@@ -159,8 +159,12 @@ struct ProblemMiddleware: ServerMiddleware {
 
 /// Limits request bodies before anything decodes them: over the limit is 413, without reading
 /// the whole body first.
+/// Holds requests to the contract before the generated code sees them: JSON bodies over the limit
+/// are refused (413), and query parameters and JSON bodies are checked against `openapi.yaml`'s
+/// rules by `Contract`, naming the parameter or field at fault.
 struct BodyLimitMiddleware: ServerMiddleware {
     let maxBodyBytes: Int
+    let contract: Contract?
     static let streamed: Set<String> = ["uploadBuildContext"]
 
     func intercept(
@@ -170,6 +174,12 @@ struct BodyLimitMiddleware: ServerMiddleware {
         operationID: String,
         next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
     ) async throws -> (HTTPResponse, HTTPBody?) {
+        if let contract, let path = request.path, let mark = path.firstIndex(of: "?") {
+            let items = parseFormURLEncoded(path[path.index(after: mark)...]) ?? []
+            if let violation = contract.checkQuery(operation: operationID, items.map { ($0.name, $0.value) }) {
+                throw APIError.invalidField(violation.field, violation.message)
+            }
+        }
         // Build contexts stream to disk with their own limit.
         guard let body, !Self.streamed.contains(operationID) else { return try await next(request, body, metadata) }
         if case .known(let length) = body.length, length > maxBodyBytes {
@@ -180,6 +190,10 @@ struct BodyLimitMiddleware: ServerMiddleware {
             bytes = try await [UInt8](collecting: body, upTo: maxBodyBytes)
         } catch {
             throw APIError.payloadTooLarge(limit: maxBodyBytes)
+        }
+        if let contract, !bytes.isEmpty, request.headerFields[.contentType].map({ parseMediaType($0) == "application/json" }) ?? false,
+           let violation = contract.checkBody(operation: operationID, bytes) {
+            throw APIError.invalidField(violation.field, violation.message)
         }
         return try await next(request, bytes.isEmpty ? nil : HTTPBody(bytes), metadata)
     }

@@ -28,23 +28,24 @@ extension Components.Schemas.JobAssignment {
             contextDigest: c.build.contextDigest, dockerfile: c.build.spec.dockerfile, target: c.build.spec.target,
             buildArgs: .init(additionalProperties: c.build.spec.buildArgs), labels: .init(additionalProperties: c.build.spec.labels),
             noCache: c.build.spec.noCache, pull: .init(rawValue: c.build.spec.pull) ?? .missing,
-            pushTags: c.build.spec.push ? c.build.spec.pushTags : [],
+            pushTags: c.build.spec.destinations(projectId: c.build.projectId),
             secrets: c.secrets.secrets.map { .init(id: $0.id, value: $0.value) },
-            registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) })
+            registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) },
+            insecureRegistries: c.build.spec.insecureRegistries)
     }
 }
 
 extension Components.Schemas.BuildStep {
     init(_ s: StepRecord) {
         self.init(platform: s.platform, number: s.number, total: s.total, instruction: s.instruction, cached: s.cached,
-                  status: .init(rawValue: s.status.rawValue) ?? .failed, durationMs: s.durationMs)
+                  status: .init(rawValue: s.status.rawValue) ?? .failed, durationMs: s.durationMs, stage: s.stage, stageStep: s.stageStep)
     }
 }
 
 extension StepRecord {
     init(_ s: Components.Schemas.BuildStep) {
         self.init(platform: s.platform, number: s.number, total: s.total, instruction: s.instruction, cached: s.cached,
-                  status: Status(rawValue: s.status.rawValue) ?? .failed, durationMs: s.durationMs)
+                  status: Status(rawValue: s.status.rawValue) ?? .failed, durationMs: s.durationMs, stage: s.stage, stageStep: s.stageStep)
     }
 }
 

@@ -14,12 +14,15 @@ struct RouterTransport<Context: RequestContext>: ServerTransport {
     static var bufferedResponseLimit: Int { 256 * 1024 }
 
     let router: Router<Context>
+    /// Where each registered path and method is recorded, for 405 answers.
+    var routes: RouteTable? = nil
 
     func register(
         _ handler: @escaping @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?),
         method: HTTPRequest.Method,
         path: String
     ) throws {
+        routes?.add(path, method: method)
         router.on(RouterPath(path), method: method) { request, context in
             // HTTP/1.1: a request with neither Content-Length nor Transfer-Encoding has no body.
             let contentLength = request.headers[.contentLength].flatMap { Int64($0) }

@@ -47,6 +47,8 @@ public func buildApplication(
     let router = Router()
     router.add(middleware: RequestTargetMiddleware())
     router.add(middleware: MetricsMiddleware())
+    let routes = RouteTable()
+    router.add(middleware: APINotFoundMiddleware(routes: routes))
     if logger.logLevel <= .debug {
         router.add(middleware: LogRequestsMiddleware(.debug))
     }
@@ -90,15 +92,17 @@ public func buildApplication(
     let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
                              builds: builds, jobs: jobs, buildLog: buildLog, contexts: contexts, signals: signals, usage: usage,
                              authenticator: authenticator)
+    // The contract the server serves is the one it enforces.
+    let contract = try Contract(yaml: String(decoding: EmbeddedOpenAPIDocument.bytes, as: UTF8.self))
     try handler.registerHandlers(
-        on: RouterTransport(router: router),
+        on: RouterTransport(router: router, routes: routes),
         serverURL: Servers.Server1.url(),
         // Compact, unsorted JSON: pretty-printing and key sorting cost a third of a small answer.
         configuration: .init(dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.withoutEscapingSlashes]),
         middlewares: [
             ProblemMiddleware(logger: logger),
             AuthMiddleware(authenticator: authenticator),
-            BodyLimitMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes),
+            BodyLimitMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes, contract: contract),
         ])
 
     let blobStore = try FileSystemBlobStore(root: configuration.dataDirectory)

@@ -21,6 +21,14 @@ struct BuildSpec: Codable, Sendable {
     var noCache: Bool
     var pull: String
     var push: Bool
+    /// Hosts the builder may push to over plain HTTP (besides loopback ones).
+    var insecureRegistries: [String]? = nil
+
+    /// Where the builder puts the image besides `<project>/build:<id>`: tags in the project's
+    /// registry always, tags on other registries only when pushing.
+    func destinations(projectId: String) -> [String] {
+        pushTags.filter { push || $0.hasPrefix(projectId + "/") }
+    }
 }
 
 struct JobRecord: Sendable {

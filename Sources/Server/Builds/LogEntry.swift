@@ -3,7 +3,7 @@ import Foundation
 /// One step of a build on one platform, as the build's log records it.
 struct StepRecord: Codable, Sendable, Equatable {
     enum Status: String, Codable, Sendable {
-        case running, done, failed
+        case running, done, failed, canceled
     }
 
     var platform: String
@@ -13,6 +13,8 @@ struct StepRecord: Codable, Sendable, Equatable {
     var cached: Bool
     var status: Status
     var durationMs: Int64?
+    var stage: String?
+    var stageStep: Int?
 }
 
 /// One entry of a build's log. Stored as JSON whose shape is the API's `BuildLogEntry`, so a
