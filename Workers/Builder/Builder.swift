@@ -52,9 +52,11 @@ public final class Builder: Service, Sendable {
     /// when shut down while waiting.
     func waitForServer() async throws -> Bool {
         var failures = 0
+        // A short deadline: the HTTP client keeps retrying a refused connection until it passes.
+        let probe = DrydockClient(baseURL: configuration.apiURL, token: configuration.workerToken, timeout: .seconds(5))
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                _ = try await cancelWhenGracefulShutdown { try await self.workerClient.whoami() }
+                _ = try await cancelWhenGracefulShutdown { try await probe.whoami() }
                 return true
             } catch let error as DrydockClientError where error.status == 403 {
                 return true  // a server-wide worker token: valid, and of no organization

@@ -1,0 +1,53 @@
+import DrydockClient
+import Foundation
+import Testing
+
+/// Where images land: bare -t names in the project registry on every build, names on other
+/// registries with --push and the user's own docker login, over plain HTTP on loopback.
+@Suite("Pushing where users push")
+struct PushTests {
+    @Test("-t app:1 alone tags the project registry and says where; another registry's name waits for --push, then goes there with the docker login of DOCKER_CONFIG")
+    func tagsAndPushes() async throws {
+        try await withTestServer { server in
+            try await withTestServer { outside in
+                try await withTemporaryDirectory { dir in
+                    let fixture = try await BuildFixture.make(server, project: "app")
+                    let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
+                    defer { withExtendedLifetime(builder) {} }
+                    let elsewhere = try await outside.createProject("mirror")
+                    let context = dir.appendingPathComponent("ctx")
+                    try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
+                    try "FROM \(fixture.base)\nRUN echo hi > /hi\n".write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+                    let remote = "127.0.0.1:\(outside.port)/\(elsewhere)/app:1"
+                    let environment = ["HOME": dir.path]
+                    let arguments = ["build", "--api-url", server.baseURL, "--token", server.ownerToken, "--project", "app", "--progress", "plain",
+                                     "-t", "app:1", "-t", remote]
+
+                    let local = try await runExecutable("drydock", arguments + [context.path], environment: environment)
+                    #expect(local.status == 0, "\(local.stderr)")
+                    #expect(local.stderr.contains("tagged \(fixture.host)/\(fixture.projectId)/app:1 in the project registry"), "\(local.stderr)")
+                    #expect(local.stderr.contains("not pushed: \(remote) is on another registry; add --push"), "\(local.stderr)")
+                    let tags = try await server.registry(.get, "/v2/\(fixture.projectId)/app/tags/list", token: server.ownerToken)
+                    #expect(String(decoding: tags.body, as: UTF8.self).contains("\"1\""), "the project registry has app:1")
+
+                    // The user's docker login for the other registry, kept where DOCKER_CONFIG says.
+                    let config = dir.appendingPathComponent("docker")
+                    try FileManager.default.createDirectory(at: config, withIntermediateDirectories: true)
+                    let auth = Data("mirror:\(outside.ownerToken)".utf8).base64EncodedString()
+                    try #"{"auths":{"127.0.0.1:\#(outside.port)":{"auth":"\#(auth)"}}}"#
+                        .write(to: config.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+                    let pushed = try await runExecutable("drydock", arguments + ["--push", context.path],
+                                                         environment: environment.merging(["DOCKER_CONFIG": config.path]) { $1 })
+                    #expect(pushed.status == 0, "\(pushed.stderr)")
+                    // Named as the user knows it (under their home), with the user name and never the secret.
+                    #expect(pushed.stderr.contains("credentials for 127.0.0.1:\(outside.port): from ~/docker/config.json (user mirror)"), "\(pushed.stderr)")
+                    #expect(!pushed.stderr.contains(outside.ownerToken), "the secret is never shown")
+                    #expect(pushed.stderr.contains("pushed \(remote)"), "\(pushed.stderr)")
+                    let there = try await outside.registry(.get, "/v2/\(elsewhere)/app/manifests/1", token: outside.ownerToken,
+                                                            headers: [.accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"])
+                    #expect(there.status == .ok, "the image reached the other registry over plain HTTP on loopback")
+                }
+            }
+        }
+    }
+}
