@@ -137,4 +137,30 @@ struct CLIWordsTests {
             }
         }
     }
+
+    @Test("a context over the server's limit is refused before the upload, naming its largest files in one unit")
+    func contextTooLarge() async throws {
+        try await withTestServer(configure: { $0.maxContextBytes = 200_000 }) { server in
+            try await withTemporaryDirectory { dir in
+                _ = try await server.createProject("web")
+                let context = dir.appendingPathComponent("ctx")
+                try FileManager.default.createDirectory(at: context.appendingPathComponent("data"), withIntermediateDirectories: true)
+                try "FROM scratch\n".write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+                try Data(repeating: 1, count: 150_000).write(to: context.appendingPathComponent("data/big.bin"))
+                try Data(repeating: 2, count: 90_000).write(to: context.appendingPathComponent("data/medium.bin"))
+                try Data(repeating: 3, count: 10).write(to: context.appendingPathComponent("small.txt"))
+                let result = try await runExecutable("drydock", [
+                    "build", "--api-url", server.baseURL, "--token", server.ownerToken, "--project", "web", "--progress", "plain", context.path,
+                ], environment: ["HOME": dir.path])
+                #expect(result.status != 0)
+                #expect(result.stderr.contains("over this server's limit of 200.0 kB"), "\(result.stderr)")
+                #expect(result.stderr.contains("Largest files: data/big.bin (150.0 kB), data/medium.bin (90.0 kB)"), "\(result.stderr)")
+                #expect(result.stderr.contains(".dockerignore"))
+                #expect(!result.stderr.contains("uploading"), "nothing was sent: \(result.stderr)")
+                let projects = try await server.request(.get, "/api/v1/projects", token: server.ownerToken).decoded(Schemas.ProjectPage.self)
+                let contexts = try await server.request(.get, "/api/v1/projects/\(projects.items[0].id)/builds", token: server.ownerToken)
+                #expect(try contexts.decoded(Schemas.BuildPage.self).items.isEmpty)
+            }
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import DrydockClient
+import DrydockProcess
 import Foundation
 import Testing
 
@@ -47,6 +48,49 @@ struct PushTests {
                                                             headers: [.accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"])
                     #expect(there.status == .ok, "the image reached the other registry over plain HTTP on loopback")
                 }
+            }
+        }
+    }
+
+    @Test("a credential helper named in the docker config is asked for the registry's login, as docker asks it")
+    func credentialHelper() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                _ = try await server.createProject("app")
+                // A helper that answers for one registry only, as docker-credential-* helpers do.
+                let bin = dir.appendingPathComponent("bin")
+                try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+                let helper = bin.appendingPathComponent("docker-credential-drydocktest")
+                try """
+                    #!/bin/sh
+                    read host
+                    [ "$1" = get ] && [ "$host" = "registry.example.test:5000" ] || { echo "credentials not found" >&2; exit 1; }
+                    echo '{"ServerURL":"registry.example.test:5000","Username":"robot","Secret":"s3cret-from-helper"}'
+                    """.write(to: helper, atomically: true, encoding: .utf8)
+                try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: helper.path)
+                let config = dir.appendingPathComponent(".docker")
+                try FileManager.default.createDirectory(at: config, withIntermediateDirectories: true)
+                try #"{"credHelpers":{"registry.example.test:5000":"drydocktest"}}"#
+                    .write(to: config.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+                let context = dir.appendingPathComponent("ctx")
+                try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
+                try "FROM scratch\n".write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+                // No builder: the build is queued with the credentials, then canceled.
+                let cli = try await RunningProcess(
+                    [packageRoot.appendingPathComponent(".build/debug/drydock").path, "build", "--api-url", server.baseURL, "--token", server.ownerToken,
+                     "--project", "app", "--progress", "plain", "-t", "registry.example.test:5000/team/app:1", "--push", context.path],
+                    environment: ["HOME": dir.path, "PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")],
+                    log: dir.appendingPathComponent("cli.log").path)
+                let deadline = ContinuousClock.now + .seconds(30)
+                var text = ""
+                while ContinuousClock.now < deadline, !text.contains("queued") {
+                    try await Task.sleep(for: .milliseconds(100))
+                    text = (try? String(contentsOf: dir.appendingPathComponent("cli.log"), encoding: .utf8)) ?? ""
+                }
+                cli.signal(SIGTERM)
+                _ = await cli.wait(timeout: .seconds(20))
+                #expect(text.contains("credentials for registry.example.test:5000: from docker-credential-drydocktest named in ~/.docker/config.json (user robot)"), "\(text)")
+                #expect(!text.contains("s3cret-from-helper"), "the secret is never shown")
             }
         }
     }
