@@ -14,6 +14,7 @@ command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 for extra in "$@"; do
     case $extra in
         busybox) [[ -x /bin/busybox || -x /usr/bin/busybox ]] || need+=(busybox-static) ;;
+        qemu) [[ -x /usr/bin/qemu-aarch64-static ]] || need+=(qemu-user-static) ;;
         python3-pip) python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip) ;;
         *) command -v "$extra" >/dev/null 2>&1 || need+=("$extra") ;;
     esac

@@ -9,8 +9,17 @@ public struct Platform: Hashable, Sendable, CustomStringConvertible {
     static let architectures: [String: String] = [
         "amd64": "amd64", "x86_64": "amd64", "x86-64": "amd64",
         "arm64": "arm64", "aarch64": "arm64",
-        "arm": "arm", "386": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
+        "arm": "arm", "armhf": "arm", "armel": "arm", "armv7": "arm", "armv7l": "arm", "armv6": "arm", "armv6l": "arm",
+        "386": "386", "i386": "386", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
     ]
+
+    /// What builds may target: the platforms of the original description.
+    public static let supported: [Platform] = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386"].compactMap { Platform($0) }
+
+    public var isSupported: Bool { Self.supported.contains(self) }
+
+    /// The line a refusal ends with.
+    public static var supportedList: String { supported.map(\.description).joined(separator: ", ") }
 
     /// `amd64` → `linux/amd64`, `linux/arm64/v8` → `linux/arm64`; nil when it is not a platform.
     public init?(_ raw: some StringProtocol) {
@@ -29,6 +38,9 @@ public struct Platform: Hashable, Sendable, CustomStringConvertible {
         self.architecture = architecture
         if architecture == "arm64", variant == nil || variant == "v8" {
             self.variant = nil
+        } else if architecture == "arm", variant == nil {
+            // As docker: armhf and plain arm are v7, armel is v6.
+            self.variant = ["armel", "armv6", "armv6l"].contains(architectureName) ? "v6" : "v7"
         } else if let variant {
             guard !variant.isEmpty, variant.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) }) else { return nil }
             self.variant = variant
@@ -57,6 +69,23 @@ public struct Platform: Hashable, Sendable, CustomStringConvertible {
         #else
         Platform(os: "linux", architecture: "386", variant: nil)
         #endif
+    }
+
+    /// What this machine runs natively: its own platform, and 386 on amd64 (as docker has it).
+    public static var hostNative: [Platform] {
+        let host = Platform.host
+        return host.architecture == "amd64" ? [host, Platform(os: "linux", architecture: "386", variant: nil)] : [host]
+    }
+
+    /// The name of the binfmt_misc handler (and of qemu's user-mode binary) that runs this
+    /// platform's programs: `aarch64`, `arm`, `i386`, `x86_64`.
+    public var qemuName: String {
+        switch architecture {
+        case "amd64": "x86_64"
+        case "arm64": "aarch64"
+        case "386": "i386"
+        default: architecture
+        }
     }
 }
 

@@ -14,7 +14,7 @@ public struct DrydockCommand: AsyncParsableCommand {
             login (kept in $XDG_CONFIG_HOME/drydock/config.json).
             """,
         version: "1.0.0",
-        subcommands: [Login.self, Logout.self, Whoami.self, Init.self, Build.self, BuildCommands.self, UsageCommands.self, ProjectCommands.self, MemberCommands.self, TokenCommands.self, RegistryCommands.self, PullToken.self]
+        subcommands: [Login.self, Logout.self, Whoami.self, Init.self, Build.self, BuildCommands.self, UsageCommands.self, ProjectCommands.self, MemberCommands.self, BuilderCommands.self, TokenCommands.self, RegistryCommands.self, PullToken.self]
     )
 
     public init() {}

@@ -110,9 +110,11 @@ extension DrydockClient {
     // MARK: workers (worker and build tokens)
 
     /// Waits up to `waitSeconds` for a job; nil when none came.
-    public func claimJob(name: String, platforms: [Platform], waitSeconds: Int) async throws -> Components.Schemas.JobAssignment? {
+    public func claimJob(name: String, platforms: [Platform], emulated: [Platform] = [], waitSeconds: Int) async throws -> Components.Schemas.JobAssignment? {
         try await call {
-            switch try await $0.claimJob(body: .json(.init(name: name, platforms: platforms.map(\.description), waitSeconds: waitSeconds))) {
+            switch try await $0.claimJob(body: .json(.init(
+                name: name, platforms: platforms.map(\.description), emulatedPlatforms: emulated.isEmpty ? nil : emulated.map(\.description),
+                waitSeconds: waitSeconds))) {
             case .ok(let ok): return try ok.body.json
             case .noContent: return nil
             case .undocumented(let status, _): throw DrydockClientError.other("unexpected answer \(status) to a job claim")
@@ -166,5 +168,12 @@ enum FileBody {
         let reader = Reader(try FileHandle(forReadingFrom: file), progress: progress)
         let stream = AsyncThrowingStream<ArraySlice<UInt8>, any Error>(unfolding: { try reader.next() })
         return HTTPBody(stream, length: .known(size), iterationBehavior: .single)
+    }
+}
+
+extension DrydockClient {
+    /// The builders serving the caller's organization (owners and admins).
+    public func builders() async throws -> [Components.Schemas.Builder] {
+        try await call { try await $0.listBuilders().ok.body.json.items }
     }
 }

@@ -150,10 +150,11 @@ public struct DrydockClient: Sendable {
         try await call { try await $0.getProject(path: .init(projectId: id)).ok.body.json }
     }
 
-    public func updateProject(_ id: String, name: String? = nil, keepGigabytes: Int? = nil, keepDays: Int? = nil) async throws -> Components.Schemas.Project {
+    public func updateProject(_ id: String, name: String? = nil, keepGigabytes: Int? = nil, keepDays: Int? = nil,
+                              builds: Components.Schemas.BuildSettingsUpdate? = nil) async throws -> Components.Schemas.Project {
         let policy = (keepGigabytes == nil && keepDays == nil) ? nil : Components.Schemas.CachePolicyUpdate(keepGigabytes: keepGigabytes, keepDays: keepDays)
         return try await call {
-            try await $0.updateProject(path: .init(projectId: id), body: .json(.init(name: name, cachePolicy: policy))).ok.body.json
+            try await $0.updateProject(path: .init(projectId: id), body: .json(.init(name: name, cachePolicy: policy, builds: builds))).ok.body.json
         }
     }
 

@@ -27,6 +27,12 @@ public struct OCIPlatform: Codable, Equatable, Sendable {
     public var architecture: String?
     public var variant: String?
 
+    public init(os: String?, architecture: String?, variant: String? = nil) {
+        self.os = os
+        self.architecture = architecture
+        self.variant = variant
+    }
+
     /// `os/architecture[/variant]`, when both of the first two are known.
     public var name: String? {
         guard let os, let architecture else { return nil }

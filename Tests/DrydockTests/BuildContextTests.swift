@@ -110,8 +110,10 @@ struct BuildContextTests {
             #expect(elsewhere.problem?.detail?.contains("upload it first") == true)
 
             for (body, field) in [
-                (#"{"contextDigest":"sha256:\#(hex)","platforms":["linux/amd64","linux/arm64"]}"#, "platforms"),
+                (#"{"contextDigest":"sha256:\#(hex)","platforms":["linux/amd64","amd64"]}"#, "platforms[1]"),
                 (#"{"contextDigest":"sha256:\#(hex)","platforms":["windows/amd64"]}"#, "platforms[0]"),
+                (#"{"contextDigest":"sha256:\#(hex)","platforms":["linux/s390x"]}"#, "platforms[0]"),
+                (#"{"contextDigest":"sha256:\#(hex)","platforms":["linux/amd64","linux/arm64","linux/arm/v7","linux/arm/v6","linux/386","arm64","x","y","z"]}"#, "platforms"),
                 (#"{"contextDigest":"sha256:\#(hex)","dockerfile":"../Dockerfile"}"#, "dockerfile"),
                 (#"{"contextDigest":"sha256:\#(hex)","tags":["UPPER/Case"]}"#, "tags[0]"),
                 (#"{"contextDigest":"sha256:\#(hex)","buildArgs":{"1bad":"x"}}"#, "buildArgs.1bad"),
@@ -152,7 +154,8 @@ struct BuildContextTests {
     @Test("drydock build refuses docker flags it cannot honour, with the reason")
     func refusedFlags() async throws {
         for (flags, words) in [(["--network", "host"], "--network"), (["--ssh", "default"], "--ssh"),
-                               (["--platform", "linux/amd64,linux/arm64"], "multi-platform"), (["--cache-from", "x"], "--cache-from"),
+                               (["--platform", "linux/s390x"], "linux/amd64, linux/arm64, linux/arm/v7, linux/arm/v6, linux/386"),
+                               (["--platform", "linux/arm64,aarch64"], "lists linux/arm64 twice"), (["--cache-from", "x"], "--cache-from"),
                                (["-o", "type=registry"], "type=registry")] {
             let result = try await runExecutable("drydock", ["build"] + flags + ["."], environment: [:])
             #expect(result.status != 0)

@@ -10,7 +10,7 @@ final class BuilderProcess: Sendable {
     let process: RunningProcess
     let log: URL
 
-    init(server: TestServer, token: String, cache: URL, name: String, concurrency: Int = 1) async throws {
+    init(server: TestServer, token: String, cache: URL, name: String, concurrency: Int = 1, environment extra: [String: String] = [:]) async throws {
         let binary = packageRoot.appendingPathComponent(".build/debug/drydock-builder")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw CLITestError("\(binary.path) is missing: build with 'swift build --build-tests' first")
@@ -22,7 +22,7 @@ final class BuilderProcess: Sendable {
             "DRYDOCK_API_URL": server.baseURL, "DRYDOCK_WORKER_TOKEN": token,
             "DRYDOCK_CACHE_DIR": cache.path, "DRYDOCK_BUILDER_NAME": name,
             "DRYDOCK_BUILDER_CONCURRENCY": "\(concurrency)",
-        ], log: log.path)
+        ].merging(extra) { $1 }, log: log.path)
     }
 
     deinit {

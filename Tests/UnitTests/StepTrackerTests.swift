@@ -107,3 +107,32 @@ struct ShortNameTests {
             """)
     }
 }
+
+@Suite("Unit: stage platforms")
+struct StagePlatformTests {
+    @Test("with a cross-compiling stage, every other stage names the job's platform; stage references and scratch stay")
+    func explicit() {
+        let dockerfile = """
+            FROM --platform=$BUILDPLATFORM golang AS build
+            RUN make
+            FROM build AS test
+            FROM scratch AS empty
+            FROM busybox
+            COPY --from=build /app /app
+            """
+        #expect(StagePlatforms.explicit(dockerfile, target: "linux/arm64") == """
+            FROM --platform=$BUILDPLATFORM golang AS build
+            RUN make
+            FROM build AS test
+            FROM scratch AS empty
+            FROM --platform=linux/arm64 busybox
+            COPY --from=build /app /app
+            """)
+    }
+
+    @Test("a Dockerfile without any --platform is left as written")
+    func untouched() {
+        let dockerfile = "FROM busybox\nRUN true\nFROM alpine\n"
+        #expect(StagePlatforms.explicit(dockerfile, target: "linux/arm64") == dockerfile)
+    }
+}

@@ -22,6 +22,12 @@ public final class Builder: Service, Sendable {
     private let busyRoots = Mutex<Set<String>>([])
     /// The jobs running now, so a hard stop can reach their processes.
     private let running = Mutex<[String: JobRun.Control]>([:])
+    /// The emulated platforms that passed the start-up check.
+    private let emulatedState = Mutex<[Platform]>([])
+    var emulated: [Platform] {
+        get { emulatedState.withLock { $0 } }
+        set { emulatedState.withLock { $0 = newValue } }
+    }
 
     public init(configuration: BuilderConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -34,8 +40,13 @@ public final class Builder: Service, Sendable {
         try FileManager.default.createDirectory(at: configuration.cacheDirectory, withIntermediateDirectories: true)
         await recoverAbandonedJobs()
         guard try await waitForServer() else { return }
+        emulated = Emulation.usable(configuration.emulated, logger: logger)
+        guard !configuration.platforms.isEmpty || !emulated.isEmpty else {
+            throw BuilderError.configuration("no platform to serve: none native (DRYDOCK_BUILDER_PLATFORMS=none) and no emulated one passed its check")
+        }
         logger.info("builder ready", metadata: [
             "server": "\(configuration.apiURL.absoluteString)", "platforms": "\(configuration.platforms.map(\.description).joined(separator: ","))",
+            "emulated": "\(emulated.isEmpty ? "-" : emulated.map(\.description).joined(separator: ","))",
             "cache": "\(configuration.cacheDirectory.path)", "concurrency": "\(configuration.concurrency)",
         ])
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -98,7 +109,8 @@ public final class Builder: Service, Sendable {
                 // answered just as it was abandoned is handed back: the server requeues claims
                 // that are not confirmed by a first heartbeat.)
                 job = try await cancelWhenGracefulShutdown {
-                    try await self.workerClient.claimJob(name: self.configuration.name, platforms: self.configuration.platforms, waitSeconds: 25)
+                    try await self.workerClient.claimJob(name: self.configuration.name, platforms: self.configuration.platforms,
+                                                         emulated: self.emulated, waitSeconds: 25)
                 }
                 failures = 0
                 refusals = 0

@@ -6,6 +6,8 @@ public struct BuilderConfiguration: Sendable {
     public var apiURL: URL
     public var workerToken: String
     public var platforms: [Platform]
+    /// What it may run under emulation (qemu-user-static and binfmt_misc), checked at start.
+    public var emulated: [Platform] = []
     public var cacheDirectory: URL
     public var concurrency: Int
     public var name: String
@@ -33,12 +35,25 @@ public struct BuilderConfiguration: Sendable {
                 "set DRYDOCK_WORKER_TOKEN to a worker token (ddw_…): 'drydock tokens create --kind worker --name NAME' for one organization, or 'drydock-server worker-token --name NAME' for all")
         }
         var platforms: [Platform] = []
-        for raw in (env["DRYDOCK_BUILDER_PLATFORMS"].flatMap { $0.isEmpty ? nil : $0 } ?? Platform.host.description).split(separator: ",") {
-            guard let platform = Platform(raw) else {
+        let native = env["DRYDOCK_BUILDER_PLATFORMS"].flatMap { $0.isEmpty ? nil : $0 } ?? Platform.hostNative.map(\.description).joined(separator: ",")
+        // `none`: a builder that only emulates.
+        for raw in native.split(separator: ",") where raw.trimmingCharacters(in: .whitespaces) != "none" {
+            guard let platform = Platform(raw), platform.isSupported else {
                 throw BuilderError.configuration(
-                    "DRYDOCK_BUILDER_PLATFORMS: '\(raw.trimmingCharacters(in: .whitespaces))' is not a platform; use e.g. linux/amd64,linux/arm64")
+                    "DRYDOCK_BUILDER_PLATFORMS: '\(raw.trimmingCharacters(in: .whitespaces))' is not a supported platform; use \(Platform.supportedList)")
             }
             if !platforms.contains(platform) { platforms.append(platform) }
+        }
+        var emulated: [Platform] = []
+        for raw in (env["DRYDOCK_BUILDER_EMULATE"] ?? "").split(separator: ",") {
+            guard let platform = Platform(raw), platform.isSupported else {
+                throw BuilderError.configuration(
+                    "DRYDOCK_BUILDER_EMULATE: '\(raw.trimmingCharacters(in: .whitespaces))' is not a supported platform; use \(Platform.supportedList)")
+            }
+            if !platforms.contains(platform), !emulated.contains(platform) { emulated.append(platform) }
+        }
+        guard !platforms.isEmpty || !emulated.isEmpty else {
+            throw BuilderError.configuration("DRYDOCK_BUILDER_PLATFORMS=none needs DRYDOCK_BUILDER_EMULATE: a builder serves at least one platform")
         }
         let concurrency = Int(env["DRYDOCK_BUILDER_CONCURRENCY"] ?? "") ?? 1
         guard (1...64).contains(concurrency) else { throw BuilderError.configuration("DRYDOCK_BUILDER_CONCURRENCY must be 1 to 64") }
@@ -47,8 +62,10 @@ public struct BuilderConfiguration: Sendable {
         var hostname = [CChar](repeating: 0, count: 256)
         gethostname(&hostname, 255)
         let name = env["DRYDOCK_BUILDER_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? String(cString: hostname)
-        return BuilderConfiguration(apiURL: url, workerToken: token, platforms: platforms,
-                                    cacheDirectory: URL(fileURLWithPath: cache, isDirectory: true), concurrency: concurrency, name: name)
+        var configuration = BuilderConfiguration(apiURL: url, workerToken: token, platforms: platforms,
+                                                 cacheDirectory: URL(fileURLWithPath: cache, isDirectory: true), concurrency: concurrency, name: name)
+        configuration.emulated = emulated
+        return configuration
     }
 }
 

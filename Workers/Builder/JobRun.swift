@@ -76,8 +76,10 @@ struct JobRun: Sendable {
             let environment = try prepareEnvironment(work)
             // Short image names mean Docker Hub, as with docker, never a same-named image in the cache.
             var buildfile = dockerfile
+            let pull = pullValue
             if let text = try? String(contentsOf: dockerfile, encoding: .utf8) {
-                let qualified = ShortNames.qualify(text)
+                // And with a stage of another platform, this job's platform on every other stage.
+                let qualified = StagePlatforms.explicit(ShortNames.qualify(text), target: job.platform)
                 if qualified != text {
                     buildfile = work.appendingPathComponent("Dockerfile.qualified")
                     try qualified.write(to: buildfile, atomically: true, encoding: .utf8)
@@ -85,10 +87,24 @@ struct JobRun: Sendable {
             }
             var arguments = storageArguments + ["build", "--layers", "--force-rm", "--isolation", "chroot",
                                                 "-f", buildfile.path, "--platform", job.platform,
-                                                "--pull=\(pullValue)", "--authfile", work.appendingPathComponent("auth.json").path,
+                                                "--pull=\(pull)", "--authfile", work.appendingPathComponent("auth.json").path,
                                                 "-t", localImage, "--iidfile", work.appendingPathComponent("iid").path]
             if let target = job.target { arguments += ["--target", target] }
             if job.noCache { arguments.append("--no-cache") }
+            // The platform arguments as buildx sets them: TARGET* from --platform (buildah does
+            // that), BUILD* this builder's own, so `FROM --platform=$BUILDPLATFORM` runs natively.
+            let native = Platform.host
+            var automatic = ["BUILDPLATFORM": native.description, "BUILDOS": native.os, "BUILDARCH": native.architecture]
+            if let variant = native.variant { automatic["BUILDVARIANT"] = variant }
+            if let target = Platform(job.platform) {
+                automatic["TARGETPLATFORM"] = target.description
+                automatic["TARGETOS"] = target.os
+                automatic["TARGETARCH"] = target.architecture
+                if let variant = target.variant { automatic["TARGETVARIANT"] = variant }
+            }
+            for (key, value) in automatic.sorted(by: { $0.key < $1.key }) where job.buildArgs.additionalProperties[key] == nil {
+                arguments += ["--build-arg", "\(key)=\(value)"]
+            }
             for (key, value) in job.buildArgs.additionalProperties.sorted(by: { $0.key < $1.key }) { arguments += ["--build-arg", "\(key)=\(value)"] }
             for (key, value) in job.labels.additionalProperties.sorted(by: { $0.key < $1.key }) { arguments += ["--label", "\(key)=\(value)"] }
             for secret in job.secrets {
@@ -128,7 +144,8 @@ struct JobRun: Sendable {
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             let digest: String
             if let imageId, let last = LastPush.load(root), last.imageId == imageId,
-               (try? await registry.tag(repository: "\(job.projectId)/build", digest: last.digest, as: job.buildId)) == true {
+               (try? await registry.tag(repository: "\(job.projectId)/build", digest: last.digest,
+                                        as: String(job.image.split(separator: ":").last ?? Substring(job.buildId)))) == true {
                 // The same image as the last build of this cache: already in the registry, so tag it there.
                 await reporter.log("#drydock unchanged image \(imageId.prefix(19)): tagged \(destination) without pushing")
                 digest = last.digest

@@ -15,7 +15,10 @@ struct DrydockBuilderCommand: AsyncParsableCommand {
               DRYDOCK_API_URL              the server, e.g. http://127.0.0.1:8080
               DRYDOCK_WORKER_TOKEN         a worker token (ddw_…): 'drydock tokens create --kind worker --name NAME'
                                            serves one organization; 'drydock-server worker-token --name NAME' all
-              DRYDOCK_BUILDER_PLATFORMS    platforms served, comma-separated (default: this machine's, e.g. linux/amd64)
+              DRYDOCK_BUILDER_PLATFORMS    platforms run natively, comma-separated (default: this machine's, with
+                                           linux/386 on amd64); 'none' for a builder that only emulates
+              DRYDOCK_BUILDER_EMULATE      platforms it may run emulated with qemu-user-static and binfmt_misc,
+                                           e.g. linux/arm64,linux/arm/v7 (checked at start; root registers handlers)
               DRYDOCK_CACHE_DIR            where each project's layer cache lives (default /var/lib/drydock-builder as root)
               DRYDOCK_BUILDER_CONCURRENCY  jobs at once (default 1)
               DRYDOCK_BUILDER_NAME         shown in builds (default: the host name)

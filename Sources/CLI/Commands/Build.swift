@@ -39,8 +39,23 @@ struct Build: AsyncParsableCommand {
     @Option(help: "The build stage to build.")
     var target: String?
 
-    @Option(help: "Target platform, e.g. linux/amd64 (one per build for now).")
+    @Option(help: ArgumentHelp("Target platforms, comma-separated or repeated: linux/amd64, linux/arm64, linux/arm/v7, linux/arm/v6, linux/386.",
+                               discussion: "Several make one image index, one job per platform on builders of that platform (emulated only as the server allows)."))
     var platform: [String] = []
+
+    /// The platforms asked for, normalised as docker does (arm64 = linux/arm64/v8, armhf = linux/arm/v7).
+    func platforms() throws -> [Platform] {
+        var out: [Platform] = []
+        for raw in platform.flatMap({ $0.split(separator: ",") }) {
+            guard let parsed = Platform(raw), parsed.isSupported else {
+                throw ValidationError("--platform \(raw) is not supported; use \(Platform.supportedList)")
+            }
+            guard !out.contains(parsed) else { throw ValidationError("--platform lists \(parsed) twice") }
+            out.append(parsed)
+        }
+        guard out.count <= 8 else { throw ValidationError("--platform: at most 8 platforms per build") }
+        return out
+    }
 
     @Flag(name: .customLong("no-cache"), help: "Do not use the cache for this build.")
     var noCache = false
@@ -169,9 +184,7 @@ struct Build: AsyncParsableCommand {
             throw ValidationError("drydock build does not support \(flag): \(why)")
         }
         if progress == .rawjson { throw ValidationError("drydock build does not support --progress rawjson; use auto, plain, tty or quiet") }
-        if platform.flatMap({ $0.split(separator: ",") }).count > 1 {
-            throw ValidationError("multi-platform builds are not supported yet; run one build per --platform")
-        }
+        _ = try platforms()
         for output in outputs { _ = try OutputSpec(output) }
         _ = try destinations()
     }
@@ -184,7 +197,7 @@ struct Build: AsyncParsableCommand {
         let projectReference = try (try? projectOption.resolved()) ?? projectOption.resolved(from: contextURL)
         let projectId = try await client.projectId(for: projectReference)
         let dockerfile = file.map { URL(fileURLWithPath: $0).standardizedFileURL } ?? contextURL.appendingPathComponent("Dockerfile")
-        let ui = ProgressUI(mode: quiet ? .quiet : progress)
+        let ui = ProgressUI(mode: quiet ? .quiet : progress, platforms: try platforms().count)
 
         // 1. Pack and send the context, unless the server already has it.
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-context-\(UUID().uuidString).tar")
@@ -278,22 +291,39 @@ struct Build: AsyncParsableCommand {
         // skopeo takes a tag or a digest, not both.
         let byDigest = "\(registryHost)/\(final.image.split(separator: ":").first.map(String.init) ?? final.image)@\(digest)"
         let localName = destinations.tags.first.map { Self.localName($0) } ?? "drydock/build:\(final.id)"
+        let multiPlatform = final.jobs.count > 1
         for output in outputs {
             let spec = try OutputSpec(output)
             guard !spec.isImage else { continue }
-            ui.info("exporting \(spec.type) to \(spec.dest)")
+            ui.info("exporting \(spec.type) to \(spec.dest)\(multiPlatform ? " (every platform)" : "")")
             try await ImageExport.export(image: byDigest, to: spec, name: localName, registryHost: registryHost,
-                                         insecure: client.baseURL.scheme == "http", token: token)
+                                         insecure: client.baseURL.scheme == "http", token: token, allPlatforms: multiPlatform)
         }
         if load {
-            let destination = try await ImageExport.load(image: byDigest, name: localName, registryHost: registryHost,
+            // One platform goes into a local store: this machine's, or the one asked.
+            var loaded = byDigest
+            if multiPlatform {
+                let pick = final.jobs.first { $0.platform == Platform.host.description } ?? final.jobs.first
+                guard let pick, let platformDigest = pick.digest else { throw CLIError("--load: the build has no image for \(Platform.host)") }
+                loaded = "\(registryHost)/\(final.image.split(separator: ":").first.map(String.init) ?? final.image)@\(platformDigest)"
+                ui.info("loading the \(pick.platform) image")
+            }
+            let destination = try await ImageExport.load(image: loaded, name: localName, registryHost: registryHost,
                                                          insecure: client.baseURL.scheme == "http", token: token)
             ui.info("loaded into \(destination) as \(localName)")
         }
         if quiet {
             print(digest)
         } else {
-            ui.info("image \(image)@\(digest)")
+            if multiPlatform {
+                for job in final.jobs {
+                    let how = job.emulated == true ? "emulated" : "native"
+                    ui.info("  \(job.platform): \(job.digest ?? "-") (built by \(job.workerName ?? "?"), \(how))")
+                }
+                ui.info("index \(image)@\(digest)")
+            } else {
+                ui.info("image \(image)@\(digest)")
+            }
             for (reference, _) in landed {
                 ui.info(reference.hasPrefix("\(registryHost)/\(projectId)/") ? "tagged \(reference) in the project registry" : "pushed \(reference)")
             }
@@ -325,7 +355,7 @@ struct Build: AsyncParsableCommand {
         return .init(
             contextDigest: contextDigest, dockerfile: dockerfilePath,
             buildArgs: args.isEmpty ? nil : .init(additionalProperties: args), target: target,
-            platforms: platform.isEmpty ? nil : platform.flatMap { $0.split(separator: ",").map(String.init) },
+            platforms: platform.isEmpty ? nil : try platforms().map(\.description),
             tags: destinations.tags.isEmpty ? nil : destinations.tags, labels: labelMap.isEmpty ? nil : .init(additionalProperties: labelMap),
             noCache: noCache, pull: pull ? .always : .missing, push: destinations.push,
             insecureRegistries: destinations.insecure.isEmpty ? nil : destinations.insecure,

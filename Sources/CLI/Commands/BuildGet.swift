@@ -23,7 +23,10 @@ struct BuildGet: AsyncParsableCommand {
                 ("Created", Output.date(build.createdAt)), ("Duration", build.duration),
             ]
             if let error = build.error { pairs.append(("Error", error)) }
-            for job in build.jobs { pairs.append(("Job \(job.platform)", "\(job.status.rawValue) on \(job.workerName ?? "-")")) }
+            for job in build.jobs {
+                let how = job.workerName == nil ? "" : (job.emulated == true ? " (emulated)" : " (native)")
+                pairs.append(("Job \(job.platform)", "\(job.status.rawValue) on \(job.workerName ?? "-")\(how)\(job.digest.map { ", \($0)" } ?? "")"))
+            }
             try output.details(build, pairs)
             if output.format == .table, !build.steps.isEmpty {
                 print("")

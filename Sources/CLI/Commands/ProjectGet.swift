@@ -20,6 +20,12 @@ struct ProjectGet: AsyncParsableCommand {
         [
             ("ID", project.id), ("Name", project.name), ("Organization", project.organizationId),
             ("Cache", "\(project.cachePolicy.keepGigabytes) GB per platform, \(project.cachePolicy.keepDays) days"),
+            ("Emulation", project.builds.map { settings in
+                settings.emulation == .fallback
+                    ? "fallback (after \(settings.emulationFallbackSeconds.map { "\($0)s" } ?? "the server's delay") without a native builder)"
+                    : settings.emulation.rawValue
+            } ?? "fallback"),
+            ("Queue timeout", project.builds?.queueTimeoutSeconds.map { "\($0)s" } ?? "the server's (DRYDOCK_QUEUE_TIMEOUT_SECONDS)"),
             ("Created", Output.date(project.createdAt)), ("Updated", Output.date(project.updatedAt)),
         ]
     }

@@ -2,7 +2,14 @@ import ArgumentParser
 import DrydockClient
 
 struct ProjectUpdate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "update", abstract: "Rename a project or change its cache policy.")
+    static let configuration = CommandConfiguration(
+        commandName: "update", abstract: "Rename a project, or change its cache policy or how its builds are placed.",
+        discussion: """
+            --emulation native-only: only builders of a job's platform take it. fallback (the default):
+            a builder that emulates the platform (qemu) takes it when no native one has within
+            --emulation-fallback. allowed: either kind at once. --queue-timeout: how long a job waits
+            for a builder that serves it before the build fails (default: the server's, 10m).
+            """)
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: FormatOption
@@ -19,15 +26,47 @@ struct ProjectUpdate: AsyncParsableCommand {
     @Option(name: .customLong("keep-days"), help: "Drop cache entries unused this many days, 1-365.")
     var keepDays: Int?
 
+    @Option(help: "native-only, fallback or allowed: may builders that emulate a platform take its jobs?")
+    var emulation: Components.Schemas.BuildSettingsUpdate.EmulationPayload?
+
+    @Option(name: .customLong("emulation-fallback"), help: "With fallback: how long a job waits for a native builder first, e.g. 30s (0s-1h).")
+    var emulationFallback: String?
+
+    @Option(name: .customLong("queue-timeout"), help: "How long a job waits for a builder before the build fails, e.g. 10m (10s-24h).")
+    var queueTimeout: String?
+
     func validate() throws {
-        if name == nil, keepGigabytes == nil, keepDays == nil {
-            throw ValidationError("nothing to change: pass --name, --keep-gb or --keep-days")
+        if name == nil, keepGigabytes == nil, keepDays == nil, emulation == nil, emulationFallback == nil, queueTimeout == nil {
+            throw ValidationError("nothing to change: pass --name, --keep-gb, --keep-days, --emulation, --emulation-fallback or --queue-timeout")
         }
     }
 
     func run() async throws {
         let client = try connection.client()
-        let project = try await client.updateProject(try await client.projectId(for: id), name: name, keepGigabytes: keepGigabytes, keepDays: keepDays)
+        var builds: Components.Schemas.BuildSettingsUpdate?
+        if emulation != nil || emulationFallback != nil || queueTimeout != nil {
+            let fallback = try emulationFallback.map { try Self.seconds($0, flag: "--emulation-fallback", range: 0...3600) }
+            let timeout = try queueTimeout.map { try Self.seconds($0, flag: "--queue-timeout", range: 10...86_400) }
+            builds = .init(emulation: emulation, emulationFallbackSeconds: fallback, queueTimeoutSeconds: timeout)
+        }
+        let project = try await client.updateProject(try await client.projectId(for: id), name: name, keepGigabytes: keepGigabytes,
+                                                     keepDays: keepDays, builds: builds)
         try output.details(project, ProjectGet.fields(project))
     }
+
+    /// `90s`, `10m`, `1h` (or plain seconds) within `range`.
+    static func seconds(_ text: String, flag: String, range: ClosedRange<Int>) throws -> Int {
+        let value: Int
+        if let plain = Int(text) {
+            value = plain
+        } else {
+            do { value = try TokenCreate.parseDuration(text) } catch { throw CLIError("\(flag) takes a duration like 30s, 10m or 1h (got '\(text)')") }
+        }
+        guard range.contains(value) else {
+            throw CLIError("\(flag) \(text) is out of range: \(range.lowerBound)s to \(range.upperBound)s")
+        }
+        return value
+    }
 }
+
+extension Components.Schemas.BuildSettingsUpdate.EmulationPayload: ExpressibleByArgument {}

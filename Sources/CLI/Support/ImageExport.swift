@@ -84,14 +84,16 @@ enum ImageExport {
         try await Helper.run(skopeo, args + arguments)
     }
 
-    static func export(image: String, to spec: OutputSpec, name: String, registryHost: String, insecure: Bool, token: String) async throws {
+    static func export(image: String, to spec: OutputSpec, name: String, registryHost: String, insecure: Bool, token: String,
+                       allPlatforms: Bool = false) async throws {
         let dest = URL(fileURLWithPath: spec.dest).standardizedFileURL.path
         switch spec.type {
         case .image, .registry:
             return  // tags and pushes: the builder does those
         case .oci:
             try? FileManager.default.removeItem(atPath: dest)
-            try await skopeo(["docker://\(image)", "oci-archive:\(dest):\(name)"], registryHost: registryHost, insecure: insecure, token: token)
+            try await skopeo((allPlatforms ? ["--all"] : []) + ["docker://\(image)", "oci-archive:\(dest):\(name)"],
+                             registryHost: registryHost, insecure: insecure, token: token)
         case .docker:
             try? FileManager.default.removeItem(atPath: dest)
             try await skopeo(["docker://\(image)", "docker-archive:\(dest):\(name)"], registryHost: registryHost, insecure: insecure, token: token)

@@ -4,9 +4,13 @@ import Synchronization
 
 extension Components.Schemas.BuildStep {
     /// `[2/4]` in a single-stage build, `[deps 2/4]` in a multi-stage one, as buildx numbers steps.
-    var label: String {
+    var label: String { label(withPlatform: false) }
+
+    /// `[linux/arm64 deps 2/4]` when a build has several platforms, as buildx prefixes them.
+    func label(withPlatform: Bool) -> String {
         let counter = "\(stageStep ?? number)\(total.map { "/\($0)" } ?? "")"
-        return stage.map { "[\($0) \(counter)]" } ?? "[\(counter)]"
+        let inner = stage.map { "\($0) \(counter)" } ?? counter
+        return withPlatform ? "[\(platform) \(inner)]" : "[\(inner)]"
     }
 
     var key: String { "\(platform)#\(number)" }
@@ -27,7 +31,8 @@ final class ProgressUI: Sendable {
         var runningSince: [String: ContinuousClock.Instant] = [:]
         var drawnLines = 0
         var lastDraw = ContinuousClock.now - .seconds(1)
-        var currentStep: String?
+        /// The running step of each platform (log lines carry their platform).
+        var currentStep: [String: String] = [:]
         var started = ContinuousClock.now
         var finished: String?
         /// Transient progress shows only once an operation has taken a moment.
@@ -37,10 +42,13 @@ final class ProgressUI: Sendable {
 
     static let tailLines = 12
     let mode: Mode
+    /// Steps carry their platform in their label when the build has several.
+    let multiPlatform: Bool
     private let state = Mutex(State())
     private let ticker = Mutex<Task<Void, Never>?>(nil)
 
-    init(mode: Build.ProgressMode) {
+    init(mode: Build.ProgressMode, platforms: Int = 1) {
+        multiPlatform = platforms > 1
         switch mode {
         case .tty: self.mode = .tty
         case .plain: self.mode = .plain
@@ -122,36 +130,43 @@ final class ProgressUI: Sendable {
                     s.steps.append(step)
                 }
                 if step.status == .running {
-                    s.currentStep = step.key
+                    s.currentStep[step.platform] = step.key
                     s.runningSince[step.key] = .now
-                } else if s.currentStep == step.key {
-                    s.currentStep = nil
+                } else if s.currentStep[step.platform] == step.key {
+                    s.currentStep[step.platform] = nil
                 }
                 if mode == .plain {
+                    let n = Self.number(step.key, in: s)
                     switch step.status {
-                    case .running: write("#\(step.number) \(step.label) \(step.instruction)\n")
-                    case .done: write(step.cached ? "#\(step.number) CACHED\n" : "#\(step.number) DONE \(Self.ms(step.durationMs))\n")
-                    case .failed: write("#\(step.number) ERROR after \(Self.ms(step.durationMs))\n")
-                    case .canceled: write("#\(step.number) CANCELED after \(Self.ms(step.durationMs))\n")
+                    case .running: write("#\(n) \(step.label(withPlatform: multiPlatform)) \(step.instruction)\n")
+                    case .done: write(step.cached ? "#\(n) CACHED\n" : "#\(n) DONE \(Self.ms(step.durationMs))\n")
+                    case .failed: write("#\(n) ERROR after \(Self.ms(step.durationMs))\n")
+                    case .canceled: write("#\(n) CANCELED after \(Self.ms(step.durationMs))\n")
                     }
                 }
             case .log:
                 guard let line = entry.line else { return }
-                if let key = s.currentStep, !line.hasPrefix("#drydock") {
+                let key = s.currentStep[entry.platform ?? ""] ?? (s.currentStep.count == 1 ? s.currentStep.values.first : nil)
+                if let key, !line.hasPrefix("#drydock") {
                     var tail = s.tails[key, default: []]
                     tail.append(line)
                     if tail.count > Self.tailLines { tail.removeFirst(tail.count - Self.tailLines) }
                     s.tails[key] = tail
                 }
                 if mode == .plain {
-                    let number = s.currentStep.flatMap { key in s.steps.first { $0.key == key }?.number }
-                    write(number != nil && !line.hasPrefix("#drydock") ? "#\(number!) \(line)\n" : "\(line)\n")
+                    let prefix = multiPlatform && line.hasPrefix("#drydock") ? "[\(entry.platform ?? "")] " : ""
+                    write(key != nil && !line.hasPrefix("#drydock") ? "#\(Self.number(key!, in: s)) \(line)\n" : "\(prefix)\(line)\n")
                 }
             case .status:
                 if mode == .plain, let line = entry.line { write("\(line)\n") }
             }
             if mode == .tty { draw(&s, force: entry.kind == .step) }
         }
+    }
+
+    /// A step's number in the display: its place among every platform's steps, as buildx numbers them.
+    static func number(_ key: String, in s: State) -> Int {
+        (s.steps.firstIndex { $0.key == key } ?? s.steps.count) + 1
     }
 
     static func ms(_ value: Int64?) -> String {
@@ -187,7 +202,7 @@ final class ProgressUI: Sendable {
             case .canceled: marker = " CANCELED"
             }
             let prefix = step.status == .done ? " => " : "=> "
-            lines.append(String((prefix + "\(step.label) \(step.instruction)").prefix(width - 12)) + marker)
+            lines.append(String((prefix + "\(step.label(withPlatform: multiPlatform)) \(step.instruction)").prefix(width - 12)) + marker)
             if step.status == .running, s.finished == nil {
                 for line in (s.tails[step.key] ?? []).suffix(6) { lines.append("    " + String(line.prefix(width - 4))) }
             }
@@ -213,8 +228,9 @@ final class ProgressUI: Sendable {
                 s.drawnLines = 0
             }
             for step in s.steps where step.status == .failed {
-                var report = ["------", " > \(step.label) \(step.instruction):"]
-                report += (s.tails[step.key] ?? []).map { "#\(step.number) \($0)" }
+                let n = Self.number(step.key, in: s)
+                var report = ["------", " > \(step.label(withPlatform: multiPlatform)) \(step.instruction):"]
+                report += (s.tails[step.key] ?? []).map { "#\(n) \($0)" }
                 report.append("------")
                 write(report.joined(separator: "\n") + "\n")
             }

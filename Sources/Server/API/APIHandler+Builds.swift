@@ -110,6 +110,16 @@ extension APIHandler {
 // MARK: workers and jobs
 
 extension APIHandler {
+    func listBuilders(_ input: Operations.ListBuilders.Input) async throws -> Operations.ListBuilders.Output {
+        let caller = try Caller.require()
+        let builders = try await jobs.builders(organizationId: caller.organizationId)
+        return .ok(.init(body: .json(.init(items: builders.map { builder in
+            .init(name: builder.name, platforms: builder.platforms, emulatedPlatforms: builder.emulated, online: builder.online,
+                  lastSeenAt: builder.lastSeenAt, serverWide: builder.serverWide,
+                  running: builder.running.map { .init(jobId: $0.jobId, buildId: $0.buildId, projectId: $0.projectId, platform: $0.platform, emulated: $0.emulated) })
+        }))))
+    }
+
     func claimJob(_ input: Operations.ClaimJob.Input) async throws -> Operations.ClaimJob.Output {
         let caller = try Caller.require()
         guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
@@ -121,20 +131,30 @@ extension APIHandler {
             }
             platforms.append(platform)
         }
-        guard !platforms.isEmpty else { throw APIError.invalidField("platforms", "name at least one platform") }
-        try await jobs.recordWorker(tokenId: caller.tokenId, name: name, platforms: platforms)
+        var emulated: [Platform] = []
+        for (i, raw) in (body.emulatedPlatforms ?? []).enumerated() {
+            guard let platform = Platform(raw) else {
+                throw APIError.invalidField("emulatedPlatforms[\(i)]", "'\(raw)' is not a platform like linux/arm64 or linux/arm/v7")
+            }
+            emulated.append(platform)
+        }
+        guard !platforms.isEmpty || !emulated.isEmpty else { throw APIError.invalidField("platforms", "name at least one platform, native or emulated") }
+        try await jobs.recordWorker(tokenId: caller.tokenId, name: name, platforms: platforms, emulated: emulated)
         let wait = try Validation.range(body.waitSeconds, 0...60, field: "waitSeconds") ?? 25
         let deadline = ContinuousClock.now + .seconds(wait)
         let organization = caller.isServerWide ? nil : caller.organizationId
         while true {
             let ticket = signals.ticket("jobs")
-            if let claimed = try await jobs.claim(organizationId: organization, platforms: platforms, workerName: name, workerTokenId: caller.tokenId) {
+            if let claimed = try await jobs.claim(organizationId: organization, platforms: platforms, emulated: emulated, workerName: name,
+                                                  workerTokenId: caller.tokenId) {
                 return .ok(.init(body: .json(.init(claimed, leaseSeconds: jobs.leaseSeconds))))
             }
             let now = ContinuousClock.now
             guard now < deadline else { return .noContent(.init()) }
-            // A server shutting down answers at once instead of holding its shutdown back.
-            let wait = deadline - now
+            // A server shutting down answers at once instead of holding its shutdown back. An
+            // emulating worker looks again every 2 s: a job becomes its own after a delay, not
+            // on a notification.
+            let wait = emulated.isEmpty ? deadline - now : min(deadline - now, .seconds(2))
             try? await cancelWhenGracefulShutdown { await self.signals.wait(ticket, timeout: wait) }
             if Task.isShuttingDownGracefully { return .noContent(.init()) }
             if Task.isCancelled || signals.isClosed { return .noContent(.init()) }
@@ -192,9 +212,13 @@ extension APIHandler {
         let status = BuildStatus(rawValue: body.status.rawValue) ?? .failed
         if let digest = body.digest, Digest(digest) == nil { throw APIError.invalidField("digest", "must be sha256:<64 hex>") }
         if status == .succeeded, body.digest == nil { throw APIError.invalidField("digest", "is required when the job succeeded") }
-        guard try await jobs.finish(jobId: input.path.jobId, buildTokenId: caller.tokenId, status: status, digest: body.digest,
-                                      error: body.error, cacheBytes: body.cacheBytes)
-        else { throw APIError.notFound("job", input.path.jobId) }
+        switch try await jobs.finish(jobId: input.path.jobId, buildTokenId: caller.tokenId, status: status, digest: body.digest,
+                                     error: body.error, cacheBytes: body.cacheBytes) {
+        case .unknown:
+            throw APIError.notFound("job", input.path.jobId)
+        case .recorded(let buildId, let needsIndex):
+            if needsIndex { await indexes.assemble(buildId: buildId) }
+        }
         authenticator.invalidate()  // the job's build token was revoked with it
         return .noContent(.init())
     }

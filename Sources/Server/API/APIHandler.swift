@@ -22,6 +22,8 @@ struct APIHandler: APIProtocol {
     /// project, a finished job's build token) drops them right where it happens.
     let authenticator: TokenAuthenticator
 
+    var indexes: IndexAssembler { IndexAssembler(builds: builds, registry: registry, logger: builds.logger) }
+
     // MARK: identity
 
     func getCurrentCaller(_ input: Operations.GetCurrentCaller.Input) async throws -> Operations.GetCurrentCaller.Output {
@@ -169,7 +171,10 @@ struct APIHandler: APIProtocol {
         let changes = ProjectChanges(
             name: try body.name.map { try Validation.name($0) },
             keepGigabytes: try Validation.range(body.cachePolicy?.keepGigabytes, 1...500, field: "cachePolicy.keepGigabytes"),
-            keepDays: try Validation.range(body.cachePolicy?.keepDays, 1...365, field: "cachePolicy.keepDays"))
+            keepDays: try Validation.range(body.cachePolicy?.keepDays, 1...365, field: "cachePolicy.keepDays"),
+            emulation: body.builds?.emulation?.rawValue,
+            emulationFallbackSeconds: try Validation.range(body.builds?.emulationFallbackSeconds, 0...3600, field: "builds.emulationFallbackSeconds"),
+            queueTimeoutSeconds: try Validation.range(body.builds?.queueTimeoutSeconds, 10...86_400, field: "builds.queueTimeoutSeconds"))
         guard let updated = try await projects.update(id: project.id, changes) else {
             throw APIError.notFound("project", project.id)
         }

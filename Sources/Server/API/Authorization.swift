@@ -83,6 +83,7 @@ public enum Authorization {
         "getUsageCaps": .organizationRead,
         "setUsageCaps": .organizationAdmin,
         "clearUsageCaps": .organizationAdmin,
+        "listBuilders": .organizationAdmin,
         "claimJob": .workerClaim,
         "heartbeatJob": .jobReport,
         "getJobContext": .jobReport,

@@ -13,15 +13,16 @@ enum BuildRequest {
         }
         var platforms: [Platform] = []
         for (i, raw) in (body.platforms ?? []).enumerated() {
-            guard let platform = Platform(raw) else {
-                throw DomainError.invalidField("platforms[\(i)]", "'\(raw)' is not a platform like linux/amd64 or linux/arm64")
+            guard let platform = Platform(raw), platform.isSupported else {
+                throw DomainError.invalidField("platforms[\(i)]", "'\(raw)' is not a supported platform; use \(Platform.supportedList)")
             }
-            if !platforms.contains(platform) { platforms.append(platform) }
+            guard !platforms.contains(platform) else {
+                throw DomainError.invalidField("platforms[\(i)]", "'\(raw)' is \(platform), which is already in the list")
+            }
+            platforms.append(platform)
         }
         if platforms.isEmpty { platforms = [Platform.host] }
-        guard platforms.count == 1 else {
-            throw DomainError.invalidField("platforms", "multi-platform builds are not supported yet; start one build per platform")
-        }
+        guard platforms.count <= 8 else { throw DomainError.invalidField("platforms", "at most 8 platforms per build") }
         var pushTags: [String] = []
         for (i, tag) in (body.tags ?? []).enumerated() {
             pushTags.append(try resolve(tag: tag, projectId: projectId, field: "tags[\(i)]"))
@@ -33,6 +34,10 @@ enum BuildRequest {
         let labels = body.labels?.additionalProperties ?? [:]
         for key in labels.keys where key.isEmpty || key.count > 256 {
             throw DomainError.invalidField("labels", "label keys must be 1 to 256 characters")
+        }
+        if platforms.count > 1, body.push == true,
+           let (i, outside) = (body.tags ?? []).enumerated().first(where: { ImageReference.registryHost(of: $0.element) != nil }) {
+            throw DomainError.invalidField("tags[\(i)]", "pushing a multi-platform image to another registry (\(outside)) is not supported yet; push it to the project registry and copy it with 'skopeo copy --all'")
         }
         var insecure: [String] = []
         for (i, host) in (body.insecureRegistries ?? []).enumerated() {

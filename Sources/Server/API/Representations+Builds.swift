@@ -14,7 +14,7 @@ extension Components.Schemas.Build {
             startedAt: r.startedAt, finishedAt: r.finishedAt,
             jobs: r.jobs.map {
                 .init(id: $0.id, platform: $0.platform, status: .init(rawValue: $0.status.rawValue) ?? .failed, workerName: $0.workerName,
-                      startedAt: $0.startedAt, finishedAt: $0.finishedAt, digest: $0.digest, error: $0.error)
+                      emulated: $0.emulated, startedAt: $0.startedAt, finishedAt: $0.finishedAt, digest: $0.digest, error: $0.error)
             },
             steps: r.steps.map(Components.Schemas.BuildStep.init))
     }
@@ -24,11 +24,12 @@ extension Components.Schemas.JobAssignment {
     init(_ c: ClaimedJob, leaseSeconds: Int) {
         self.init(
             jobId: c.job.id, buildId: c.build.id, projectId: c.build.projectId, organizationId: c.build.organizationId,
-            platform: c.job.platform, buildToken: c.buildToken, leaseSeconds: leaseSeconds, image: "\(c.build.projectId)/build:\(c.build.id)",
+            platform: c.job.platform, buildToken: c.buildToken, leaseSeconds: leaseSeconds, image: c.build.image(forJobOn: c.job.platform),
             contextDigest: c.build.contextDigest, dockerfile: c.build.spec.dockerfile, target: c.build.spec.target,
             buildArgs: .init(additionalProperties: c.build.spec.buildArgs), labels: .init(additionalProperties: c.build.spec.labels),
             noCache: c.build.spec.noCache, pull: .init(rawValue: c.build.spec.pull) ?? .missing,
-            pushTags: c.build.spec.destinations(projectId: c.build.projectId),
+            // A multi-platform build's tags go to its index, which the server writes.
+            pushTags: c.build.spec.platforms.count > 1 ? [] : c.build.spec.destinations(projectId: c.build.projectId),
             secrets: c.secrets.secrets.map { .init(id: $0.id, value: $0.value) },
             registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) },
             insecureRegistries: c.build.spec.insecureRegistries)

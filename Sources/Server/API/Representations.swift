@@ -44,6 +44,8 @@ extension Components.Schemas.Project {
         self.init(
             id: r.id, organizationId: r.organizationId, name: r.name,
             cachePolicy: .init(keepGigabytes: r.keepGigabytes, keepDays: r.keepDays),
+            builds: .init(emulation: .init(rawValue: r.emulation) ?? .fallback, emulationFallbackSeconds: r.emulationFallbackSeconds,
+                          queueTimeoutSeconds: r.queueTimeoutSeconds),
             createdAt: r.createdAt, updatedAt: r.updatedAt)
     }
 }

@@ -86,7 +86,8 @@ public func buildApplication(
     let usage = UsageStore(client: db, logger: logger)
     let secretBox = try BuildSecretBox(dataDirectory: configuration.dataDirectory)
     let builds = BuildStore(client: db, logger: logger, secretBox: secretBox)
-    let jobs = JobQueue(client: db, logger: logger, secretBox: secretBox, lease: configuration.jobLease)
+    var jobs = JobQueue(client: db, logger: logger, secretBox: secretBox, lease: configuration.jobLease)
+    jobs.emulationFallback = configuration.emulationFallback
     let buildLog = BuildLog(client: db, logger: logger)
     let contexts = ContextStore(dataDirectory: configuration.dataDirectory, limit: configuration.maxContextBytes)
     let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
@@ -132,7 +133,7 @@ public func buildApplication(
             RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger),
             LeaseReaper(jobs: jobs, authenticator: authenticator, interval: configuration.leaseCheckInterval,
                         queueTimeout: configuration.queueTimeout,
-                        schemaReady: schemaReady, logger: logger),
+                        schemaReady: schemaReady, indexes: IndexAssembler(builds: builds, registry: registryStore, logger: logger), logger: logger),
             UsageSampler(usage: usage, interval: configuration.storageSampleInterval, schemaReady: schemaReady, logger: logger),
         ],
         onServerRunning: { channel in

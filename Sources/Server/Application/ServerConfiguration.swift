@@ -21,6 +21,9 @@ public struct ServerConfiguration: Sendable {
     /// How long a build waits for an online builder of its platform before it fails
     /// (`DRYDOCK_QUEUE_TIMEOUT_SECONDS`, default 600).
     public var queueTimeout: Duration = .seconds(600)
+    /// How long a job waits for a builder of its platform before an emulating one may take it
+    /// (`DRYDOCK_EMULATION_FALLBACK_SECONDS`).
+    public var emulationFallback: Duration = .seconds(10)
     /// How often expired leases (and jobs no builder serves) are looked for.
     public var leaseCheckInterval: Duration = .seconds(2)
     /// How often each project's registry storage is sampled for metering.
@@ -93,6 +96,7 @@ public struct ServerConfiguration: Sendable {
         }
         if let value = try seconds("DRYDOCK_JOB_LEASE_SECONDS", in: 3...3600, environment) { configuration.jobLease = value }
         if let value = try seconds("DRYDOCK_QUEUE_TIMEOUT_SECONDS", in: 10...86_400, environment) { configuration.queueTimeout = value }
+        if let value = try seconds("DRYDOCK_EMULATION_FALLBACK_SECONDS", in: 0...3600, environment) { configuration.emulationFallback = value }
         if let value = try seconds("DRYDOCK_DATABASE_WAIT_SECONDS", in: 1...300, environment) { configuration.databaseWaitLimit = value }
         if let value = try seconds("DRYDOCK_IDLE_TIMEOUT_SECONDS", in: 1...3600, environment) { configuration.idleTimeout = value }
         if let value = try seconds("DRYDOCK_HEADER_TIMEOUT_SECONDS", in: 1...600, environment) { configuration.headerTimeout = value }

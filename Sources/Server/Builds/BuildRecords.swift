@@ -41,6 +41,17 @@ struct JobRecord: Sendable {
     var finishedAt: Date?
     var digest: String?
     var error: String?
+    var emulated = false
+}
+
+extension BuildRecord {
+    /// Where a job pushes its image: the build's own tag for a single-platform build, a tag per
+    /// platform (`build:<id>-linux-arm64`) when the server will write an index over them.
+    func image(forJobOn platform: String) -> String {
+        guard spec.platforms.count > 1 else { return "\(projectId)/build:\(id)" }
+        let suffix = Platform(platform)?.pathComponent ?? platform.replacingOccurrences(of: "/", with: "-")
+        return "\(projectId)/build:\(id)-\(suffix)"
+    }
 }
 
 struct BuildRecord: Sendable {

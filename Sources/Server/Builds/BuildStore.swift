@@ -48,12 +48,12 @@ public struct BuildStore: Sendable {
             spec: spec, digest: r.6, error: r.7, createdAt: r.8, startedAt: r.9, finishedAt: r.10))
     }
 
-    static let jobColumns = "id, build_id, platform, status, worker_name, started_at, finished_at, digest, error"
-    typealias JobRow = (String, String, String, String, String?, Date?, Date?, String?, String?)
+    static let jobColumns = "id, build_id, platform, status, worker_name, started_at, finished_at, digest, error, emulated"
+    typealias JobRow = (String, String, String, String, String?, Date?, Date?, String?, String?, Bool)
 
     static func job(_ r: JobRow) -> JobRecord {
         JobRecord(id: r.0, buildId: r.1, platform: r.2, status: BuildStatus(rawValue: r.3) ?? .failed, workerName: r.4,
-                  startedAt: r.5, finishedAt: r.6, digest: r.7, error: r.8)
+                  startedAt: r.5, finishedAt: r.6, digest: r.7, error: r.8, emulated: r.9)
     }
 
     func create(id: String, projectId: String, organizationId: String, contextDigest: String, spec: BuildSpec,
@@ -140,19 +140,35 @@ public struct BuildStore: Sendable {
         return nil
     }
 
-    /// Closes a build once none of its jobs is left to run: its status follows its jobs'.
-    static func closeIfDone(buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
-        var jobs: [(BuildStatus, String?, String?)] = []
-        for try await (status, digest, error) in try await tx.query(
-            "SELECT status, digest, error FROM build_jobs WHERE build_id = \(buildId) ORDER BY seq", logger: logger
-        ).decode((String, String?, String?).self) {
-            jobs.append((BuildStatus(rawValue: status) ?? .failed, digest, error))
+    /// Closes a build once none of its jobs is left to run: its status follows its jobs'. A
+    /// multi-platform build whose jobs all succeeded is not closed here: its image index is
+    /// assembled first (`IndexAssembler`), which closes it; the answer says so.
+    @discardableResult
+    static func closeIfDone(buildId: String, on tx: PostgresConnection, logger: Logger) async throws -> CloseOutcome {
+        var jobs: [(status: BuildStatus, digest: String?, error: String?, platform: String)] = []
+        for try await (status, digest, error, platform) in try await tx.query(
+            "SELECT status, digest, error, platform FROM build_jobs WHERE build_id = \(buildId) ORDER BY seq", logger: logger
+        ).decode((String, String?, String?, String).self) {
+            jobs.append((BuildStatus(rawValue: status) ?? .failed, digest, error, platform))
         }
-        guard !jobs.isEmpty, jobs.allSatisfy({ $0.0.isFinished }) else { return }
+        guard !jobs.isEmpty, jobs.allSatisfy({ $0.status.isFinished }) else { return .open }
         let status: BuildStatus =
-            jobs.allSatisfy { $0.0 == .succeeded } ? .succeeded : jobs.contains { $0.0 == .failed } ? .failed : .canceled
-        let digest = jobs.count == 1 ? jobs[0].1 : nil
-        let error = jobs.compactMap(\.2).first
+            jobs.allSatisfy { $0.status == .succeeded } ? .succeeded : jobs.contains { $0.status == .failed } ? .failed : .canceled
+        if status == .succeeded, jobs.count > 1 { return .needsIndex }
+        let digest = jobs.count == 1 ? jobs[0].digest : nil
+        // The failure that decided it, named by its platform when there are several.
+        let failed = jobs.first { $0.status == .failed && $0.error != nil } ?? jobs.first { $0.error != nil }
+        let error = failed.map { jobs.count > 1 ? "\($0.platform): \($0.error ?? "")" : ($0.error ?? "") }
+        try await close(buildId: buildId, status: status, digest: digest, error: error, on: tx, logger: logger)
+        return .closed
+    }
+
+    enum CloseOutcome {
+        case open, closed, needsIndex
+    }
+
+    /// Records a build's final status (once) and ends its log with it.
+    static func close(buildId: String, status: BuildStatus, digest: String?, error: String?, on tx: PostgresConnection, logger: Logger) async throws {
         var closed = false
         for try await _ in try await tx.query(
             """
@@ -165,6 +181,28 @@ public struct BuildStore: Sendable {
         try await BuildLog.append(
             [LogEntry(kind: .status, status: status, error: error, digest: digest)],
             buildId: buildId, on: tx, logger: logger)
+    }
+
+    /// Closes a multi-platform build once its index is written (or writing it failed).
+    func closeAssembled(buildId: String, status: BuildStatus, digest: String?, error: String?) async throws {
+        try await client.transaction(logger: logger) { tx in
+            try await Self.close(buildId: buildId, status: status, digest: digest, error: error, on: tx, logger: logger)
+        }
+    }
+
+    /// Multi-platform builds whose jobs all succeeded but whose index is not written yet (the
+    /// server stopped in between): the lease reaper assembles them.
+    func awaitingIndex() async throws -> [String] {
+        let rows = try await client.query(
+            """
+            SELECT b.id FROM builds b
+            WHERE b.status = 'running'
+              AND (SELECT count(*) FROM build_jobs j WHERE j.build_id = b.id) > 1
+              AND NOT EXISTS (SELECT 1 FROM build_jobs j WHERE j.build_id = b.id AND j.status <> 'succeeded')
+            """, logger: logger)
+        var out: [String] = []
+        for try await id in rows.decode(String.self) { out.append(id) }
+        return out
     }
 
     /// Cancels a build: queued jobs at once, running ones when their worker next checks in.

@@ -10,6 +10,8 @@ public struct JobQueue: Sendable {
     let logger: Logger
     let secretBox: BuildSecretBox
     let lease: Duration
+    /// How long a job waits for a native builder before an emulating one may take it.
+    var emulationFallback: Duration = .seconds(10)
 
     public init(client: Database, logger: Logger, secretBox: BuildSecretBox, lease: Duration) {
         self.client = client
@@ -27,20 +29,42 @@ public struct JobQueue: Sendable {
 
     /// Gives the oldest queued job of these platforms to this worker, or nil.
     /// `organizationId` nil means a server-wide worker.
-    func claim(organizationId: String?, platforms requested: [Platform], workerName: String, workerTokenId: String) async throws -> ClaimedJob? {
+    /// A worker's emulated platforms get a job only once it has waited `emulationFallback` for a
+    /// native builder.
+    func claim(organizationId: String?, platforms requested: [Platform], emulated: [Platform] = [], workerName: String,
+               workerTokenId: String) async throws -> ClaimedJob? {
         let platforms = requested.map(\.description)
+        let emulatedPlatforms = emulated.map(\.description).filter { !platforms.contains($0) }
+        let fallback = Double(emulationFallback.components.seconds)
         return try await client.transaction(logger: logger) { tx -> ClaimedJob? in
-            var picked: (jobId: String, buildId: String)?
+            var picked: (jobId: String, buildId: String, emulated: Bool)?
             while picked == nil {
-                var candidate: (jobId: String, buildId: String, organizationId: String)?
-                for try await (job, build, org) in try await tx.query(
-                    """
-                    SELECT id, build_id, organization_id FROM build_jobs
-                    WHERE status = 'queued' AND platform = ANY(\(platforms))
-                      AND (\(organizationId)::text IS NULL OR organization_id = \(organizationId))
-                    ORDER BY seq LIMIT 1
-                    FOR UPDATE SKIP LOCKED
-                    """, logger: logger).decode((String, String, String).self) { candidate = (job, build, org) }
+                var candidate: (jobId: String, buildId: String, organizationId: String, emulated: Bool)?
+                // Emulated platforms follow each project's setting (native-only, fallback after a
+                // delay, allowed); a worker without any takes the short path.
+                let query: PostgresQuery = emulatedPlatforms.isEmpty
+                    ? """
+                      SELECT id, build_id, organization_id, false FROM build_jobs
+                      WHERE status = 'queued' AND platform = ANY(\(platforms))
+                        AND (\(organizationId)::text IS NULL OR organization_id = \(organizationId))
+                      ORDER BY seq LIMIT 1
+                      FOR UPDATE SKIP LOCKED
+                      """
+                    : """
+                      SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) FROM build_jobs j
+                      JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
+                      WHERE j.status = 'queued'
+                        AND (j.platform = ANY(\(platforms))
+                             OR (j.platform = ANY(\(emulatedPlatforms))
+                                 AND (p.emulation = 'allowed'
+                                      OR (p.emulation = 'fallback'
+                                          AND j.queued_at <= now() - make_interval(secs => coalesce(p.emulation_fallback_seconds, \(fallback)::double precision))))))
+                        AND (\(organizationId)::text IS NULL OR j.organization_id = \(organizationId))
+                      ORDER BY j.seq LIMIT 1
+                      FOR UPDATE OF j SKIP LOCKED
+                      """
+                for try await (job, build, org, isEmulated) in try await tx.query(query, logger: logger)
+                    .decode((String, String, String, Bool).self) { candidate = (job, build, org, isEmulated) }
                 guard let candidate else { return nil }
                 // A queued build does not start past a cap reached since it was queued.
                 if let refusal = try await UsageStore.refusal(organizationId: candidate.organizationId, on: tx, logger: logger) {
@@ -52,7 +76,7 @@ public struct JobQueue: Sendable {
                     try await BuildStore.closeIfDone(buildId: candidate.buildId, on: tx, logger: logger)
                     continue
                 }
-                picked = (candidate.jobId, candidate.buildId)
+                picked = (candidate.jobId, candidate.buildId, candidate.emulated)
             }
             guard let picked else { return nil }
             var buildRow: BuildStore.BuildRow?
@@ -73,7 +97,7 @@ public struct JobQueue: Sendable {
             var job: JobRecord?
             for try await row in try await tx.query(
                 """
-                UPDATE build_jobs SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId),
+                UPDATE build_jobs SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId), emulated = \(picked.emulated),
                        build_token_id = \(token.id), started_at = now(),
                        lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
                 WHERE id = \(picked.jobId)
@@ -97,13 +121,13 @@ public struct JobQueue: Sendable {
     func job(id: String, buildTokenId: String) async throws -> (job: JobRecord, projectId: String, contextDigest: String)? {
         let rows = try await client.query(
             """
-            SELECT j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error,
+            SELECT j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error, j.emulated,
                    b.project_id, b.context_digest
             FROM build_jobs j JOIN builds b ON b.id = j.build_id
             WHERE j.id = \(id) AND j.build_token_id = \(buildTokenId)
             """, logger: logger)
-        for try await r in rows.decode((String, String, String, String, String?, Date?, Date?, String?, String?, String, String).self) {
-            return (BuildStore.job((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8)), r.9, r.10)
+        for try await r in rows.decode((String, String, String, String, String?, Date?, Date?, String?, String?, Bool, String, String).self) {
+            return (BuildStore.job((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)), r.10, r.11)
         }
         return nil
     }
@@ -159,9 +183,17 @@ public struct JobQueue: Sendable {
         }
     }
 
+    enum FinishOutcome {
+        /// No such job for this build token.
+        case unknown
+        /// Recorded; `needsIndex` when it was the last job of a multi-platform build that succeeded.
+        case recorded(buildId: String, needsIndex: Bool)
+    }
+
     /// Records a job's result, revokes its build token and closes the build when it was the last.
-    func finish(jobId: String, buildTokenId: String, status: BuildStatus, digest: String?, error: String?, cacheBytes: Int64?) async throws -> Bool {
-        try await client.transaction(logger: logger) { tx -> Bool in
+    /// A failed job of a multi-platform build cancels the others: the build has failed.
+    func finish(jobId: String, buildTokenId: String, status: BuildStatus, digest: String?, error: String?, cacheBytes: Int64?) async throws -> FinishOutcome {
+        try await client.transaction(logger: logger) { tx -> FinishOutcome in
             var buildId: String?
             for try await (build, current) in try await tx.query(
                 "SELECT build_id, status FROM build_jobs WHERE id = \(jobId) AND build_token_id = \(buildTokenId) FOR UPDATE",
@@ -169,9 +201,9 @@ public struct JobQueue: Sendable {
             {
                 buildId = build
                 // Already closed (finished before, or failed by an expired lease): nothing to change.
-                if current != "running" { return true }
+                if current != "running" { return .recorded(buildId: build, needsIndex: false) }
             }
-            guard let buildId else { return false }
+            guard let buildId else { return .unknown }
             try await tx.query(
                 """
                 UPDATE build_jobs SET status = \(status.rawValue), digest = \(digest), error = \(error),
@@ -181,19 +213,75 @@ public struct JobQueue: Sendable {
             try await UsageStore.recordBuild(jobId: jobId, on: tx, logger: logger)
             if let cacheBytes { try await UsageStore.recordCache(jobId: jobId, bytes: cacheBytes, on: tx, logger: logger) }
             try await PostgresTokenStore.revokeBuildToken(id: buildTokenId, on: tx, logger: logger)
-            try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger)
-            return true
+            if status == .failed { try await Self.cancelSiblings(buildId: buildId, on: tx, logger: logger) }
+            let outcome = try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger)
+            return .recorded(buildId: buildId, needsIndex: outcome == .needsIndex)
         }
+    }
+
+    /// The other jobs of a build one of whose jobs failed: queued ones are canceled at once,
+    /// running ones when their worker next heartbeats.
+    static func cancelSiblings(buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
+        try await tx.query("UPDATE builds SET cancel_requested = true WHERE id = \(buildId)", logger: logger)
+        try await tx.query(
+            "UPDATE build_jobs SET status = 'canceled', finished_at = now() WHERE build_id = \(buildId) AND status = 'queued'",
+            logger: logger)
     }
 
     /// Records that a worker is online and which platforms it serves (every claim, with or
     /// without a job to hand out: an idle builder in its long-poll is online).
-    func recordWorker(tokenId: String, name: String, platforms: [Platform]) async throws {
+    func recordWorker(tokenId: String, name: String, platforms: [Platform], emulated: [Platform] = []) async throws {
         try await client.query(
             """
-            INSERT INTO workers (token_id, name, platforms) VALUES (\(tokenId), \(name), \(platforms.map(\.description)))
-            ON CONFLICT (token_id, name) DO UPDATE SET platforms = EXCLUDED.platforms, last_seen_at = now()
+            INSERT INTO workers (token_id, name, platforms, emulated_platforms)
+            VALUES (\(tokenId), \(name), \(platforms.map(\.description)), \(emulated.map(\.description)))
+            ON CONFLICT (token_id, name) DO UPDATE SET platforms = EXCLUDED.platforms, emulated_platforms = EXCLUDED.emulated_platforms,
+                last_seen_at = now()
             """, logger: logger)
+    }
+
+    struct BuilderRecord: Sendable {
+        struct RunningJob: Sendable {
+            var jobId: String, buildId: String, projectId: String, platform: String, emulated: Bool
+        }
+        var name: String
+        var platforms: [String]
+        var emulated: [String]
+        var online: Bool
+        var lastSeenAt: Date
+        var serverWide: Bool
+        var running: [RunningJob] = []
+    }
+
+    /// The builders serving an organization (its own worker tokens' and server-wide ones) seen in
+    /// the last day, online ones first, with this organization's jobs each is running.
+    func builders(organizationId: String) async throws -> [BuilderRecord] {
+        var out: [BuilderRecord] = []
+        var tokens: [String] = []
+        for try await (tokenId, name, platforms, emulated, seen, online, serverWide) in try await client.query(
+            """
+            SELECT w.token_id, w.name, w.platforms, w.emulated_platforms, w.last_seen_at,
+                   w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds))), t.organization_id IS NULL
+            FROM workers w JOIN tokens t ON t.id = w.token_id
+            WHERE t.revoked_at IS NULL AND (t.organization_id IS NULL OR t.organization_id = \(organizationId))
+              AND w.last_seen_at > now() - interval '1 day'
+            ORDER BY 6 DESC, w.name
+            """, logger: logger).decode((String, String, [String], [String], Date, Bool, Bool).self) {
+            out.append(BuilderRecord(name: name, platforms: platforms, emulated: emulated, online: online, lastSeenAt: seen, serverWide: serverWide))
+            tokens.append(tokenId)
+        }
+        for try await (tokenId, name, jobId, buildId, projectId, platform, emulated) in try await client.query(
+            """
+            SELECT j.worker_token_id, j.worker_name, j.id, j.build_id, b.project_id, j.platform, j.emulated
+            FROM build_jobs j JOIN builds b ON b.id = j.build_id
+            WHERE j.status = 'running' AND j.organization_id = \(organizationId) AND j.worker_token_id = ANY(\(tokens))
+            ORDER BY j.seq
+            """, logger: logger).decode((String, String, String, String, String, String, Bool).self) {
+            if let i = out.indices.first(where: { tokens[$0] == tokenId && out[$0].name == name }) {
+                out[i].running.append(.init(jobId: jobId, buildId: buildId, projectId: projectId, platform: platform, emulated: emulated))
+            }
+        }
+        return out
     }
 
     /// A worker that claimed within this long is online (a claim's long-poll lasts at most 60 s).
@@ -205,23 +293,26 @@ public struct JobQueue: Sendable {
         let buildId: String
         let platform: String
         let ageSeconds: Int64
+        /// The project's queue timeout, when it sets one.
+        var timeoutSeconds: Int64? = nil
     }
 
     /// Queued jobs whose platform no online builder (of their organization, or server-wide)
     /// serves. Read without locks: a claim in progress is never held up or skipped because of it.
     func unservedJobs() async throws -> [WaitingJob] {
         var out: [WaitingJob] = []
-        for try await (id, buildId, platform, age) in try await client.query(
+        for try await (id, buildId, platform, age, timeout) in try await client.query(
             """
-            SELECT j.id, j.build_id, j.platform, extract(epoch FROM now() - b.created_at)::bigint
-            FROM build_jobs j JOIN builds b ON b.id = j.build_id
+            SELECT j.id, j.build_id, j.platform, extract(epoch FROM now() - b.created_at)::bigint, p.queue_timeout_seconds::bigint
+            FROM build_jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
             WHERE j.status = 'queued' AND NOT EXISTS (
                 SELECT 1 FROM workers w JOIN tokens t ON t.id = w.token_id
                 WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds)))
-                  AND j.platform = ANY(w.platforms) AND t.revoked_at IS NULL
+                  AND (j.platform = ANY(w.platforms) OR (j.platform = ANY(w.emulated_platforms) AND p.emulation <> 'native-only'))
+                  AND t.revoked_at IS NULL
                   AND (t.organization_id IS NULL OR t.organization_id = j.organization_id))
-            """, logger: logger).decode((String, String, String, Int64).self) {
-            out.append(WaitingJob(id: id, buildId: buildId, platform: platform, ageSeconds: age))
+            """, logger: logger).decode((String, String, String, Int64, Int64?).self) {
+            out.append(WaitingJob(id: id, buildId: buildId, platform: platform, ageSeconds: age, timeoutSeconds: timeout))
         }
         return out
     }
@@ -233,12 +324,13 @@ public struct JobQueue: Sendable {
         try await client.transaction(logger: logger) { tx in
             // Under the build's lock (the one cancel and claims take), and only if the job still
             // waits: nothing is said after a build's final status.
+            // The lock first, then the job's status in a statement of its own: a status read in
+            // the locking statement could be the one from before a cancel that held the lock
+            // (PostgreSQL re-reads only the locked row), and the notice would follow the end.
+            for try await _ in try await tx.query("SELECT id FROM builds WHERE id = \(job.buildId) FOR UPDATE", logger: logger).decode(String.self) {}
             var queued = false
             for try await status in try await tx.query(
-                """
-                SELECT j.status FROM builds b JOIN build_jobs j ON j.build_id = b.id
-                WHERE b.id = \(job.buildId) AND j.id = \(job.id) FOR UPDATE OF b
-                """, logger: logger).decode(String.self) { queued = status == "queued" }
+                "SELECT status FROM build_jobs WHERE id = \(job.id)", logger: logger).decode(String.self) { queued = status == "queued" }
             guard queued else { return }
             try await BuildLog.append([.line(line, platform: job.platform)],
                                       buildId: job.buildId, on: tx, logger: logger)
@@ -247,7 +339,8 @@ public struct JobQueue: Sendable {
 
     /// Fails a job no builder took within the queue timeout, if it is still queued.
     func failUnserved(_ job: WaitingJob, timeout: Duration) async throws -> Bool {
-        let reason = "no online builder serves \(job.platform); the build waited \(Self.duration(timeout.components.seconds)) for one (DRYDOCK_QUEUE_TIMEOUT_SECONDS). Start a drydock-builder with DRYDOCK_BUILDER_PLATFORMS=\(job.platform)"
+        let setting = job.timeoutSeconds == nil ? "DRYDOCK_QUEUE_TIMEOUT_SECONDS" : "the project's --queue-timeout"
+        let reason = "no online builder serves \(job.platform); the build waited \(Self.duration(timeout.components.seconds)) for one (\(setting)). Start a drydock-builder with DRYDOCK_BUILDER_PLATFORMS=\(job.platform), or one that emulates it (DRYDOCK_BUILDER_EMULATE) if the project allows emulation"
         return try await client.transaction(logger: logger) { tx -> Bool in
             var failed = false
             for try await _ in try await tx.query(

@@ -10,6 +10,7 @@ struct LeaseReaper: Service {
     /// How long a queued job waits when no online builder serves its platform.
     let queueTimeout: Duration
     let schemaReady: StartupGate
+    var indexes: IndexAssembler? = nil
     let logger: Logger
 
     func run() async throws {
@@ -33,17 +34,22 @@ struct LeaseReaper: Service {
                 }
                 let unserved = try await jobs.unservedJobs()
                 for job in unserved {
-                    if job.ageSeconds >= queueTimeout.components.seconds {
-                        if try await jobs.failUnserved(job, timeout: queueTimeout) {
+                    let timeout = job.timeoutSeconds.map { Duration.seconds($0) } ?? queueTimeout
+                    if job.ageSeconds >= timeout.components.seconds {
+                        if try await jobs.failUnserved(job, timeout: timeout) {
                             logger.notice("failed a job no online builder serves", metadata: ["job": "\(job.id)", "platform": "\(job.platform)"])
                         }
                     } else if told[job.id].map({ ContinuousClock.now - $0 >= .seconds(30) }) ?? true {
-                        try await jobs.tellWaiting(job, timeout: queueTimeout)
+                        try await jobs.tellWaiting(job, timeout: timeout)
                         told[job.id] = .now
                     }
                 }
                 let waitingIds = Set(unserved.map(\.id))
                 told = told.filter { waitingIds.contains($0.key) }
+                // Multi-platform builds whose index a stopped server did not write.
+                if let indexes {
+                    for buildId in try await indexes.builds.awaitingIndex() { await indexes.assemble(buildId: buildId) }
+                }
                 let expired = try await jobs.expireLeases()
                 if expired > 0 {
                     authenticator.invalidate()  // their build tokens were revoked

@@ -280,6 +280,18 @@ public enum Migrations {
             SELECT id, plan, plan_overrides, created_at FROM organizations
             """,
         ]),
+        Migration(version: 6, name: "multi-platform builds", statements: [
+            // Whether the job ran under emulation (qemu) rather than on a builder of its platform.
+            "ALTER TABLE build_jobs ADD COLUMN emulated boolean NOT NULL DEFAULT false",
+            // What a worker runs emulated, besides its native platforms.
+            "ALTER TABLE workers ADD COLUMN emulated_platforms text[] NOT NULL DEFAULT '{}'",
+            // When the job was queued: an emulating builder takes it only after the fallback delay.
+            "ALTER TABLE build_jobs ADD COLUMN queued_at timestamptz NOT NULL DEFAULT now()",
+            // Per project: whether emulating builders may take its jobs, and how long a job waits.
+            "ALTER TABLE projects ADD COLUMN emulation text NOT NULL DEFAULT 'fallback' CHECK (emulation IN ('native-only', 'fallback', 'allowed'))",
+            "ALTER TABLE projects ADD COLUMN emulation_fallback_seconds integer",
+            "ALTER TABLE projects ADD COLUMN queue_timeout_seconds integer",
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

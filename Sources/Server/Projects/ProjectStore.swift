@@ -10,12 +10,21 @@ public struct ProjectRecord: Sendable {
     public var keepDays: Int
     public var createdAt: Date
     public var updatedAt: Date
+    /// `native-only`, `fallback` or `allowed`: whether builders that emulate a platform may take jobs.
+    public var emulation: String = "fallback"
+    /// How long a job waits for a native builder before an emulating one may take it (nil: the server's default).
+    public var emulationFallbackSeconds: Int?
+    /// How long a job waits for any builder before it fails (nil: the server's default).
+    public var queueTimeoutSeconds: Int?
 }
 
 public struct ProjectChanges: Sendable {
     public var name: String?
     public var keepGigabytes: Int?
     public var keepDays: Int?
+    public var emulation: String?
+    public var emulationFallbackSeconds: Int?
+    public var queueTimeoutSeconds: Int?
 }
 
 public protocol ProjectStore: Sendable {
@@ -36,11 +45,12 @@ public struct PostgresProjectStore: ProjectStore {
         self.logger = logger
     }
 
-    static let columns = "id, organization_id, name, cache_keep_gb, cache_keep_days, created_at, updated_at, seq"
-    typealias Row = (String, String, String, Int, Int, Date, Date, Int64)
+    static let columns = "id, organization_id, name, cache_keep_gb, cache_keep_days, created_at, updated_at, seq, emulation, emulation_fallback_seconds, queue_timeout_seconds"
+    typealias Row = (String, String, String, Int, Int, Date, Date, Int64, String, Int?, Int?)
 
     static func record(_ r: Row) -> (seq: Int64, item: ProjectRecord) {
-        (r.7, ProjectRecord(id: r.0, organizationId: r.1, name: r.2, keepGigabytes: r.3, keepDays: r.4, createdAt: r.5, updatedAt: r.6))
+        (r.7, ProjectRecord(id: r.0, organizationId: r.1, name: r.2, keepGigabytes: r.3, keepDays: r.4, createdAt: r.5, updatedAt: r.6,
+                            emulation: r.8, emulationFallbackSeconds: r.9, queueTimeoutSeconds: r.10))
     }
 
     private func one(_ query: PostgresQuery) async throws -> ProjectRecord? {
@@ -90,6 +100,9 @@ public struct PostgresProjectStore: ProjectStore {
                     name = coalesce(\(changes.name), name),
                     cache_keep_gb = coalesce(\(changes.keepGigabytes), cache_keep_gb),
                     cache_keep_days = coalesce(\(changes.keepDays), cache_keep_days),
+                    emulation = coalesce(\(changes.emulation), emulation),
+                    emulation_fallback_seconds = coalesce(\(changes.emulationFallbackSeconds), emulation_fallback_seconds),
+                    queue_timeout_seconds = coalesce(\(changes.queueTimeoutSeconds), queue_timeout_seconds),
                     updated_at = now()
                 WHERE id = \(id)
                 RETURNING \(unescaped: Self.columns)

@@ -265,6 +265,38 @@ public struct RegistryStore: Sendable {
         }
     }
 
+    /// Makes a manifest of one repository of a project also a manifest of another (its blobs
+    /// linked there too), as a cross-repository mount does for blobs. True when it was found.
+    func copyManifest(projectId: String, from source: String, to destination: String, digest: String) async throws -> Bool {
+        try await client.transaction(logger: logger) { tx -> Bool in
+            let target = try await Self.ensureRepository(projectId: projectId, name: destination, on: tx, logger: logger)
+            var found: (mediaType: String, content: ByteBuffer, artifactType: String?)?
+            for try await row in try await tx.query(
+                """
+                SELECT m.media_type, m.content, m.artifact_type FROM registry_manifests m
+                JOIN registry_repositories r ON r.id = m.repository_id
+                WHERE r.project_id = \(projectId) AND r.name = \(source) AND m.digest = \(digest)
+                """, logger: logger).decode((String, ByteBuffer, String?).self) { found = row }
+            guard let found else { return false }
+            let bytes = Array(buffer: found.content)
+            let document = try? JSONDecoder().decode(OCIManifestDocument.self, from: Data(bytes))
+            try await tx.query(
+                """
+                INSERT INTO registry_repository_blobs (repository_id, digest)
+                SELECT \(target), d FROM unnest(\(document?.referencedBlobs ?? [])::text[]) d
+                WHERE EXISTS (SELECT 1 FROM registry_blobs b WHERE b.digest = d)
+                ON CONFLICT DO NOTHING
+                """, logger: logger)
+            try await tx.query(
+                """
+                INSERT INTO registry_manifests (repository_id, digest, media_type, content, size, subject, artifact_type)
+                VALUES (\(target), \(digest), \(found.mediaType), \(found.content), \(Int64(bytes.count)), NULL, \(found.artifactType))
+                ON CONFLICT (repository_id, digest) DO NOTHING
+                """, logger: logger)
+            return true
+        }
+    }
+
     func deleteManifest(projectId: String, repository: String, digest: Digest) async throws -> Bool {
         try await changedAny(
             """

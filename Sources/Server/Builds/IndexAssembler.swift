@@ -1,0 +1,68 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Closes a multi-platform build whose jobs all succeeded: writes the OCI image index of its
+/// per-platform images into the project registry (as `<project>/build:<build-id>` and under every
+/// project tag the build asked for) and records the index digest as the build's. The server owns
+/// the project registry, so no builder holds anything for this.
+struct IndexAssembler: Sendable {
+    let builds: BuildStore
+    let registry: RegistryStore
+    let logger: Logger
+
+    static let indexMediaType = "application/vnd.oci.image.index.v1+json"
+
+    /// Assembles and closes; a failure closes the build as failed with the reason.
+    func assemble(buildId: String) async {
+        do {
+            try await assembleOrThrow(buildId: buildId)
+        } catch {
+            logger.error("could not assemble a build's image index", metadata: ["build": "\(buildId)", "error": "\(String(reflecting: error))"])
+            try? await builds.closeAssembled(buildId: buildId, status: .failed, digest: nil,
+                                            error: "the per-platform images were built, but writing their image index failed: \(error)")
+        }
+    }
+
+    func assembleOrThrow(buildId: String) async throws {
+        guard let build = try await builds.build(id: buildId), build.status == .running else { return }
+        guard build.jobs.count > 1, build.jobs.allSatisfy({ $0.status == .succeeded }) else { return }
+        var descriptors: [OCIDescriptor] = []
+        for platform in build.spec.platforms {
+            guard let job = build.jobs.first(where: { $0.platform == platform.description }), let digest = job.digest else {
+                throw DomainError(.internal, code: "index_failed", "the \(platform) job has no image digest")
+            }
+            guard let manifest = try await registry.manifest(projectId: build.projectId, repository: "build", reference: digest) else {
+                throw DomainError(.internal, code: "index_failed", "the \(platform) image \(digest) is not in the project registry")
+            }
+            descriptors.append(OCIDescriptor(
+                mediaType: manifest.mediaType, digest: manifest.digest, size: Int64(manifest.content.count),
+                platform: OCIPlatform(os: platform.os, architecture: platform.architecture, variant: platform.variant)))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let content = Array(try encoder.encode(OCIIndex(manifests: descriptors)))
+        let digest = Digest.of(content, algorithm: .sha256)
+        let manifests = descriptors.compactMap(\.digest)
+        // Its own tag first, then every tag of the project's registry the build named.
+        var destinations = [(repository: "build", tag: build.id)]
+        for resolved in build.spec.destinations(projectId: build.projectId) where resolved.hasPrefix(build.projectId + "/") {
+            // `<project>/<repository>:<tag>`, as the request resolved it.
+            let path = resolved.dropFirst(build.projectId.count + 1)
+            guard let colon = path.lastIndex(of: ":") else { continue }
+            destinations.append((String(path[..<colon]), String(path[path.index(after: colon)...])))
+        }
+        for destination in destinations {
+            if destination.repository != "build" {
+                for manifest in manifests {
+                    _ = try await registry.copyManifest(projectId: build.projectId, from: "build", to: destination.repository, digest: manifest)
+                }
+            }
+            try await registry.putManifest(ManifestPut(
+                projectId: build.projectId, repository: destination.repository, digest: digest, mediaType: Self.indexMediaType,
+                content: content, subject: nil, artifactType: nil, tag: destination.tag, blobs: [], manifests: manifests))
+        }
+        try await builds.closeAssembled(buildId: buildId, status: .succeeded, digest: digest.description, error: nil)
+        logger.info("assembled a multi-platform image index", metadata: ["build": "\(buildId)", "digest": "\(digest)", "platforms": "\(descriptors.count)"])
+    }
+}
