@@ -5,6 +5,9 @@
 #   2. queue-to-start latency: from the answer to POST /builds to the "picked up" entry arriving
 #      on the client's live log stream (p50 and p90 of 20 builds)
 #   3. a 100 MB / 10,000-file context: the second build uploads nothing
+#   4. (as root, with qemu-user-static) a two-platform build, linux/amd64 on the native builder and
+#      linux/arm64 on a second builder that emulates it, against the slower of the two built alone
+#      (median of 3 each, alternating, no cache), and the same RUN step's time native vs emulated
 # Usage: benchmarks/build.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +30,7 @@ SERVER=$!
 BUILDER=
 cleanup() {
     [[ -n $BUILDER ]] && kill -TERM "$BUILDER" 2>/dev/null
+    [[ -n ${EMULATOR:-} ]] && kill -TERM "$EMULATOR" 2>/dev/null
     kill -TERM $SERVER 2>/dev/null || true
     wait 2>/dev/null || true
     buildah --root "$WORK/direct/storage" --runroot "$WORK/direct/run" --storage-driver overlay rmi -a -f >/dev/null 2>&1 || true
@@ -134,6 +138,44 @@ s=$(now); "$BIN/drydock" build --project "$PROJECT" --progress plain "$BIG" >"$W
 s=$(now); "$BIN/drydock" build --project "$PROJECT" --progress plain "$BIG" >"$WORK/big2.log" 2>&1; e=$(now); BIG2=$(echo "$e - $s" | bc)
 BIG_LINE1=$(grep -m1 '^context' "$WORK/big1.log"); BIG_LINE2=$(grep -m1 '^context' "$WORK/big2.log")
 
+MULTI=""
+if [[ $(id -u) -eq 0 ]] && "$ROOT/scripts/install-deps.sh" qemu >/dev/null 2>&1; then
+    echo "==> two platforms (amd64 native + arm64 emulated) against the slower one alone"
+    "$ROOT/Tests/Fixtures/busybox-arches.sh" "$WORK/arches" >/dev/null
+    skopeo copy --quiet --all --dest-tls-verify=false --dest-creds "bench:$TOKEN" oci:"$WORK/arches":latest "docker://$HOST/$PROJECT/busybox:multi"
+    DRYDOCK_WORKER_TOKEN=$WORKER DRYDOCK_CACHE_DIR=$WORK/cache-emu DRYDOCK_BUILDER_NAME=emulator DRYDOCK_BUILDER_PLATFORMS=none \
+        DRYDOCK_BUILDER_EMULATE=linux/arm64 LOG_LEVEL=warning "$BIN/drydock-builder" >"$WORK/emulator.log" 2>&1 &
+    EMULATOR=$!
+    "$BIN/drydock" projects update "$PROJECT" --emulation allowed >/dev/null
+    MP=$WORK/mp
+    mkdir -p "$MP"
+    printf 'FROM %s\nRUN i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; echo $i > /count\n' "$HOST/$PROJECT/busybox:multi" >"$MP/Dockerfile"
+    mp_build() { "$BIN/drydock" build --project "$PROJECT" --progress plain --no-cache --platform "$1" --metadata-file "$WORK/mp.json" "$MP" >"$WORK/mp.log" 2>&1; }
+    mp_build linux/amd64,linux/arm64   # warm-up: base images pulled on both builders
+    : >"$WORK/mp.amd64"; : >"$WORK/mp.arm64"; : >"$WORK/mp.both"; : >"$WORK/run.native"; : >"$WORK/run.emulated"
+    for _ in 1 2 3; do
+        for p in linux/amd64 linux/arm64 linux/amd64,linux/arm64; do
+            s=$(now); mp_build "$p"; e=$(now)
+            case $p in linux/amd64) f=mp.amd64 ;; linux/arm64) f=mp.arm64 ;; *) f=mp.both ;; esac
+            echo "$e - $s" | bc >>"$WORK/$f"
+        done
+        id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["drydock.build.id"])' "$WORK/mp.json")
+        "$BIN/drydock" builds get "$id" --format json | python3 -c '
+import json, sys
+build = json.load(sys.stdin)
+for step in build["steps"]:
+    if step["instruction"].startswith("RUN"):
+        kind = "emulated" if step["platform"] == "linux/arm64" else "native"
+        open(sys.argv[1] + "/run." + kind, "a").write(str(step.get("durationMs", 0) / 1000) + "\n")' "$WORK"
+    done
+    A=$(median <"$WORK/mp.amd64"); B=$(median <"$WORK/mp.arm64"); BOTH=$(median <"$WORK/mp.both")
+    SLOWER=$(echo "if ($A > $B) $A else $B" | bc)
+    ADDED_PCT=$(echo "scale=1; ($BOTH - $SLOWER) * 100 / $SLOWER" | bc)
+    NATIVE=$(median <"$WORK/run.native"); EMULATED=$(median <"$WORK/run.emulated")
+    MULTI=$(printf '| two platforms vs the slower alone (median of 3) | %.2f s vs %.2f s (amd64 %.2f s, arm64 %.2f s) | | %s%% added |\n| the same RUN, native vs emulated | %.2f s vs %.2f s | | %.1fx |' \
+        "$BOTH" "$SLOWER" "$A" "$B" "$ADDED_PCT" "$NATIVE" "$EMULATED" "$(echo "scale=2; $EMULATED / $NATIVE" | bc)")
+fi
+
 echo
 echo "| measure | Drydock | direct buildah | ratio / figure |"
 echo "|---|---|---|---|"
@@ -141,3 +183,4 @@ printf '| warm rebuild (median of 5) | %.2f s | %.2f s | %sx, +%.2f s |\n' "$DD_
 printf '| queue to start, 20 builds | p50 %s ms, p90 %s ms | | |\n' "$P50" "$P90"
 printf '| 100 MB / 10,000-file context, first build | %.2f s | | %s |\n' "$BIG1" "$BIG_LINE1"
 printf '| same context, second build | %.2f s | | %s |\n' "$BIG2" "$BIG_LINE2"
+if [[ -n $MULTI ]]; then echo "$MULTI"; fi

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The quick start: installs what is missing, builds Drydock (release), starts drydock-server
 # on its private PostgreSQL and a drydock-builder beside it, creates an organization the first
-# time, and runs a sample build twice (the second from the cache).
+# time, and runs a sample build twice (the second from the cache), then a two-platform build
+# (linux/amd64 native, linux/arm64 emulated with qemu-user-static) into one image index.
 # Both keep running afterwards; stop them with:
 #   kill "$(cat "$DRYDOCK_DATA_DIR/builder.pid")" "$(cat "$DRYDOCK_DATA_DIR/server.pid")"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh curl python3 buildah skopeo busybox
+scripts/install-deps.sh curl python3 buildah skopeo busybox qemu
 
 if [[ $(id -u) -eq 0 ]]; then default_data=/var/lib/drydock; else default_data=${XDG_DATA_HOME:-$HOME/.local/share}/drydock; fi
 export DRYDOCK_DATA_DIR=${DRYDOCK_DATA_DIR:-$default_data}
@@ -60,7 +61,9 @@ if [[ -f $BUILDER_PIDFILE ]] && kill -0 "$(cat "$BUILDER_PIDFILE")" 2>/dev/null;
 else
     echo "==> drydock tokens create --kind worker --name quickstart-builder; starting drydock-builder"
     WORKER_TOKEN=$("$BIN/drydock" tokens create --kind worker --name quickstart-builder 2>/dev/null | tail -1)
+    # It builds amd64 (and 386) natively and arm64 through qemu when it may (as root).
     DRYDOCK_WORKER_TOKEN=$WORKER_TOKEN DRYDOCK_CACHE_DIR=${DRYDOCK_CACHE_DIR:-$DRYDOCK_DATA_DIR/builder-cache} \
+        DRYDOCK_BUILDER_EMULATE=${DRYDOCK_BUILDER_EMULATE:-linux/arm64} \
         nohup "$BIN/drydock-builder" >"$DRYDOCK_DATA_DIR/builder.log" 2>&1 &
     echo $! >"$BUILDER_PIDFILE"
 fi
@@ -80,6 +83,19 @@ echo "==> drydock build -t hello:1 --push examples/hello"
 echo "==> the same build again: every step from the cache"
 "$BIN/drydock" build --project "$PROJECT" -t hello:1 --push --progress plain \
     --build-arg BASE="$HOST/$PROJECT/busybox:latest" --build-arg GREETING=hi examples/hello 2>&1 | grep -E 'CACHED|DONE|context|image|pushed'
+if [[ $(id -u) -eq 0 ]]; then
+    echo "==> pushing busybox for every platform (Debian's busybox-static of each architecture) as $HOST/$PROJECT/busybox:multi"
+    LAYOUT=$(mktemp -d)
+    Tests/Fixtures/busybox-arches.sh "$LAYOUT/index" >/dev/null
+    skopeo copy --quiet --all --dest-tls-verify=false --dest-creds "ci:$CI_TOKEN" "oci:$LAYOUT/index:latest" "docker://$HOST/$PROJECT/busybox:multi"
+    rm -rf "$LAYOUT"
+    echo "==> drydock projects update $PROJECT --emulation allowed; drydock build --platform linux/amd64,linux/arm64 -t hello:multi"
+    "$BIN/drydock" projects update "$PROJECT" --emulation allowed >/dev/null
+    "$BIN/drydock" build --project "$PROJECT" -t hello:multi --platform linux/amd64,linux/arm64 --progress plain \
+        --build-arg BASE="$HOST/$PROJECT/busybox:multi" --build-arg GREETING=hi examples/hello 2>&1 | grep -E '^#[0-9]+ \[|linux/|index|tagged'
+else
+    echo "==> (the two-platform build needs root once: dpkg --add-architecture, binfmt_misc; skipped)"
+fi
 echo "==> drydock builds list"
 "$BIN/drydock" builds list --project "$PROJECT"
 echo "==> drydock registry tags hello"
