@@ -172,7 +172,7 @@ for step in build["steps"]:
     SLOWER=$(echo "if ($A > $B) $A else $B" | bc)
     ADDED_PCT=$(echo "scale=1; ($BOTH - $SLOWER) * 100 / $SLOWER" | bc)
     NATIVE=$(median <"$WORK/run.native"); EMULATED=$(median <"$WORK/run.emulated")
-    MULTI=$(printf '| two platforms vs the slower alone (median of 3) | %.2f s vs %.2f s (amd64 %.2f s, arm64 %.2f s) | | %s%% added |\n| the same RUN, native vs emulated | %.2f s vs %.2f s | | %.1fx |' \
+    MULTI=$(printf '| two platforms vs the slower alone (median of 3) | %.2f s vs %.2f s (amd64 %.2f s, arm64 %.2f s) | | %.1f%% added |\n| the same RUN, native vs emulated | %.2f s vs %.2f s | | %.1fx |' \
         "$BOTH" "$SLOWER" "$A" "$B" "$ADDED_PCT" "$NATIVE" "$EMULATED" "$(echo "scale=2; $EMULATED / $NATIVE" | bc)")
 fi
 
