@@ -129,6 +129,11 @@ struct MultiPlatformTests {
                 let runs = rebuilt.steps.filter { $0.instruction.hasPrefix("RUN") }
                 #expect(runs.count == 8 && runs.allSatisfy(\.cached), "\(rebuilt.steps.map { "\($0.platform) \($0.instruction) \($0.cached)" })")
 
+                // Usage breaks build time down by platform.
+                let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken)
+                #expect(Set(try usage.decoded(Schemas.Usage.self).byPlatform?.map(\.platform) ?? [])
+                        == ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/386"], "\(usage.text)")
+
                 let builders = try await runExecutable("drydock", ["builders", "list", "--api-url", server.baseURL, "--token", server.ownerToken,
                                                                    "--format", "json"], environment: ["HOME": dir.path])
                 let listed = try APIJSON.decode(Schemas.BuilderList.self, builders.stdout).items

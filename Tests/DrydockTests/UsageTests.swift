@@ -114,6 +114,8 @@ struct UsageTests {
             let span = try await server.request(.get, "\(org)?from=2026-10-31&to=2026-11-01", token: server.ownerToken)
             let spanUsage = try span.decoded(Schemas.Usage.self)
             #expect(spanUsage.buildSeconds == 75)
+            #expect(spanUsage.byPlatform?.map(\.platform) == ["linux/amd64"] && spanUsage.byPlatform?.first?.buildSeconds == 75,
+                    "build time by platform: \(span.text)")
             #expect(spanUsage.byDay.map(\.date) == ["2026-10-31", "2026-11-01"])
             #expect(spanUsage.byDay.map(\.buildSeconds) == [30, 45])
             // The period touches two months: two plan fees, by line and month.

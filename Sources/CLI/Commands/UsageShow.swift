@@ -22,12 +22,12 @@ struct UsageShow: AsyncParsableCommand {
     @Option(help: "Last day, YYYY-MM-DD (inclusive).")
     var to: String?
 
-    @Option(help: "project or day.")
+    @Option(help: "project, platform or day.")
     var by: Grouping = .project
 
     @OptionGroup var output: FormatOption
 
-    enum Grouping: String, ExpressibleByArgument, CaseIterable { case project, day }
+    enum Grouping: String, ExpressibleByArgument, CaseIterable { case project, platform, day }
 
     func validate() throws {
         if month != nil, from != nil || to != nil { throw ValidationError("give --month or --from/--to, not both") }
@@ -52,6 +52,9 @@ struct UsageShow: AsyncParsableCommand {
             } else if by == .project {
                 Output.csv([["project_id", "name", "build_seconds", "build_minutes", "storage_gb_months"]]
                     + usage.byProject.map { ["\($0.projectId)", $0.name, "\($0.buildSeconds)", "\($0.buildMinutes)", "\($0.storageGBMonths)"] })
+            } else if by == .platform {
+                Output.csv([["platform", "build_seconds", "build_minutes"]]
+                    + (usage.byPlatform ?? []).map { [$0.platform, "\($0.buildSeconds)", "\($0.buildMinutes)"] })
             } else {
                 Output.csv([["date", "build_seconds", "build_minutes"]] + usage.byDay.map { [$0.date, "\($0.buildSeconds)", "\($0.buildMinutes)"] })
             }
@@ -78,6 +81,9 @@ struct UsageShow: AsyncParsableCommand {
                 Output.table(["PROJECT", "NAME", "BUILD MINUTES", "STORAGE GB-MONTHS"], usage.byProject.map {
                     [$0.projectId, $0.name, String(format: "%.2f", $0.buildMinutes), String(format: "%.3f", $0.storageGBMonths)]
                 }, empty: "No usage in this period.")
+            } else if by == .platform {
+                Output.table(["PLATFORM", "BUILD MINUTES"], (usage.byPlatform ?? []).map { [$0.platform, String(format: "%.2f", $0.buildMinutes)] },
+                             empty: "No builds in this period.")
             } else {
                 Output.table(["DATE", "BUILD MINUTES"], usage.byDay.map { [$0.date, String(format: "%.2f", $0.buildMinutes)] }, empty: "No days in this period yet.")
             }

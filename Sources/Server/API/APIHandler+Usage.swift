@@ -130,6 +130,12 @@ extension APIHandler {
                 projectId: id, name: names[id] ?? "(deleted)", buildSeconds: byProjectSeconds[id] ?? 0,
                 buildMinutes: Self.number(Decimal(byProjectSeconds[id] ?? 0) / 60), storageGBMonths: Self.number(byProjectGB[id] ?? 0, places: 3))
         }
+        // Build time by platform over the whole period (what native and emulated builders spent).
+        var byPlatformSeconds: [String: Int64] = [:]
+        for b in builds { byPlatformSeconds[b.platform, default: 0] += b.overlap(period.from, period.to) }
+        let byPlatform = byPlatformSeconds.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map {
+            Components.Schemas.UsageByPlatform(platform: $0.key, buildSeconds: $0.value, buildMinutes: Self.number(Decimal($0.value) / 60))
+        }
         var byDay: [Components.Schemas.UsageByDay] = []
         var day = period.from
         let formatter = DateFormatter()
@@ -149,7 +155,7 @@ extension APIHandler {
             includedMinutes: includedMinutes, overageMinutes: Self.number(Decimal(overageSeconds) / 60),
             storageGBMonths: Self.number(gbMonths, places: 3), includedStorageGB: terms.includedStorageGB,
             cost: projectId == nil ? .init(currency: .usd, totalCents: total, total: Billing.dollars(total), lines: lines) : nil,
-            byProject: byProject, byDay: byDay)
+            byProject: byProject, byPlatform: byPlatform, byDay: byDay)
         guard withCaps, projectId == nil else { return report }
         let caps = try await usage.caps(organizationId: organizationId)
         var capsReport = Components.Schemas.UsageCaps(
