@@ -173,4 +173,46 @@ struct MultiPlatformTests {
             }
         }
     }
+
+    @Test("--push of a multi-platform image to another registry sends each platform's image and the index there, with the user's docker login")
+    func pushElsewhere() async throws {
+        try await withTestServer { server in
+            try await withTestServer { outside in
+                try await withTemporaryDirectory { dir in
+                    let fixture = try await Self.fixture(server, project: "pushes")
+                    let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"),
+                                                           name: "native", environment: ["DRYDOCK_BUILDER_PLATFORMS": "linux/amd64,linux/386"])
+                    defer { withExtendedLifetime(builder) {} }
+                    let mirror = try await outside.createProject("mirror")
+                    let config = dir.appendingPathComponent("docker")
+                    try FileManager.default.createDirectory(at: config, withIntermediateDirectories: true)
+                    let auth = Data("mirror:\(outside.ownerToken)".utf8).base64EncodedString()
+                    try #"{"auths":{"127.0.0.1:\#(outside.port)":{"auth":"\#(auth)"}}}"#
+                        .write(to: config.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+                    let context = dir.appendingPathComponent("ctx")
+                    try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
+                    try "FROM \(fixture.host)/\(fixture.projectId)/busybox:multi\nRUN uname -m > /arch\n"
+                        .write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+                    let remote = "127.0.0.1:\(outside.port)/\(mirror)/app:multi"
+                    let result = try await runExecutable("drydock", [
+                        "build", "--api-url", server.baseURL, "--token", server.ownerToken, "--project", "pushes", "--progress", "plain",
+                        "--platform", "linux/amd64,linux/386", "-t", remote, "--push", context.path,
+                    ], environment: ["HOME": dir.path, "DOCKER_CONFIG": config.path])
+                    #expect(result.status == 0, "\(result.stderr)\n\(builder.output)")
+                    #expect(result.stderr.contains("pushed \(remote)"), "\(result.stderr)")
+                    let index = try await outside.registry(.get, "/v2/\(mirror)/app/manifests/multi", token: outside.ownerToken,
+                                                           headers: [.accept: "application/vnd.oci.image.index.v1+json"])
+                    #expect(index.status == .ok)
+                    let document = try JSONDecoder().decode(OCIManifestDocument.self, from: Data(index.body))
+                    #expect((document.manifests ?? []).compactMap { $0.platform?.name } == ["linux/amd64", "linux/386"])
+                    for manifest in document.manifests ?? [] {
+                        let digest = try #require(manifest.digest)
+                        let image = try await outside.registry(.get, "/v2/\(mirror)/app/manifests/\(digest)", token: outside.ownerToken,
+                                                               headers: [.accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"])
+                        #expect(image.status == .ok, "the \(manifest.platform?.name ?? "?") image is there too")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -157,9 +157,10 @@ struct UsageTests {
             try await Task.sleep(for: .milliseconds(1100))
             let result = #"{"status":"succeeded","digest":"sha256:\#(String(repeating: "b", count: 64))","cacheBytes":123456}"#
             #expect(try await server.request(.post, "/api/v1/jobs/\(job)/finish", token: buildToken, json: result).status == .noContent)
-            // Billed from the job's start to its finish, per second: at least the second slept, at
-            // most the time this test saw pass between the claim and the finish (rounded up).
-            let elapsed = (ContinuousClock.now - claimed).components.seconds + 1
+            // Billed from the job's start to its finish in whole seconds (the start rounded down,
+            // the finish up): at least the second slept, at most the time this test saw pass
+            // between the claim and the finish plus that rounding.
+            let elapsed = (ContinuousClock.now - claimed).components.seconds + 2
             // A retry after the build token was revoked is refused, and recording stays single.
             let retry = try await server.request(.post, "/api/v1/jobs/\(job)/finish", token: buildToken, json: result)
             #expect(retry.status == .unauthorized)

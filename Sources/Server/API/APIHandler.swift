@@ -22,7 +22,8 @@ struct APIHandler: APIProtocol {
     /// project, a finished job's build token) drops them right where it happens.
     let authenticator: TokenAuthenticator
 
-    var indexes: IndexAssembler { IndexAssembler(builds: builds, registry: registry, logger: builds.logger) }
+    /// Writes multi-platform builds' image indexes (and pushes them where asked).
+    let indexes: IndexAssembler
 
     // MARK: identity
 

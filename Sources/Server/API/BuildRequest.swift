@@ -35,10 +35,6 @@ enum BuildRequest {
         for key in labels.keys where key.isEmpty || key.count > 256 {
             throw DomainError.invalidField("labels", "label keys must be 1 to 256 characters")
         }
-        if platforms.count > 1, body.push == true,
-           let (i, outside) = (body.tags ?? []).enumerated().first(where: { ImageReference.registryHost(of: $0.element) != nil }) {
-            throw DomainError.invalidField("tags[\(i)]", "pushing a multi-platform image to another registry (\(outside)) is not supported yet; push it to the project registry and copy it with 'skopeo copy --all'")
-        }
         var insecure: [String] = []
         for (i, host) in (body.insecureRegistries ?? []).enumerated() {
             let allowed = host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || ".-:[]".contains($0)) }

@@ -90,9 +90,12 @@ public func buildApplication(
     jobs.emulationFallback = configuration.emulationFallback
     let buildLog = BuildLog(client: db, logger: logger)
     let contexts = ContextStore(dataDirectory: configuration.dataDirectory, limit: configuration.maxContextBytes)
+    let blobStore = try FileSystemBlobStore(root: configuration.dataDirectory)
+    let indexes = IndexAssembler(builds: builds, registry: registryStore, logger: logger,
+                                 blobPath: { digest in Digest(digest).flatMap { blobStore.path(of: $0) } })
     let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
                              builds: builds, jobs: jobs, buildLog: buildLog, contexts: contexts, signals: signals, usage: usage,
-                             authenticator: authenticator)
+                             authenticator: authenticator, indexes: indexes)
     // The contract the server serves is the one it enforces.
     let contract = try Contract(yaml: String(decoding: EmbeddedOpenAPIDocument.bytes, as: UTF8.self))
     try handler.registerHandlers(
@@ -106,7 +109,6 @@ public func buildApplication(
             BodyLimitMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes, contract: contract),
         ])
 
-    let blobStore = try FileSystemBlobStore(root: configuration.dataDirectory)
     let registry = RegistryRoutes(
         store: registryStore,
         blobs: blobStore,
@@ -133,7 +135,7 @@ public func buildApplication(
             RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger),
             LeaseReaper(jobs: jobs, authenticator: authenticator, interval: configuration.leaseCheckInterval,
                         queueTimeout: configuration.queueTimeout,
-                        schemaReady: schemaReady, indexes: IndexAssembler(builds: builds, registry: registryStore, logger: logger), logger: logger),
+                        schemaReady: schemaReady, indexes: indexes, logger: logger),
             UsageSampler(usage: usage, interval: configuration.storageSampleInterval, schemaReady: schemaReady, logger: logger),
         ],
         onServerRunning: { channel in

@@ -183,6 +183,16 @@ public struct BuildStore: Sendable {
             buildId: buildId, on: tx, logger: logger)
     }
 
+    /// The registry credentials a build was sent with, while it runs (erased when it closes).
+    func credentials(buildId: String) async throws -> [BuildSecrets.Credential] {
+        let rows = try await client.query("SELECT sealed_secrets FROM builds WHERE id = \(buildId)", logger: logger)
+        for try await sealed in rows.decode(ByteBuffer?.self) {
+            guard let sealed else { return [] }
+            return try secretBox.open(Array(buffer: sealed)).credentials
+        }
+        return []
+    }
+
     /// Closes a multi-platform build once its index is written (or writing it failed).
     func closeAssembled(buildId: String, status: BuildStatus, digest: String?, error: String?) async throws {
         try await client.transaction(logger: logger) { tx in

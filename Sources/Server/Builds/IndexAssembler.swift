@@ -10,6 +10,8 @@ struct IndexAssembler: Sendable {
     let builds: BuildStore
     let registry: RegistryStore
     let logger: Logger
+    /// Where a blob of the project registry is on disk (to push it to another registry).
+    var blobPath: @Sendable (String) -> String? = { _ in nil }
 
     static let indexMediaType = "application/vnd.oci.image.index.v1+json"
 
@@ -17,6 +19,9 @@ struct IndexAssembler: Sendable {
     func assemble(buildId: String) async {
         do {
             try await assembleOrThrow(buildId: buildId)
+        } catch let error as DomainError where error.code == "push_failed" {
+            logger.warning("could not push a multi-platform image", metadata: ["build": "\(buildId)", "error": "\(error)"])
+            try? await builds.closeAssembled(buildId: buildId, status: .failed, digest: nil, error: error.message)
         } catch {
             logger.error("could not assemble a build's image index", metadata: ["build": "\(buildId)", "error": "\(String(reflecting: error))"])
             try? await builds.closeAssembled(buildId: buildId, status: .failed, digest: nil,
@@ -61,6 +66,38 @@ struct IndexAssembler: Sendable {
             try await registry.putManifest(ManifestPut(
                 projectId: build.projectId, repository: destination.repository, digest: digest, mediaType: Self.indexMediaType,
                 content: content, subject: nil, artifactType: nil, tag: destination.tag, blobs: [], manifests: manifests))
+        }
+        // Tags on other registries (asked for with --push): the images, then the index, pushed
+        // there with the credentials the build was sent with.
+        let outside = build.spec.destinations(projectId: build.projectId).filter { !$0.hasPrefix(build.projectId + "/") }
+        if !outside.isEmpty {
+            let credentials = try await builds.credentials(buildId: buildId)
+            var platformManifests: [ExternalPush.Manifest] = []
+            for descriptor in descriptors {
+                guard let digest = descriptor.digest,
+                      let stored = try await registry.manifest(projectId: build.projectId, repository: "build", reference: digest) else { continue }
+                platformManifests.append(.init(digest: stored.digest, mediaType: stored.mediaType, content: stored.content))
+            }
+            for reference in outside {
+                guard let host = ImageReference.registryHost(of: reference) else { continue }
+                let path = reference.dropFirst(host.count + 1)
+                let (repository, tag): (Substring, Substring) = {
+                    if let colon = path.lastIndex(of: ":") { return (path[..<colon], path[path.index(after: colon)...]) }
+                    return (path, "latest")
+                }()
+                let name = host.hasPrefix("[") ? String(host.prefix { $0 != "]" }.dropFirst()) : String(host.split(separator: ":").first ?? "")
+                let insecure = ["localhost", "127.0.0.1", "::1"].contains(name) || name.hasPrefix("127.") || (build.spec.insecureRegistries ?? []).contains(host)
+                let credential = credentials.first { $0.registry == host }
+                let pusher = ExternalPush(host: host, repository: String(repository), username: credential?.username, password: credential?.password,
+                                          insecure: insecure, blobPath: blobPath)
+                do {
+                    try await pusher.push(index: .init(digest: digest.description, mediaType: Self.indexMediaType, content: content),
+                                          tag: String(tag), manifests: platformManifests)
+                } catch {
+                    throw DomainError(.invalid, code: "push_failed", "pushing \(reference) failed: \(error)")
+                }
+                logger.info("pushed a multi-platform image to another registry", metadata: ["build": "\(buildId)", "reference": "\(reference)"])
+            }
         }
         try await builds.closeAssembled(buildId: buildId, status: .succeeded, digest: digest.description, error: nil)
         logger.info("assembled a multi-platform image index", metadata: ["build": "\(buildId)", "digest": "\(digest)", "platforms": "\(descriptors.count)"])
