@@ -10,7 +10,7 @@ struct LogNoiseTests {
         "[Warning] one or more build args were not consumed: [TARGETARCH TARGETOS TARGETPLATFORM]",
         "(UNHANDLED LOGLEVEL) &imagebuilder.Step{Env:[] Command:\"runn\"}",
         "--> Using cache 2b67efefc39e661e870697a7f84d83ae7a3d95be2807316a783c65ffb2555ed5", "--> 2b67efefc39",
-        "subprocess exited with status 7", "Error: building at STEP \"RUN exit 7\": exit status 7",
+        "subprocess exited with status 7", "subprocess exited on killed", "Error: building at STEP \"RUN exit 7\": exit status 7",
     ])
     func noise(line: String) {
         #expect(LogNoise.isNoise(line))

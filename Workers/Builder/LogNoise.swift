@@ -9,7 +9,7 @@ public enum LogNoise {
         "--> ",
         // A failing RUN: buildah says so twice, then quotes the whole instruction again; the
         // build's error names the step and the exit code once.
-        "subprocess exited with status ", "Error: building at STEP ", "error building at STEP ",
+        "subprocess exited with status ", "subprocess exited on ", "Error: building at STEP ", "error building at STEP ",
     ]
     /// Build arguments buildah sets itself; a warning that only these went unused is noise.
     static let automaticArguments: Set<Substring> = [
