@@ -6,14 +6,11 @@ public struct DrydockCommand: AsyncParsableCommand {
         commandName: "drydock",
         abstract: "Remote container builds with a persistent per-project cache and registry.",
         discussion: """
-            Start with 'drydock login --token TOKEN --api-url URL' (an owner gets the first token
-            from 'drydock-server bootstrap'), then 'drydock projects create NAME' and
-            'drydock init' in your repository.
+            Start with 'drydock login --token TOKEN --api-url URL' (an owner gets the first token from 'drydock-server bootstrap'), then 'drydock projects create NAME' and 'drydock init' in your repository.
 
-            Environment: DRYDOCK_API_URL, DRYDOCK_TOKEN and DRYDOCK_PROJECT override the saved
-            login (kept in $XDG_CONFIG_HOME/drydock/config.json).
+            Environment: DRYDOCK_API_URL, DRYDOCK_TOKEN and DRYDOCK_PROJECT override the saved login (kept in $XDG_CONFIG_HOME/drydock/config.json).
             """,
-        version: "1.0.0",
+        version: "0.5.0",
         subcommands: [Login.self, Logout.self, Whoami.self, Init.self, Build.self, BuildCommands.self, UsageCommands.self, ProjectCommands.self, MemberCommands.self, BuilderCommands.self, TokenCommands.self, RegistryCommands.self, PullToken.self]
     )
 

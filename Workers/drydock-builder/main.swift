@@ -25,7 +25,7 @@ struct DrydockBuilderCommand: AsyncParsableCommand {
             Needs buildah (Debian: apt-get install buildah); builds run with chroot isolation on overlay storage.
             SIGTERM or SIGINT: stop taking jobs, finish the ones running, exit 0. A second one: stop at once.
             """,
-        version: "0.4.0")
+        version: "0.5.0")
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning or error (env LOG_LEVEL).")
     var logLevel: String?
