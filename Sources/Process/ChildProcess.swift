@@ -41,7 +41,7 @@ public enum ChildProcess {
             let (output, errorOutput) = result.closureResult
             return ProcessOutcome(status: exitCode(result.terminationStatus), output: output, errorOutput: errorOutput)
         } catch {
-            throw ChildProcessError.wrapping(error, program: argv[0])
+            throw ChildProcessError.wrapping(error, program: argv.first ?? "")
         }
     }
 
@@ -51,7 +51,7 @@ public enum ChildProcess {
     public static func run(_ argv: [String], environment: [String: String]? = nil, directory: String? = nil,
                            appendingOutputTo logPath: String, handle: ProcessHandle? = nil) async throws -> Int32 {
         let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ChildProcessError.start(argv[0], "cannot open \(logPath): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ChildProcessError.start(argv.first ?? "", "cannot open \(logPath): \(String(cString: strerror(errno)))") }
         let descriptor = FileDescriptor(rawValue: fd)
         defer { try? descriptor.close() }
         let configuration = try configuration(argv, environment: environment, directory: directory, newProcessGroup: handle != nil)
@@ -67,7 +67,7 @@ public enum ChildProcess {
             return exitCode(result.terminationStatus)
         } catch {
             handle?.failed()
-            throw ChildProcessError.wrapping(error, program: argv[0])
+            throw ChildProcessError.wrapping(error, program: argv.first ?? "")
         }
     }
 
@@ -97,7 +97,7 @@ public enum ChildProcess {
             return exitCode(result.terminationStatus)
         } catch {
             handle.failed()
-            throw ChildProcessError.wrapping(error, program: argv[0])
+            throw ChildProcessError.wrapping(error, program: argv.first ?? "")
         }
     }
 

@@ -155,7 +155,11 @@ final class ProgressUI: Sendable {
                 }
                 if mode == .plain {
                     let prefix = multiPlatform && line.hasPrefix("#drydock") ? "[\(entry.platform ?? "")] " : ""
-                    write(key != nil && !line.hasPrefix("#drydock") ? "#\(Self.number(key!, in: s)) \(line)\n" : "\(prefix)\(line)\n")
+                    if let key, !line.hasPrefix("#drydock") {
+                        write("#\(Self.number(key, in: s)) \(line)\n")
+                    } else {
+                        write("\(prefix)\(line)\n")
+                    }
                 }
             case .status:
                 if mode == .plain, let line = entry.line { write("\(line)\n") }
