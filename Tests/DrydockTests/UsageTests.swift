@@ -57,6 +57,38 @@ struct UsageTests {
         }
     }
 
+    @Test("the minutes a build may use are the ones the usage report shows: an organization on Developer from mid-month has half the included minutes")
+    func capsPriceAsTheReport() async throws {
+        try await withTestServer(plan: .developer) { server in
+            // From the middle of the current (UTC) month on the Developer plan: 500 / 2 = 250 minutes.
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC")!
+            let monthStart = calendar.date(from: calendar.dateComponents([.year, .month], from: Date()))!
+            let monthEnd = calendar.date(byAdding: .month, value: 1, to: monthStart)!
+            let middle = Int64(monthStart.timeIntervalSince1970) + Int64(monthEnd.timeIntervalSince(monthStart)) / 2
+            let iso = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(middle)))
+            try await Self.backdate(server, to: iso)
+            let project = try await server.createProject("half")
+            let digest = try await server.uploadZeroContext(project)
+            try await TestDatabase.execute(server.database, """
+                INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
+                VALUES ('halfaaaaaaaaaaaa', \(server.organizationId), \(project), 'linux/amd64', \(middle + 60), \(240 * 60))
+                """)
+            let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken)
+            #expect(try usage.decoded(Schemas.Usage.self).includedMinutes == 250, "\(usage.text)")
+            let body = #"{"contextDigest":"\#(digest)"}"#
+            #expect(try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body).status == .created,
+                    "240 of 250 minutes used: a build may start")
+            try await TestDatabase.execute(server.database, """
+                INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
+                VALUES ('halfbbbbbbbbbbbb', \(server.organizationId), \(project), 'linux/amd64', \(middle + 100_000), \(20 * 60))
+                """)
+            let refused = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body)
+            #expect(refused.status.code == 402)
+            #expect(refused.problem?.detail?.contains("includes 250 build minutes this month") == true, "\(refused.text)")
+        }
+    }
+
     @Test("cost arithmetic is exact to the cent, from the seed's prices")
     func costs() {
         let month: Int64 = 30 * 86_400

@@ -92,23 +92,13 @@ extension APIHandler {
         var byProjectSeconds: [String: Int64] = [:]
         var byProjectGB: [String: Decimal] = [:]
         for (month, part) in period.months {
-            // A month is billed by the plans in force during it, each for its share of the month;
-            // nothing is owed before the organization existed or for a month yet to begin.
-            let segments = history.compactMap { plan -> (plan: PlanPeriod, from: Int64, to: Int64)? in
-                let from = max(plan.from, month.from), to = min(plan.to ?? month.to, month.to)
-                return to > from && month.from <= now ? (plan, from, to) : nil
-            }
-            for (index, segment) in segments.enumerated() {
-                let (plan, from, to) = segment
-                // Usage is counted against the plan in force when it happened; the month's first and
-                // last plans also take whatever falls outside every period (clock skew, imports).
-                let usageFrom = index == 0 ? part.from : max(from, part.from)
-                let usageTo = index == segments.count - 1 ? part.to : min(to, part.to)
-                let planBuildSeconds = usageTo > usageFrom ? builds.reduce(Int64(0)) { $0 + $1.overlap(usageFrom, usageTo) } : 0
-                let byteSeconds = usageTo > usageFrom ? storage.reduce(Decimal(0)) { $0 + $1.byteSeconds(usageFrom, usageTo, now: now) } : 0
-                let bill = Billing.month(plan: plan.terms, buildSeconds: planBuildSeconds, storageByteSeconds: byteSeconds,
-                                         monthSeconds: month.to - month.from, planSeconds: to - from)
-                seconds += planBuildSeconds
+            // A month is billed by the plans in force during it (`Billing.month(history:…)`).
+            let bills = Billing.month(
+                history: history, monthFrom: month.from, monthTo: month.to, partFrom: part.from, partTo: part.to, now: now,
+                buildSeconds: { from, to in builds.reduce(Int64(0)) { $0 + $1.overlap(from, to) } },
+                storageByteSeconds: { from, to in storage.reduce(Decimal(0)) { $0 + $1.byteSeconds(from, to, now: now) } })
+            for bill in bills {
+                seconds += bill.buildSeconds
                 overageSeconds += bill.overageSeconds
                 includedMinutes += bill.includedMinutes
                 gbMonths += bill.storageGBMonths

@@ -92,6 +92,28 @@ public enum Billing {
     /// month's `monthSeconds`; nil: all of it). The fee and the included minutes and storage are
     /// prorated by that share, to the cent and the second; build minutes are billed per second
     /// past the included ones, storage GB-months past the included GB.
+    /// A calendar month billed by the plans in force during it, each for its share of the month
+    /// (fee, included minutes and storage); nothing before the organization existed or for a
+    /// month yet to begin. Usage inside `[partFrom, partTo)` is counted against the plan in force
+    /// when it happened. The usage report and the caps check both price a month with this.
+    public static func month(history: [PlanPeriod], monthFrom: Int64, monthTo: Int64, partFrom: Int64, partTo: Int64, now: Int64,
+                             buildSeconds: (Int64, Int64) -> Int64, storageByteSeconds: (Int64, Int64) -> Decimal) -> [MonthBill] {
+        let segments = history.compactMap { plan -> (plan: PlanPeriod, from: Int64, to: Int64)? in
+            let from = max(plan.from, monthFrom), to = min(plan.to ?? monthTo, monthTo)
+            return to > from && monthFrom <= now ? (plan, from, to) : nil
+        }
+        return segments.enumerated().map { index, segment in
+            let (plan, from, to) = segment
+            // The month's first and last plans also take whatever falls outside every period
+            // (clock skew, imports).
+            let usageFrom = index == 0 ? partFrom : max(from, partFrom)
+            let usageTo = index == segments.count - 1 ? partTo : min(to, partTo)
+            let seconds = usageTo > usageFrom ? buildSeconds(usageFrom, usageTo) : 0
+            let bytes = usageTo > usageFrom ? storageByteSeconds(usageFrom, usageTo) : 0
+            return month(plan: plan.terms, buildSeconds: seconds, storageByteSeconds: bytes, monthSeconds: monthTo - monthFrom, planSeconds: to - from)
+        }
+    }
+
     public static func month(plan: PlanTerms, buildSeconds: Int64, storageByteSeconds: Decimal, monthSeconds: Int64,
                              planSeconds: Int64? = nil) -> MonthBill {
         let onPlan = min(max(planSeconds ?? monthSeconds, 0), monthSeconds)

@@ -102,7 +102,11 @@ public struct UsageStore: Sendable {
     /// The plans an organization has been on, oldest first, each with the epoch seconds it began
     /// and ended (nil: still in force).
     func planHistory(organizationId: String) async throws -> [PlanPeriod] {
-        let rows = try await client.query(
+        try await client.withConnection { try await Self.planHistory(organizationId: organizationId, on: $0, logger: logger) }
+    }
+
+    static func planHistory(organizationId: String, on connection: PostgresConnection, logger: Logger) async throws -> [PlanPeriod] {
+        let rows = try await connection.query(
             """
             SELECT \(unescaped: Self.termsColumns), h.plan_overrides,
                    extract(epoch FROM h.valid_from)::bigint, extract(epoch FROM h.valid_to)::bigint
@@ -111,7 +115,7 @@ public struct UsageStore: Sendable {
             """, logger: logger)
         var periods: [PlanPeriod] = []
         for try await r in rows.decode((String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64, Int64?).self) {
-            periods.append(PlanPeriod(terms: Self.terms((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)), from: r.10, to: r.11))
+            periods.append(PlanPeriod(terms: terms((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)), from: r.10, to: r.11))
         }
         return periods
     }
@@ -319,12 +323,28 @@ public struct UsageStore: Sendable {
         if terms.minuteOverageMillicents != nil, caps.minutesPerMonth == nil, caps.spendCentsPerMonth == nil { return nil }
         let period = UsagePeriod.month(containing: now)
         let nowEpoch = Int64(now.timeIntervalSince1970)
-        let used = try await builds(organizationId: organizationId, projectId: nil, from: period.from, to: period.to, on: tx, logger: logger)
-            .reduce(0) { $0 + $1.overlap(period.from, period.to) }
+        let builds = try await builds(organizationId: organizationId, projectId: nil, from: period.from, to: period.to, on: tx, logger: logger)
+        let used = builds.reduce(0) { $0 + $1.overlap(period.from, period.to) }
         let usedMinutes = String(format: "%.1f", Double(used) / 60)
         let month = period.label
-        if terms.minuteOverageMillicents == nil, used >= terms.includedMinutes * 60 {
-            return "the \(terms.name) plan includes \(terms.includedMinutes) build minutes a month and \(usedMinutes) are used in \(month); "
+        // The month priced as the usage report prices it: by the plans in force during it, each
+        // for its share (a month begun on another plan, or an organization created mid-month).
+        let history = try await planHistory(organizationId: organizationId, on: tx, logger: logger)
+        var storage: [StorageSeries]?
+        func bills() async throws -> [MonthBill] {
+            if storage == nil, caps.spendCentsPerMonth != nil {
+                storage = try await Self.storage(organizationId: organizationId, projectId: nil, to: period.to, on: tx, logger: logger)
+            }
+            let held = storage ?? []
+            return Billing.month(
+                history: history, monthFrom: period.from, monthTo: period.to, partFrom: period.from, partTo: period.to, now: nowEpoch,
+                buildSeconds: { from, to in builds.reduce(Int64(0)) { $0 + $1.overlap(from, to) } },
+                storageByteSeconds: { from, to in held.reduce(Decimal(0)) { $0 + $1.byteSeconds(from, to, now: nowEpoch) } })
+        }
+        let monthBills = history.isEmpty ? [] : try await bills()
+        let included = monthBills.isEmpty ? terms.includedMinutes : monthBills.reduce(Int64(0)) { $0 + $1.includedMinutes }
+        if terms.minuteOverageMillicents == nil, used >= included * 60 {
+            return "the \(terms.name) plan includes \(included) build minutes this month and \(usedMinutes) are used in \(month); "
                 + "builds resume on \(UsagePeriod.month(containing: Date(timeIntervalSince1970: TimeInterval(period.to))).label)-01, "
                 + "or the server operator can move the organization to the Startup plan (drydock-server set-plan --org \(organizationId) startup)"
         }
@@ -333,11 +353,14 @@ public struct UsageStore: Sendable {
                 + "An admin can raise it with 'drydock usage caps set --minutes N' or remove it with 'drydock usage caps clear'"
         }
         if let cap = caps.spendCentsPerMonth {
-            let storage = try await storage(organizationId: organizationId, projectId: nil, to: period.to, on: tx, logger: logger)
-                .reduce(Decimal(0)) { $0 + $1.byteSeconds(period.from, period.to, now: nowEpoch) }
-            let bill = Billing.month(plan: terms, buildSeconds: used, storageByteSeconds: storage, monthSeconds: period.to - period.from)
-            if bill.totalCents >= cap {
-                return "the organization's spend cap of \(Billing.dollars(cap)) a month is reached: \(Billing.dollars(bill.totalCents)) "
+            var total = monthBills.reduce(Int64(0)) { $0 + $1.totalCents }
+            if history.isEmpty {
+                let held = try await Self.storage(organizationId: organizationId, projectId: nil, to: period.to, on: tx, logger: logger)
+                    .reduce(Decimal(0)) { $0 + $1.byteSeconds(period.from, period.to, now: nowEpoch) }
+                total = Billing.month(plan: terms, buildSeconds: used, storageByteSeconds: held, monthSeconds: period.to - period.from).totalCents
+            }
+            if total >= cap {
+                return "the organization's spend cap of \(Billing.dollars(cap)) a month is reached: \(Billing.dollars(total)) "
                     + "estimated for \(month). An admin can raise it with 'drydock usage caps set --spend AMOUNT' or remove it with 'drydock usage caps clear'"
             }
         }
