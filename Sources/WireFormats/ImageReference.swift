@@ -35,6 +35,13 @@ public struct ImageReference: Equatable, Sendable {
         return "\(projectId)/\(path):\(tag)"
     }
 
+    /// Whether a registry host is this machine (`localhost`, `127.x.x.x`, `[::1]`, with any
+    /// port): such registries are reached over plain HTTP, as docker allows.
+    public static func isLoopback(host: String) -> Bool {
+        let name = host.hasPrefix("[") ? String(host.dropFirst().prefix { $0 != "]" }) : String(host.split(separator: ":").first ?? "")
+        return name == "localhost" || name == "::1" || name.hasPrefix("127.")
+    }
+
     /// The registry host a reference names, if any (without validating the rest).
     public static func registryHost(of raw: some StringProtocol) -> String? {
         host(of: Substring(raw).split(separator: "/", omittingEmptySubsequences: false).map(String.init))

@@ -157,6 +157,14 @@ struct WireFormatTests {
 
 @Suite("Unit: image references")
 struct ImageReferenceTests {
+    @Test("loopback registries (reached over plain HTTP) and others", arguments: [
+        ("localhost", true), ("localhost:5000", true), ("127.0.0.1:8080", true), ("127.1.2.3", true), ("[::1]:5000", true),
+        ("registry.example.com", false), ("10.0.0.1:5000", false), ("127example.com", false), ("[fe80::1]:5000", false),
+    ])
+    func loopback(host: String, expected: Bool) {
+        #expect(ImageReference.isLoopback(host: host) == expected)
+    }
+
     @Test("tags resolve into the project registry unless they name a registry", arguments: [
         ("app", "p/app:latest"), ("app:1.2", "p/app:1.2"), ("team/app:1", "p/team/app:1"),
         ("ghcr.io/team/app:1", "ghcr.io/team/app:1"), ("localhost:5000/app", "localhost:5000/app:latest"),

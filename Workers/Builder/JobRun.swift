@@ -241,9 +241,7 @@ struct JobRun: Sendable {
         var hosts: [String] = []
         if configuration.apiURL.scheme == "http" { hosts.append(registryHost) }
         for tag in job.pushTags {
-            guard let host = ImageReference.registryHost(of: tag) else { continue }
-            let name = host.hasPrefix("[") ? String(host.prefix { $0 != "]" }.dropFirst()) : String(host.split(separator: ":").first ?? "")
-            if ["localhost", "127.0.0.1", "::1"].contains(name) || name.hasPrefix("127.") { hosts.append(host) }
+            if let host = ImageReference.registryHost(of: tag), ImageReference.isLoopback(host: host) { hosts.append(host) }
         }
         hosts += job.insecureRegistries ?? []
         var seen = Set<String>()

@@ -78,9 +78,11 @@ struct ExternalPush: Sendable {
         if let authorization { head.headers.add(name: "Authorization", value: authorization) }
         let exists = try await client.execute(head, timeout: .seconds(30))
         if exists.status == .ok { return }
-        guard let path = blobPath(digest), let data = FileManager.default.contents(atPath: path) else {
+        guard let path = blobPath(digest), let handle = FileHandle(forReadingAtPath: path),
+              let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value else {
             throw Failure(description: "blob \(digest) is not in the project registry")
         }
+        let reader = BlobReader(handle)
         var start = HTTPClientRequest(url: "\(base)/blobs/uploads/")
         start.method = .POST
         if let authorization { start.headers.add(name: "Authorization", value: authorization) }
@@ -95,7 +97,8 @@ struct ExternalPush: Sendable {
         put.method = .PUT
         if let authorization { put.headers.add(name: "Authorization", value: authorization) }
         put.headers.add(name: "Content-Type", value: "application/octet-stream")
-        put.body = .bytes(ByteBuffer(data: data))
+        // Streamed from disk 1 MiB at a time: layers can be large.
+        put.body = .stream(AsyncThrowingStream<ByteBuffer, any Error>(unfolding: { try reader.next() }), length: .known(size))
         let stored = try await client.execute(put, timeout: .seconds(600))
         _ = try? await stored.body.collect(upTo: 1 << 16)
         guard stored.status == .created else {
@@ -115,5 +118,16 @@ struct ExternalPush: Sendable {
             let text = body.map { String(buffer: $0).prefix(200) } ?? ""
             throw Failure(description: "\(host) did not take manifest \(reference) of \(repository) (HTTP \(response.status.code)) \(text)")
         }
+    }
+}
+
+/// A blob file read in 1 MiB pieces as the upload asks for them.
+private final class BlobReader: @unchecked Sendable {
+    let handle: FileHandle
+    init(_ handle: FileHandle) { self.handle = handle }
+    deinit { try? handle.close() }
+    func next() throws -> ByteBuffer? {
+        guard let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty else { return nil }
+        return ByteBuffer(data: chunk)
     }
 }

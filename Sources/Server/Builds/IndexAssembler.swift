@@ -79,20 +79,14 @@ struct IndexAssembler: Sendable {
                 platformManifests.append(.init(digest: stored.digest, mediaType: stored.mediaType, content: stored.content))
             }
             for reference in outside {
-                guard let host = ImageReference.registryHost(of: reference) else { continue }
-                let path = reference.dropFirst(host.count + 1)
-                let (repository, tag): (Substring, Substring) = {
-                    if let colon = path.lastIndex(of: ":") { return (path[..<colon], path[path.index(after: colon)...]) }
-                    return (path, "latest")
-                }()
-                let name = host.hasPrefix("[") ? String(host.prefix { $0 != "]" }.dropFirst()) : String(host.split(separator: ":").first ?? "")
-                let insecure = ["localhost", "127.0.0.1", "::1"].contains(name) || name.hasPrefix("127.") || (build.spec.insecureRegistries ?? []).contains(host)
+                guard let parsed = ImageReference(reference), let host = parsed.host else { continue }
+                let insecure = ImageReference.isLoopback(host: host) || (build.spec.insecureRegistries ?? []).contains(host)
                 let credential = credentials.first { $0.registry == host }
-                let pusher = ExternalPush(host: host, repository: String(repository), username: credential?.username, password: credential?.password,
+                let pusher = ExternalPush(host: host, repository: parsed.path, username: credential?.username, password: credential?.password,
                                           insecure: insecure, blobPath: blobPath)
                 do {
                     try await pusher.push(index: .init(digest: digest.description, mediaType: Self.indexMediaType, content: content),
-                                          tag: String(tag), manifests: platformManifests)
+                                          tag: parsed.tag, manifests: platformManifests)
                 } catch {
                     throw DomainError(.invalid, code: "push_failed", "pushing \(reference) failed: \(error)")
                 }
