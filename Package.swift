@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "drydock-server", targets: ["drydock-server"]),
         .executable(name: "drydock", targets: ["drydock"]),
         .executable(name: "drydock-builder", targets: ["drydock-builder"]),
+        .executable(name: "drydock-agent", targets: ["drydock-agent"]),
         .library(name: "DrydockClient", targets: ["DrydockClient"]),
     ],
     dependencies: [
@@ -146,6 +147,28 @@ let package = Package(
             ],
             path: "Workers/drydock-builder"
         ),
+        // drydock-agent: starts builders on demand (process, command or podman launcher).
+        .target(
+            name: "DrydockAgent",
+            dependencies: [
+                "DrydockClient",
+                "DrydockProcess",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Workers/Agent"
+        ),
+        .executableTarget(
+            name: "drydock-agent",
+            dependencies: [
+                "DrydockAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Workers/drydock-agent"
+        ),
         .target(
             name: "DrydockCLI",
             dependencies: [
@@ -166,7 +189,7 @@ let package = Package(
         // Pure logic: runs in seconds with no PostgreSQL, buildah or network (`swift test --filter Unit`).
         .testTarget(
             name: "DrydockUnitTests",
-            dependencies: ["DrydockWireFormats", "DrydockServer", "DrydockBuildContext", "DrydockBuilder", "DrydockProcess"],
+            dependencies: ["DrydockWireFormats", "DrydockServer", "DrydockBuildContext", "DrydockBuilder", "DrydockProcess", "DrydockAgent"],
             path: "Tests/UnitTests"
         ),
         .testTarget(
@@ -176,6 +199,7 @@ let package = Package(
                 "DrydockClient",
                 "DrydockCLI",
                 "DrydockBuilder",
+                "DrydockAgent",
                 "DrydockBuildContext",
                 "DrydockWireFormats",
                 "DrydockProcess",

@@ -15,6 +15,12 @@ for extra in "$@"; do
     case $extra in
         busybox) [[ -x /bin/busybox || -x /usr/bin/busybox ]] || need+=(busybox-static) ;;
         qemu) [[ -x /usr/bin/qemu-aarch64-static ]] || need+=(qemu-user-static) ;;
+        # buildah's OCI isolation (RUN steps in their own PID and network namespaces): runc, and
+        # netavark with aardvark-dns for the build's own network.
+        isolation)
+            command -v runc >/dev/null 2>&1 || need+=(runc)
+            [[ -x /usr/lib/podman/netavark ]] || need+=(netavark)
+            [[ -x /usr/lib/podman/aardvark-dns ]] || need+=(aardvark-dns) ;;
         python3-pip) python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip) ;;
         *) command -v "$extra" >/dev/null 2>&1 || need+=("$extra") ;;
     esac

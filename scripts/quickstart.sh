@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh curl python3 buildah skopeo busybox qemu
+scripts/install-deps.sh curl python3 buildah skopeo busybox qemu isolation
 
 if [[ $(id -u) -eq 0 ]]; then default_data=/var/lib/drydock; else default_data=${XDG_DATA_HOME:-$HOME/.local/share}/drydock; fi
 export DRYDOCK_DATA_DIR=${DRYDOCK_DATA_DIR:-$default_data}

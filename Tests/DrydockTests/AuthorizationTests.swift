@@ -18,8 +18,9 @@ struct AuthorizationTests {
             let caller = Caller(tokenId: "t", kind: kind, organizationId: "o", projectId: nil, userId: nil, role: role)
             return Set(Authorization.table.keys.filter { Authorization.allows(caller, operation: $0) })
         }
-        // Only workers claim jobs, and only a job's own build token reports on it.
-        let machine: Set<String> = ["claimJob", "heartbeatJob", "getJobContext", "reportJobEvents", "finishJob"]
+        // Only workers claim jobs, only a job's own build token reports on it, only agents poll,
+        // and only a builder's one-time secret registers it.
+        let machine: Set<String> = ["claimJob", "heartbeatJob", "getJobContext", "reportJobEvents", "finishJob", "pollAgent", "registerBuilder"]
         #expect(allowed(.user, .owner) == Set(Authorization.table.keys).subtracting(machine))
         #expect(allowed(.user, .admin) == Set(Authorization.table.keys).subtracting(machine))
         let member = allowed(.user, .member)
@@ -29,12 +30,15 @@ struct AuthorizationTests {
         #expect(organization.contains("deleteProject") && !organization.contains("addMember"))
         #expect(allowed(.project, nil) == ["getCurrentCaller", "listProjects", "getProject", "listRepositories", "listRepositoryTags",
                                            "getRegistryUsage", "createPullToken", "getBuildContext", "uploadBuildContext",
-                                           "createBuild", "listBuilds", "getBuild", "cancelBuild", "getBuildLogs", "getProjectUsage"])
+                                           "createBuild", "listBuilds", "getBuild", "cancelBuild", "getBuildLogs", "getProjectUsage",
+                                           "getProjectCache"])
         #expect(member.contains("deleteRepositoryTag") && member.contains("createPullToken") && member.contains("createBuild"))
         #expect(member.isDisjoint(with: machine))
         #expect(allowed(.pull, nil) == ["getCurrentCaller"])
         #expect(allowed(.worker, nil) == ["getCurrentCaller", "claimJob"])
-        #expect(allowed(.build, nil) == Set(["getCurrentCaller"]).union(machine.subtracting(["claimJob"])))
+        #expect(allowed(.build, nil) == Set(["getCurrentCaller"]).union(machine.subtracting(["claimJob", "pollAgent", "registerBuilder"])))
+        #expect(allowed(.agent, nil) == ["getCurrentCaller", "pollAgent"])
+        #expect(allowed(.registration, nil) == ["registerBuilder"])
         let unknown = Caller(tokenId: "t", kind: .user, organizationId: "o", projectId: nil, userId: nil, role: .owner)
         #expect(!Authorization.allows(unknown, operation: "noSuchOperation"))
     }

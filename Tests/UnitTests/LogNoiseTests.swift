@@ -6,7 +6,7 @@ struct LogNoiseTests {
     @Test("lines the user did not cause are left out", arguments: [
         "Getting image source signatures", "Copying blob sha256:ce5f36caba03 done", "Copying config sha256:1234 done",
         "Writing manifest to image destination", "COMMIT localhost/drydock/last-build:latest",
-        "[2/2] COMMIT localhost/drydock/last-build:latest", "Successfully tagged localhost/drydock/last-build:latest",
+        "[2/2] COMMIT localhost/drydock/last-build:latest", "COMMIT", "[2/2] COMMIT", "Successfully tagged localhost/drydock/last-build:latest",
         "[Warning] one or more build args were not consumed: [TARGETARCH TARGETOS TARGETPLATFORM]",
         "(UNHANDLED LOGLEVEL) &imagebuilder.Step{Env:[] Command:\"runn\"}",
         "--> Using cache 2b67efefc39e661e870697a7f84d83ae7a3d95be2807316a783c65ffb2555ed5", "--> 2b67efefc39",

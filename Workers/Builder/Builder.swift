@@ -15,9 +15,17 @@ import Synchronization
 /// jobs, finishes the ones in hand, reports them and returns; `stopNow()` (the second signal)
 /// kills what is running.
 public final class Builder: Service, Sendable {
-    public let configuration: BuilderConfiguration
+    /// As configured; a builder started by an agent takes its token, platform and concurrency
+    /// from its registration.
+    public var configuration: BuilderConfiguration { configurationState.withLock { $0 } }
+    private let configurationState: Mutex<BuilderConfiguration>
     let logger: Logger
-    let workerClient: DrydockClient
+    var workerClient: DrydockClient { clientState.withLock { $0 } }
+    private let clientState: Mutex<DrydockClient>
+    /// Set when the agent that started this builder died: running jobs are stopped and failed.
+    private let orphaned = Mutex(false)
+    /// Jobs running now and when the last one ended, for the idle exit.
+    private let activity = Mutex<(busy: Int, last: ContinuousClock.Instant)>((0, .now))
     /// Cache roots in use: one job at a time per project and platform in this worker.
     private let busyRoots = Mutex<Set<String>>([])
     /// The jobs running now, so a hard stop can reach their processes.
@@ -30,15 +38,82 @@ public final class Builder: Service, Sendable {
     }
 
     public init(configuration: BuilderConfiguration, logger: Logger) {
-        self.configuration = configuration
+        self.configurationState = Mutex(configuration)
         self.logger = logger
-        self.workerClient = DrydockClient(baseURL: configuration.apiURL, token: configuration.workerToken, timeout: .seconds(90))
+        self.clientState = Mutex(DrydockClient(baseURL: configuration.apiURL, token: configuration.workerToken, timeout: .seconds(90)))
+    }
+
+    /// Trades the agent's one-time secret for a worker token of one project and platform; retried
+    /// while the server cannot be reached. Returns false when shut down meanwhile.
+    func register(secret: String) async throws -> Bool {
+        let client = DrydockClient(baseURL: configuration.apiURL, token: secret, timeout: .seconds(10))
+        var failures = 0
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let registered = try await cancelWhenGracefulShutdown { try await client.registerBuilder(name: self.configuration.name) }
+                guard let platform = Platform(registered.platform) else {
+                    throw BuilderError.configuration("the server registered this builder for '\(registered.platform)', which it does not know")
+                }
+                configurationState.withLock {
+                    $0.workerToken = registered.workerToken
+                    $0.platforms = registered.emulated == true ? [] : [platform]
+                    $0.emulated = registered.emulated == true ? [platform] : []
+                    $0.concurrency = max(1, registered.buildsPerBuilder)
+                    $0.idleSeconds = $0.idleSeconds ?? registered.idleSeconds
+                }
+                clientState.withLock { $0 = DrydockClient(baseURL: configuration.apiURL, token: registered.workerToken, timeout: .seconds(90)) }
+                logger.info("registered", metadata: ["builder": "\(registered.builderId)", "project": "\(registered.projectId)",
+                                                     "platform": "\(registered.platform)"])
+                return true
+            } catch let error as DrydockClientError where error.status == 401 || error.status == 403 {
+                throw BuilderError.configuration("the server refused this builder's registration secret (it works once, for an hour): \(error)")
+            } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { return false }
+                failures += 1
+                let delay = min(10, 1 << min(failures, 4))
+                logger.error("cannot register with the server; retrying", metadata: ["error": "\(error)", "in": "\(delay)s"])
+                try? await Task.sleep(for: .seconds(delay))
+            }
+        }
+        return false
+    }
+
+    /// A builder whose agent died stops too: its running builds are killed (their jobs fail or
+    /// go back to the queue within their lease) and it exits.
+    func watchParent(_ parent: Int32) async {
+        while !Task.isCancelled {
+            if getppid() != parent {
+                logger.warning("the agent that started this builder is gone; stopping now")
+                orphaned.withLock { $0 = true }
+                await stopNow()
+                // The jobs in hand report why they stopped (a few seconds at most), then it exits.
+                let deadline = ContinuousClock.now + .seconds(5)
+                while !running.withLock({ $0.isEmpty }), ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                Foundation.exit(3)
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    /// Seconds left before an idle builder exits (nil: it never does).
+    func idleLeft() -> Duration? {
+        guard let idle = configuration.idleSeconds else { return nil }
+        return activity.withLock { state in
+            state.busy > 0 ? .seconds(idle) : .seconds(idle) - (ContinuousClock.now - state.last)
+        }
     }
 
     /// Serves jobs until graceful shutdown (then finishes the jobs in hand) or cancellation.
     public func run() async throws {
         try FileManager.default.createDirectory(at: configuration.cacheDirectory, withIntermediateDirectories: true)
+        let parentWatch = configuration.parentPid.map { parent in Task { await watchParent(parent) } }
+        defer { parentWatch?.cancel() }
         await recoverAbandonedJobs()
+        if let secret = configuration.registrationSecret {
+            guard try await register(secret: secret) else { return }
+        }
         guard try await waitForServer() else { return }
         emulated = Emulation.usable(configuration.emulated, logger: logger)
         guard !configuration.platforms.isEmpty || !emulated.isEmpty else {
@@ -48,7 +123,9 @@ public final class Builder: Service, Sendable {
             "server": "\(configuration.apiURL.absoluteString)", "platforms": "\(configuration.platforms.map(\.description).joined(separator: ","))",
             "emulated": "\(emulated.isEmpty ? "-" : emulated.map(\.description).joined(separator: ","))",
             "cache": "\(configuration.cacheDirectory.path)", "concurrency": "\(configuration.concurrency)",
+            "isolation": "\(configuration.isolation.rawValue)", "idle-exit": "\(configuration.idleSeconds.map { "\($0)s" } ?? "never")",
         ])
+        activity.withLock { $0.last = .now }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for slot in 0..<configuration.concurrency {
                 group.addTask { try await self.serve(slot: slot) }
@@ -104,13 +181,22 @@ public final class Builder: Service, Sendable {
         var refusals = 0
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let job: Components.Schemas.JobAssignment?
+            var wait = 25
+            if let left = idleLeft() {
+                guard left > .zero else {
+                    logger.info("no job for \(configuration.idleSeconds ?? 0) s: exiting", metadata: ["slot": "\(slot)"])
+                    return
+                }
+                wait = Int(min(max(left.components.seconds, 1), 25))
+            }
             do {
                 // Only the wait for a job ends at shutdown; a job in hand runs to its end. (A claim
                 // answered just as it was abandoned is handed back: the server requeues claims
                 // that are not confirmed by a first heartbeat.)
+                let wait = wait
                 job = try await cancelWhenGracefulShutdown {
                     try await self.workerClient.claimJob(name: self.configuration.name, platforms: self.configuration.platforms,
-                                                         emulated: self.emulated, waitSeconds: 25)
+                                                         emulated: self.emulated, waitSeconds: wait)
                 }
                 failures = 0
                 refusals = 0
@@ -133,7 +219,12 @@ public final class Builder: Service, Sendable {
                 continue
             }
             guard let job else { continue }
+            activity.withLock { $0.busy += 1 }
             await runJob(job)
+            activity.withLock {
+                $0.busy -= 1
+                $0.last = .now
+            }
         }
     }
 
@@ -144,12 +235,19 @@ public final class Builder: Service, Sendable {
         let client = DrydockClient(baseURL: configuration.apiURL, token: job.buildToken, timeout: .seconds(120))
         let reporter = EventReporter(client: client, jobId: job.jobId, logger: log)
         let root = cacheRoot(projectId: job.projectId, platform: job.platform)
-        await acquire(root.path)
-        defer { release(root.path) }
+        // One job at a time per cache, except in a builder of one cache that runs several at once.
+        let exclusive = !configuration.singleCache
+        if exclusive { await acquire(root.path) }
+        defer { if exclusive { release(root.path) } }
         let run = JobRun(job: job, client: client, reporter: reporter, root: root, configuration: configuration, logger: log)
         running.withLock { $0[job.jobId] = run.control }
         defer { _ = running.withLock { $0.removeValue(forKey: job.jobId) } }
-        let result = await run.execute()
+        var result = await run.execute()
+        if orphaned.withLock({ $0 }), result.status != .succeeded {
+            let reason = "the drydock-agent that started builder '\(configuration.name)' stopped, and the builder stopped the build with it"
+            await reporter.log("error: \(reason)")
+            result = .init(status: .failed, error: reason, cacheBytes: result.cacheBytes, cacheImages: result.cacheImages)
+        }
         await reporter.close()
         await report(result, of: job, client: client, log: log)
     }
@@ -210,7 +308,9 @@ public final class Builder: Service, Sendable {
 
     /// `CACHE/<project-id>/<os-arch[-variant]>`: one buildah storage per project and platform.
     func cacheRoot(projectId: String, platform: String) -> URL {
-        configuration.cacheDirectory.appendingPathComponent(projectId).appendingPathComponent(platform.replacingOccurrences(of: "/", with: "-"))
+        // A builder an agent started works on that project's volume for its platform.
+        if configuration.singleCache { return configuration.cacheDirectory }
+        return configuration.cacheDirectory.appendingPathComponent(projectId).appendingPathComponent(platform.replacingOccurrences(of: "/", with: "-"))
     }
 
     func acquire(_ root: String) async {

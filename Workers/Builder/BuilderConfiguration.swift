@@ -13,6 +13,25 @@ public struct BuilderConfiguration: Sendable {
     public var name: String
     /// The buildah executable.
     public var buildah = "buildah"
+    /// How RUN steps are isolated from the builder host: `oci` (runc: their own PID and network
+    /// namespaces, outbound network through a bridge, none of the host's loopback) or `chroot`.
+    public var isolation: Isolation = .chroot
+    /// A cache size limit in bytes that overrides every project's keepGigabytes (tests, small disks).
+    public var keepBytesOverride: Int64?
+    /// Started by an agent: the one-time secret it trades for a worker token of one project and
+    /// platform. The cache directory is then that project's cache volume for the platform.
+    public var registrationSecret: String?
+    /// Exit after this long without a job (builders started by an agent).
+    public var idleSeconds: Int?
+    /// Stop (killing running builds) when this process is no longer the parent: the agent died.
+    public var parentPid: Int32?
+
+    public enum Isolation: String, Sendable {
+        case oci, chroot
+    }
+
+    /// Whether the cache directory is one project's cache for one platform (an agent's volume).
+    public var singleCache: Bool { registrationSecret != nil }
 
     public init(apiURL: URL, workerToken: String, platforms: [Platform], cacheDirectory: URL, concurrency: Int = 1, name: String) {
         self.apiURL = apiURL
@@ -30,7 +49,12 @@ public struct BuilderConfiguration: Sendable {
         guard let url = URL(string: raw), url.scheme == "http" || url.scheme == "https", url.host != nil else {
             throw BuilderError.configuration("DRYDOCK_API_URL must be an http(s) URL, not '\(raw)'")
         }
-        guard let token = env["DRYDOCK_WORKER_TOKEN"], token.hasPrefix("ddw_") else {
+        let registration = env["DRYDOCK_BUILDER_REGISTRATION"].flatMap { $0.isEmpty ? nil : $0 }
+        if let registration, !registration.hasPrefix("ddg_") {
+            throw BuilderError.configuration("DRYDOCK_BUILDER_REGISTRATION must be the one-time secret (ddg_…) an agent was given for this builder")
+        }
+        let token = env["DRYDOCK_WORKER_TOKEN"] ?? ""
+        guard registration != nil || token.hasPrefix("ddw_") else {
             throw BuilderError.configuration(
                 "set DRYDOCK_WORKER_TOKEN to a worker token (ddw_…): 'drydock tokens create --kind worker --name NAME' for one organization, or 'drydock-server worker-token --name NAME' for all")
         }
@@ -65,7 +89,31 @@ public struct BuilderConfiguration: Sendable {
         var configuration = BuilderConfiguration(apiURL: url, workerToken: token, platforms: platforms,
                                                  cacheDirectory: URL(fileURLWithPath: cache, isDirectory: true), concurrency: concurrency, name: name)
         configuration.emulated = emulated
+        configuration.registrationSecret = registration
+        if let raw = env["DRYDOCK_BUILDER_IDLE_SECONDS"], !raw.isEmpty {
+            guard let idle = Int(raw), idle >= 1 else { throw BuilderError.configuration("DRYDOCK_BUILDER_IDLE_SECONDS must be a whole number of seconds, at least 1") }
+            configuration.idleSeconds = idle
+        }
+        configuration.parentPid = env["DRYDOCK_BUILDER_PARENT_PID"].flatMap { Int32($0) }
+        if let raw = env["DRYDOCK_CACHE_KEEP_BYTES"], !raw.isEmpty {
+            guard let bytes = Int64(raw), bytes >= 0 else { throw BuilderError.configuration("DRYDOCK_CACHE_KEEP_BYTES must be a number of bytes") }
+            configuration.keepBytesOverride = bytes
+        }
+        switch env["DRYDOCK_BUILDER_ISOLATION"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        case nil: configuration.isolation = Self.runcAvailable(env) ? .oci : .chroot
+        case "oci": configuration.isolation = .oci
+        case "chroot": configuration.isolation = .chroot
+        case let other?: throw BuilderError.configuration("DRYDOCK_BUILDER_ISOLATION must be 'oci' (runc: RUN steps get their own PID and network namespaces) or 'chroot', not '\(other)'")
+        }
         return configuration
+    }
+}
+
+extension BuilderConfiguration {
+    /// Whether runc is on the PATH (buildah's OCI isolation runs RUN steps with it).
+    static func runcAvailable(_ env: [String: String]) -> Bool {
+        let path = env["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        return path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/runc") }
     }
 }
 

@@ -26,7 +26,25 @@ struct JobRun: Sendable {
 
     var registryHost: String { configuration.apiURL.registryHost }
 
-    var localImage: String { "localhost/drydock/last-build:latest" }
+    /// What the run learns on its way, for the cache policy afterwards.
+    final class Notes: @unchecked Sendable {
+        var usedImages: Set<String> = []
+        var dockerfileText = ""
+        var environment: [String: String] = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"]
+    }
+    let notes = Notes()
+    var usedImages: Set<String> {
+        get { notes.usedImages }
+        nonmutating set { notes.usedImages = newValue }
+    }
+    var dockerfileText: String {
+        get { notes.dockerfileText }
+        nonmutating set { notes.dockerfileText = newValue }
+    }
+    var maintenanceEnvironment: [String: String] {
+        get { notes.environment }
+        nonmutating set { notes.environment = newValue }
+    }
 
     var registry: DrydockRegistryClient { DrydockRegistryClient(baseURL: configuration.apiURL, token: job.buildToken) }
 
@@ -66,6 +84,11 @@ struct JobRun: Sendable {
             }
             try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
 
+            // A reset cache is started over before anything of it (its kept contexts too) is used.
+            if await CacheMaintenance.prepare(root: root, generation: job.cacheGeneration ?? 0, storageArguments: storageArguments,
+                                              environment: maintenanceEnvironment) {
+                await reporter.log("#drydock the project's cache for \(job.platform) was reset: this build starts on an empty cache")
+            }
             let source = try await context(work: work)
             phase("context ready")
             let (contextDir, dockerfile) = layout(source)
@@ -74,6 +97,7 @@ struct JobRun: Sendable {
             }
 
             let environment = try prepareEnvironment(work)
+            maintenanceEnvironment = environment
             // Short image names mean Docker Hub, as with docker, never a same-named image in the cache.
             var buildfile = dockerfile
             let pull = pullValue
@@ -85,10 +109,11 @@ struct JobRun: Sendable {
                     try qualified.write(to: buildfile, atomically: true, encoding: .utf8)
                 }
             }
-            var arguments = storageArguments + ["build", "--layers", "--force-rm", "--isolation", "chroot",
+            dockerfileText = (try? String(contentsOf: buildfile, encoding: .utf8)) ?? ""
+            var arguments = storageArguments + ["build", "--layers", "--force-rm", "--isolation", configuration.isolation.rawValue,
                                                 "-f", buildfile.path, "--platform", job.platform,
                                                 "--pull=\(pull)", "--authfile", work.appendingPathComponent("auth.json").path,
-                                                "-t", localImage, "--iidfile", work.appendingPathComponent("iid").path]
+                                                "--iidfile", work.appendingPathComponent("iid").path]
             if let target = job.target { arguments += ["--target", target] }
             if job.noCache { arguments.append("--no-cache") }
             // The platform arguments as buildx sets them: TARGET* from --platform (buildah does
@@ -117,6 +142,7 @@ struct JobRun: Sendable {
             var lastError = ""
             let exitCode = try await runStreaming(arguments, environment: environment, control: control) { line in
                 for step in tracker.feed(line) { await reporter.step(step, platform: job.platform) }
+                if let id = CacheMaintenance.imageId(inBuildahLine: line) { usedImages.insert(id) }
                 let lower = line.lowercased()
                 if lower.hasPrefix("error") || lower.contains("error building at step") || lower.hasPrefix("subprocess exited") { lastError = line }
                 // buildah's STEP lines are parsed here, once: they reach the log as step events only.
@@ -131,19 +157,20 @@ struct JobRun: Sendable {
                 let failedStep = tracker.finish(status: "failed")
                 if let failedStep { await reporter.step(failedStep, platform: job.platform) }
                 await cleanUp(environment)
+                let cache = await maintainCache()
                 return .init(status: .failed, error: BuildFailure.describe(step: failedStep, buildahError: lastError, exitCode: exitCode),
-                             cacheBytes: cacheSize())
+                             cacheBytes: cache.bytes, cacheImages: cache.images)
             }
             if let step = tracker.finish(status: "done") { await reporter.step(step, platform: job.platform) }
             phase("buildah done")
-            let cacheBytes = Task.detached { [root] in Self.diskUsage(root.path) }
-
             // Always into the project's registry as build:<id>; then every tag when asked.
             let destination = "\(registryHost)/\(job.image)"
-            let imageId = (try? String(contentsOf: work.appendingPathComponent("iid"), encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let imageId = (try? String(contentsOf: work.appendingPathComponent("iid"), encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines), !imageId.isEmpty
+            else { throw BuilderError.job("buildah did not say which image it built") }
+            usedImages.insert(CacheMaintenance.bare(imageId))
             let digest: String
-            if let imageId, let last = LastPush.load(root), last.imageId == imageId,
+            if let last = LastPush.load(root), last.imageId == imageId,
                (try? await registry.tag(repository: "\(job.projectId)/build", digest: last.digest,
                                         as: String(job.image.split(separator: ":").last ?? Substring(job.buildId)))) == true {
                 // The same image as the last build of this cache: already in the registry, so tag it there.
@@ -151,23 +178,36 @@ struct JobRun: Sendable {
                 digest = last.digest
             } else {
                 await reporter.log("#drydock pushing \(destination)")
-                digest = try await pushRetrying(to: destination, environment: environment, work: work, control: control)
-                if let imageId { LastPush(imageId: imageId, digest: digest).save(root) }
+                digest = try await pushRetrying(imageId, to: destination, environment: environment, work: work, control: control)
+                LastPush(imageId: imageId, digest: digest).save(root)
             }
             for tag in job.pushTags {
                 let target = tag.hasPrefix(job.projectId + "/") ? "\(registryHost)/\(tag)" : tag
                 await reporter.log("#drydock pushing \(target)")
-                _ = try await pushRetrying(to: target, environment: environment, work: work, control: control)
+                _ = try await pushRetrying(imageId, to: target, environment: environment, work: work, control: control)
             }
             await reporter.log("#drydock image \(destination)@\(digest)")
             phase("pushed")
-            return .init(status: .succeeded, digest: digest, cacheBytes: await cacheBytes.value)
+            let cache = await maintainCache()
+            if !cache.removed.isEmpty {
+                await reporter.log("#drydock cache policy: removed \(cache.removed.count) least recently used image(s); the cache is \(cache.bytes / 1_000_000) MB")
+            }
+            return .init(status: .succeeded, digest: digest, cacheBytes: cache.bytes, cacheImages: cache.images)
         } catch {
             if control.canceled { return .init(status: .canceled, error: "canceled") }
             let message = "\(error)"
             await reporter.log("error: \(message)")
-            return .init(status: .failed, error: message, cacheBytes: cacheSize())
+            let cache = await maintainCache()
+            return .init(status: .failed, error: message, cacheBytes: cache.bytes, cacheImages: cache.images)
         }
+    }
+
+    /// Applies the project's cache policy after the job (what it used stays) and measures the cache.
+    func maintainCache() async -> CacheMaintenance.Outcome {
+        let keepBytes = configuration.keepBytesOverride ?? Int64(job.cachePolicy?.keepGigabytes ?? 50) * 1_000_000_000
+        return await CacheMaintenance.enforce(
+            root: root, storageArguments: storageArguments, environment: maintenanceEnvironment, used: usedImages, referenced: dockerfileText,
+            keepBytes: keepBytes, keepDays: job.cachePolicy?.keepDays ?? 14)
     }
 
     /// The job's context, unpacked: from this cache's recent contexts when it was built here
@@ -275,7 +315,7 @@ struct JobRun: Sendable {
             "PATH": path,
             "HOME": work.appendingPathComponent("home").path,
             "TMPDIR": work.appendingPathComponent("tmp").path,
-            "BUILDAH_ISOLATION": "chroot",
+            "BUILDAH_ISOLATION": configuration.isolation.rawValue,
             "CONTAINERS_REGISTRIES_CONF": registriesFile.path,
             "REGISTRY_AUTH_FILE": work.appendingPathComponent("auth.json").path,
         ]
@@ -285,14 +325,14 @@ struct JobRun: Sendable {
     /// registry briefly away) must not fail a build that has finished building. The built image
     /// stays in the cache meanwhile. Stops at once on a cancel, a lost lease, or a refusal that
     /// retrying cannot change (credentials, permissions).
-    func pushRetrying(to destination: String, environment: [String: String], work: URL, control: Control,
+    func pushRetrying(_ image: String, to destination: String, environment: [String: String], work: URL, control: Control,
                       window: Duration = .seconds(600)) async throws -> String {
         let deadline = ContinuousClock.now + window
         var delay = Duration.seconds(1)
         var attempt = 1
         while true {
             do {
-                return try await push(to: destination, environment: environment, work: work, control: control)
+                return try await push(image, to: destination, environment: environment, work: work, control: control)
             } catch BuilderError.job(let message) {
                 let permanent = ["unauthorized", "denied", "authentication required", "forbidden"].contains { message.lowercased().contains($0) }
                 guard !permanent, !control.canceled, !control.lost, ContinuousClock.now + delay < deadline else {
@@ -307,13 +347,13 @@ struct JobRun: Sendable {
         }
     }
 
-    func push(to destination: String, environment: [String: String], work: URL, control: Control) async throws -> String {
+    func push(_ image: String, to destination: String, environment: [String: String], work: URL, control: Control) async throws -> String {
         let digestFile = work.appendingPathComponent("digest")
         try? FileManager.default.removeItem(at: digestFile)
         var output: [String] = []
         let code = try await runStreaming(
             storageArguments + ["push", "--authfile", work.appendingPathComponent("auth.json").path, "--digestfile", digestFile.path,
-                                localImage, "docker://\(destination)"],
+                                image, "docker://\(destination)"],
             environment: environment, control: control) { line in
             output.append(line)
             if output.count > 20 { output.removeFirst() }

@@ -20,7 +20,7 @@ public enum LogNoise {
         // Multi-stage builds prefix their lines with the stage, `[2/2] COMMIT …`.
         var text = Substring(line)
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") { text = text[text.index(after: close)...].drop { $0 == " " } }
-        if prefixes.contains(where: { text.hasPrefix($0) }) { return true }
+        if prefixes.contains(where: { text.hasPrefix($0) }) || text == "COMMIT" { return true }
         let marker = "build args were not consumed: ["
         if line.hasPrefix("[Warning] one or more "), let range = line.range(of: marker) {
             let names = line[range.upperBound...].prefix { $0 != "]" }.split(separator: " ")

@@ -21,12 +21,15 @@ struct BuilderList: AsyncParsableCommand {
 
     func run() async throws {
         let builders = try await connection.client().builders()
-        try output.list(builders, headers: ["NAME", "ONLINE", "NATIVE", "EMULATED", "RUNNING", "LAST SEEN"], rows: builders.map { builder in
-            [builder.name + (builder.serverWide ? " (server-wide)" : ""), builder.online ? "yes" : "no",
+        try output.list(builders, headers: ["NAME", "STATE", "PROJECT", "NATIVE", "EMULATED", "RUNNING", "JOBS", "CACHE", "SINCE"], rows: builders.map { builder in
+            [builder.name + (builder.serverWide ? " (server-wide)" : "") + (builder.clone == true ? " (clone)" : ""),
+             builder.state?.rawValue ?? (builder.online ? (builder.running.isEmpty ? "idle" : "busy") : "offline"),
+             builder.projectId ?? "any",
              builder.platforms.joined(separator: ",").nonEmpty ?? "-", builder.emulatedPlatforms.joined(separator: ",").nonEmpty ?? "-",
              builder.running.isEmpty ? "-" : builder.running.map { "\($0.buildId) \($0.platform)\($0.emulated ? " (emulated)" : "")" }.joined(separator: ", "),
-             Output.date(builder.lastSeenAt)]
-        }, empty: "No builder has asked for work in the last day. Start one: DRYDOCK_WORKER_TOKEN=… drydock-builder")
+             builder.jobsServed.map(String.init) ?? "-", builder.cacheBytes.map(Output.bytes) ?? "-",
+             Output.date(builder.since ?? builder.lastSeenAt)]
+        }, empty: "No builder has asked for work in the last day. Start an agent (DRYDOCK_AGENT_TOKEN=… drydock-agent) or a builder (DRYDOCK_WORKER_TOKEN=… drydock-builder)")
     }
 }
 

@@ -26,6 +26,11 @@ struct ProjectGet: AsyncParsableCommand {
                     : settings.emulation.rawValue
             } ?? "fallback"),
             ("Queue timeout", project.builds?.queueTimeoutSeconds.map { "\($0)s" } ?? "the server's (DRYDOCK_QUEUE_TIMEOUT_SECONDS)"),
+            ("Agent builders", project.builds.map { settings in
+                let most = settings.maxBuilders ?? 1
+                return "at most \(most) per platform\(most > 1 ? " (autoscaling)" : ""), \(settings.buildsPerBuilder ?? 1) build(s) each, "
+                    + "exit after \(settings.builderIdleSeconds ?? 300)s idle"
+            } ?? "at most 1 per platform, 1 build each, exit after 300s idle"),
             ("Created", Output.date(project.createdAt)), ("Updated", Output.date(project.updatedAt)),
         ]
     }

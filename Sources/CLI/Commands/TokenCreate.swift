@@ -20,7 +20,7 @@ struct TokenCreate: AsyncParsableCommand {
     @Option(help: "Project ID or name, for project and pull tokens.")
     var project: String?
 
-    @Option(help: "user, organization, project, pull or worker.")
+    @Option(help: "user, organization, project, pull, worker (drydock-builder) or agent (drydock-agent).")
     var kind: Components.Schemas.TokenKind?
 
     @Option(help: "Lifetime from 1m: such as 90m, 12h, 30d or 8w (default: never; pull tokens 1h, at most 24h).")

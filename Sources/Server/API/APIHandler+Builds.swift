@@ -113,11 +113,12 @@ extension APIHandler {
     func listBuilders(_ input: Operations.ListBuilders.Input) async throws -> Operations.ListBuilders.Output {
         let caller = try Caller.require()
         let builders = try await jobs.builders(organizationId: caller.organizationId)
+        let started = try await agents.builders(organizationId: caller.organizationId)
         return .ok(.init(body: .json(.init(items: builders.map { builder in
             .init(name: builder.name, platforms: builder.platforms, emulatedPlatforms: builder.emulated, online: builder.online,
                   lastSeenAt: builder.lastSeenAt, serverWide: builder.serverWide,
                   running: builder.running.map { .init(jobId: $0.jobId, buildId: $0.buildId, projectId: $0.projectId, platform: $0.platform, emulated: $0.emulated) })
-        }))))
+        } + started.map(Components.Schemas.Builder.init)))))
     }
 
     func claimJob(_ input: Operations.ClaimJob.Input) async throws -> Operations.ClaimJob.Output {
@@ -139,13 +140,28 @@ extension APIHandler {
             emulated.append(platform)
         }
         guard !platforms.isEmpty || !emulated.isEmpty else { throw APIError.invalidField("platforms", "name at least one platform, native or emulated") }
+        // A builder an agent started serves its one project and platform.
+        var projectScope: String?
+        if caller.projectId != nil {
+            guard let scope = try await agents.scope(workerTokenId: caller.tokenId) else {
+                throw APIError.invalidToken  // its builder was stopped
+            }
+            let asked = scope.emulated ? emulated : platforms
+            guard asked.contains(where: { $0.description == scope.platform }) else {
+                throw APIError.invalidField(scope.emulated ? "emulatedPlatforms" : "platforms",
+                                            "this builder serves only \(scope.platform)\(scope.emulated ? " emulated" : "") (what its agent started it for)")
+            }
+            platforms = scope.emulated ? [] : [Platform(scope.platform)].compactMap { $0 }
+            emulated = scope.emulated ? [Platform(scope.platform)].compactMap { $0 } : []
+            projectScope = scope.projectId
+        }
         try await jobs.recordWorker(tokenId: caller.tokenId, name: name, platforms: platforms, emulated: emulated)
         let wait = try Validation.range(body.waitSeconds, 0...60, field: "waitSeconds") ?? 25
         let deadline = ContinuousClock.now + .seconds(wait)
         let organization = caller.isServerWide ? nil : caller.organizationId
         while true {
             let ticket = signals.ticket("jobs")
-            if let claimed = try await jobs.claim(organizationId: organization, platforms: platforms, emulated: emulated, workerName: name,
+            if let claimed = try await jobs.claim(organizationId: organization, projectId: projectScope, platforms: platforms, emulated: emulated, workerName: name,
                                                   workerTokenId: caller.tokenId) {
                 return .ok(.init(body: .json(.init(claimed, leaseSeconds: jobs.leaseSeconds))))
             }
@@ -213,7 +229,7 @@ extension APIHandler {
         if let digest = body.digest, Digest(digest) == nil { throw APIError.invalidField("digest", "must be sha256:<64 hex>") }
         if status == .succeeded, body.digest == nil { throw APIError.invalidField("digest", "is required when the job succeeded") }
         switch try await jobs.finish(jobId: input.path.jobId, buildTokenId: caller.tokenId, status: status, digest: body.digest,
-                                     error: body.error, cacheBytes: body.cacheBytes) {
+                                     error: body.error, cacheBytes: body.cacheBytes, cacheImages: body.cacheImages) {
         case .unknown:
             throw APIError.notFound("job", input.path.jobId)
         case .recorded(let buildId, let needsIndex):

@@ -24,13 +24,15 @@ struct APIHandler: APIProtocol {
 
     /// Writes multi-platform builds' image indexes (and pushes them where asked).
     let indexes: IndexAssembler
+    /// drydock-agent's builders on demand, and project caches.
+    let agents: AgentStore
 
     // MARK: identity
 
     func getCurrentCaller(_ input: Operations.GetCurrentCaller.Input) async throws -> Operations.GetCurrentCaller.Output {
         let caller = try Caller.require()
         if caller.isServerWide {
-            throw APIError.forbidden("a server-wide worker token belongs to no organization; it can only serve builds")
+            throw APIError.forbidden("a server-wide \(caller.kind.rawValue) token belongs to no organization; it can only serve builds")
         }
         guard let token = try await tokens.token(id: caller.tokenId, organizationId: caller.organizationId),
               let organization = try await organizations.organization(id: caller.organizationId)
@@ -175,7 +177,10 @@ struct APIHandler: APIProtocol {
             keepDays: try Validation.range(body.cachePolicy?.keepDays, 1...365, field: "cachePolicy.keepDays"),
             emulation: body.builds?.emulation?.rawValue,
             emulationFallbackSeconds: try Validation.range(body.builds?.emulationFallbackSeconds, 0...3600, field: "builds.emulationFallbackSeconds"),
-            queueTimeoutSeconds: try Validation.range(body.builds?.queueTimeoutSeconds, 10...86_400, field: "builds.queueTimeoutSeconds"))
+            queueTimeoutSeconds: try Validation.range(body.builds?.queueTimeoutSeconds, 10...86_400, field: "builds.queueTimeoutSeconds"),
+            maxBuilders: try Validation.range(body.builds?.maxBuilders, 1...100, field: "builds.maxBuilders"),
+            buildsPerBuilder: try Validation.range(body.builds?.buildsPerBuilder, 1...64, field: "builds.buildsPerBuilder"),
+            builderIdleSeconds: try Validation.range(body.builds?.builderIdleSeconds, 5...86_400, field: "builds.builderIdleSeconds"))
         guard let updated = try await projects.update(id: project.id, changes) else {
             throw APIError.notFound("project", project.id)
         }
@@ -229,14 +234,14 @@ struct APIHandler: APIProtocol {
         var projectId: String?
         var userId: String?
         switch kind {
-        case .build:
-            throw APIError.invalidField("kind", "build tokens are minted by the server for each job and cannot be created")
+        case .build, .registration:
+            throw APIError.invalidField("kind", "\(kind.rawValue) tokens are minted by the server (for each job, for each builder an agent starts) and cannot be created")
         case .user:
             guard let me = caller.userId else {
                 throw APIError.forbidden("user tokens act as a person; only a user token can create one")
             }
             userId = me
-        case .organization, .worker:
+        case .organization, .worker, .agent:
             guard caller.isOrganizationAdmin else {
                 throw APIError.forbidden("only owners, admins and organization tokens can create \(kind.rawValue) tokens")
             }

@@ -22,9 +22,13 @@ public enum Permission: String, Sendable, CaseIterable {
     case workerClaim
     /// A job's own build token: fetch its context, report progress and the result.
     case jobReport
+    /// drydock-agent: report capacity, be told which builders to start and stop.
+    case agentControl
+    /// A builder started by an agent: trade its one-time secret for a worker token.
+    case builderRegister
 
     /// What only builder workers and their jobs do.
-    static let machine: Set<Permission> = [.workerClaim, .jobReport]
+    static let machine: Set<Permission> = [.workerClaim, .jobReport, .agentControl, .builderRegister]
 
     /// What the permission lets a caller do, in a user's words (for 403 answers).
     var phrase: String {
@@ -43,6 +47,8 @@ public enum Permission: String, Sendable, CaseIterable {
         case .buildRun: "upload contexts or start and cancel builds"
         case .workerClaim: "take build jobs (worker tokens do)"
         case .jobReport: "report on a build job (only the job's own build token does)"
+        case .agentControl: "start and stop builders (agent tokens do)"
+        case .builderRegister: "register a builder (only the one-time secret its agent was given does)"
         }
     }
 }
@@ -84,6 +90,11 @@ public enum Authorization {
         "setUsageCaps": .organizationAdmin,
         "clearUsageCaps": .organizationAdmin,
         "listBuilders": .organizationAdmin,
+        "listAgents": .organizationAdmin,
+        "pollAgent": .agentControl,
+        "registerBuilder": .builderRegister,
+        "getProjectCache": .projectRead,
+        "resetProjectCache": .projectWrite,
         "claimJob": .workerClaim,
         "heartbeatJob": .jobReport,
         "getJobContext": .jobReport,
@@ -116,6 +127,10 @@ public enum Authorization {
             return [.identity, .workerClaim]
         case .build:
             return [.identity, .jobReport]
+        case .agent:
+            return [.identity, .agentControl]
+        case .registration:
+            return [.builderRegister]
         }
     }
 

@@ -32,7 +32,8 @@ extension Components.Schemas.JobAssignment {
             pushTags: c.build.spec.platforms.count > 1 ? [] : c.build.spec.destinations(projectId: c.build.projectId),
             secrets: c.secrets.secrets.map { .init(id: $0.id, value: $0.value) },
             registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) },
-            insecureRegistries: c.build.spec.insecureRegistries)
+            insecureRegistries: c.build.spec.insecureRegistries,
+            cacheGeneration: c.cacheGeneration, cachePolicy: .init(keepGigabytes: c.keepGigabytes, keepDays: c.keepDays))
     }
 }
 

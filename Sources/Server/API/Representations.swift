@@ -45,7 +45,8 @@ extension Components.Schemas.Project {
             id: r.id, organizationId: r.organizationId, name: r.name,
             cachePolicy: .init(keepGigabytes: r.keepGigabytes, keepDays: r.keepDays),
             builds: .init(emulation: .init(rawValue: r.emulation) ?? .fallback, emulationFallbackSeconds: r.emulationFallbackSeconds,
-                          queueTimeoutSeconds: r.queueTimeoutSeconds),
+                          queueTimeoutSeconds: r.queueTimeoutSeconds, maxBuilders: r.maxBuilders, buildsPerBuilder: r.buildsPerBuilder,
+                          builderIdleSeconds: r.builderIdleSeconds),
             createdAt: r.createdAt, updatedAt: r.updatedAt)
     }
 }

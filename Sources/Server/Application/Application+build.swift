@@ -72,8 +72,10 @@ public func buildApplication(
         }
     }
     let metrics = configuration.metrics
+    let gaugeSources = GaugeSources()
     router.get("/metrics") { _, _ -> Response in
-        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+        if let (jobs, agents) = gaugeSources.value { await Observability.refreshGauges(jobs: jobs, agents: agents) }
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                  body: .init(byteBuffer: ByteBuffer(bytes: metrics.map(Observability.exposition) ?? [])))
     }
     router.get("/openapi.yaml") { _, _ -> Response in
@@ -93,9 +95,11 @@ public func buildApplication(
     let blobStore = try FileSystemBlobStore(root: configuration.dataDirectory)
     let indexes = IndexAssembler(builds: builds, registry: registryStore, logger: logger,
                                  blobPath: { digest in Digest(digest).flatMap { blobStore.path(of: $0) } })
+    let agents = AgentStore(client: db, logger: logger)
+    gaugeSources.value = (jobs, agents)
     let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
                              builds: builds, jobs: jobs, buildLog: buildLog, contexts: contexts, signals: signals, usage: usage,
-                             authenticator: authenticator, indexes: indexes)
+                             authenticator: authenticator, indexes: indexes, agents: agents)
     // The contract the server serves is the one it enforces.
     let contract = try Contract(yaml: String(decoding: EmbeddedOpenAPIDocument.bytes, as: UTF8.self))
     try handler.registerHandlers(
@@ -135,7 +139,7 @@ public func buildApplication(
             RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger),
             LeaseReaper(jobs: jobs, authenticator: authenticator, interval: configuration.leaseCheckInterval,
                         queueTimeout: configuration.queueTimeout,
-                        schemaReady: schemaReady, indexes: indexes, logger: logger),
+                        schemaReady: schemaReady, indexes: indexes, agents: agents, logger: logger),
             UsageSampler(usage: usage, interval: configuration.storageSampleInterval, schemaReady: schemaReady, logger: logger),
         ],
         onServerRunning: { channel in
@@ -151,4 +155,14 @@ public func buildApplication(
         ])
     }
     return app
+}
+
+/// Where `/metrics` reads its gauges from, set once the stores exist.
+final class GaugeSources: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: (JobQueue, AgentStore)?
+    var value: (JobQueue, AgentStore)? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
 }

@@ -131,6 +131,20 @@ public enum ServerRunner {
         }
     }
 
+    /// Mints a server-wide agent token (its agents start builders for every organization); returns its secret.
+    public static func agentToken(_ configuration: ServerConfiguration, name: String, logger: Logger) async throws -> String {
+        try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
+        let name = try Validation.tokenName(name)
+        return try await withConfiguredDatabase(configuration, logger: logger) { database in
+            try await withDatabase(database, logger: logger) { client in
+                try await Migrations.apply(on: client, logger: logger)
+                let token = NewToken(kind: .agent, name: name, organizationId: nil)
+                _ = try await PostgresTokenStore(client: client, logger: logger).create(token)
+                return token.secret
+            }
+        }
+    }
+
     /// Runs `body` with a connected client, then shuts the client down.
     public static func withDatabase<T: Sendable>(
         _ database: DatabaseURL, logger: Logger, _ body: @escaping @Sendable (Database) async throws -> T

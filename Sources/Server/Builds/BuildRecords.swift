@@ -76,6 +76,10 @@ struct ClaimedJob: Sendable {
     var build: BuildRecord
     var buildToken: String
     var secrets: BuildSecrets
+    /// The project's cache generation for the job's platform, and its cache policy.
+    var cacheGeneration: Int = 0
+    var keepGigabytes: Int = 50
+    var keepDays: Int = 14
 }
 
 /// How build specs and log entries are stored as JSON: RFC 3339 dates, the API's own format.

@@ -31,7 +31,7 @@ public struct JobQueue: Sendable {
     /// `organizationId` nil means a server-wide worker.
     /// A worker's emulated platforms get a job only once it has waited `emulationFallback` for a
     /// native builder.
-    func claim(organizationId: String?, platforms requested: [Platform], emulated: [Platform] = [], workerName: String,
+    func claim(organizationId: String?, projectId: String? = nil, platforms requested: [Platform], emulated: [Platform] = [], workerName: String,
                workerTokenId: String) async throws -> ClaimedJob? {
         let platforms = requested.map(\.description)
         let emulatedPlatforms = emulated.map(\.description).filter { !platforms.contains($0) }
@@ -47,6 +47,7 @@ public struct JobQueue: Sendable {
                       SELECT id, build_id, organization_id, false FROM build_jobs
                       WHERE status = 'queued' AND platform = ANY(\(platforms))
                         AND (\(organizationId)::text IS NULL OR organization_id = \(organizationId))
+                        AND (\(projectId)::text IS NULL OR build_id IN (SELECT id FROM builds WHERE project_id = \(projectId)))
                       ORDER BY seq LIMIT 1
                       FOR UPDATE SKIP LOCKED
                       """
@@ -104,6 +105,18 @@ public struct JobQueue: Sendable {
                 RETURNING \(unescaped: BuildStore.jobColumns)
                 """, logger: logger).decode(BuildStore.JobRow.self) { job = BuildStore.job(row) }
             guard let job else { return nil }
+            for try await waited in try await tx.query(
+                "SELECT extract(epoch FROM now() - queued_at)::float8 FROM build_jobs WHERE id = \(job.id)", logger: logger).decode(Double.self) {
+                Observability.queueToStart.recordNanoseconds(Int64(max(waited, 0) * 1e9))
+            }
+            // A builder an agent started counts the jobs it served.
+            try await tx.query("UPDATE agent_builders SET jobs_served = jobs_served + 1 WHERE worker_token_id = \(workerTokenId)", logger: logger)
+            let generation = try await AgentStore.generation(projectId: build.projectId, platform: job.platform, on: tx, logger: logger)
+            var policy = (gigabytes: 50, days: 14)
+            for try await row in try await tx.query(
+                "SELECT cache_keep_gb, cache_keep_days FROM projects WHERE id = \(build.projectId)", logger: logger).decode((Int, Int).self) {
+                policy = row
+            }
             if build.status == .queued {
                 try await tx.query("UPDATE builds SET status = 'running', started_at = now() WHERE id = \(build.id)", logger: logger)
                 build.status = .running
@@ -113,7 +126,8 @@ public struct JobQueue: Sendable {
             }
             // The worker itself was recorded (`recordWorker`) when its claim request came in.
             let secrets = try sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
-            return ClaimedJob(job: job, build: build, buildToken: token.secret, secrets: secrets)
+            return ClaimedJob(job: job, build: build, buildToken: token.secret, secrets: secrets, cacheGeneration: generation,
+                              keepGigabytes: policy.gigabytes, keepDays: policy.days)
         }
     }
 
@@ -192,7 +206,8 @@ public struct JobQueue: Sendable {
 
     /// Records a job's result, revokes its build token and closes the build when it was the last.
     /// A failed job of a multi-platform build cancels the others: the build has failed.
-    func finish(jobId: String, buildTokenId: String, status: BuildStatus, digest: String?, error: String?, cacheBytes: Int64?) async throws -> FinishOutcome {
+    func finish(jobId: String, buildTokenId: String, status: BuildStatus, digest: String?, error: String?, cacheBytes: Int64?,
+                cacheImages: Int? = nil) async throws -> FinishOutcome {
         try await client.transaction(logger: logger) { tx -> FinishOutcome in
             var buildId: String?
             for try await (build, current) in try await tx.query(
@@ -212,6 +227,9 @@ public struct JobQueue: Sendable {
                 """, logger: logger)
             try await UsageStore.recordBuild(jobId: jobId, on: tx, logger: logger)
             if let cacheBytes { try await UsageStore.recordCache(jobId: jobId, bytes: cacheBytes, on: tx, logger: logger) }
+            if cacheBytes != nil || cacheImages != nil {
+                try await AgentStore.recordCache(jobId: jobId, bytes: cacheBytes, images: cacheImages, on: tx, logger: logger)
+            }
             try await PostgresTokenStore.revokeBuildToken(id: buildTokenId, on: tx, logger: logger)
             if status == .failed { try await Self.cancelSiblings(buildId: buildId, on: tx, logger: logger) }
             let outcome = try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger)
@@ -265,6 +283,7 @@ public struct JobQueue: Sendable {
             FROM workers w JOIN tokens t ON t.id = w.token_id
             WHERE t.revoked_at IS NULL AND (t.organization_id IS NULL OR t.organization_id = \(organizationId))
               AND w.last_seen_at > now() - interval '1 day'
+              AND NOT EXISTS (SELECT 1 FROM agent_builders ab WHERE ab.worker_token_id = w.token_id)
             ORDER BY 6 DESC, w.name
             """, logger: logger).decode((String, String, [String], [String], Date, Bool, Bool).self) {
             out.append(BuilderRecord(name: name, platforms: platforms, emulated: emulated, online: online, lastSeenAt: seen, serverWide: serverWide))
@@ -311,8 +330,24 @@ public struct JobQueue: Sendable {
                   AND (j.platform = ANY(w.platforms) OR (j.platform = ANY(w.emulated_platforms) AND p.emulation <> 'native-only'))
                   AND t.revoked_at IS NULL
                   AND (t.organization_id IS NULL OR t.organization_id = j.organization_id))
+              AND NOT EXISTS (
+                SELECT 1 FROM agents a JOIN tokens t ON t.id = a.token_id
+                WHERE a.last_seen_at > now() - make_interval(secs => \(Double(AgentStore.onlineWindowSeconds)))
+                  AND (j.platform = ANY(a.platforms) OR (j.platform = ANY(a.emulated_platforms) AND p.emulation <> 'native-only'))
+                  AND t.revoked_at IS NULL
+                  AND (t.organization_id IS NULL OR t.organization_id = j.organization_id))
             """, logger: logger).decode((String, String, String, Int64, Int64?).self) {
             out.append(WaitingJob(id: id, buildId: buildId, platform: platform, ageSeconds: age, timeoutSeconds: timeout))
+        }
+        return out
+    }
+
+    /// Queued jobs per platform, for /metrics.
+    func waitingCounts() async throws -> [String: Int] {
+        var out: [String: Int] = [:]
+        for try await (platform, n) in try await client.query(
+            "SELECT platform, count(*)::int FROM build_jobs WHERE status = 'queued' GROUP BY platform", logger: logger).decode((String, Int).self) {
+            out[platform] = n
         }
         return out
     }
@@ -340,7 +375,7 @@ public struct JobQueue: Sendable {
     /// Fails a job no builder took within the queue timeout, if it is still queued.
     func failUnserved(_ job: WaitingJob, timeout: Duration) async throws -> Bool {
         let setting = job.timeoutSeconds == nil ? "DRYDOCK_QUEUE_TIMEOUT_SECONDS" : "the project's --queue-timeout"
-        let reason = "no online builder serves \(job.platform); the build waited \(Self.duration(timeout.components.seconds)) for one (\(setting)). Start a drydock-builder with DRYDOCK_BUILDER_PLATFORMS=\(job.platform), or one that emulates it (DRYDOCK_BUILDER_EMULATE) if the project allows emulation"
+        let reason = "no online builder serves \(job.platform) and no agent starts one; the build waited \(Self.duration(timeout.components.seconds)) for one (\(setting)). Start a drydock-builder with DRYDOCK_BUILDER_PLATFORMS=\(job.platform), a drydock-agent with DRYDOCK_AGENT_PLATFORMS including it, or a builder that emulates it (DRYDOCK_BUILDER_EMULATE) if the project allows emulation"
         return try await client.transaction(logger: logger) { tx -> Bool in
             var failed = false
             for try await _ in try await tx.query(

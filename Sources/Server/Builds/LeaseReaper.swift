@@ -11,6 +11,8 @@ struct LeaseReaper: Service {
     let queueTimeout: Duration
     let schemaReady: StartupGate
     var indexes: IndexAssembler? = nil
+    /// Stops the builders of agents that stopped polling.
+    var agents: AgentStore? = nil
     let logger: Logger
 
     func run() async throws {
@@ -49,6 +51,10 @@ struct LeaseReaper: Service {
                 // Multi-platform builds whose index a stopped server did not write.
                 if let indexes {
                     for buildId in try await indexes.builds.awaitingIndex() { await indexes.assemble(buildId: buildId) }
+                }
+                if let agents, try await agents.stopBuildersOfSilentAgents() > 0 {
+                    authenticator.invalidate()  // their worker tokens were revoked
+                    logger.notice("stopped the builders of agents that stopped reporting")
                 }
                 let expired = try await jobs.expireLeases()
                 if expired > 0 {

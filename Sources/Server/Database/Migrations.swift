@@ -292,6 +292,68 @@ public enum Migrations {
             "ALTER TABLE projects ADD COLUMN emulation_fallback_seconds integer",
             "ALTER TABLE projects ADD COLUMN queue_timeout_seconds integer",
         ]),
+        Migration(version: 7, name: "agents, builders on demand, cache generations", statements: [
+            "ALTER TABLE tokens DROP CONSTRAINT tokens_kind_check",
+            "ALTER TABLE tokens ADD CONSTRAINT tokens_kind_check CHECK (kind IN ('user', 'organization', 'project', 'pull', 'worker', 'build', 'agent', 'registration'))",
+            // Per project: how agents start builders for it.
+            "ALTER TABLE projects ADD COLUMN max_builders integer NOT NULL DEFAULT 1",
+            "ALTER TABLE projects ADD COLUMN builds_per_builder integer NOT NULL DEFAULT 1",
+            "ALTER TABLE projects ADD COLUMN builder_idle_seconds integer NOT NULL DEFAULT 300",
+            """
+            CREATE TABLE agents (
+                id text PRIMARY KEY,
+                token_id text NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+                name text NOT NULL,
+                launcher text NOT NULL,
+                platforms text[] NOT NULL,
+                emulated_platforms text[] NOT NULL DEFAULT '{}',
+                max_builders integer NOT NULL,
+                cpus integer,
+                memory_mb bigint,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                last_seen_at timestamptz NOT NULL DEFAULT now(),
+                UNIQUE (token_id, name)
+            )
+            """,
+            // A builder an agent was told to start: one project, one platform. `state` is what the
+            // server knows (starting until it registers, running, stopping, stopped); idle and busy
+            // are read from its jobs.
+            """
+            CREATE TABLE agent_builders (
+                id text PRIMARY KEY,
+                seq bigserial,
+                agent_id text NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+                organization_id text NOT NULL,
+                project_id text NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                platform text NOT NULL,
+                clone boolean NOT NULL DEFAULT false,
+                emulated boolean NOT NULL DEFAULT false,
+                state text NOT NULL CHECK (state IN ('starting', 'running', 'stopping', 'stopped')),
+                registration_token_id text,
+                worker_token_id text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                state_since timestamptz NOT NULL DEFAULT now(),
+                jobs_served integer NOT NULL DEFAULT 0,
+                cache_bytes bigint,
+                stop_reason text
+            )
+            """,
+            "CREATE INDEX agent_builders_live ON agent_builders (project_id, platform) WHERE state <> 'stopped'",
+            "CREATE INDEX agent_builders_worker ON agent_builders (worker_token_id)",
+            // Each project's cache per platform as builders report it; `generation` rises with each reset.
+            """
+            CREATE TABLE project_caches (
+                project_id text NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                platform text NOT NULL,
+                generation integer NOT NULL DEFAULT 0,
+                bytes bigint NOT NULL DEFAULT 0,
+                images integer NOT NULL DEFAULT 0,
+                last_used_at timestamptz,
+                reset_at timestamptz,
+                PRIMARY KEY (project_id, platform)
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

@@ -1,3 +1,4 @@
+import DrydockAPITypes
 import Metrics
 import Prometheus
 
@@ -5,6 +6,26 @@ import Prometheus
 /// endpoint, method and status) and PostgresNIO's land in `/metrics`. `main` bootstraps it once
 /// per process and hands the registry to the server's configuration.
 public enum Observability {
+    /// Builders agents were told to start and to stop.
+    static let builderStarts = Counter(label: "drydock_builder_starts_total")
+    static let builderStops = Counter(label: "drydock_builder_stops_total")
+    /// From a job's queueing to a builder claiming it.
+    static let queueToStart = Metrics.Timer(label: "drydock_job_queue_to_start_seconds", preferredDisplayUnit: .seconds)
+
+    /// Refreshed on each scrape: jobs waiting per platform, agent-started builders per state.
+    static func refreshGauges(jobs: JobQueue, agents: AgentStore) async {
+        if let waiting = try? await jobs.waitingCounts() {
+            for platform in Set(waiting.keys).union(Platform.supported.map(\.description)) {
+                Gauge(label: "drydock_jobs_waiting", dimensions: [("platform", platform)]).record(waiting[platform] ?? 0)
+            }
+        }
+        if let builders = try? await agents.builderCounts() {
+            for (state, count) in builders {
+                Gauge(label: "drydock_builders", dimensions: [("state", state)]).record(count)
+            }
+        }
+    }
+
     /// Installs a new Prometheus registry as the process's metrics backend; call once, from `main`.
     public static func bootstrap() -> PrometheusCollectorRegistry {
         let registry = PrometheusCollectorRegistry()

@@ -16,6 +16,12 @@ public struct ProjectRecord: Sendable {
     public var emulationFallbackSeconds: Int?
     /// How long a job waits for any builder before it fails (nil: the server's default).
     public var queueTimeoutSeconds: Int?
+    /// Builders agents may run at once for one platform of the project (more than 1: autoscaling).
+    public var maxBuilders: Int = 1
+    /// Builds one agent-started builder runs at once.
+    public var buildsPerBuilder: Int = 1
+    /// How long an agent-started builder waits for a job before it exits.
+    public var builderIdleSeconds: Int = 300
 }
 
 public struct ProjectChanges: Sendable {
@@ -25,6 +31,9 @@ public struct ProjectChanges: Sendable {
     public var emulation: String?
     public var emulationFallbackSeconds: Int?
     public var queueTimeoutSeconds: Int?
+    public var maxBuilders: Int?
+    public var buildsPerBuilder: Int?
+    public var builderIdleSeconds: Int?
 }
 
 public protocol ProjectStore: Sendable {
@@ -45,12 +54,13 @@ public struct PostgresProjectStore: ProjectStore {
         self.logger = logger
     }
 
-    static let columns = "id, organization_id, name, cache_keep_gb, cache_keep_days, created_at, updated_at, seq, emulation, emulation_fallback_seconds, queue_timeout_seconds"
-    typealias Row = (String, String, String, Int, Int, Date, Date, Int64, String, Int?, Int?)
+    static let columns = "id, organization_id, name, cache_keep_gb, cache_keep_days, created_at, updated_at, seq, emulation, emulation_fallback_seconds, queue_timeout_seconds, max_builders, builds_per_builder, builder_idle_seconds"
+    typealias Row = (String, String, String, Int, Int, Date, Date, Int64, String, Int?, Int?, Int, Int, Int)
 
     static func record(_ r: Row) -> (seq: Int64, item: ProjectRecord) {
         (r.7, ProjectRecord(id: r.0, organizationId: r.1, name: r.2, keepGigabytes: r.3, keepDays: r.4, createdAt: r.5, updatedAt: r.6,
-                            emulation: r.8, emulationFallbackSeconds: r.9, queueTimeoutSeconds: r.10))
+                            emulation: r.8, emulationFallbackSeconds: r.9, queueTimeoutSeconds: r.10,
+                            maxBuilders: r.11, buildsPerBuilder: r.12, builderIdleSeconds: r.13))
     }
 
     private func one(_ query: PostgresQuery) async throws -> ProjectRecord? {
@@ -103,6 +113,9 @@ public struct PostgresProjectStore: ProjectStore {
                     emulation = coalesce(\(changes.emulation), emulation),
                     emulation_fallback_seconds = coalesce(\(changes.emulationFallbackSeconds), emulation_fallback_seconds),
                     queue_timeout_seconds = coalesce(\(changes.queueTimeoutSeconds), queue_timeout_seconds),
+                    max_builders = coalesce(\(changes.maxBuilders), max_builders),
+                    builds_per_builder = coalesce(\(changes.buildsPerBuilder), builds_per_builder),
+                    builder_idle_seconds = coalesce(\(changes.builderIdleSeconds), builder_idle_seconds),
                     updated_at = now()
                 WHERE id = \(id)
                 RETURNING \(unescaped: Self.columns)

@@ -105,7 +105,7 @@ extension Caller {
         case .user, .organization: [.pull, .push, .delete]
         case .project, .build: [.pull, .push]
         case .pull: [.pull]
-        case .worker: []
+        case .worker, .agent, .registration: []
         }
     }
 }

@@ -43,8 +43,8 @@ public final class TokenAuthenticator: Sendable {
         if let expires = grant.expiresAt, expires <= Date() { throw DomainError.invalidToken }
         guard let organizationId = grant.organizationId else {
             // Operator-level credentials: a server-wide worker token serves every organization.
-            guard grant.kind == .worker else { throw DomainError.invalidToken }
-            return Caller(tokenId: grant.tokenId, kind: .worker, organizationId: "", projectId: nil, userId: nil, role: nil,
+            guard grant.kind == .worker || grant.kind == .agent else { throw DomainError.invalidToken }
+            return Caller(tokenId: grant.tokenId, kind: grant.kind, organizationId: "", projectId: nil, userId: nil, role: nil,
                           isServerWide: true)
         }
         if grant.kind == .user, grant.role == nil {

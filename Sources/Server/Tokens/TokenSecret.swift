@@ -3,7 +3,7 @@ import Foundation
 
 /// The kinds of token, as stored and as the API names them.
 public enum TokenKind: String, Sendable, CaseIterable {
-    case user, organization, project, pull, worker, build
+    case user, organization, project, pull, worker, build, agent, registration
 
     /// Secrets start with a prefix naming their kind, so secret scanners and people recognise them.
     var secretPrefix: String {
@@ -14,6 +14,8 @@ public enum TokenKind: String, Sendable, CaseIterable {
         case .pull: "ddr_"
         case .worker: "ddw_"
         case .build: "ddb_"
+        case .agent: "dda_"
+        case .registration: "ddg_"
         }
     }
 }
