@@ -8,6 +8,13 @@
 #   4. (as root, with qemu-user-static) a two-platform build, linux/amd64 on the native builder and
 #      linux/arm64 on a second builder that emulates it, against the slower of the two built alone
 #      (median of 3 each, alternating, no cache), and the same RUN step's time native vs emulated
+#   5. what OCI isolation (runc: RUN steps in their own PID and network namespaces) costs against
+#      chroot: the warm rebuild (every step cached) and a rebuild whose build argument changes
+#      (three RUN steps run again), median of 5 each, the builder restarted with one or the other
+#      before each run, alternating
+#   6. drydock-agent: queue to start when the agent must first start the builder (cold: the
+#      previous builder exited after its idle time; p50 of 10) and with its builder running (warm,
+#      p50 of 20)
 # Usage: benchmarks/build.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,13 +35,15 @@ HOST=127.0.0.1:$PORT
 DRYDOCK_DATA_DIR=$WORK/data DRYDOCK_PORT=$PORT LOG_LEVEL=warning "$BIN/drydock-server" >"$WORK/server.log" 2>&1 &
 SERVER=$!
 BUILDER=
+AGENT=
 cleanup() {
     [[ -n $BUILDER ]] && kill -TERM "$BUILDER" 2>/dev/null
+    [[ -n $AGENT ]] && kill -TERM "$AGENT" 2>/dev/null
     [[ -n ${EMULATOR:-} ]] && kill -TERM "$EMULATOR" 2>/dev/null
     kill -TERM $SERVER 2>/dev/null || true
     wait 2>/dev/null || true
     buildah --root "$WORK/direct/storage" --runroot "$WORK/direct/run" --storage-driver overlay rmi -a -f >/dev/null 2>&1 || true
-    for d in "$WORK"/cache/*/*/storage; do buildah --root "$d" --runroot "${d%storage}run" --storage-driver overlay rmi -a -f >/dev/null 2>&1 || true; done
+    for d in "$WORK"/cache*/*/*/storage "$WORK"/agent/volumes/*/*/storage; do buildah --root "$d" --runroot "${d%storage}run" --storage-driver overlay rmi -a -f >/dev/null 2>&1 || true; done
     rm -rf "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -87,9 +96,13 @@ DD_MED=$(median <"$WORK/dd.times"); DIRECT_MED=$(median <"$WORK/direct.times")
 RATIO=$(echo "scale=2; $DD_MED / $DIRECT_MED" | bc); ADDED=$(echo "scale=3; $DD_MED - $DIRECT_MED" | bc)
 
 echo "==> queue-to-start latency (20 builds, one worker idle and waiting)"
-LATENCY=$(python3 - "$API" "$TOKEN" "$PROJECT" "$CTX" <<'PY'
+# Queue to start: from the answer to POST /builds to the "running" status on the live log.
+# queue_latency COUNT warm|cold  prints "p50 p90" in ms.
+queue_latency() {
+python3 - "$API" "$TOKEN" "$PROJECT" "$CTX" "$1" "$2" <<'PY'
 import hashlib, io, json, os, statistics, sys, tarfile, time, urllib.request
-api, token, project, ctx = sys.argv[1:5]
+api, token, project, ctx, count, mode = sys.argv[1:7]
+count = int(count)
 def call(method, path, body=None, ctype="application/json"):
     req = urllib.request.Request(api + path, data=body, method=method,
                                  headers={"Authorization": "Bearer " + token, "Content-Type": ctype})
@@ -103,7 +116,14 @@ tar_bytes = buf.getvalue()
 digest = hashlib.sha256(tar_bytes).hexdigest()
 call("PUT", f"/api/v1/projects/{project}/contexts/{digest}", tar_bytes, "application/x-tar").read()
 samples = []
-for n in range(20):
+def no_live_builder():
+    builders = json.load(call("GET", "/api/v1/builders"))["items"]
+    return not any(b.get("projectId") == project and b.get("state") != "stopped" for b in builders)
+for n in range(count):
+    if mode == "cold":
+        # The agent's builder for this project has exited after its idle time.
+        while not no_live_builder():
+            time.sleep(0.2)
     body = json.dumps({"contextDigest": "sha256:" + digest}).encode()
     build = json.load(call("POST", f"/api/v1/projects/{project}/builds", body))
     queued = time.monotonic()
@@ -117,7 +137,8 @@ for n in range(20):
 samples.sort()
 print(f"{statistics.median(samples):.1f} {samples[int(len(samples) * 0.9) - 1]:.1f}")
 PY
-)
+}
+LATENCY=$(queue_latency 20 warm)
 P50=${LATENCY% *}; P90=${LATENCY#* }
 
 echo "==> 100 MB / 10,000-file context: first build uploads it, the second uploads nothing"
@@ -176,6 +197,41 @@ for step in build["steps"]:
         "$BOTH" "$SLOWER" "$A" "$B" "$ADDED_PCT" "$NATIVE" "$EMULATED" "$(echo "scale=2; $EMULATED / $NATIVE" | bc)")
 fi
 
+echo "==> OCI isolation vs chroot: warm rebuild and a rebuild with a changed build argument (median of 5 each, alternating)"
+kill -TERM "$BUILDER" 2>/dev/null; wait "$BUILDER" 2>/dev/null || true; BUILDER=
+[[ -n ${EMULATOR:-} ]] && { kill -TERM "$EMULATOR" 2>/dev/null; wait "$EMULATOR" 2>/dev/null || true; EMULATOR=; }
+"$ROOT/scripts/install-deps.sh" isolation >/dev/null 2>&1 || true
+start_builder() {
+    DRYDOCK_WORKER_TOKEN=$WORKER DRYDOCK_CACHE_DIR=$WORK/cache DRYDOCK_BUILDER_ISOLATION=$1 LOG_LEVEL=warning "$BIN/drydock-builder" >"$WORK/builder-$1.log" 2>&1 &
+    BUILDER=$!
+}
+stop_builder() { kill -TERM "$BUILDER" 2>/dev/null; wait "$BUILDER" 2>/dev/null || true; BUILDER=; }
+: >"$WORK/iso.oci.warm"; : >"$WORK/iso.chroot.warm"; : >"$WORK/iso.oci.arg"; : >"$WORK/iso.chroot.arg"
+for round in 1 2 3 4 5 6; do
+    for iso in oci chroot; do
+        start_builder "$iso"
+        if [[ $round -gt 1 ]]; then   # round 1 warms both up
+            s=$(now); drydock_build; e=$(now); echo "$e - $s" | bc >>"$WORK/iso.$iso.warm"
+            s=$(now); "$BIN/drydock" build --project "$PROJECT" --progress plain --build-arg VERSION="$iso$round" -t bench:1 "$CTX" >"$WORK/iso.log" 2>&1; e=$(now)
+            echo "$e - $s" | bc >>"$WORK/iso.$iso.arg"
+        else
+            drydock_build
+        fi
+        stop_builder
+    done
+done
+ISO_OCI_WARM=$(median <"$WORK/iso.oci.warm"); ISO_CHROOT_WARM=$(median <"$WORK/iso.chroot.warm")
+ISO_OCI_ARG=$(median <"$WORK/iso.oci.arg"); ISO_CHROOT_ARG=$(median <"$WORK/iso.chroot.arg")
+
+echo "==> drydock-agent: queue to start, the builder started on demand (cold, 10) and running (warm, 20)"
+"$BIN/drydock" projects update "$PROJECT" --builder-idle 5s >/dev/null
+AGENT_TOKEN=$("$BIN/drydock" tokens create --kind agent --name bench-agent 2>/dev/null | tail -1)
+DRYDOCK_AGENT_TOKEN=$AGENT_TOKEN DRYDOCK_AGENT_DATA_DIR=$WORK/agent DRYDOCK_AGENT_PLATFORMS=linux/amd64 LOG_LEVEL=warning \
+    "$BIN/drydock-agent" >"$WORK/agent.log" 2>&1 &
+AGENT=$!
+COLD=$(queue_latency 10 cold)
+WARM=$(queue_latency 20 warm)
+
 echo
 echo "| measure | Drydock | direct buildah | ratio / figure |"
 echo "|---|---|---|---|"
@@ -184,3 +240,7 @@ printf '| queue to start, 20 builds | p50 %s ms, p90 %s ms | | |\n' "$P50" "$P90
 printf '| 100 MB / 10,000-file context, first build | %.2f s | | %s |\n' "$BIG1" "$BIG_LINE1"
 printf '| same context, second build | %.2f s | | %s |\n' "$BIG2" "$BIG_LINE2"
 if [[ -n $MULTI ]]; then echo "$MULTI"; fi
+printf '| warm rebuild, OCI isolation vs chroot (median of 5) | %.2f s vs %.2f s | | %sx |\n' "$ISO_OCI_WARM" "$ISO_CHROOT_WARM" "$(echo "scale=2; $ISO_OCI_WARM / $ISO_CHROOT_WARM" | bc)"
+printf '| changed build argument (3 RUN steps), OCI vs chroot | %.2f s vs %.2f s | | %sx |\n' "$ISO_OCI_ARG" "$ISO_CHROOT_ARG" "$(echo "scale=2; $ISO_OCI_ARG / $ISO_CHROOT_ARG" | bc)"
+printf '| agent: queue to start, builder started on demand (10) | p50 %s ms, p90 %s ms | | |\n' "${COLD% *}" "${COLD#* }"
+printf '| agent: queue to start, builder running (20) | p50 %s ms, p90 %s ms | | |\n' "${WARM% *}" "${WARM#* }"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The quick start: installs what is missing, builds Drydock (release), starts drydock-server
-# on its private PostgreSQL and a drydock-builder beside it, creates an organization the first
-# time, and runs a sample build twice (the second from the cache), then a two-platform build
-# (linux/amd64 native, linux/arm64 emulated with qemu-user-static) into one image index.
+# on its private PostgreSQL and a drydock-agent beside it (which starts a builder per project and
+# platform on demand), creates an organization the first time, and runs a sample build twice (the
+# second from the cache), then a two-platform build (linux/amd64 native, linux/arm64 emulated with
+# qemu-user-static) into one image index.
 # Both keep running afterwards; stop them with:
-#   kill "$(cat "$DRYDOCK_DATA_DIR/builder.pid")" "$(cat "$DRYDOCK_DATA_DIR/server.pid")"
+#   kill "$(cat "$DRYDOCK_DATA_DIR/agent.pid")" "$(cat "$DRYDOCK_DATA_DIR/server.pid")"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,10 +17,10 @@ export DRYDOCK_PORT=${DRYDOCK_PORT:-8080}
 export DRYDOCK_API_URL=${DRYDOCK_API_URL:-http://127.0.0.1:$DRYDOCK_PORT}
 mkdir -p "$DRYDOCK_DATA_DIR"
 
-echo "==> building drydock-server, drydock-builder and drydock (release; the first build takes 10-20 minutes)"
+echo "==> building drydock-server, drydock-agent, drydock-builder and drydock (release; the first build takes 10-20 minutes)"
 swift build -c release 2>&1 | grep -E 'error:' || true
 BIN=$(swift build -c release --show-bin-path)
-[[ -x $BIN/drydock-server && -x $BIN/drydock && -x $BIN/drydock-builder ]] || { echo "drydock: build failed" >&2; exit 1; }
+[[ -x $BIN/drydock-server && -x $BIN/drydock && -x $BIN/drydock-builder && -x $BIN/drydock-agent ]] || { echo "drydock: build failed" >&2; exit 1; }
 
 PIDFILE=$DRYDOCK_DATA_DIR/server.pid
 if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -55,17 +56,19 @@ echo "==> drydock tokens create --name ci --project $PROJECT --expires 30d"
 CI_TOKEN=$("$BIN/drydock" tokens create --name ci --project "$PROJECT" --expires 30d 2>/dev/null | tail -1)
 "$BIN/drydock" tokens list
 
-BUILDER_PIDFILE=$DRYDOCK_DATA_DIR/builder.pid
-if [[ -f $BUILDER_PIDFILE ]] && kill -0 "$(cat "$BUILDER_PIDFILE")" 2>/dev/null; then
-    echo "==> drydock-builder already running (pid $(cat "$BUILDER_PIDFILE"))"
+AGENT_PIDFILE=$DRYDOCK_DATA_DIR/agent.pid
+if [[ -f $AGENT_PIDFILE ]] && kill -0 "$(cat "$AGENT_PIDFILE")" 2>/dev/null; then
+    echo "==> drydock-agent already running (pid $(cat "$AGENT_PIDFILE"))"
 else
-    echo "==> drydock tokens create --kind worker --name quickstart-builder; starting drydock-builder"
-    WORKER_TOKEN=$("$BIN/drydock" tokens create --kind worker --name quickstart-builder 2>/dev/null | tail -1)
-    # It builds amd64 (and 386) natively and arm64 through qemu when it may (as root).
-    DRYDOCK_WORKER_TOKEN=$WORKER_TOKEN DRYDOCK_CACHE_DIR=${DRYDOCK_CACHE_DIR:-$DRYDOCK_DATA_DIR/builder-cache} \
-        DRYDOCK_BUILDER_EMULATE=${DRYDOCK_BUILDER_EMULATE:-linux/arm64} \
-        nohup "$BIN/drydock-builder" >"$DRYDOCK_DATA_DIR/builder.log" 2>&1 &
-    echo $! >"$BUILDER_PIDFILE"
+    echo "==> drydock tokens create --kind agent --name quickstart-agent; starting drydock-agent"
+    AGENT_TOKEN=$("$BIN/drydock" tokens create --kind agent --name quickstart-agent 2>/dev/null | tail -1)
+    # It starts one builder per project and platform on demand (each exits when idle): amd64 (and
+    # 386) natively, and arm64 through qemu as root (binfmt_misc needs root once).
+    if [[ $(id -u) -eq 0 ]]; then emulate=${DRYDOCK_AGENT_EMULATE:-linux/arm64}; else emulate=${DRYDOCK_AGENT_EMULATE:-}; fi
+    DRYDOCK_AGENT_TOKEN=$AGENT_TOKEN DRYDOCK_AGENT_DATA_DIR=${DRYDOCK_AGENT_DATA_DIR:-$DRYDOCK_DATA_DIR/agent} \
+        DRYDOCK_AGENT_EMULATE=$emulate \
+        nohup "$BIN/drydock-agent" >"$DRYDOCK_DATA_DIR/agent.log" 2>&1 &
+    echo $! >"$AGENT_PIDFILE"
 fi
 
 # No base image can be pulled from the internet here: push busybox-static into the project.
@@ -96,10 +99,14 @@ if [[ $(id -u) -eq 0 ]]; then
 else
     echo "==> (the two-platform build needs root once: dpkg --add-architecture, binfmt_misc; skipped)"
 fi
+echo "==> drydock agents list; drydock builders list; drydock cache show"
+"$BIN/drydock" agents list
+"$BIN/drydock" builders list
+"$BIN/drydock" cache show --project "$PROJECT"
 echo "==> drydock builds list"
 "$BIN/drydock" builds list --project "$PROJECT"
 echo "==> drydock registry tags hello"
 "$BIN/drydock" registry tags hello --project "$PROJECT"
 echo
-echo "Drydock is running at $DRYDOCK_API_URL (server pid $(cat "$PIDFILE"), builder pid $(cat "$BUILDER_PIDFILE")). Binaries: $BIN"
-echo "Stop them with: kill \$(cat $BUILDER_PIDFILE) \$(cat $PIDFILE)"
+echo "Drydock is running at $DRYDOCK_API_URL (server pid $(cat "$PIDFILE"), agent pid $(cat "$AGENT_PIDFILE")). Binaries: $BIN"
+echo "Stop them with: kill \$(cat $AGENT_PIDFILE) \$(cat $PIDFILE)"

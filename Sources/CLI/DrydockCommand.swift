@@ -10,7 +10,7 @@ public struct DrydockCommand: AsyncParsableCommand {
 
             Environment: DRYDOCK_API_URL, DRYDOCK_TOKEN and DRYDOCK_PROJECT override the saved login (kept in $XDG_CONFIG_HOME/drydock/config.json).
             """,
-        version: "0.5.0",
+        version: "0.6.0",
         subcommands: [Login.self, Logout.self, Whoami.self, Init.self, Build.self, BuildCommands.self, UsageCommands.self, ProjectCommands.self, MemberCommands.self, BuilderCommands.self, AgentCommands.self, CacheCommands.self, TokenCommands.self, RegistryCommands.self, PullToken.self]
     )
 

@@ -32,4 +32,4 @@ public struct DrydockServerCommand: AsyncParsableCommand {
 }
 
 /// The version `--version` prints for drydock-server and drydock-builder.
-public let drydockVersion = "0.5.0"
+public let drydockVersion = "0.6.0"

@@ -50,7 +50,9 @@ public final class Agent: Service, Sendable {
         var failures = 0
         var refusals = 0
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let report = await self.report(waitSeconds: 25)
+            // With builders running it asks every 5 s, so one that exited is reported (and its room
+            // used again) soon; with none, new jobs wake the long-poll at once anyway.
+            let report = await self.report(waitSeconds: running.withLock { $0.isEmpty } ? 25 : 5)
             let instructions: Components.Schemas.AgentInstructions
             do {
                 instructions = try await cancelWhenGracefulShutdown { try await self.client.pollAgent(report) }

@@ -87,11 +87,12 @@ public enum CacheMaintenance {
                 bytes = JobRun.diskUsage(root.path)
             }
         }
-        let remaining = await list(storageArguments: storageArguments, environment: environment)
+        // `bytes` was measured after the last removal; the list is what was not removed.
+        let remaining = images.filter { !removed.contains(bare($0.id)) }
         let present = Set(remaining.map { bare($0.id) })
         usage = usage.filter { present.contains($0.key) }
         saveUsage(usage, root)
-        return Outcome(bytes: JobRun.diskUsage(root.path), images: remaining.count, removed: removed)
+        return Outcome(bytes: bytes, images: remaining.count, removed: removed)
     }
 
     static func list(storageArguments: [String], environment: [String: String]) async -> [Image] {

@@ -149,6 +149,11 @@ public struct AgentStore: Sendable {
                                WHERE ab.agent_id = \(agentId) AND ab.project_id = d.project_id AND ab.platform = d.platform
                                  AND ab.state IN ('starting', 'running') AND NOT ab.clone)
                 FROM demand d JOIN projects p ON p.id = d.project_id
+                -- Builders of this agent that stopped without serving a job (they could not start,
+                -- register or run here): after three in two minutes, it is not asked again for a while.
+                WHERE (SELECT count(*) FROM agent_builders f
+                       WHERE f.agent_id = \(agentId) AND f.project_id = d.project_id AND f.platform = d.platform
+                         AND f.state = 'stopped' AND f.jobs_served = 0 AND f.state_since > now() - interval '2 minutes') < 3
                 ORDER BY d.queued DESC, d.project_id, d.platform
                 """, logger: logger).decode((String, String, String, Int, Int, Int, Int, Int, Int, Bool).self) {
                 let perBuilder = max(perBuilder, 1)
