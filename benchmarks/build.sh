@@ -15,8 +15,10 @@
 #   6. drydock-agent: queue to start when the agent must first start the builder (cold: the
 #      previous builder exited after its idle time; p50 of 10) and with its builder running (warm,
 #      p50 of 20)
-# Usage: benchmarks/build.sh
+# Usage: benchmarks/build.sh   (BENCH_ONLY=isolation,agent runs only sections 5 and 6)
 set -euo pipefail
+ONLY=${BENCH_ONLY:-all}
+want() { [[ $ONLY == all || ,$ONLY, == *,$1,* ]]; }
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 scripts/install-deps.sh curl python3 buildah skopeo busybox
@@ -78,24 +80,8 @@ DOCKERFILE
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
 
-echo "==> warm rebuild: drydock build vs buildah bud --layers (median of 5 each, after a warm-up)"
 drydock_build() { "$BIN/drydock" build --project "$PROJECT" --progress plain -t bench:1 "$CTX" >"$WORK/last.log" 2>&1; }
-drydock_build && drydock_build
-: >"$WORK/dd.times"
-for _ in 1 2 3 4 5; do s=$(now); drydock_build; e=$(now); echo "$e - $s" | bc >>"$WORK/dd.times"; done
-grep -q "nothing to upload" "$WORK/last.log" || { echo "warm Drydock build uploaded its context again" >&2; exit 1; }
-DIRECT=(buildah --root "$WORK/direct/storage" --runroot "$WORK/direct/run" --storage-driver overlay)
-direct_build() {
-    BUILDAH_ISOLATION=chroot "${DIRECT[@]}" bud --layers --tls-verify=false --creds "bench:$TOKEN" --pull=false \
-        -t localhost/bench:1 "$CTX" >"$WORK/direct.log" 2>&1
-}
-direct_build && direct_build
-: >"$WORK/direct.times"
-for _ in 1 2 3 4 5; do s=$(now); direct_build; e=$(now); echo "$e - $s" | bc >>"$WORK/direct.times"; done
-DD_MED=$(median <"$WORK/dd.times"); DIRECT_MED=$(median <"$WORK/direct.times")
-RATIO=$(echo "scale=2; $DD_MED / $DIRECT_MED" | bc); ADDED=$(echo "scale=3; $DD_MED - $DIRECT_MED" | bc)
-
-echo "==> queue-to-start latency (20 builds, one worker idle and waiting)"
+# The queue-to-start function (sections 2 and 6) is defined before the sections.
 # Queue to start: from the answer to POST /builds to the "running" status on the live log.
 # queue_latency COUNT warm|cold  prints "p50 p90" in ms.
 queue_latency() {
@@ -138,9 +124,32 @@ samples.sort()
 print(f"{statistics.median(samples):.1f} {samples[int(len(samples) * 0.9) - 1]:.1f}")
 PY
 }
+DD_MED=0; DIRECT_MED=0; RATIO=-; ADDED=0; P50=-; P90=-; BIG1=0; BIG2=0; BIG_LINE1=-; BIG_LINE2=-; MULTI=""
+if want rebuild; then
+echo "==> warm rebuild: drydock build vs buildah bud --layers (median of 5 each, after a warm-up)"
+drydock_build && drydock_build
+: >"$WORK/dd.times"
+for _ in 1 2 3 4 5; do s=$(now); drydock_build; e=$(now); echo "$e - $s" | bc >>"$WORK/dd.times"; done
+grep -q "nothing to upload" "$WORK/last.log" || { echo "warm Drydock build uploaded its context again" >&2; exit 1; }
+DIRECT=(buildah --root "$WORK/direct/storage" --runroot "$WORK/direct/run" --storage-driver overlay)
+direct_build() {
+    BUILDAH_ISOLATION=chroot "${DIRECT[@]}" bud --layers --tls-verify=false --creds "bench:$TOKEN" --pull=false \
+        -t localhost/bench:1 "$CTX" >"$WORK/direct.log" 2>&1
+}
+direct_build && direct_build
+: >"$WORK/direct.times"
+for _ in 1 2 3 4 5; do s=$(now); direct_build; e=$(now); echo "$e - $s" | bc >>"$WORK/direct.times"; done
+DD_MED=$(median <"$WORK/dd.times"); DIRECT_MED=$(median <"$WORK/direct.times")
+RATIO=$(echo "scale=2; $DD_MED / $DIRECT_MED" | bc); ADDED=$(echo "scale=3; $DD_MED - $DIRECT_MED" | bc)
+
+fi
+if want queue; then
+echo "==> queue-to-start latency (20 builds, one worker idle and waiting)"
 LATENCY=$(queue_latency 20 warm)
 P50=${LATENCY% *}; P90=${LATENCY#* }
+fi
 
+if want context; then
 echo "==> 100 MB / 10,000-file context: first build uploads it, the second uploads nothing"
 BIG=$WORK/big
 mkdir -p "$BIG"
@@ -158,9 +167,9 @@ echo "COPY . /data" >>"$BIG/Dockerfile"
 s=$(now); "$BIN/drydock" build --project "$PROJECT" --progress plain "$BIG" >"$WORK/big1.log" 2>&1; e=$(now); BIG1=$(echo "$e - $s" | bc)
 s=$(now); "$BIN/drydock" build --project "$PROJECT" --progress plain "$BIG" >"$WORK/big2.log" 2>&1; e=$(now); BIG2=$(echo "$e - $s" | bc)
 BIG_LINE1=$(grep -m1 '^context' "$WORK/big1.log"); BIG_LINE2=$(grep -m1 '^context' "$WORK/big2.log")
+fi
 
-MULTI=""
-if [[ $(id -u) -eq 0 ]] && "$ROOT/scripts/install-deps.sh" qemu >/dev/null 2>&1; then
+if want multi && [[ $(id -u) -eq 0 ]] && "$ROOT/scripts/install-deps.sh" qemu >/dev/null 2>&1; then
     echo "==> two platforms (amd64 native + arm64 emulated) against the slower one alone"
     "$ROOT/Tests/Fixtures/busybox-arches.sh" "$WORK/arches" >/dev/null
     skopeo copy --quiet --all --dest-tls-verify=false --dest-creds "bench:$TOKEN" oci:"$WORK/arches":latest "docker://$HOST/$PROJECT/busybox:multi"
@@ -197,8 +206,10 @@ for step in build["steps"]:
         "$BOTH" "$SLOWER" "$A" "$B" "$ADDED_PCT" "$NATIVE" "$EMULATED" "$(echo "scale=2; $EMULATED / $NATIVE" | bc)")
 fi
 
+ISO_OCI_WARM=0; ISO_CHROOT_WARM=1; ISO_OCI_ARG=0; ISO_CHROOT_ARG=1; COLD="- -"; WARM="- -"
+if want isolation; then
 echo "==> OCI isolation vs chroot: warm rebuild and a rebuild with a changed build argument (median of 5 each, alternating)"
-kill -TERM "$BUILDER" 2>/dev/null; wait "$BUILDER" 2>/dev/null || true; BUILDER=
+[[ -n $BUILDER ]] && { kill -TERM "$BUILDER" 2>/dev/null; wait "$BUILDER" 2>/dev/null || true; BUILDER=; }
 [[ -n ${EMULATOR:-} ]] && { kill -TERM "$EMULATOR" 2>/dev/null; wait "$EMULATOR" 2>/dev/null || true; EMULATOR=; }
 "$ROOT/scripts/install-deps.sh" isolation >/dev/null 2>&1 || true
 start_builder() {
@@ -222,7 +233,12 @@ for round in 1 2 3 4 5 6; do
 done
 ISO_OCI_WARM=$(median <"$WORK/iso.oci.warm"); ISO_CHROOT_WARM=$(median <"$WORK/iso.chroot.warm")
 ISO_OCI_ARG=$(median <"$WORK/iso.oci.arg"); ISO_CHROOT_ARG=$(median <"$WORK/iso.chroot.arg")
+echo "    oci warm: $(tr '\n' ' ' <"$WORK/iso.oci.warm")  chroot warm: $(tr '\n' ' ' <"$WORK/iso.chroot.warm")"
+echo "    oci arg:  $(tr '\n' ' ' <"$WORK/iso.oci.arg")  chroot arg:  $(tr '\n' ' ' <"$WORK/iso.chroot.arg")"
+fi
 
+if want agent; then
+[[ -n $BUILDER ]] && { kill -TERM "$BUILDER" 2>/dev/null; wait "$BUILDER" 2>/dev/null || true; BUILDER=; }
 echo "==> drydock-agent: queue to start, the builder started on demand (cold, 10) and running (warm, 20)"
 "$BIN/drydock" projects update "$PROJECT" --builder-idle 5s >/dev/null
 AGENT_TOKEN=$("$BIN/drydock" tokens create --kind agent --name bench-agent 2>/dev/null | tail -1)
@@ -231,6 +247,7 @@ DRYDOCK_AGENT_TOKEN=$AGENT_TOKEN DRYDOCK_AGENT_DATA_DIR=$WORK/agent DRYDOCK_AGEN
 AGENT=$!
 COLD=$(queue_latency 10 cold)
 WARM=$(queue_latency 20 warm)
+fi
 
 echo
 echo "| measure | Drydock | direct buildah | ratio / figure |"

@@ -154,7 +154,10 @@ public final class Agent: Service, Sendable {
         }
         var final = await report(waitSeconds: 0)
         final.draining = true
-        _ = try? await client.pollAgent(final)
+        // A last word, briefly: the server may be going away too (the HTTP client retries a
+        // refused connection until its deadline).
+        let brief = DrydockClient(baseURL: configuration.apiURL, token: configuration.agentToken, timeout: .seconds(5))
+        _ = try? await brief.pollAgent(final)
     }
 
     /// A hard stop: every builder at once.

@@ -86,7 +86,7 @@ public final class Builder: Service, Sendable {
                 logger.warning("the agent that started this builder is gone; stopping now")
                 orphaned.withLock { $0 = true }
                 await stopNow()
-                // The jobs in hand report why they stopped (a few seconds at most), then it exits.
+                // The jobs in hand log why they stopped (a few seconds at most), then it exits.
                 let deadline = ContinuousClock.now + .seconds(5)
                 while !running.withLock({ $0.isEmpty }), ContinuousClock.now < deadline {
                     try? await Task.sleep(for: .milliseconds(100))
@@ -242,11 +242,14 @@ public final class Builder: Service, Sendable {
         let run = JobRun(job: job, client: client, reporter: reporter, root: root, configuration: configuration, logger: log)
         running.withLock { $0[job.jobId] = run.control }
         defer { _ = running.withLock { $0.removeValue(forKey: job.jobId) } }
-        var result = await run.execute()
+        let result = await run.execute()
         if orphaned.withLock({ $0 }), result.status != .succeeded {
-            let reason = "the drydock-agent that started builder '\(configuration.name)' stopped, and the builder stopped the build with it"
-            await reporter.log("error: \(reason)")
-            result = .init(status: .failed, error: reason, cacheBytes: result.cacheBytes, cacheImages: result.cacheImages)
+            // Not reported: the server queues the job again when its lease runs out (a builder
+            // whose agent died is not the build's fault).
+            await reporter.log("#drydock the drydock-agent that started builder '\(configuration.name)' stopped; the build stopped with it")
+            await reporter.close()
+            log.warning("job stopped with the agent; the server queues it again when its lease runs out")
+            return
         }
         await reporter.close()
         await report(result, of: job, client: client, log: log)

@@ -39,14 +39,16 @@ public enum CacheMaintenance {
         var rest = line.dropFirst(4)
         if rest.hasPrefix("Using cache ") { rest = rest.dropFirst("Using cache ".count) }
         let id = rest.prefix { $0.isHexDigit }
-        guard id.count >= 12, id.count == rest.trimmingCharacters(in: .whitespaces).count else { return nil }
+        guard id.count >= 11, id.count == rest.trimmingCharacters(in: .whitespaces).count else { return nil }
         return String(id).lowercased()
     }
 
+    /// An image as containers/storage records it (`overlay-images/images.json`).
     struct Image: Decodable {
         var id: String
         var names: [String]?
-        var created: Int64?
+        /// RFC 3339 in UTC: sorts as text.
+        var created: String?
     }
 
     public struct Outcome: Sendable, Equatable {
@@ -55,12 +57,12 @@ public enum CacheMaintenance {
         public var removed: [String]
     }
 
-    /// Applies the policy after a job. `used` holds image ids (full or at least 12 characters)
+    /// Applies the policy after a job. `used` holds image ids (full, or the 11-character short form buildah prints)
     /// the job used; they are never removed by this pass. `referenced` is text (the Dockerfile)
     /// whose image names mark tagged base images as used.
     static func enforce(root: URL, storageArguments: [String], environment: [String: String], used: Set<String>, referenced: String,
                         keepBytes: Int64, keepDays: Int, now: Date = Date()) async -> Outcome {
-        var images = await list(storageArguments: storageArguments, environment: environment)
+        var images = list(root: root)
         var usage = loadUsage(root)
         let usedNow = images.filter { image in
             let id = bare(image.id)
@@ -79,7 +81,7 @@ public enum CacheMaintenance {
         // Over the size: the least recently used first, until within it.
         var bytes = JobRun.diskUsage(root.path)
         var candidates = images.filter { !protected.contains(bare($0.id)) }
-            .sorted { (usage[bare($0.id)] ?? now, $0.created ?? 0) < (usage[bare($1.id)] ?? now, $1.created ?? 0) }
+            .sorted { (usage[bare($0.id)] ?? now, $0.created ?? "") < (usage[bare($1.id)] ?? now, $1.created ?? "") }
         while bytes > keepBytes, !candidates.isEmpty {
             let oldest = bare(candidates.removeFirst().id)
             if await remove(oldest, storageArguments: storageArguments, environment: environment) {
@@ -95,11 +97,12 @@ public enum CacheMaintenance {
         return Outcome(bytes: bytes, images: remaining.count, removed: removed)
     }
 
-    static func list(storageArguments: [String], environment: [String: String]) async -> [Image] {
-        guard let result = try? await ChildProcess.run(storageArguments + ["images", "--all", "--no-trunc", "--json"], environment: environment),
-              result.status == 0
-        else { return [] }
-        return (try? JSONDecoder().decode([Image].self, from: Data(result.output.utf8))) ?? []
+    /// The cache's images, read from the storage's own record (written atomically by buildah):
+    /// a file read instead of a `buildah images` process after every job.
+    static func list(root: URL) -> [Image] {
+        let file = root.appendingPathComponent("storage/overlay-images/images.json")
+        guard let data = FileManager.default.contents(atPath: file.path) else { return [] }
+        return (try? JSONDecoder().decode([Image].self, from: data)) ?? []
     }
 
     static func remove(_ id: String, storageArguments: [String], environment: [String: String]) async -> Bool {

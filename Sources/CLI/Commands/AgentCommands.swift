@@ -27,7 +27,8 @@ struct AgentList: AsyncParsableCommand {
         let agents = try await connection.client().agents()
         try output.list(agents, headers: ["NAME", "ONLINE", "LAUNCHER", "PLATFORMS", "MAX", "BUILDERS", "LAST SEEN"], rows: agents.map { agent in
             [agent.name + (agent.serverWide ? " (server-wide)" : ""), agent.online ? "yes" : "no", agent.launcher,
-             agent.platforms.joined(separator: ","), "\(agent.maxBuilders)",
+             agent.platforms.joined(separator: ",") + ((agent.emulatedPlatforms ?? []).isEmpty ? "" : " (emulates \((agent.emulatedPlatforms ?? []).joined(separator: ",")))"),
+             "\(agent.maxBuilders)",
              agent.builders.isEmpty ? "-" : agent.builders.map { "\($0.projectId ?? "?") \($0.platform ?? "?") \($0.state?.rawValue ?? "?")" }
                 .joined(separator: ", "),
              Output.date(agent.lastSeenAt)]

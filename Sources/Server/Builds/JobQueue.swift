@@ -393,6 +393,9 @@ public struct JobQueue: Sendable {
         seconds >= 120 ? "\(seconds / 60) min" : "\(max(seconds, 0)) s"
     }
 
+    /// How many times a job runs when the agent-started builders running it vanish.
+    static let agentAttempts = 2
+
     /// Gives every confirmed running job a whole lease from now; run once when the server starts.
     func extendRunningLeases() async throws -> Int {
         var count = 0
@@ -412,22 +415,28 @@ public struct JobQueue: Sendable {
     /// Returns how many jobs it touched.
     func expireLeases() async throws -> Int {
         try await client.transaction(logger: logger) { tx -> Int in
-            var expired: [(id: String, buildId: String, worker: String?, token: String?, platform: String, confirmed: Bool)] = []
+            var expired: [(id: String, buildId: String, worker: String?, token: String?, platform: String, confirmed: Bool, attempts: Int, onAgentBuilder: Bool)] = []
             for try await row in try await tx.query(
                 """
-                SELECT id, build_id, worker_name, build_token_id, platform, confirmed_at IS NOT NULL FROM build_jobs
+                SELECT id, build_id, worker_name, build_token_id, platform, confirmed_at IS NOT NULL, attempts,
+                       EXISTS (SELECT 1 FROM agent_builders ab WHERE ab.worker_token_id = j.worker_token_id)
+                FROM build_jobs j
                 WHERE status = 'running' AND lease_expires_at < now()
-                FOR UPDATE SKIP LOCKED
-                """, logger: logger).decode((String, String, String?, String?, String, Bool).self) { expired.append(row) }
+                FOR UPDATE OF j SKIP LOCKED
+                """, logger: logger).decode((String, String, String?, String?, String, Bool, Int, Bool).self) { expired.append(row) }
             for job in expired {
                 if let token = job.token {
                     try await PostgresTokenStore.revokeBuildToken(id: token, on: tx, logger: logger)
                 }
-                if !job.confirmed {
+                // A builder an agent started that vanished mid-job (its agent died, its machine went
+                // away): the job is not the build's fault, so it runs again once on another builder.
+                let retry = job.confirmed && job.onAgentBuilder && job.attempts < Self.agentAttempts
+                if !job.confirmed || retry {
                     try await tx.query(
                         """
                         UPDATE build_jobs SET status = 'queued', worker_name = NULL, worker_token_id = NULL, build_token_id = NULL,
-                               lease_expires_at = NULL, started_at = NULL, last_event_sequence = -1
+                               lease_expires_at = NULL, started_at = NULL, confirmed_at = NULL, last_event_sequence = -1,
+                               attempts = attempts + \(retry ? 1 : 0), queued_at = now()
                         WHERE id = \(job.id)
                         """, logger: logger)
                     try await tx.query(
@@ -436,9 +445,10 @@ public struct JobQueue: Sendable {
                         WHERE id = \(job.buildId) AND status = 'running'
                           AND NOT EXISTS (SELECT 1 FROM build_jobs WHERE build_id = \(job.buildId) AND status <> 'queued')
                         """, logger: logger)
-                    try await BuildLog.append(
-                        [.line("#drydock worker '\(job.worker ?? "?")' did not take up the job; queued again", platform: job.platform)],
-                        buildId: job.buildId, on: tx, logger: logger)
+                    let line = retry
+                        ? "#drydock builder '\(job.worker ?? "?")' stopped responding mid-job (its agent or machine went away); queued again (attempt \(job.attempts + 1) of \(Self.agentAttempts))"
+                        : "#drydock worker '\(job.worker ?? "?")' did not take up the job; queued again"
+                    try await BuildLog.append([.line(line, platform: job.platform)], buildId: job.buildId, on: tx, logger: logger)
                     try await BuildSignals.notify("jobs", on: tx, logger: logger)
                     continue
                 }

@@ -338,6 +338,8 @@ public enum Migrations {
                 stop_reason text
             )
             """,
+            // A job whose agent-started builder vanished is queued again once.
+            "ALTER TABLE build_jobs ADD COLUMN attempts integer NOT NULL DEFAULT 1",
             "CREATE INDEX agent_builders_live ON agent_builders (project_id, platform) WHERE state <> 'stopped'",
             "CREATE INDEX agent_builders_worker ON agent_builders (worker_token_id)",
             // Each project's cache per platform as builders report it; `generation` rises with each reset.
