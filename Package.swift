@@ -205,6 +205,7 @@ let package = Package(
                 "DrydockProcess",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Tests/DrydockTests"
         ),

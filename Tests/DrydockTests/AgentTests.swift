@@ -393,6 +393,42 @@ struct AgentTests {
         #expect(!rendered.output.contains("\"ddg_secret\"") || items[0]["kind"] as? String == "Secret")
     }
 
+    @Test("the podman launcher: builders run in containers of an image assembled from this machine's binaries")
+    func podmanLauncher() async throws {
+        let podman = try await runTool("sh", ["-c", "command -v podman"])
+        try #require(podman.status == 0, "podman is not installed (apt-get install podman)")
+        try await withTestServer(configure: { $0.leaseCheckInterval = .milliseconds(500) }) { server in
+            try await withTemporaryDirectory { dir in
+                let image = "localhost/drydock-builder-test:\(getpid())"
+                let made = try await runTool(packageRoot.appendingPathComponent("examples/agent/podman-builder-image.sh").path,
+                                             [image, packageRoot.appendingPathComponent(".build/debug/drydock-builder").path])
+                try #require(made.status == 0, "assembling the builder image: \(made.stderr)")
+                defer { Task { _ = try? await runTool("podman", ["rmi", "-f", image]) } }
+                let fixture = try await BuildFixture.make(server, project: "contained")
+                _ = try await fixture.client.updateProject(fixture.projectId, builds: .init(builderIdleSeconds: 5))
+                let agent = try await AgentProcess(
+                    server: server, token: try await agentToken(server), data: dir.appendingPathComponent("agent"), name: "pod-\(getpid())",
+                    environment: [
+                        "DRYDOCK_AGENT_LAUNCHER": "podman", "DRYDOCK_AGENT_PODMAN_IMAGE": image, "DRYDOCK_BUILDER_ISOLATION": "chroot",
+                        // This machine's sandbox lets containers lower their limits, not keep the host's.
+                        "DRYDOCK_AGENT_PODMAN_ARGS": "--ulimit nofile=4096:4096 --ulimit nproc=4096:4096",
+                    ])
+                let build = try await fixture.finished(try await fixture.queue(["Dockerfile": "FROM \(fixture.base)\nRUN echo contained > /where\n"]).id)
+                #expect(build.status == .succeeded, "\(build.error ?? "") \(agent.output)")
+                let log = try await fixture.logText(build.id)
+                #expect(log.contains("picked up by worker pod-"), "\(log)")
+                // Its idle time over, the container exits and the agent reports it.
+                let stopped = try await eventually(.seconds(60)) {
+                    try await fixture.client.builders().filter { $0.projectId == fixture.projectId }.allSatisfy { $0.state == .stopped }
+                }
+                #expect(stopped, "\(agent.output)")
+                let left = try await runTool("podman", ["ps", "-q", "--filter", "label=drydock.agent=pod-\(getpid())"])
+                #expect(left.stdout.isEmpty, "containers left: \(left.stdout)")
+                await agent.stop()
+            }
+        }
+    }
+
     @Test("bad input: an agent token reads no projects or builds; a registration secret works once; a builder for one project claims no other's jobs")
     func badInput() async throws {
         try await withTestServer { server in

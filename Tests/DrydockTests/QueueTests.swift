@@ -51,6 +51,30 @@ struct QueueTests {
         }
     }
 
+    @Test("a worker that goes away while its claim waits is handed nothing: the job stays queued for the next worker")
+    func abandonedClaim() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("ghosts")
+            let context = try await server.uploadZeroContext(project)
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            // A long-poll whose client gives up after 1 s (curl closes the connection).
+            let gaveUp = try await runTool("curl", ["-s", "-m", "1", "-o", "/dev/null", "-X", "POST", "-H", "Authorization: Bearer \(worker)",
+                                                    "-H", "Content-Type: application/json", "--data", #"{"name":"ghost","platforms":["linux/amd64"],"waitSeconds":30}"#,
+                                                    "\(server.baseURL)/api/v1/workers/claim"])
+            #expect(gaveUp.status == 28, "curl should have timed out: \(gaveUp.status)")
+            try await Task.sleep(for: .milliseconds(300))
+            let build = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                 json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#).decoded(Schemas.Build.self)
+            try await Task.sleep(for: .seconds(1))
+            let still = try await server.request(.get, "/api/v1/builds/\(build.id)", token: server.ownerToken).decoded(Schemas.Build.self)
+            #expect(still.status == .queued, "the abandoned claim took the job: \(still.jobs)")
+            let claim = try await server.request(.post, "/api/v1/workers/claim", token: worker,
+                                                 json: #"{"name":"present","platforms":["linux/amd64"],"waitSeconds":0}"#)
+            #expect(claim.status == .ok)
+            #expect(try claim.decoded(Schemas.JobAssignment.self).buildId == build.id)
+        }
+    }
+
     @Test("drydock build takes the project from drydock.json found from the current directory, not from the context")
     func projectFromCurrentDirectory() async throws {
         try await withTestServer(configure: {

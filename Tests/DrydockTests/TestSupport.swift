@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import DrydockServer
 import Foundation
 import HTTPTypes
@@ -102,9 +103,26 @@ struct TestServer: Sendable {
         var headers = extra
         if let token { headers[.authorization] = "Bearer \(token)" }
         if json != nil, headers[.contentType] == nil { headers[.contentType] = "application/json" }
+        // The long-polls answer `Connection: close` (the server watches the connection to stop
+        // waiting when the client goes away): they get a connection of their own.
+        if path.hasPrefix("/api/v1/workers/claim") || path.hasPrefix("/api/v1/agents/poll") {
+            return try await ownConnection(method, path, headers: headers, body: json.map { ByteBuffer(string: $0) })
+        }
         let response = try await client.executeRequest(
             uri: path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
         return JSONResponse(status: response.status, headers: response.headers, text: String(buffer: response.body))
+    }
+
+    private func ownConnection(_ method: HTTPRequest.Method, _ path: String, headers: HTTPFields, body: ByteBuffer?) async throws -> JSONResponse {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .init(rawValue: method.rawValue)
+        for field in headers { request.headers.add(name: field.name.rawName, value: field.value) }
+        if let body { request.body = .bytes(body) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(90))
+        var fields = HTTPFields()
+        for (name, value) in response.headers { if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) } }
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        return JSONResponse(status: HTTPResponse.Status(code: Int(response.status.code)), headers: fields, text: String(buffer: bytes))
     }
 
     /// A request with a binary body and Basic credentials (registry style).

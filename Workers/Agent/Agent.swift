@@ -33,13 +33,15 @@ public final class Agent: Service, Sendable {
         case .command:
             launcher = CommandLauncher(command: configuration.command, logger: logger)
         case .podman:
-            launcher = PodmanLauncher(image: configuration.podmanImage ?? "", extraEnvironment: configuration.builderEnvironment, logger: logger)
+            launcher = PodmanLauncher(image: configuration.podmanImage ?? "", extraEnvironment: configuration.builderEnvironment,
+                                      extraArguments: configuration.podmanArguments, agentName: configuration.name, logger: logger)
         }
     }
 
     public func run() async throws {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         (launcher as? ProcessLauncher)?.killLeftovers()
+        await (launcher as? PodmanLauncher)?.removeLeftovers()
         volumes.removeAllClones()
         logger.info("agent ready", metadata: [
             "server": "\(configuration.apiURL.absoluteString)", "launcher": "\(configuration.launcher.rawValue)",

@@ -28,8 +28,9 @@ public struct AgentConfiguration: Sendable {
     public var memoryMegabytesPerBuilder: Int?
     /// The drydock-builder executable the `process` launcher runs.
     public var builderExecutable: String
-    /// For `podman`: the image with drydock-builder and buildah in it.
+    /// For `podman`: the image with drydock-builder and buildah in it, and extra `podman run` arguments.
     public var podmanImage: String?
+    public var podmanArguments: [String] = []
     /// Passed on to every builder (isolation, cache overrides, log level).
     public var builderEnvironment: [String: String] = [:]
 
@@ -115,6 +116,7 @@ public struct AgentConfiguration: Sendable {
                 throw AgentError.configuration("DRYDOCK_AGENT_LAUNCHER=podman needs DRYDOCK_AGENT_PODMAN_IMAGE: an image with drydock-builder and buildah")
             }
             configuration.podmanImage = image
+            configuration.podmanArguments = (env["DRYDOCK_AGENT_PODMAN_ARGS"] ?? "").split(separator: " ").map(String.init)
         case .process:
             guard FileManager.default.isExecutableFile(atPath: builder) else {
                 throw AgentError.configuration("no drydock-builder at \(builder); set DRYDOCK_AGENT_BUILDER to its path")

@@ -171,28 +171,34 @@ final class CommandLauncher: Launcher {
 final class PodmanLauncher: Launcher {
     let image: String
     let extraEnvironment: [String: String]
+    /// Operator's extra `podman run` arguments (DRYDOCK_AGENT_PODMAN_ARGS), e.g. `--ulimit nofile=4096:4096`.
+    let extraArguments: [String]
+    let agentName: String
     let logger: Logger
 
-    init(image: String, extraEnvironment: [String: String], logger: Logger) {
+    init(image: String, extraEnvironment: [String: String], extraArguments: [String] = [], agentName: String = "agent", logger: Logger) {
         self.image = image
         self.extraEnvironment = extraEnvironment
+        self.extraArguments = extraArguments
+        self.agentName = agentName
         self.logger = logger
     }
 
     /// The `podman run` arguments for a builder.
-    static func runArguments(_ spec: BuilderSpec, image: String, extra: [String: String]) -> [String] {
+    static func runArguments(_ spec: BuilderSpec, image: String, extra: [String: String], arguments: [String] = [], agent: String = "agent") -> [String] {
         var env = spec.environment(extra: extra.filter { ["DRYDOCK_BUILDER_ISOLATION", "DRYDOCK_CACHE_KEEP_BYTES", "LOG_LEVEL"].contains($0.key) })
         env["DRYDOCK_CACHE_DIR"] = "/var/lib/drydock-builder"
         var args = ["podman", "run", "-d", "--rm", "--name", "drydock-builder-\(spec.builderId)", "--privileged", "--network", "host",
-                    "--label", "drydock.builder=\(spec.builderId)", "-v", "\(spec.cacheDirectory):/var/lib/drydock-builder"]
+                    "--label", "drydock.builder=\(spec.builderId)", "--label", "drydock.agent=\(agent)",
+                    "-v", "\(spec.cacheDirectory):/var/lib/drydock-builder"]
         if let cpus = spec.cpus { args += ["--cpus", "\(cpus)"] }
         if let memory = spec.memoryMegabytes { args += ["--memory", "\(memory)m"] }
         for (key, value) in env.sorted(by: { $0.key < $1.key }) { args += ["-e", "\(key)=\(value)"] }
-        return args + [image]
+        return args + arguments + [image]
     }
 
     func start(_ spec: BuilderSpec) async throws -> String {
-        let result = try await ChildProcess.run(Self.runArguments(spec, image: image, extra: extraEnvironment))
+        let result = try await ChildProcess.run(Self.runArguments(spec, image: image, extra: extraEnvironment, arguments: extraArguments, agent: agentName))
         guard result.status == 0, let id = result.output.split(separator: "\n").last, !id.isEmpty else {
             throw AgentError.launch("podman run failed (\(result.status)): \(result.errorOutput.suffix(500))")
         }
@@ -203,10 +209,23 @@ final class PodmanLauncher: Launcher {
         _ = try? await ChildProcess.run(["podman", "stop", "--time", "600", id])
     }
 
+    /// Builders a previous run of this agent left running (it was killed): removed at start.
+    func removeLeftovers() async {
+        guard let listed = try? await ChildProcess.run(["podman", "ps", "-aq", "--filter", "label=drydock.agent=\(agentName)"]) else { return }
+        let ids = listed.output.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        guard !ids.isEmpty else { return }
+        _ = try? await ChildProcess.run(["podman", "rm", "-f"] + ids)
+        logger.notice("removed builder containers a previous run of this agent left", metadata: ["containers": "\(ids.count)"])
+    }
+
     func isRunning(_ spec: BuilderSpec, id: String) async -> Bool {
         guard let result = try? await ChildProcess.run(["podman", "inspect", "--format", "{{.State.Running}}", id]) else { return true }
         return result.status == 0 && result.output.trimmingCharacters(in: .whitespacesAndNewlines) == "true"
     }
 
-    func stopAll() async {}
+    func stopAll() async {
+        guard let listed = try? await ChildProcess.run(["podman", "ps", "-q", "--filter", "label=drydock.agent=\(agentName)"]) else { return }
+        let ids = listed.output.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        if !ids.isEmpty { _ = try? await ChildProcess.run(["podman", "stop", "--time", "5"] + ids) }
+    }
 }

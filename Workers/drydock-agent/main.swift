@@ -23,6 +23,8 @@ struct DrydockAgentCommand: AsyncParsableCommand {
               DRYDOCK_AGENT_COMMAND       for 'command': an executable run as 'COMMAND start|stop|status' with the
                                           builder as JSON on stdin (examples/agent/kubernetes-launcher renders a Job)
               DRYDOCK_AGENT_PODMAN_IMAGE  for 'podman': an image with drydock-builder and buildah
+                                          (examples/agent/podman-builder-image.sh assembles one from this machine)
+              DRYDOCK_AGENT_PODMAN_ARGS   for 'podman': extra 'podman run' arguments
               DRYDOCK_AGENT_DATA_DIR      cache volumes, clones and builder logs (default /var/lib/drydock-agent as root)
               DRYDOCK_AGENT_PLATFORMS     platforms its builders run, comma-separated (default: this machine's)
               DRYDOCK_AGENT_EMULATE       platforms its builders may run emulated with qemu-user-static, as each

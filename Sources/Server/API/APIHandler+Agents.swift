@@ -38,6 +38,8 @@ extension APIHandler {
         let organization = caller.isServerWide ? nil : caller.organizationId
         while instructions.isEmpty && body.draining != true {
             let ticket = signals.ticket("jobs")
+            // The agent went away while it waited: tell it nothing (it would never start it).
+            if Task.isCancelled { break }
             instructions.start = try await agents.decide(agentId: instructions.agentId, organizationId: organization,
                                                          emulationFallbackSeconds: Double(jobs.emulationFallback.components.seconds))
             if !instructions.isEmpty { break }

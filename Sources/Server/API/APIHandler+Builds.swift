@@ -161,6 +161,8 @@ extension APIHandler {
         let organization = caller.isServerWide ? nil : caller.organizationId
         while true {
             let ticket = signals.ticket("jobs")
+            // The worker went away while it waited (its connection closed): nothing for it.
+            if Task.isCancelled { return .noContent(.init()) }
             if let claimed = try await jobs.claim(organizationId: organization, projectId: projectScope, platforms: platforms, emulated: emulated, workerName: name,
                                                   workerTokenId: caller.tokenId) {
                 return .ok(.init(body: .json(.init(claimed, leaseSeconds: jobs.leaseSeconds))))

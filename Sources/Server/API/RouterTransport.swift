@@ -17,28 +17,42 @@ struct RouterTransport<Context: RequestContext>: ServerTransport {
     /// Where each registered path and method is recorded, for 405 answers.
     var routes: RouteTable? = nil
 
+    /// Long-polls whose handler is canceled when the client goes away: a builder or agent that
+    /// stopped while waiting must not be handed a job or a builder to start (it would sit
+    /// unconfirmed until its short first lease ran out). Such a connection serves one request.
+    static var cancelOnClientClose: Set<String> { ["/api/v1/workers/claim", "/api/v1/agents/poll"] }
+
     func register(
         _ handler: @escaping @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?),
         method: HTTPRequest.Method,
         path: String
     ) throws {
         routes?.add(path, method: method)
+        let cancelOnClose = Self.cancelOnClientClose.contains(path)
         router.on(RouterPath(path), method: method) { request, context in
             // HTTP/1.1: a request with neither Content-Length nor Transfer-Encoding has no body.
             let contentLength = request.headers[.contentLength].flatMap { Int64($0) }
-            let requestBody: HTTPBody? =
-                if contentLength == 0 || (contentLength == nil && request.headers[.transferEncoding] == nil) {
-                    nil
-                } else {
-                    HTTPBody(request.body.map { [UInt8](buffer: $0) }, length: contentLength.map { .known($0) } ?? .unknown,
-                             iterationBehavior: .single)
-                }
+            let hasBody = !(contentLength == 0 || (contentLength == nil && request.headers[.transferEncoding] == nil))
             var parameters: [String: Substring] = [:]
             for (key, value) in context.parameters where parameters[String(key)] == nil {
                 parameters[String(key)] = value
             }
-            let (head, body) = try await handler(request.head, requestBody, ServerRequestMetadata(pathParameters: parameters))
-            return Response(status: head.status, headers: head.headerFields, body: try await Self.responseBody(body))
+            let metadata = ServerRequestMetadata(pathParameters: parameters)
+            @Sendable func respond(_ requestBody: RequestBody) async throws -> Response {
+                let body: HTTPBody? = hasBody
+                    ? HTTPBody(requestBody.map { [UInt8](buffer: $0) }, length: contentLength.map { .known($0) } ?? .unknown, iterationBehavior: .single)
+                    : nil
+                let (head, answer) = try await handler(request.head, body, metadata)
+                return Response(status: head.status, headers: head.headerFields, body: try await Self.responseBody(answer))
+            }
+            if cancelOnClose {
+                // Hummingbird watches the connection by reading it, so it cannot be reused: the
+                // answer says `Connection: close`.
+                var response = try await request.body.consumeWithCancellationOnInboundClose { body in try await respond(body) }
+                response.headers[.connection] = "close"
+                return response
+            }
+            return try await respond(request.body)
         }
     }
 
