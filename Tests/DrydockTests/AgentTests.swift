@@ -397,13 +397,14 @@ struct AgentTests {
     func podmanLauncher() async throws {
         let podman = try await runTool("sh", ["-c", "command -v podman"])
         try #require(podman.status == 0, "podman is not installed (apt-get install podman)")
+        // The image first: assembling it can take longer than the test server keeps an idle connection.
+        let image = "localhost/drydock-builder-test:\(getpid())"
+        let made = try await runTool(packageRoot.appendingPathComponent("examples/agent/podman-builder-image.sh").path,
+                                     [image, packageRoot.appendingPathComponent(".build/debug/drydock-builder").path])
+        try #require(made.status == 0, "assembling the builder image: \(made.stderr)")
+        defer { Task { _ = try? await runTool("podman", ["rmi", "-f", image]) } }
         try await withTestServer(configure: { $0.leaseCheckInterval = .milliseconds(500) }) { server in
             try await withTemporaryDirectory { dir in
-                let image = "localhost/drydock-builder-test:\(getpid())"
-                let made = try await runTool(packageRoot.appendingPathComponent("examples/agent/podman-builder-image.sh").path,
-                                             [image, packageRoot.appendingPathComponent(".build/debug/drydock-builder").path])
-                try #require(made.status == 0, "assembling the builder image: \(made.stderr)")
-                defer { Task { _ = try? await runTool("podman", ["rmi", "-f", image]) } }
                 let fixture = try await BuildFixture.make(server, project: "contained")
                 _ = try await fixture.client.updateProject(fixture.projectId, builds: .init(builderIdleSeconds: 5))
                 let agent = try await AgentProcess(
