@@ -252,12 +252,18 @@ fi
 echo
 echo "| measure | Drydock | direct buildah | ratio / figure |"
 echo "|---|---|---|---|"
-printf '| warm rebuild (median of 5) | %.2f s | %.2f s | %sx, +%.2f s |\n' "$DD_MED" "$DIRECT_MED" "$RATIO" "$ADDED"
-printf '| queue to start, 20 builds | p50 %s ms, p90 %s ms | | |\n' "$P50" "$P90"
-printf '| 100 MB / 10,000-file context, first build | %.2f s | | %s |\n' "$BIG1" "$BIG_LINE1"
-printf '| same context, second build | %.2f s | | %s |\n' "$BIG2" "$BIG_LINE2"
+if want rebuild; then printf '| warm rebuild (median of 5) | %.2f s | %.2f s | %sx, +%.2f s |\n' "$DD_MED" "$DIRECT_MED" "$RATIO" "$ADDED"; fi
+if want queue; then printf '| queue to start, 20 builds | p50 %s ms, p90 %s ms | | |\n' "$P50" "$P90"; fi
+if want context; then
+    printf '| 100 MB / 10,000-file context, first build | %.2f s | | %s |\n' "$BIG1" "$BIG_LINE1"
+    printf '| same context, second build | %.2f s | | %s |\n' "$BIG2" "$BIG_LINE2"
+fi
 if [[ -n $MULTI ]]; then echo "$MULTI"; fi
-printf '| warm rebuild, OCI isolation vs chroot (median of 5) | %.2f s vs %.2f s | | %sx |\n' "$ISO_OCI_WARM" "$ISO_CHROOT_WARM" "$(echo "scale=2; $ISO_OCI_WARM / $ISO_CHROOT_WARM" | bc)"
-printf '| changed build argument (3 RUN steps), OCI vs chroot | %.2f s vs %.2f s | | %sx |\n' "$ISO_OCI_ARG" "$ISO_CHROOT_ARG" "$(echo "scale=2; $ISO_OCI_ARG / $ISO_CHROOT_ARG" | bc)"
-printf '| agent: queue to start, builder started on demand (10) | p50 %s ms, p90 %s ms | | |\n' "${COLD% *}" "${COLD#* }"
-printf '| agent: queue to start, builder running (20) | p50 %s ms, p90 %s ms | | |\n' "${WARM% *}" "${WARM#* }"
+if want isolation; then
+    printf '| warm rebuild, OCI isolation vs chroot (median of 5) | %.2f s vs %.2f s | | %sx |\n' "$ISO_OCI_WARM" "$ISO_CHROOT_WARM" "$(echo "scale=2; $ISO_OCI_WARM / $ISO_CHROOT_WARM" | bc)"
+    printf '| changed build argument (3 RUN steps), OCI vs chroot | %.2f s vs %.2f s | | %sx |\n' "$ISO_OCI_ARG" "$ISO_CHROOT_ARG" "$(echo "scale=2; $ISO_OCI_ARG / $ISO_CHROOT_ARG" | bc)"
+fi
+if want agent; then
+    printf '| agent: queue to start, builder started on demand (10) | p50 %s ms, p90 %s ms | | |\n' "${COLD% *}" "${COLD#* }"
+    printf '| agent: queue to start, builder running (20) | p50 %s ms, p90 %s ms | | |\n' "${WARM% *}" "${WARM#* }"
+fi

@@ -139,6 +139,15 @@ struct AgentTests {
                 }
                 let shown = try await runExecutable("drydock", ["cache", "show", "--project", "alpha"] + cli, environment: home)
                 #expect(shown.status == 0 && shown.stdout.contains(Platform.host.description), "\(shown.stdout) \(shown.stderr)")
+                // What an operator's Prometheus sees (the registry is shared by the tests in this process: at least ours).
+                let metrics = try await server.request(.get, "/metrics").text
+                func value(_ prefix: String) -> Double? {
+                    metrics.split(separator: "\n").first { $0.hasPrefix(prefix + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+                }
+                #expect((value("drydock_builder_starts_total") ?? 0) >= 3, "\(metrics)")
+                #expect((value("drydock_job_queue_to_start_seconds_count") ?? 0) >= 6)
+                #expect(value("drydock_jobs_waiting{platform=\"\(Platform.host.description)\"}") != nil)
+                #expect(value("drydock_builders{state=\"idle\"}") != nil && value("drydock_builders{state=\"busy\"}") != nil)
                 // Idle for 5 s: each builder exits, and the agent reports it.
                 let stopped = try await eventually(.seconds(60)) {
                     try await client.builders().filter { $0.id != nil }.allSatisfy { $0.state == .stopped }

@@ -384,14 +384,6 @@ public struct AgentStore: Sendable {
         }
     }
 
-    static func generation(projectId: String, platform: String, on tx: PostgresConnection, logger: Logger) async throws -> Int {
-        for try await g in try await tx.query(
-            "SELECT generation FROM project_caches WHERE project_id = \(projectId) AND platform = \(platform)", logger: logger).decode(Int.self) {
-            return g
-        }
-        return 0
-    }
-
     /// What a job's builder measured of its cache afterwards.
     static func recordCache(jobId: String, bytes: Int64?, images: Int?, on tx: PostgresConnection, logger: Logger) async throws {
         try await tx.query(

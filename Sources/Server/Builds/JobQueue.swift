@@ -31,8 +31,10 @@ public struct JobQueue: Sendable {
     /// `organizationId` nil means a server-wide worker.
     /// A worker's emulated platforms get a job only once it has waited `emulationFallback` for a
     /// native builder.
+    /// `projectId` (a builder an agent started) limits it to that project's jobs.
     func claim(organizationId: String?, projectId: String? = nil, platforms requested: [Platform], emulated: [Platform] = [], workerName: String,
                workerTokenId: String) async throws -> ClaimedJob? {
+        let agentBuilder = projectId != nil
         let platforms = requested.map(\.description)
         let emulatedPlatforms = emulated.map(\.description).filter { !platforms.contains($0) }
         let fallback = Double(emulationFallback.components.seconds)
@@ -105,17 +107,22 @@ public struct JobQueue: Sendable {
                 RETURNING \(unescaped: BuildStore.jobColumns)
                 """, logger: logger).decode(BuildStore.JobRow.self) { job = BuildStore.job(row) }
             guard let job else { return nil }
-            for try await waited in try await tx.query(
-                "SELECT extract(epoch FROM now() - queued_at)::float8 FROM build_jobs WHERE id = \(job.id)", logger: logger).decode(Double.self) {
+            // In one round trip: how long it waited, and the project's cache generation and policy.
+            var generation = 0
+            var policy = (gigabytes: 50, days: 14)
+            for try await (waited, gigabytes, days, current) in try await tx.query(
+                """
+                SELECT extract(epoch FROM now() - j.queued_at)::float8, p.cache_keep_gb, p.cache_keep_days,
+                       coalesce((SELECT c.generation FROM project_caches c WHERE c.project_id = p.id AND c.platform = j.platform), 0)
+                FROM build_jobs j, projects p WHERE j.id = \(job.id) AND p.id = \(build.projectId)
+                """, logger: logger).decode((Double, Int, Int, Int).self) {
                 Observability.queueToStart.recordNanoseconds(Int64(max(waited, 0) * 1e9))
+                policy = (gigabytes, days)
+                generation = current
             }
             // A builder an agent started counts the jobs it served.
-            try await tx.query("UPDATE agent_builders SET jobs_served = jobs_served + 1 WHERE worker_token_id = \(workerTokenId)", logger: logger)
-            let generation = try await AgentStore.generation(projectId: build.projectId, platform: job.platform, on: tx, logger: logger)
-            var policy = (gigabytes: 50, days: 14)
-            for try await row in try await tx.query(
-                "SELECT cache_keep_gb, cache_keep_days FROM projects WHERE id = \(build.projectId)", logger: logger).decode((Int, Int).self) {
-                policy = row
+            if agentBuilder {
+                try await tx.query("UPDATE agent_builders SET jobs_served = jobs_served + 1 WHERE worker_token_id = \(workerTokenId)", logger: logger)
             }
             if build.status == .queued {
                 try await tx.query("UPDATE builds SET status = 'running', started_at = now() WHERE id = \(build.id)", logger: logger)
