@@ -68,6 +68,15 @@ func builderProcesses(under directory: URL) -> [Int32] {
     }
 }
 
+/// runc containers (buildah's OCI isolation) whose bundle is under `directory`, with their status.
+func runcContainers(under directory: URL) async -> [String] {
+    guard let listed = try? await runTool("runc", ["list", "--format", "json"]), listed.status == 0,
+          let entries = try? JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]
+    else { return [] }
+    return entries.filter { ($0["bundle"] as? String)?.hasPrefix(directory.path + "/") == true }
+        .map { "\($0["id"] as? String ?? "?") \($0["status"] as? String ?? "?")" }
+}
+
 /// Images in a cache volume's buildah storage.
 func volumeImages(_ volume: URL) async throws -> [String] {
     let listed = try await runTool("buildah", ["--root", volume.appendingPathComponent("storage").path, "--runroot",
@@ -158,6 +167,21 @@ struct AgentTests {
                 #expect(agent.builderLogs.contains("no job for 5 s: exiting"))
                 await agent.stop()
                 #expect(agent.process.exitStatus == 0, "\(agent.output)")
+
+                // SIGTERM mid-build: the builder is shown stopping, finishes the build, and the agent exits 0.
+                let closing = try await AgentProcess(server: server, token: agentSecret, data: dir.appendingPathComponent("agent"))
+                let late = try await fixtures[0].queue(["Dockerfile": "FROM \(fixtures[0].base)\nRUN echo late && sleep 4\n"])
+                _ = try await fixtures[0].wait(late.id) { $0.steps.contains { $0.instruction.contains("late") && $0.status == .running } }
+                closing.process.signal(SIGTERM)
+                let shownStopping = try await eventually(.seconds(10)) {
+                    try await client.builders().contains { $0.projectId == fixtures[0].projectId && $0.state == .stopping }
+                }
+                #expect(shownStopping, "\(closing.output)")
+                #expect(try await fixtures[0].finished(late.id).status == .succeeded, "\(closing.builderLogs)")
+                _ = await closing.process.wait(timeout: .seconds(30))
+                #expect(closing.process.exitStatus == 0, "\(closing.output)")
+                let after = try await client.builders().filter { $0.projectId == fixtures[0].projectId && $0.state != .stopped }
+                #expect(after.isEmpty, "\(after.map { "\($0.name) \($0.state?.rawValue ?? "?")" })")
             }
         }
     }
@@ -229,6 +253,9 @@ struct AgentTests {
                     return running?.stdout.isEmpty ?? false
                 }
                 #expect(clean, "left running: builders \(builderProcesses(under: data)) \(doomed.builderLogs)")
+                // Nor the RUN step's container (OCI isolation: runc keeps it outside the build's process group).
+                let containers = await runcContainers(under: data)
+                #expect(containers.isEmpty, "runc containers left: \(containers)")
                 // Queued again once its lease (4 s) ran out; nothing failed.
                 let requeued = try await eventually(.seconds(20)) {
                     try await fixture.logText(build.id).contains("queued again (attempt 2 of 2)")

@@ -64,10 +64,22 @@ struct BuildFixture: Sendable {
     /// An OCI layout of busybox-static, made once per test run.
     static func busyboxLayout() async throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-busybox-layout-\(getpid())").path
-        if FileManager.default.fileExists(atPath: dir + "/index.json") { return dir }
-        let made = try await runTool("python3", [packageRoot.appendingPathComponent("Tests/Fixtures/make-busybox-layout.py").path, dir])
-        try #require(made.status == 0, "making the busybox image: \(made.stderr)")
+        try await makeOnce(dir) { scratch in
+            let made = try await runTool("python3", [packageRoot.appendingPathComponent("Tests/Fixtures/make-busybox-layout.py").path, scratch])
+            try #require(made.status == 0, "making the busybox image: \(made.stderr)")
+        }
         return dir
+    }
+
+    /// Makes `directory` once per test run, safely when tests running at once all ask for it:
+    /// each makes its own copy and renames it into place, so none ever reads a half-written one.
+    static func makeOnce(_ directory: String, _ make: (String) async throws -> Void) async throws {
+        if FileManager.default.fileExists(atPath: directory) { return }
+        let scratch = directory + ".making-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try await make(scratch)
+        // rename(2) of a directory onto a missing path is atomic; if another test got there first, keep theirs.
+        _ = rename(scratch, directory)
     }
 
     /// Packs `files` (path → content) as a context, uploads it and queues a build.

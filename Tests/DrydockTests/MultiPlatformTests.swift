@@ -11,8 +11,8 @@ struct MultiPlatformTests {
     static func fixture(_ server: TestServer, project: String) async throws -> BuildFixture {
         let fixture = try await BuildFixture.make(server, project: project)
         let layout = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-busybox-arches-\(getpid())").path
-        if !FileManager.default.fileExists(atPath: layout + "/index.json") {
-            let made = try await runTool("bash", [packageRoot.appendingPathComponent("Tests/Fixtures/busybox-arches.sh").path, layout])
+        try await BuildFixture.makeOnce(layout) { scratch in
+            let made = try await runTool("bash", [packageRoot.appendingPathComponent("Tests/Fixtures/busybox-arches.sh").path, scratch])
             try #require(made.status == 0, "making the per-architecture busybox images: \(made.stderr)")
         }
         let copy = try await runTool("skopeo", ["copy", "--quiet", "--all", "--dest-tls-verify=false", "--dest-creds", "ci:\(server.ownerToken)",

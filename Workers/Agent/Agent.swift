@@ -148,6 +148,11 @@ public final class Agent: Service, Sendable {
         guard !all.isEmpty else { return }
         logger.notice("stopping builders; each finishes its jobs first", metadata: ["builders": "\(all.count)"])
         for (_, entry) in all { await launcher.stop(entry.spec, id: entry.id) }
+        // Said at once, so the server shows them stopping and starts others for new demand.
+        let brief = DrydockClient(baseURL: configuration.apiURL, token: configuration.agentToken, timeout: .seconds(5))
+        var stopping = await report(waitSeconds: 0)
+        stopping.draining = true
+        _ = try? await brief.pollAgent(stopping)
         while true {
             var left = 0
             for (_, entry) in running.withLock({ $0 }) where await launcher.isRunning(entry.spec, id: entry.id) { left += 1 }
@@ -158,7 +163,6 @@ public final class Agent: Service, Sendable {
         final.draining = true
         // A last word, briefly: the server may be going away too (the HTTP client retries a
         // refused connection until its deadline).
-        let brief = DrydockClient(baseURL: configuration.apiURL, token: configuration.agentToken, timeout: .seconds(5))
         _ = try? await brief.pollAgent(final)
     }
 

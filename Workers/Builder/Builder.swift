@@ -174,6 +174,10 @@ public final class Builder: Service, Sendable {
             }
             if let process { await process.terminate(grace: .milliseconds(500)) }
         }
+        if configuration.isolation == .oci {
+            await RuncContainers.remove(under: configuration.cacheDirectory.appendingPathComponent(".jobs").path,
+                                        environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"])
+        }
     }
 
     func serve(slot: Int) async throws {
@@ -292,6 +296,10 @@ public final class Builder: Service, Sendable {
     func recoverAbandonedJobs() async {
         let jobs = configuration.cacheDirectory.appendingPathComponent(".jobs")
         guard let entries = try? FileManager.default.contentsOfDirectory(at: jobs, includingPropertiesForKeys: nil) else { return }
+        // RUN steps' containers (OCI isolation) outlive the build's process group.
+        if !entries.isEmpty {
+            await RuncContainers.remove(under: jobs.path, environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"])
+        }
         for entry in entries {
             if let text = try? String(contentsOf: entry.appendingPathComponent("pgid"), encoding: .utf8),
                let pgid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pgid > 1,

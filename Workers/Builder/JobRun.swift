@@ -395,6 +395,8 @@ struct JobRun: Sendable {
 
     /// Removes working containers a killed build left behind (the cache's images stay).
     func cleanUp(_ environment: [String: String]) async {
+        // A RUN step's container outlives buildah's process group under OCI isolation.
+        if configuration.isolation == .oci { await RuncContainers.remove(under: work.path, environment: environment) }
         _ = try? await ChildProcess.run(storageArguments + ["rm", "--all"], environment: environment)
     }
 

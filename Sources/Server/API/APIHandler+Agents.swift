@@ -30,7 +30,8 @@ extension APIHandler {
         }
         let report = AgentStore.Report(
             name: name, launcher: body.launcher.rawValue, platforms: platforms, emulated: emulated, maxBuilders: body.maxBuilders,
-            cpus: body.cpusPerBuilder, memoryMegabytes: body.memoryMegabytesPerBuilder.map(Int64.init), builders: builders)
+            cpus: body.cpusPerBuilder, memoryMegabytes: body.memoryMegabytesPerBuilder.map(Int64.init), builders: builders,
+            draining: body.draining == true)
         var instructions = try await agents.record(tokenId: caller.tokenId, report: report)
         if !instructions.stop.isEmpty { authenticator.invalidate() }
         let wait = try Validation.range(body.waitSeconds, 0...60, field: "waitSeconds") ?? 25

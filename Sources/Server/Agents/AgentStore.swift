@@ -29,6 +29,8 @@ public struct AgentStore: Sendable {
         var memoryMegabytes: Int64?
         /// The builders it runs, with the cache size each last measured.
         var builders: [(id: String, cacheBytes: Int64?)]
+        /// Shutting down: the builders it still runs are finishing their jobs before they stop.
+        var draining = false
     }
 
     struct Launch: Sendable {
@@ -79,15 +81,17 @@ public struct AgentStore: Sendable {
                 if let bytes = builder.cacheBytes {
                     try await tx.query("UPDATE agent_builders SET cache_bytes = \(bytes) WHERE id = \(builder.id)", logger: logger)
                 }
+                // A draining agent's builders finish their jobs and stop: they take no new demand.
+                if report.draining {
+                    try await tx.query(
+                        "UPDATE agent_builders SET state = 'stopping', state_since = now() WHERE id = \(builder.id) AND state <> 'stopping'",
+                        logger: logger)
+                }
             }
             var instructions = Instructions(agentId: agentId)
             // What it runs that the server does not know as running (stopped meanwhile, or
             // another server's): stop it.
             instructions.stop = report.builders.map(\.id).filter { !live.contains($0) }
-            for try await id in try await tx.query(
-                "SELECT id FROM agent_builders WHERE agent_id = \(agentId) AND state = 'stopping'", logger: logger).decode(String.self) {
-                instructions.stop.append(id)
-            }
             return instructions
         }
     }
@@ -147,7 +151,7 @@ public struct AgentStore: Sendable {
                         WHERE rj.status = 'running' AND ab.project_id = d.project_id AND ab.platform = d.platform AND ab.state = 'running'),
                        EXISTS (SELECT 1 FROM agent_builders ab
                                WHERE ab.agent_id = \(agentId) AND ab.project_id = d.project_id AND ab.platform = d.platform
-                                 AND ab.state IN ('starting', 'running') AND NOT ab.clone)
+                                 AND ab.state <> 'stopped' AND NOT ab.clone)
                 FROM demand d JOIN projects p ON p.id = d.project_id
                 -- Builders of this agent that stopped without serving a job (they could not start,
                 -- register or run here): after three in two minutes, it is not asked again for a while.
