@@ -46,4 +46,9 @@ set -e
 if [[ $build -ne 0 ]]; then echo "drydock: build failed" >&2; exit "$build"; fi
 
 echo "==> running tests (unit and integration; 'swift test --skip-build --filter Unit' alone is the quick loop)"
-swift test --skip-build "$@"
+# Line-buffered, so a log written to a file shows every test as it ends (a hang shows where it is).
+if command -v stdbuf >/dev/null 2>&1; then
+    stdbuf -oL -eL swift test --skip-build "$@"
+else
+    swift test --skip-build "$@"
+fi
