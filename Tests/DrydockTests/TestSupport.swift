@@ -113,6 +113,15 @@ struct TestServer: Sendable {
         return JSONResponse(status: response.status, headers: response.headers, text: String(buffer: response.body))
     }
 
+    /// A request on a connection of its own (AsyncHTTPClient's pool), as separate clients send them:
+    /// for bursts of concurrent requests, which the test client would queue on its one connection.
+    func requestOwn(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, json: String? = nil) async throws -> JSONResponse {
+        var headers = HTTPFields()
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        if json != nil { headers[.contentType] = "application/json" }
+        return try await ownConnection(method, path, headers: headers, body: json.map { ByteBuffer(string: $0) })
+    }
+
     private func ownConnection(_ method: HTTPRequest.Method, _ path: String, headers: HTTPFields, body: ByteBuffer?) async throws -> JSONResponse {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .init(rawValue: method.rawValue)

@@ -223,7 +223,7 @@ struct UsageTests {
                 """)
             let body = #"{"contextDigest":"\#(digest)"}"#
             let refused = try await withThrowingTaskGroup(of: JSONResponse.self) { group in
-                for _ in 0..<50 { group.addTask { try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body) } }
+                for _ in 0..<50 { group.addTask { try await server.requestOwn(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body) } }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(refused.allSatisfy { $0.status.code == 402 })
@@ -234,7 +234,7 @@ struct UsageTests {
             // Raised: all 50 queue.
             #expect(try await server.request(.put, caps, token: server.ownerToken, json: #"{"minutesPerMonth":10}"#).status == .ok)
             let accepted = try await withThrowingTaskGroup(of: JSONResponse.self) { group in
-                for _ in 0..<50 { group.addTask { try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body) } }
+                for _ in 0..<50 { group.addTask { try await server.requestOwn(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body) } }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(accepted.allSatisfy { $0.status == .created })
