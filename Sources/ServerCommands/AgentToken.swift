@@ -17,7 +17,7 @@ struct AgentToken: AsyncParsableCommand {
 
     func run() async throws {
         let secret = try await storage.runOperatorCommand { configuration, logger in
-            try await ServerRunner.agentToken(configuration, name: name, logger: logger)
+            try await ServerRunner.serverWideToken(configuration, kind: .agent, name: name, logger: logger)
         }
         print("Agent token '\(name)' (serves every organization); shown only this once:")
         print(secret)

@@ -17,7 +17,7 @@ struct WorkerToken: AsyncParsableCommand {
 
     func run() async throws {
         let secret = try await storage.runOperatorCommand { configuration, logger in
-            try await ServerRunner.workerToken(configuration, name: name, logger: logger)
+            try await ServerRunner.serverWideToken(configuration, kind: .worker, name: name, logger: logger)
         }
         print("Worker token '\(name)' (serves every organization); shown only this once:")
         print(secret)

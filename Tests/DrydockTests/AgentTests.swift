@@ -466,6 +466,33 @@ struct AgentTests {
         }
     }
 
+    @Test("drydock-server agent-token mints a server-wide agent token: its agent is told to start builders for any organization's queued jobs")
+    func serverWideAgentToken() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let minted = try await runExecutable("drydock-server", ["agent-token", "--name", "ops", "--database-url", server.database.redacted,
+                                                                        "--data-dir", dir.path], environment: ["HOME": dir.path])
+                let secret = String(minted.stdout.split(separator: "\n").last ?? "")
+                #expect(minted.status == 0 && secret.hasPrefix("dda_"), "\(minted.stdout) \(minted.stderr)")
+                let (otherOrg, otherOwner) = try await server.bootstrap("elsewhere")
+                let project = try await server.createProject("far", token: otherOwner)
+                let context = try await server.uploadZeroContext(project, token: otherOwner)
+                _ = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: otherOwner,
+                                             json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#)
+                let poll = try await server.request(.post, "/api/v1/agents/poll", token: secret,
+                                                    json: #"{"name":"ops","launcher":"process","platforms":["linux/amd64"],"maxBuilders":2,"builders":[],"waitSeconds":0}"#)
+                #expect(poll.status == .ok, "\(poll.text)")
+                let launch = try poll.decoded(Schemas.AgentInstructions.self).start.first
+                #expect(launch?.projectId == project && launch?.organizationId == otherOrg, "\(poll.text)")
+                // Both organizations' admins see it, marked server-wide.
+                for owner in [server.ownerToken, otherOwner] {
+                    let agents = try await server.request(.get, "/api/v1/agents", token: owner).decoded(Schemas.AgentList.self).items
+                    #expect(agents.first { $0.name == "ops" }?.serverWide == true, "\(agents)")
+                }
+            }
+        }
+    }
+
     @Test("bad input: an agent token reads no projects or builds; a registration secret works once; a builder for one project claims no other's jobs")
     func badInput() async throws {
         try await withTestServer { server in

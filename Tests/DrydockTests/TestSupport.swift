@@ -162,8 +162,8 @@ struct TestServer: Sendable {
     static let zeroContextHex = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 
     /// Uploads 1 KiB of zeros as a build context of the project; returns its `sha256:` digest.
-    func uploadZeroContext(_ project: String) async throws -> String {
-        let upload = try await request(.put, "/api/v1/projects/\(project)/contexts/\(Self.zeroContextHex)", token: ownerToken,
+    func uploadZeroContext(_ project: String, token: String? = nil) async throws -> String {
+        let upload = try await request(.put, "/api/v1/projects/\(project)/contexts/\(Self.zeroContextHex)", token: token ?? ownerToken,
                                        json: String(repeating: "\u{0}", count: 1024), headers: [.contentType: "application/x-tar"])
         try #require(upload.status == .created, "\(upload.text)")
         return "sha256:\(Self.zeroContextHex)"

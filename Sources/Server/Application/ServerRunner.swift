@@ -117,28 +117,16 @@ public enum ServerRunner {
         }
     }
 
-    /// Mints a server-wide worker token (serves every organization's builds); returns its secret.
-    public static func workerToken(_ configuration: ServerConfiguration, name: String, logger: Logger) async throws -> String {
+    /// Mints a token of no organization, for machines that serve every organization: a worker
+    /// token (builders) or an agent token (drydock-agents). Returns its secret.
+    public static func serverWideToken(_ configuration: ServerConfiguration, kind: TokenKind, name: String, logger: Logger) async throws -> String {
+        precondition(kind == .worker || kind == .agent, "only worker and agent tokens serve every organization")
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         let name = try Validation.tokenName(name)
         return try await withConfiguredDatabase(configuration, logger: logger) { database in
             try await withDatabase(database, logger: logger) { client in
                 try await Migrations.apply(on: client, logger: logger)
-                let token = NewToken(kind: .worker, name: name, organizationId: nil)
-                _ = try await PostgresTokenStore(client: client, logger: logger).create(token)
-                return token.secret
-            }
-        }
-    }
-
-    /// Mints a server-wide agent token (its agents start builders for every organization); returns its secret.
-    public static func agentToken(_ configuration: ServerConfiguration, name: String, logger: Logger) async throws -> String {
-        try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
-        let name = try Validation.tokenName(name)
-        return try await withConfiguredDatabase(configuration, logger: logger) { database in
-            try await withDatabase(database, logger: logger) { client in
-                try await Migrations.apply(on: client, logger: logger)
-                let token = NewToken(kind: .agent, name: name, organizationId: nil)
+                let token = NewToken(kind: kind, name: name, organizationId: nil)
                 _ = try await PostgresTokenStore(client: client, logger: logger).create(token)
                 return token.secret
             }
