@@ -89,7 +89,7 @@ public struct AgentConfiguration: Sendable {
             ?? (geteuid() == 0 ? "/var/lib/drydock-agent" : NSHomeDirectory() + "/.cache/drydock-agent")
         var hostname = [CChar](repeating: 0, count: 256)
         gethostname(&hostname, 255)
-        let name = env["DRYDOCK_AGENT_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? String(cString: hostname)
+        let name = env["DRYDOCK_AGENT_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? String(decoding: hostname.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let builder = env["DRYDOCK_AGENT_BUILDER"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.siblingBuilder()
         var configuration = AgentConfiguration(apiURL: url, agentToken: token, launcher: launcher,
                                                dataDirectory: URL(fileURLWithPath: data, isDirectory: true), platforms: platforms,

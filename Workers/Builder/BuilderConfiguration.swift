@@ -85,7 +85,7 @@ public struct BuilderConfiguration: Sendable {
             ?? (geteuid() == 0 ? "/var/lib/drydock-builder" : NSHomeDirectory() + "/.cache/drydock-builder")
         var hostname = [CChar](repeating: 0, count: 256)
         gethostname(&hostname, 255)
-        let name = env["DRYDOCK_BUILDER_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? String(cString: hostname)
+        let name = env["DRYDOCK_BUILDER_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? String(decoding: hostname.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         var configuration = BuilderConfiguration(apiURL: url, workerToken: token, platforms: platforms,
                                                  cacheDirectory: URL(fileURLWithPath: cache, isDirectory: true), concurrency: concurrency, name: name)
         configuration.emulated = emulated
