@@ -137,7 +137,10 @@ final class CommandLauncher: Launcher {
         var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(spec)) as? [String: Any] ?? [:]
         if let id { object["id"] = id }
         let input = String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
-        return try await ChildProcess.run(command + [action], environment: nil, input: input + "\n")
+        // The operator's executable gets the agent's environment without the agent's own token.
+        var environment = ProcessInfo.processInfo.environment
+        environment["DRYDOCK_AGENT_TOKEN"] = nil
+        return try await ChildProcess.run(command + [action], environment: environment, input: input + "\n")
     }
 
     func start(_ spec: BuilderSpec) async throws -> String {
