@@ -238,9 +238,14 @@ public final class Builder: Service, Sendable {
         log.info("job started", metadata: ["platform": "\(job.platform)"])
         let client = DrydockClient(baseURL: configuration.apiURL, token: job.buildToken, timeout: .seconds(120))
         let reporter = EventReporter(client: client, jobId: job.jobId, logger: log)
-        let root = cacheRoot(projectId: job.projectId, platform: job.platform)
+        let isolated = job.isolated == true
+        // An isolated build (untrusted code) gets an empty storage of its own, deleted after it:
+        // it neither reads nor writes the project's cache.
+        let root = isolated
+            ? configuration.cacheDirectory.appendingPathComponent(".isolated").appendingPathComponent(job.jobId)
+            : cacheRoot(projectId: job.projectId, platform: job.platform)
         // One job at a time per cache, except in a builder of one cache that runs several at once.
-        let exclusive = !configuration.singleCache
+        let exclusive = !configuration.singleCache && !isolated
         if exclusive { await acquire(root.path) }
         defer { if exclusive { release(root.path) } }
         let run = JobRun(job: job, client: client, reporter: reporter, root: root, configuration: configuration, logger: log)

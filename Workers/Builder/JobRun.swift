@@ -68,6 +68,7 @@ struct JobRun: Sendable {
 
     func execute() async -> Components.Schemas.JobResult {
         let heartbeat = Task { await keepLease(control) }
+        let isolated = job.isolated == true
         defer {
             heartbeat.cancel()
             try? FileManager.default.removeItem(at: work)
@@ -84,8 +85,11 @@ struct JobRun: Sendable {
             }
             try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
 
+            if isolated {
+                await reporter.log("#drydock isolated build: an empty storage of its own, without the project's cache or secrets; the image goes to \(job.image) only")
+            }
             // A reset cache is started over before anything of it (its kept contexts too) is used.
-            if await CacheMaintenance.prepare(root: root, generation: job.cacheGeneration ?? 0, storageArguments: storageArguments,
+            if !isolated, await CacheMaintenance.prepare(root: root, generation: job.cacheGeneration ?? 0, storageArguments: storageArguments,
                                               environment: maintenanceEnvironment) {
                 await reporter.log("#drydock the project's cache for \(job.platform) was reset: this build starts on an empty cache")
             }
@@ -159,7 +163,7 @@ struct JobRun: Sendable {
                 await cleanUp(environment)
                 let cache = await maintainCache()
                 return .init(status: .failed, error: BuildFailure.describe(step: failedStep, buildahError: lastError, exitCode: exitCode),
-                             cacheBytes: cache.bytes, cacheImages: cache.images)
+                             cacheBytes: isolated ? nil : cache.bytes, cacheImages: isolated ? nil : cache.images)
             }
             if let step = tracker.finish(status: "done") { await reporter.step(step, platform: job.platform) }
             phase("buildah done")
@@ -170,7 +174,7 @@ struct JobRun: Sendable {
             else { throw BuilderError.job("buildah did not say which image it built") }
             usedImages.insert(CacheMaintenance.bare(imageId))
             let digest: String
-            if let last = LastPush.load(root), last.imageId == imageId,
+            if !isolated, let last = LastPush.load(root), last.imageId == imageId,
                (try? await registry.tag(repository: "\(job.projectId)/build", digest: last.digest,
                                         as: String(job.image.split(separator: ":").last ?? Substring(job.buildId)))) == true {
                 // The same image as the last build of this cache: already in the registry, so tag it there.
@@ -179,7 +183,7 @@ struct JobRun: Sendable {
             } else {
                 await reporter.log("#drydock pushing \(destination)")
                 digest = try await pushRetrying(imageId, to: destination, environment: environment, work: work, control: control)
-                LastPush(imageId: imageId, digest: digest).save(root)
+                if !isolated { LastPush(imageId: imageId, digest: digest).save(root) }
             }
             for tag in job.pushTags {
                 let target = tag.hasPrefix(job.projectId + "/") ? "\(registryHost)/\(tag)" : tag
@@ -192,18 +196,24 @@ struct JobRun: Sendable {
             if !cache.removed.isEmpty {
                 await reporter.log("#drydock cache policy: removed \(cache.removed.count) least recently used image(s); the cache is \(cache.bytes / 1_000_000) MB")
             }
-            return .init(status: .succeeded, digest: digest, cacheBytes: cache.bytes, cacheImages: cache.images)
+            return .init(status: .succeeded, digest: digest, cacheBytes: isolated ? nil : cache.bytes, cacheImages: isolated ? nil : cache.images)
         } catch {
             if control.canceled { return .init(status: .canceled, error: "canceled") }
             let message = "\(error)"
             await reporter.log("error: \(message)")
             let cache = await maintainCache()
-            return .init(status: .failed, error: message, cacheBytes: cache.bytes, cacheImages: cache.images)
+            return .init(status: .failed, error: message, cacheBytes: isolated ? nil : cache.bytes, cacheImages: isolated ? nil : cache.images)
         }
     }
 
     /// Applies the project's cache policy after the job (what it used stays) and measures the cache.
+    /// An isolated build's throwaway storage is deleted instead (and reports no cache).
     func maintainCache() async -> CacheMaintenance.Outcome {
+        if job.isolated == true {
+            _ = try? await ChildProcess.run(storageArguments + ["rmi", "--all", "--force"], environment: maintenanceEnvironment)
+            try? FileManager.default.removeItem(at: root)
+            return CacheMaintenance.Outcome(bytes: 0, images: 0, removed: [])
+        }
         let keepBytes = configuration.keepBytesOverride ?? Int64(job.cachePolicy?.keepGigabytes ?? 50) * 1_000_000_000
         return await CacheMaintenance.enforce(
             root: root, storageArguments: storageArguments, environment: maintenanceEnvironment, used: usedImages, referenced: dockerfileText,
@@ -214,6 +224,16 @@ struct JobRun: Sendable {
     /// before (an unchanged context is neither fetched nor unpacked again), else fetched from the
     /// server, unpacked safely and kept for next time (the newest few per project and platform).
     func context(work: URL) async throws -> URL {
+        if job.isolated == true {
+            // Nothing of an isolated build is kept, its context neither.
+            let tar = work.appendingPathComponent("context.tar")
+            await reporter.log("#drydock fetching context \(job.contextDigest)")
+            try await client.downloadContext(jobId: job.jobId, to: tar)
+            let source = work.appendingPathComponent("src")
+            try ContextUnpacker.unpack(tar, into: source)
+            try? FileManager.default.removeItem(at: tar)
+            return source
+        }
         let contexts = root.appendingPathComponent("contexts")
         let name = job.contextDigest.replacingOccurrences(of: "sha256:", with: "")
         let kept = contexts.appendingPathComponent(name)

@@ -62,6 +62,9 @@ extension APIHandler {
         else {
             throw APIError.invalidField("contextDigest", "the project has no context \(digest); upload it first (PUT /api/v1/projects/\(project.id)/contexts/\(digest.hex))")
         }
+        if caller.isolated, body.isolated != true {
+            throw APIError.forbidden("this \(caller.kind.rawValue) token was exchanged for untrusted code (such as a fork's pull request) and can start isolated builds only: build with --isolated")
+        }
         let spec = try BuildRequest.spec(body, projectId: project.id)
         let secrets = try BuildRequest.secrets(body)
         let id = Identifier.generate()

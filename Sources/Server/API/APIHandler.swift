@@ -26,6 +26,8 @@ struct APIHandler: APIProtocol {
     let indexes: IndexAssembler
     /// drydock-agent's builders on demand, and project caches.
     let agents: AgentStore
+    /// OIDC trust relationships and the CI token exchange.
+    let oidc: OIDCExchange
 
     // MARK: identity
 
@@ -149,7 +151,7 @@ struct APIHandler: APIProtocol {
     func listProjects(_ input: Operations.ListProjects.Input) async throws -> Operations.ListProjects.Output {
         let caller = try Caller.require()
         let page = try await projects.list(
-            organizationId: caller.organizationId, onlyProjectId: caller.projectId,
+            organizationId: caller.organizationId, onlyProjectIds: caller.projectScope,
             cursor: try PageCursor.decode(input.query.cursor), limit: try PageCursor.limit(input.query.limit))
         return .ok(.init(body: .json(.init(items: page.items.map(Components.Schemas.Project.init), nextCursor: page.nextCursor))))
     }
@@ -234,8 +236,8 @@ struct APIHandler: APIProtocol {
         var projectId: String?
         var userId: String?
         switch kind {
-        case .build, .registration:
-            throw APIError.invalidField("kind", "\(kind.rawValue) tokens are minted by the server (for each job, for each builder an agent starts) and cannot be created")
+        case .build, .registration, .ci:
+            throw APIError.invalidField("kind", "\(kind.rawValue) tokens are minted by the server (for each job, for each builder an agent starts, for each OIDC exchange) and cannot be created")
         case .user:
             guard let me = caller.userId else {
                 throw APIError.forbidden("user tokens act as a person; only a user token can create one")

@@ -2,6 +2,8 @@
 /// `Authorization.table` (a test holds the two together); handlers then narrow to the
 /// resources in the caller's reach (answering 404 for the rest).
 public enum Permission: String, Sendable, CaseIterable {
+    /// No token at all: the OIDC exchange (the ID token is the credential) and its configuration.
+    case anyone
     /// Any valid token may ask who it is.
     case identity
     case organizationRead
@@ -10,6 +12,8 @@ public enum Permission: String, Sendable, CaseIterable {
     case projectCreate
     case projectWrite
     case projectDelete
+    /// Add and remove a project's OIDC trust relationships.
+    case trustAdmin
     case tokensRead
     case tokensWrite
     /// Delete tags and images through the management API.
@@ -33,6 +37,7 @@ public enum Permission: String, Sendable, CaseIterable {
     /// What the permission lets a caller do, in a user's words (for 403 answers).
     var phrase: String {
         switch self {
+        case .anyone: "do this"
         case .identity: "ask who it is"
         case .organizationRead: "see the organization, its members, usage and caps"
         case .organizationAdmin: "change the organization, its members or caps (owners and admins do)"
@@ -40,6 +45,7 @@ public enum Permission: String, Sendable, CaseIterable {
         case .projectCreate: "create projects"
         case .projectWrite: "change projects"
         case .projectDelete: "delete projects"
+        case .trustAdmin: "change which CI identities a project trusts (owners and admins do)"
         case .tokensRead: "list tokens"
         case .tokensWrite: "create or revoke tokens"
         case .registryWrite: "delete registry tags and images"
@@ -56,6 +62,11 @@ public enum Permission: String, Sendable, CaseIterable {
 public enum Authorization {
     public static let table: [String: Permission] = [
         "getCurrentCaller": .identity,
+        "getOIDCConfiguration": .anyone,
+        "exchangeOIDCToken": .anyone,
+        "listTrustRelationships": .projectRead,
+        "createTrustRelationship": .trustAdmin,
+        "deleteTrustRelationship": .trustAdmin,
         "getOrganization": .organizationRead,
         "updateOrganization": .organizationAdmin,
         "listMembers": .organizationRead,
@@ -108,7 +119,7 @@ public enum Authorization {
         case .user:
             switch role ?? .member {
             case .owner, .admin:
-                return Set(Permission.allCases).subtracting(Permission.machine)
+                return Set(Permission.allCases).subtracting(Permission.machine).subtracting([.anyone])
             case .member:
                 return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .tokensRead, .tokensWrite,
                         .registryWrite, .pullTokenCreate, .buildRun]
@@ -116,9 +127,10 @@ public enum Authorization {
         case .organization:
             // Automation across the organization, but not its membership.
             return [.identity, .organizationRead, .projectRead, .projectCreate, .projectWrite, .projectDelete, .tokensRead, .tokensWrite,
-                    .registryWrite, .pullTokenCreate, .buildRun]
-        case .project:
-            // CI in one project: read it, build in it and hand out read-only pull tokens for it.
+                    .registryWrite, .pullTokenCreate, .buildRun, .trustAdmin]
+        case .project, .ci:
+            // CI in one project (or, from an OIDC exchange, the projects that trust the job):
+            // read it, build in it and hand out read-only pull tokens for it.
             return [.identity, .projectRead, .pullTokenCreate, .buildRun]
         case .pull:
             // Registry read-only: no management API beyond identity.

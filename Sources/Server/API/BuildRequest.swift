@@ -43,10 +43,23 @@ enum BuildRequest {
             }
             if !insecure.contains(host) { insecure.append(host) }
         }
+        let isolated = body.isolated ?? false
+        if isolated {
+            // Untrusted code lands only as <project>/build:<id>; nothing else it could overwrite.
+            if !(body.tags ?? []).isEmpty {
+                throw DomainError.invalidField("tags", "an isolated build pushes only to its own build tag \(projectId)/build:<build id>; it cannot tag images (build without --isolated, with a trusted token, to tag)")
+            }
+            if body.push == true {
+                throw DomainError.invalidField("push", "an isolated build cannot push to other registries")
+            }
+            if !(body.secrets ?? []).isEmpty || !(body.registryCredentials ?? []).isEmpty {
+                throw DomainError.invalidField("secrets", "no secrets or registry credentials reach an isolated build")
+            }
+        }
         return BuildSpec(
             dockerfile: dockerfile, target: body.target, platforms: platforms, tags: body.tags ?? [], pushTags: pushTags,
             buildArgs: buildArgs, labels: labels, noCache: body.noCache ?? false, pull: body.pull?.rawValue ?? "missing",
-            push: body.push ?? false, insecureRegistries: insecure.isEmpty ? nil : insecure)
+            push: body.push ?? false, insecureRegistries: insecure.isEmpty ? nil : insecure, isolated: isolated ? true : nil)
     }
 
     static func secrets(_ body: Components.Schemas.BuildCreate) throws -> BuildSecrets {

@@ -27,12 +27,21 @@ public struct Caller: Sendable {
     /// A server-wide worker token (`drydock-server worker-token`): serves every organization,
     /// belongs to none (`organizationId` is empty and matches nothing).
     public let isServerWide: Bool
+    /// A CI token's projects (from an OIDC exchange); `projectId` stays nil for it.
+    public let projectIds: [String]?
+    /// A CI token that may start isolated builds only, or the build token of an isolated build.
+    public let isolated: Bool
+    /// The tag an isolated build's token may push in `<project>/build` (its job's own).
+    public let buildTag: String?
 
     @TaskLocal public static var current: Caller?
 
     public init(tokenId: String, kind: TokenKind, organizationId: String, projectId: String?, userId: String?, role: Role?,
-                isServerWide: Bool = false) {
+                isServerWide: Bool = false, projectIds: [String]? = nil, isolated: Bool = false, buildTag: String? = nil) {
         self.isServerWide = isServerWide
+        self.projectIds = projectIds
+        self.isolated = isolated
+        self.buildTag = buildTag
         self.tokenId = tokenId
         self.kind = kind
         self.organizationId = organizationId
@@ -51,8 +60,15 @@ public struct Caller: Sendable {
     /// project only that project. Anything else is reported as not found.
     func canSee(project: ProjectRecord) -> Bool {
         guard project.organizationId == organizationId else { return false }
-        if let projectId { return project.id == projectId }
+        if let projectScope { return projectScope.contains(project.id) }
         return true
+    }
+
+    /// The projects a token is bound to (one for project, pull and build tokens, those that trust
+    /// it for a CI token), or nil for the whole organization.
+    var projectScope: [String]? {
+        if let projectId { return [projectId] }
+        return projectIds
     }
 
     var isOrganizationAdmin: Bool {

@@ -16,7 +16,8 @@ extension Components.Schemas.Build {
                 .init(id: $0.id, platform: $0.platform, status: .init(rawValue: $0.status.rawValue) ?? .failed, workerName: $0.workerName,
                       emulated: $0.emulated, startedAt: $0.startedAt, finishedAt: $0.finishedAt, digest: $0.digest, error: $0.error)
             },
-            steps: r.steps.map(Components.Schemas.BuildStep.init))
+            steps: r.steps.map(Components.Schemas.BuildStep.init),
+            isolated: r.spec.isolated ?? false)
     }
 }
 
@@ -33,7 +34,8 @@ extension Components.Schemas.JobAssignment {
             secrets: c.secrets.secrets.map { .init(id: $0.id, value: $0.value) },
             registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) },
             insecureRegistries: c.build.spec.insecureRegistries,
-            cacheGeneration: c.cacheGeneration, cachePolicy: .init(keepGigabytes: c.keepGigabytes, keepDays: c.keepDays))
+            cacheGeneration: c.cacheGeneration, cachePolicy: .init(keepGigabytes: c.keepGigabytes, keepDays: c.keepDays),
+            isolated: c.build.spec.isolated == true ? true : nil)
     }
 }
 

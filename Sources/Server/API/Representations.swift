@@ -61,7 +61,8 @@ extension Components.Schemas.Token {
         self.init(
             id: r.id, name: r.name, kind: .init(r.kind), organizationId: r.organizationId ?? "",
             projectId: r.projectId, userId: r.userId, createdByUserId: r.createdByUserId, prefix: r.prefix,
-            createdAt: r.createdAt, expiresAt: r.expiresAt, lastUsedAt: r.lastUsedAt, revokedAt: r.revokedAt)
+            createdAt: r.createdAt, expiresAt: r.expiresAt, lastUsedAt: r.lastUsedAt, revokedAt: r.revokedAt,
+            projectIds: r.projectIds, isolated: r.kind == .ci ? r.isolated : nil)
     }
 }
 

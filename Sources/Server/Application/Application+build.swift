@@ -97,9 +97,13 @@ public func buildApplication(
                                  blobPath: { digest in Digest(digest).flatMap { blobStore.path(of: $0) } })
     let agents = AgentStore(client: db, logger: logger)
     gaugeSources.value = (jobs, agents)
+    let audience = configuration.oidc.audience ?? configuration.publicURL ?? "http://\(configuration.host):\(configuration.port)"
+    let oidc = OIDCExchange(settings: configuration.oidc, audience: audience,
+                            verifier: OIDCVerifier(settings: configuration.oidc, audience: audience, logger: logger),
+                            trust: TrustStore(client: db, logger: logger))
     let handler = APIHandler(organizations: organizations, projects: projects, tokens: tokens, registry: registryStore,
                              builds: builds, jobs: jobs, buildLog: buildLog, contexts: contexts, signals: signals, usage: usage,
-                             authenticator: authenticator, indexes: indexes, agents: agents)
+                             authenticator: authenticator, indexes: indexes, agents: agents, oidc: oidc)
     // The contract the server serves is the one it enforces.
     let contract = try Contract(yaml: String(decoding: EmbeddedOpenAPIDocument.bytes, as: UTF8.self))
     try handler.registerHandlers(

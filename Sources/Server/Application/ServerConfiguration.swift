@@ -43,6 +43,11 @@ public struct ServerConfiguration: Sendable {
     /// Where `/metrics` reads from: the registry `main` installed as the metrics backend
     /// (`Observability.bootstrap()`); nil serves an empty exposition.
     public var metrics: PrometheusCollectorRegistry?
+    /// OIDC issuers and audience for the CI token exchange (`DRYDOCK_OIDC_ISSUERS`, `DRYDOCK_OIDC_AUDIENCE`).
+    public var oidc = OIDCSettings()
+    /// Where `GET /downloads/<file>` serves the CLI from (`DRYDOCK_DOWNLOADS_DIR`); nil means the
+    /// directory of the running `drydock-server`, where `drydock` is installed beside it.
+    public var downloadsDirectory: URL?
 
     public init(
         databaseURL: String?,
@@ -100,6 +105,11 @@ public struct ServerConfiguration: Sendable {
         if let value = try seconds("DRYDOCK_DATABASE_WAIT_SECONDS", in: 1...300, environment) { configuration.databaseWaitLimit = value }
         if let value = try seconds("DRYDOCK_IDLE_TIMEOUT_SECONDS", in: 1...3600, environment) { configuration.idleTimeout = value }
         if let value = try seconds("DRYDOCK_HEADER_TIMEOUT_SECONDS", in: 1...600, environment) { configuration.headerTimeout = value }
+        configuration.oidc = try OIDCSettings.parse(issuers: environment["DRYDOCK_OIDC_ISSUERS"].nonEmpty,
+                                                    audience: environment["DRYDOCK_OIDC_AUDIENCE"].nonEmpty)
+        if let raw = environment["DRYDOCK_DOWNLOADS_DIR"].nonEmpty {
+            configuration.downloadsDirectory = URL(fileURLWithPath: raw, isDirectory: true)
+        }
         if let raw = environment["DRYDOCK_MAX_CONNECTIONS"].nonEmpty {
             guard let value = Int(raw), (1...1_000_000).contains(value) else {
                 throw ConfigurationError("DRYDOCK_MAX_CONNECTIONS must be 1 to 1000000, not '\(raw)'")

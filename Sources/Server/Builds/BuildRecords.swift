@@ -23,6 +23,8 @@ struct BuildSpec: Codable, Sendable {
     var push: Bool
     /// Hosts the builder may push to over plain HTTP (besides loopback ones).
     var insecureRegistries: [String]? = nil
+    /// Untrusted code: a throwaway storage, no cache, secrets or tags (`drydock build --isolated`).
+    var isolated: Bool? = nil
 
     /// Where the builder puts the image besides `<project>/build:<id>`: tags in the project's
     /// registry always, tags on other registries only when pushing.

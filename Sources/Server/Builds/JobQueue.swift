@@ -94,8 +94,11 @@ public struct JobQueue: Sendable {
             guard let buildRow else { return nil }
             var build = try BuildStore.build(buildRow).item
             // The job's own credential: this project only, revoked when the job ends.
-            let token = NewToken(kind: .build, name: "build \(build.id) job \(picked.jobId)", organizationId: build.organizationId,
+            var token = NewToken(kind: .build, name: "build \(build.id) job \(picked.jobId)", organizationId: build.organizationId,
                                  projectId: build.projectId, expiresAt: Date().addingTimeInterval(6 * 3600))
+            // An isolated build's token may push its own image only (`<project>/build:<its tag>`,
+            // set below once the job's platform is read).
+            token.isolated = build.spec.isolated == true
             _ = try await PostgresTokenStore.insert(token, on: tx, logger: logger)
             var job: JobRecord?
             for try await row in try await tx.query(
@@ -107,6 +110,10 @@ public struct JobQueue: Sendable {
                 RETURNING \(unescaped: BuildStore.jobColumns)
                 """, logger: logger).decode(BuildStore.JobRow.self) { job = BuildStore.job(row) }
             guard let job else { return nil }
+            if token.isolated {
+                let tag = String(build.image(forJobOn: job.platform).split(separator: ":").last ?? "")
+                try await PostgresTokenStore.setBuildTag(tag, tokenId: token.id, on: tx, logger: logger)
+            }
             // In one round trip: how long it waited, and the project's cache generation and policy.
             var generation = 0
             var policy = (gigabytes: 50, days: 14)

@@ -356,6 +356,34 @@ public enum Migrations {
             )
             """,
         ]),
+        Migration(version: 8, name: "OIDC trust relationships, CI tokens, isolated builds", statements: [
+            "ALTER TABLE tokens DROP CONSTRAINT tokens_kind_check",
+            "ALTER TABLE tokens ADD CONSTRAINT tokens_kind_check CHECK (kind IN ('user', 'organization', 'project', 'pull', 'worker', 'build', 'agent', 'registration', 'ci'))",
+            // A CI token from an OIDC exchange reaches the projects whose trust relationships matched.
+            "ALTER TABLE tokens ADD COLUMN project_ids text[]",
+            // Isolated: a CI token that may start isolated builds only, or the build token of an
+            // isolated build (which may push to its own build tag only).
+            "ALTER TABLE tokens ADD COLUMN isolated boolean NOT NULL DEFAULT false",
+            "ALTER TABLE tokens ADD COLUMN build_tag text",
+            """
+            CREATE TABLE trust_relationships (
+                id text PRIMARY KEY,
+                seq bigserial,
+                organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                project_id text NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                provider text NOT NULL CHECK (provider IN ('github', 'gitlab', 'circleci', 'buildkite', 'oidc')),
+                issuer text NOT NULL,
+                subject text NOT NULL,
+                conditions jsonb NOT NULL,
+                isolate text NOT NULL DEFAULT 'never' CHECK (isolate IN ('never', 'pull-requests', 'always')),
+                created_by_token_id text,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX trust_relationships_issuer ON trust_relationships (issuer)",
+            "CREATE INDEX trust_relationships_project ON trust_relationships (project_id, seq)",
+            "ALTER TABLE usage_builds ADD COLUMN isolated boolean NOT NULL DEFAULT false",
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

@@ -17,8 +17,8 @@ public final class CachedProjectStore: ProjectStore {
         try await entries.value(for: id) { [base] in try await base.project(id: id) }
     }
 
-    public func list(organizationId: String, onlyProjectId: String?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord> {
-        try await base.list(organizationId: organizationId, onlyProjectId: onlyProjectId, cursor: cursor, limit: limit)
+    public func list(organizationId: String, onlyProjectIds: [String]?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord> {
+        try await base.list(organizationId: organizationId, onlyProjectIds: onlyProjectIds, cursor: cursor, limit: limit)
     }
 
     public func create(organizationId: String, name: String, keepGigabytes: Int, keepDays: Int) async throws -> ProjectRecord {

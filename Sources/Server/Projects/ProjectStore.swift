@@ -38,7 +38,7 @@ public struct ProjectChanges: Sendable {
 
 public protocol ProjectStore: Sendable {
     func project(id: String) async throws -> ProjectRecord?
-    func list(organizationId: String, onlyProjectId: String?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord>
+    func list(organizationId: String, onlyProjectIds: [String]?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord>
     func create(organizationId: String, name: String, keepGigabytes: Int, keepDays: Int) async throws -> ProjectRecord
     func update(id: String, _ changes: ProjectChanges) async throws -> ProjectRecord?
     /// Deletes the project; its project and pull tokens go with it (ON DELETE CASCADE).
@@ -73,12 +73,12 @@ public struct PostgresProjectStore: ProjectStore {
         try await one("SELECT \(unescaped: Self.columns) FROM projects WHERE id = \(id)")
     }
 
-    public func list(organizationId: String, onlyProjectId: String?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord> {
+    public func list(organizationId: String, onlyProjectIds: [String]?, cursor: Int64, limit: Int) async throws -> Page<ProjectRecord> {
         let rows = try await client.query(
             """
             SELECT \(unescaped: Self.columns) FROM projects
             WHERE organization_id = \(organizationId) AND seq < \(cursor)
-              AND (\(onlyProjectId)::text IS NULL OR id = \(onlyProjectId))
+              AND (\(onlyProjectIds)::text[] IS NULL OR id = ANY(\(onlyProjectIds)))
             ORDER BY seq DESC LIMIT \(limit + 1)
             """, logger: logger)
         var out: [(seq: Int64, item: ProjectRecord)] = []

@@ -41,6 +41,10 @@ extension RegistryRoutes {
             throw RegistryError.digestInvalid("the manifest's digest is \(digest), not \(referenceDigest)")
         }
         var tag: String? = referenceDigest == nil ? reference : nil
+        let caller = access.grant.caller
+        if caller.isolated, let wanted = tag, wanted != caller.buildTag {
+            throw RegistryError.denied("an isolated build pushes only to its own build tag \(access.projectId)/build:\(caller.buildTag ?? "<build id>"), not to :\(wanted)")
+        }
         if let tag, !isValidTag(tag) {
             throw RegistryError(.badRequest, "TAG_INVALID", "invalid tag '\(tag)'")
         }

@@ -52,13 +52,17 @@ public struct RegistryTokenSigner: Sendable {
         var acc: [String: [String]]
         var cat: Bool
         var exp: Double
+        var prjs: [String]? = nil
+        var iso: Bool? = nil
+        var bid: String? = nil
     }
 
     func issue(caller: Caller, access: [String: Set<String>], catalog: Bool) throws -> (token: String, expiresIn: Int) {
         let payload = Payload(
             tid: caller.tokenId, kind: caller.kind.rawValue, org: caller.organizationId, prj: caller.projectId,
             uid: caller.userId, role: caller.role?.rawValue, acc: access.mapValues { $0.sorted() }, cat: catalog,
-            exp: Date().addingTimeInterval(Self.lifetime).timeIntervalSince1970)
+            exp: Date().addingTimeInterval(Self.lifetime).timeIntervalSince1970,
+            prjs: caller.projectIds, iso: caller.isolated ? true : nil, bid: caller.buildTag)
         let body = Self.base64url(try JSONEncoder().encode(payload))
         let mac = Self.base64url(Data(HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: key)))
         return ("ddreg.\(body).\(mac)", Int(Self.lifetime))
@@ -81,7 +85,8 @@ public struct RegistryTokenSigner: Sendable {
               let kind = TokenKind(rawValue: payload.kind)
         else { return nil }
         let caller = Caller(tokenId: payload.tid, kind: kind, organizationId: payload.org, projectId: payload.prj,
-                            userId: payload.uid, role: payload.role.flatMap(Role.init(rawValue:)))
+                            userId: payload.uid, role: payload.role.flatMap(Role.init(rawValue:)),
+                            projectIds: payload.prjs, isolated: payload.iso ?? false, buildTag: payload.bid)
         return Verified(grant: RegistryGrant(caller: caller, access: payload.acc.mapValues(Set.init), catalog: payload.cat),
                         expires: payload.exp)
     }
@@ -104,6 +109,10 @@ extension Caller {
         switch kind {
         case .user, .organization: [.pull, .push, .delete]
         case .project, .build: [.pull, .push]
+        // A CI token from an OIDC exchange pushes like a project token, unless it was granted for
+        // untrusted code (a fork's pull request): then its builds push only to their own build
+        // tags, through their build tokens, and it only pulls.
+        case .ci: isolated ? [.pull] : [.pull, .push]
         case .pull: [.pull]
         case .worker, .agent, .registration: []
         }

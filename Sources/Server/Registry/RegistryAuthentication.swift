@@ -99,6 +99,11 @@ extension RegistryRoutes {
         } else {
             allowed = grant.caller.registryActions.contains(action)
         }
+        // An isolated build's token pushes into `<project>/build` only (and there only its own tag,
+        // which the manifest route checks).
+        if grant.caller.isolated, action == .push, parsed.repository != "build" {
+            throw RegistryError.denied("an isolated build pushes only to its own build tag \(parsed.projectId)/build:<build id>, not to \(name)")
+        }
         guard try await visibleProject(grant.caller, parsed.projectId) else {
             throw RegistryError(.unauthorized, "UNAUTHORIZED", "repository \(name) does not exist or is not visible to these credentials",
                                 headers: challenge(request, scope: scope, error: "insufficient_scope"))

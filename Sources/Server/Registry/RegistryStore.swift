@@ -324,13 +324,13 @@ public struct RegistryStore: Sendable {
     }
 
     /// `<project>/<name>` of the organization's repositories (or one project's), in lexical order.
-    func catalog(organizationId: String, onlyProjectId: String?, after last: String?, limit: Int) async throws -> [String] {
+    func catalog(organizationId: String, onlyProjectIds: [String]?, after last: String?, limit: Int) async throws -> [String] {
         let rows = try await client.query(
             """
             SELECT r.project_id || '/' || r.name AS full FROM registry_repositories r
             JOIN projects p ON p.id = r.project_id
             WHERE p.organization_id = \(organizationId)
-              AND (\(onlyProjectId)::text IS NULL OR r.project_id = \(onlyProjectId))
+              AND (\(onlyProjectIds)::text[] IS NULL OR r.project_id = ANY(\(onlyProjectIds)))
               AND (\(last)::text IS NULL OR (r.project_id || '/' || r.name) COLLATE "C" > \(last))
               AND EXISTS (SELECT 1 FROM registry_manifests m WHERE m.repository_id = r.id)
             ORDER BY (r.project_id || '/' || r.name) COLLATE "C" LIMIT \(limit)

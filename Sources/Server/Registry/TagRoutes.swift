@@ -37,7 +37,7 @@ extension RegistryRoutes {
                                 headers: challenge(request, scope: "registry:catalog:*", error: "insufficient_scope"))
         }
         let (limit, last) = Self.page(request)
-        let names = try await store.catalog(organizationId: grant.caller.organizationId, onlyProjectId: grant.caller.projectId,
+        let names = try await store.catalog(organizationId: grant.caller.organizationId, onlyProjectIds: grant.caller.projectScope,
                                             after: last, limit: limit)
         struct Catalog: Encodable { let repositories: [String] }
         let link = names.last.flatMap { last in

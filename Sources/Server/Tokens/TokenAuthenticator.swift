@@ -50,8 +50,10 @@ public final class TokenAuthenticator: Sendable {
         if grant.kind == .user, grant.role == nil {
             throw DomainError.invalidToken  // the user has left the organization
         }
+        if grant.kind == .ci, grant.projectIds?.isEmpty ?? true { throw DomainError.invalidToken }
         return Caller(tokenId: grant.tokenId, kind: grant.kind, organizationId: organizationId,
-                      projectId: grant.projectId, userId: grant.userId, role: grant.role)
+                      projectId: grant.projectId, userId: grant.userId, role: grant.role,
+                      projectIds: grant.projectIds, isolated: grant.isolated, buildTag: grant.buildTag)
     }
 
     /// Records that a token was used for a request it was allowed to make (a refused one does not

@@ -4,6 +4,8 @@ import Foundation
 /// The kinds of token, as stored and as the API names them.
 public enum TokenKind: String, Sendable, CaseIterable {
     case user, organization, project, pull, worker, build, agent, registration
+    /// From an OIDC exchange: a CI job's short-lived token for the projects that trust it.
+    case ci
 
     /// Secrets start with a prefix naming their kind, so secret scanners and people recognise them.
     var secretPrefix: String {
@@ -16,6 +18,7 @@ public enum TokenKind: String, Sendable, CaseIterable {
         case .build: "ddb_"
         case .agent: "dda_"
         case .registration: "ddg_"
+        case .ci: "ddc_"
         }
     }
 }

@@ -15,6 +15,9 @@ public struct TokenRecord: Sendable {
     public var expiresAt: Date?
     public var lastUsedAt: Date?
     public var revokedAt: Date?
+    /// A CI token's projects (from an OIDC exchange).
+    public var projectIds: [String]? = nil
+    public var isolated = false
 }
 
 /// A token about to be stored: the secret stays with the caller, only its hash goes in.
@@ -28,6 +31,12 @@ public struct NewToken: Sendable {
     public let projectId: String?
     public let createdByUserId: String?
     public let expiresAt: Date?
+    /// A CI token's projects.
+    public var projectIds: [String]? = nil
+    /// A CI token that may start isolated builds only, or an isolated build's own token.
+    public var isolated = false
+    /// The tag in `<project>/build` an isolated build's token may push (its job's own).
+    public var buildTag: String? = nil
 
     public init(kind: TokenKind, name: String, organizationId: String?, userId: String? = nil,
                 projectId: String? = nil, createdByUserId: String? = nil, expiresAt: Date? = nil) {
@@ -54,6 +63,9 @@ public struct TokenGrant: Sendable {
     public let expiresAt: Date?
     public let revoked: Bool
     public let lastUsedAt: Date?
+    public var projectIds: [String]? = nil
+    public var isolated = false
+    public var buildTag: String? = nil
 }
 
 public struct TokenFilter: Sendable {
@@ -85,15 +97,15 @@ public struct PostgresTokenStore: TokenStore {
         self.logger = logger
     }
 
-    static let columns = "id, organization_id, kind, name, prefix, user_id, project_id, created_by_user_id, created_at, expires_at, last_used_at, revoked_at, seq"
+    static let columns = "id, organization_id, kind, name, prefix, user_id, project_id, created_by_user_id, created_at, expires_at, last_used_at, revoked_at, seq, project_ids, isolated"
 
-    typealias Row = (String, String?, String, String, String, String?, String?, String?, Date, Date?, Date?, Date?, Int64)
+    typealias Row = (String, String?, String, String, String, String?, String?, String?, Date, Date?, Date?, Date?, Int64, [String]?, Bool)
 
     static func record(_ r: Row) -> (seq: Int64, item: TokenRecord) {
         (r.12, TokenRecord(
             id: r.0, organizationId: r.1, kind: TokenKind(rawValue: r.2) ?? .user, name: r.3, prefix: r.4,
             userId: r.5, projectId: r.6, createdByUserId: r.7, createdAt: r.8, expiresAt: r.9,
-            lastUsedAt: r.10, revokedAt: r.11))
+            lastUsedAt: r.10, revokedAt: r.11, projectIds: r.13, isolated: r.14))
     }
 
     public func grant(forSecret secret: String) async throws -> TokenGrant? {
@@ -101,18 +113,18 @@ public struct PostgresTokenStore: TokenStore {
         let rows = try await client.query(
             """
             SELECT t.id, t.kind, t.organization_id, t.project_id, t.user_id, m.role, t.expires_at,
-                   t.revoked_at IS NOT NULL, t.last_used_at
+                   t.revoked_at IS NOT NULL, t.last_used_at, t.project_ids, t.isolated, t.build_tag
             FROM tokens t
             LEFT JOIN memberships m ON m.organization_id = t.organization_id AND m.user_id = t.user_id
             WHERE t.secret_hash = \(hash)
             """, logger: logger)
-        for try await (id, kind, org, project, user, role, expires, revoked, lastUsed) in rows.decode(
-            (String, String, String?, String?, String?, String?, Date?, Bool, Date?).self)
+        for try await (id, kind, org, project, user, role, expires, revoked, lastUsed, projects, isolated, buildTag) in rows.decode(
+            (String, String, String?, String?, String?, String?, Date?, Bool, Date?, [String]?, Bool, String?).self)
         {
             guard let kind = TokenKind(rawValue: kind) else { return nil }
             return TokenGrant(tokenId: id, kind: kind, organizationId: org, projectId: project, userId: user,
                               role: role.flatMap(Role.init(rawValue:)), expiresAt: expires, revoked: revoked,
-                              lastUsedAt: lastUsed)
+                              lastUsedAt: lastUsed, projectIds: projects, isolated: isolated, buildTag: buildTag)
         }
         return nil
     }
@@ -143,9 +155,11 @@ public struct PostgresTokenStore: TokenStore {
         let prefix = TokenSecret.displayPrefix(token.secret)
         let rows = try await connection.query(
             """
-            INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, user_id, project_id, created_by_user_id, expires_at)
+            INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, user_id, project_id, created_by_user_id, expires_at,
+                                project_ids, isolated, build_tag)
             VALUES (\(token.id), \(token.organizationId), \(token.kind.rawValue), \(token.name), \(hash), \(prefix),
-                    \(token.userId), \(token.projectId), \(token.createdByUserId), \(token.expiresAt))
+                    \(token.userId), \(token.projectId), \(token.createdByUserId), \(token.expiresAt),
+                    \(token.projectIds), \(token.isolated), \(token.buildTag))
             RETURNING \(unescaped: columns)
             """, logger: logger)
         for try await row in rows.decode(Row.self) { return record(row).item }
@@ -180,6 +194,11 @@ public struct PostgresTokenStore: TokenStore {
     /// one owner: this store).
     static func revokeBuildToken(id: String, on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("UPDATE tokens SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL", logger: logger)
+    }
+
+    /// The one tag an isolated build's token may push in `<project>/build`.
+    static func setBuildTag(_ tag: String, tokenId: String, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("UPDATE tokens SET build_tag = \(tag) WHERE id = \(tokenId)", logger: logger)
     }
 
     public func revoke(id: String, organizationId: String) async throws {
