@@ -41,9 +41,12 @@ public struct DrydockClient: Sendable {
     public let baseURL: URL
     /// The generated client, for operations the façade does not wrap yet.
     public let api: Client
+    /// The token the client sends (nil: none).
+    public let token: String?
 
     public init(baseURL: URL, token: String?, timeout: Duration = .seconds(30), httpClient: HTTPClient = .shared) {
         self.baseURL = baseURL
+        self.token = token
         let transport = AsyncHTTPClientTransport(configuration: .init(client: httpClient, timeout: .init(timeout)))
         self.api = Client(
             serverURL: baseURL, configuration: .init(dateTranscoder: RFC3339DateTranscoder()), transport: transport,

@@ -101,6 +101,10 @@ struct Build: AsyncParsableCommand {
         return result
     }
 
+    @Flag(help: ArgumentHelp("Build untrusted code (a fork's pull request): an empty, throwaway storage without the project's cache, secrets or tags.",
+                             discussion: "The image lands only as HOST/<project-id>/build:<build-id>. A CI token exchanged for a pull request builds this way by itself."))
+    var isolated = false
+
     @Option(name: .customLong("label"), help: "Image label KEY=VALUE; repeatable.")
     var labels: [String] = []
 
@@ -184,6 +188,10 @@ struct Build: AsyncParsableCommand {
             throw ValidationError("drydock build does not support \(flag): \(why)")
         }
         if progress == .rawjson { throw ValidationError("drydock build does not support --progress rawjson; use auto, plain, tty or quiet") }
+        if isolated, !secrets.isEmpty { throw ValidationError("--isolated: no secrets reach an isolated build; drop --secret") }
+        if isolated, !(try destinations()).tags.isEmpty {
+            throw ValidationError("--isolated: an isolated build lands only as HOST/<project-id>/build:<build-id> and cannot tag images; drop -t")
+        }
         _ = try platforms()
         for output in outputs { _ = try OutputSpec(output) }
         _ = try destinations()
@@ -191,7 +199,15 @@ struct Build: AsyncParsableCommand {
 
     func run() async throws {
         let contextURL = URL(fileURLWithPath: context, isDirectory: true).standardizedFileURL
-        let client = try connection.client()
+        let (client, source) = try await connection.clientAndSource()
+        var isolated = self.isolated
+        if !isolated, case .oidc(let provider) = source, try await client.whoami().token.isolated == true {
+            // The CI token came from an untrusted job (a pull request): only isolated builds run.
+            guard secrets.isEmpty, try destinations().tags.isEmpty else {
+                throw CLIError("this \(provider.name) job's token allows isolated builds only (untrusted code, such as a pull request): drop -t and --secret, or build with --isolated")
+            }
+            isolated = true
+        }
         // drydock.json from the current directory upwards, as the help says; the context's own
         // directories only when there is none there.
         let projectReference = try (try? projectOption.resolved()) ?? projectOption.resolved(from: contextURL)
@@ -242,8 +258,12 @@ struct Build: AsyncParsableCommand {
                 ui.info("no saved credentials for \(host) ('docker login \(host)' saves them): pushing there without")
             }
         }
-        let request = try buildRequest(contextDigest: packed.digest, contextURL: contextURL, dockerfile: dockerfile,
+        var request = try buildRequest(contextDigest: packed.digest, contextURL: contextURL, dockerfile: dockerfile,
                                        destinations: destinations, credentials: found.map(\.credential))
+        if isolated {
+            request.isolated = true
+            ui.info("isolated build: an empty storage of its own, without the project's cache or secrets")
+        }
         let build = try await client.createBuild(projectId: projectId, request)
         let registryHost = client.baseURL.registryHost
         ui.info("build \(build.id) queued (project \(projectId))")
@@ -287,7 +307,7 @@ struct Build: AsyncParsableCommand {
             try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
                 .write(to: URL(fileURLWithPath: metadataFile))
         }
-        let token = connection.resolvedToken() ?? ""
+        let token = client.token ?? ""
         // skopeo takes a tag or a digest, not both.
         let byDigest = "\(registryHost)/\(final.image.split(separator: ":").first.map(String.init) ?? final.image)@\(digest)"
         let localName = destinations.tags.first.map { Self.localName($0) } ?? "drydock/build:\(final.id)"
@@ -405,7 +425,7 @@ struct Build: AsyncParsableCommand {
 
     /// Follows the log until the build ends (the client resumes after a dropped connection).
     func follow(_ id: String, client: DrydockClient, ui: ProgressUI) async throws -> Components.Schemas.Build {
-        let streaming = DrydockClient(baseURL: client.baseURL, token: connection.resolvedToken(), timeout: .seconds(7 * 24 * 3600))
+        let streaming = DrydockClient(baseURL: client.baseURL, token: client.token, timeout: .seconds(7 * 24 * 3600))
         for try await entry in streaming.followBuildLog(id) { ui.handle(entry) }
         return try await client.build(id)
     }

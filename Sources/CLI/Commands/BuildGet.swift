@@ -12,7 +12,7 @@ struct BuildGet: AsyncParsableCommand {
     var id: String
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let build = try await client.build(id)
         do {
             var pairs: [(String, String)] = [
@@ -20,6 +20,7 @@ struct BuildGet: AsyncParsableCommand {
                 ("Image", "\(client.baseURL.registryHost)/\(build.image)"), ("Digest", build.digest ?? "-"),
                 ("Dockerfile", build.dockerfile), ("Platforms", build.platforms.joined(separator: ",")),
                 ("Tags", build.tags.isEmpty ? "-" : build.tags.joined(separator: ", ")),
+                ("Isolated", build.isolated == true ? "yes (no project cache, secrets or tags)" : "no"),
                 ("Created", Output.date(build.createdAt)), ("Duration", build.duration),
             ]
             if let error = build.error { pairs.append(("Error", error)) }

@@ -22,7 +22,7 @@ struct BuildList: AsyncParsableCommand {
             }
             statusFilter = parsed
         }
-        let client = try connection.client()
+        let client = try await connection.client()
         let projectId = try await project.id(using: client)
         let (builds, next) = try await paging.fetch(defaultLimit: 20) { limit, cursor in
             let page = try await client.builds(projectId: projectId, status: statusFilter, limit: limit, cursor: cursor)

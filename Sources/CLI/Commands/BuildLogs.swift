@@ -17,8 +17,8 @@ struct BuildLogs: AsyncParsableCommand {
     var id: String
 
     func run() async throws {
-        let base = try connection.client()
-        let client = DrydockClient(baseURL: base.baseURL, token: connection.resolvedToken(), timeout: .seconds(7 * 24 * 3600))
+        let base = try await connection.client()
+        let client = DrydockClient(baseURL: base.baseURL, token: base.token, timeout: .seconds(7 * 24 * 3600))
         let entries: AsyncThrowingStream<Components.Schemas.BuildLogEntry, any Error> =
             follow ? client.followBuildLog(id, from: offset) : try await client.buildLogs(id, offset: offset)
         for try await entry in entries {

@@ -29,7 +29,7 @@ struct CacheShow: AsyncParsableCommand {
     var platform: String?
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let wanted = try platform.map(CacheReset.platform)
         let caches = try await client.projectCache(try await client.projectId(for: project)).filter { wanted == nil || $0.platform == wanted }
         try output.list(caches, headers: ["PLATFORM", "SIZE", "IMAGES", "LAST USED", "RESET"], rows: caches.map { cache in
@@ -60,7 +60,7 @@ struct CacheReset: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let wanted = try platform.map(Self.platform)
         let caches = try await client.resetProjectCache(try await client.projectId(for: project), platform: wanted)
         try output.list(caches, headers: ["PLATFORM", "SIZE", "IMAGES", "LAST USED", "RESET"], rows: caches.map { cache in

@@ -24,7 +24,7 @@ struct Init: AsyncParsableCommand {
         if FileManager.default.fileExists(atPath: existing.path), !force {
             throw CLIError("\(existing.path) already exists; pass --force to replace it")
         }
-        let client = try connection.client()
+        let client = try await connection.client()
         let chosen: Components.Schemas.Project
         if let project {
             chosen = try await client.project(try await client.projectId(for: project))

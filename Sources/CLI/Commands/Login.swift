@@ -17,7 +17,7 @@ struct Login: AsyncParsableCommand {
         var connection = ConnectionOptions()
         connection.apiURL = apiURL
         connection.token = token
-        let client = try connection.client()
+        let client = try await connection.client()
         let url = client.baseURL.absoluteString
         let caller = try await client.whoami()
         try CLIConfiguration.save(SavedLogin(apiURL: url, token: token))

@@ -46,7 +46,7 @@ struct MemberList: AsyncParsableCommand {
     @OptionGroup var paging: PagingOptions
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let orgId = try await client.currentOrganizationId()
         let (members, next) = try await paging.fetch { limit, cursor in
             let page = try await client.members(orgId, limit: limit, cursor: cursor)
@@ -71,7 +71,7 @@ struct MemberAdd: AsyncParsableCommand {
     var role: Components.Schemas.Role = .member
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let created = try await client.addMember(try await client.currentOrganizationId(), email: email, role: role)
         try output.created(
             created,
@@ -95,7 +95,7 @@ struct MemberSetRole: AsyncParsableCommand {
     var role: Components.Schemas.Role
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let orgId = try await client.currentOrganizationId()
         let current = try await client.member(named: member, in: orgId)
         let updated = try await client.updateMember(orgId, userId: current.user.id, role: role)
@@ -113,7 +113,7 @@ struct MemberRemove: AsyncParsableCommand {
     var member: String
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let orgId = try await client.currentOrganizationId()
         let current = try await client.member(named: member, in: orgId)
         try await client.removeMember(orgId, userId: current.user.id)

@@ -11,7 +11,7 @@ struct ProjectDelete: AsyncParsableCommand {
     var id: String
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let projectId = try await client.projectId(for: id)
         try await client.deleteProject(projectId)
         print(projectId == id ? "Deleted project \(id)." : "Deleted project \(id) (\(projectId)).")

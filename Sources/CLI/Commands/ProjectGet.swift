@@ -11,7 +11,7 @@ struct ProjectGet: AsyncParsableCommand {
     var id: String
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let project = try await client.project(try await client.projectId(for: id))
         try output.details(project, Self.fields(project))
     }

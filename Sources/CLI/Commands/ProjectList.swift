@@ -10,7 +10,7 @@ struct ProjectList: AsyncParsableCommand {
     @OptionGroup var paging: PagingOptions
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let (projects, next) = try await paging.fetch { limit, cursor in
             let page = try await client.projects(limit: limit, cursor: cursor)
             return (page.items, page.nextCursor)

@@ -59,7 +59,7 @@ struct ProjectUpdate: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         var builds: Components.Schemas.BuildSettingsUpdate?
         if emulation != nil || emulationFallback != nil || queueTimeout != nil || maxBuilders != nil || buildsPerBuilder != nil || builderIdle != nil {
             let fallback = try emulationFallback.map { try Self.seconds($0, flag: "--emulation-fallback", range: 0...3600) }

@@ -20,7 +20,7 @@ struct PullToken: AsyncParsableCommand {
         if let lifetime, let expires, !(60...86_400).contains(lifetime) {
             throw CLIError("--expires \(expires): pull tokens live from 1m to 24h")
         }
-        let client = try connection.client()
+        let client = try await connection.client()
         let token = try await client.createPullToken(projectId: try await project.id(using: client), expiresInSeconds: lifetime)
         try output.created(token, message: "Pull token for project \(token.projectId ?? ""), expires \(token.expiresAt.map(Output.date) ?? "never"):",
                            secret: token.token,

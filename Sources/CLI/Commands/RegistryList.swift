@@ -10,7 +10,7 @@ struct RegistryList: AsyncParsableCommand {
     @OptionGroup var output: FormatOption
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let repositories = try await client.repositories(projectId: try await project.id(using: client))
         try output.list(repositories, headers: ["REPOSITORY", "TAGS", "IMAGES", "SIZE", "CREATED"], rows: repositories.map {
             [$0.reference, "\($0.tagCount)", "\($0.manifestCount)", Output.bytes($0.sizeBytes), Output.date($0.createdAt)]

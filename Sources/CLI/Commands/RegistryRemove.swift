@@ -13,7 +13,7 @@ struct RegistryRemove: AsyncParsableCommand {
     var reference: String
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let projectId = try await project.id(using: client)
         if let at = reference.firstIndex(of: "@") {
             let repository = String(reference[..<at]), digest = String(reference[reference.index(after: at)...])

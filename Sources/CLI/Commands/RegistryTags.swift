@@ -13,7 +13,7 @@ struct RegistryTags: AsyncParsableCommand {
     var repository: String
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let tags = try await client.tags(projectId: try await project.id(using: client), repository: repository)
         try output.list(tags.items, headers: ["TAG", "DIGEST", "SIZE", "PLATFORMS", "UPDATED"], rows: tags.items.map {
             [$0.name, $0.digest, Output.bytes($0.sizeBytes), $0.platforms?.joined(separator: ",") ?? "-", Output.date($0.updatedAt)]

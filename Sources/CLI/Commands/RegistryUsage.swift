@@ -10,7 +10,7 @@ struct RegistryUsage: AsyncParsableCommand {
     @OptionGroup var output: FormatOption
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let usage = try await client.registryUsage(projectId: try await project.id(using: client))
         try output.details(usage, [("Project", usage.projectId), ("Repositories", "\(usage.repositories)"),
                                    ("Blobs", "\(usage.blobs)"), ("Storage", Output.bytes(usage.sizeBytes))])

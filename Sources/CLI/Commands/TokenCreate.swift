@@ -33,7 +33,7 @@ struct TokenCreate: AsyncParsableCommand {
             if kind == .pull, lifetime > 86_400 { throw CLIError("--expires \(expires) is too long: pull tokens live at most 24h") }
             if lifetime > 315_360_000 { throw CLIError("--expires \(expires) is too long: tokens live at most 3650d (10 years)") }
         }
-        let client = try connection.client()
+        let client = try await connection.client()
         var projectId: String?
         if let project { projectId = try await client.projectId(for: project) }
         let token = try await client.createToken(name: name, kind: kind, projectId: projectId, expiresInSeconds: lifetime)

@@ -20,7 +20,7 @@ struct TokenList: AsyncParsableCommand {
     @OptionGroup var paging: PagingOptions
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         var projectId: String?
         if let project { projectId = try await client.projectId(for: project) }
         let (tokens, next) = try await paging.fetch { limit, cursor in

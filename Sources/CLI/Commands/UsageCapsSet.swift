@@ -15,7 +15,7 @@ struct UsageCapsSet: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let orgId: String
         if let org { orgId = org } else { orgId = try await client.whoami().organization.id }
         Output.keyValues(UsageCapsShow.fields(try await client.setUsageCaps(orgId: orgId, minutes: minutes, spend: spend, softThreshold: warnAt)))

@@ -9,7 +9,7 @@ struct UsageCapsShow: AsyncParsableCommand {
     @Option(help: "Organization ID (default: the token's).") var org: String?
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let orgId: String
         if let org { orgId = org } else { orgId = try await client.whoami().organization.id }
         let caps = try await client.usageCaps(orgId: orgId)

@@ -35,7 +35,7 @@ struct UsageShow: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let usage: Components.Schemas.Usage
         if let project {
             usage = try await client.projectUsage(projectId: project, month: month, from: from, to: to)

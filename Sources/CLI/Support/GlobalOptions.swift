@@ -7,7 +7,11 @@ public struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("api-url"), help: ArgumentHelp("Drydock server URL.", discussion: "Overrides DRYDOCK_API_URL and the saved login."))
     var apiURL: String?
 
-    @Option(help: ArgumentHelp("Drydock token.", discussion: "Overrides DRYDOCK_TOKEN and the saved login."))
+    @Option(help: ArgumentHelp("Drydock token.", discussion: """
+        The token is looked for in this order: --token, DRYDOCK_TOKEN, an OIDC exchange when running \
+        in CI (GitHub Actions with 'id-token: write', GitLab's DRYDOCK_OIDC_TOKEN, CircleCI, Buildkite), \
+        then the saved login. 'drydock whoami' says which was used.
+        """))
     var token: String?
 
     public init() {}
@@ -19,12 +23,32 @@ public struct ConnectionOptions: ParsableArguments {
             ?? CLIConfiguration.load()?.apiURL ?? CLIConfiguration.defaultAPIURL
     }
 
-    func resolvedToken() -> String? {
+    /// The token and where it came from, without an OIDC exchange.
+    func localToken() -> (String?, TokenSource) {
         let env = ProcessInfo.processInfo.environment
-        return token ?? env["DRYDOCK_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } ?? CLIConfiguration.load()?.token
+        if let token { return (token, .flag) }
+        if let value = env["DRYDOCK_TOKEN"], !value.isEmpty { return (value, .environment) }
+        if let provider = CIProvider.detect(env) { return (nil, .oidc(provider)) }
+        if let saved = CLIConfiguration.load()?.token { return (saved, .savedLogin) }
+        return (nil, .none)
     }
 
-    func client(requireToken: Bool = true) throws -> DrydockClient {
+    /// The token in use: `--token`, `DRYDOCK_TOKEN`, an OIDC exchange in CI, the saved login.
+    func resolvedToken(server: URL) async throws -> (token: String?, source: TokenSource) {
+        let (token, source) = localToken()
+        if case .oidc(let provider) = source {
+            let grant = try await OIDCExchangeCache.shared.token(server: server, provider: provider,
+                                                                  environment: ProcessInfo.processInfo.environment)
+            return (grant.token, source)
+        }
+        return (token, source)
+    }
+
+    func client(requireToken: Bool = true) async throws -> DrydockClient {
+        try await clientAndSource(requireToken: requireToken).client
+    }
+
+    func serverURL() throws -> URL {
         let raw = resolvedAPIURL()
         guard var url = URL(string: raw), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
             throw CLIError("'\(raw)' is not a server URL; use something like http://127.0.0.1:8080")
@@ -37,11 +61,20 @@ public struct ConnectionOptions: ParsableArguments {
             components.path = path
             if let trimmed = components.url { url = trimmed }
         }
-        let token = resolvedToken()
-        if requireToken, token == nil {
-            throw CLIError("not logged in: run 'drydock login --token TOKEN', or set DRYDOCK_TOKEN")
+        return url
+    }
+
+    func clientAndSource(requireToken: Bool = true) async throws -> (client: DrydockClient, source: TokenSource) {
+        let url = try serverURL()
+        if !requireToken, case (nil, .oidc) = localToken() {
+            // Commands that work without a token do not start an exchange for one.
+            return (DrydockClient(baseURL: url, token: nil), .none)
         }
-        return DrydockClient(baseURL: url, token: token)
+        let (token, source) = try await resolvedToken(server: url)
+        if requireToken, token == nil {
+            throw CLIError("not logged in: run 'drydock login --token TOKEN', or set DRYDOCK_TOKEN (in CI, trust the job instead: 'drydock projects trust add')")
+        }
+        return (DrydockClient(baseURL: url, token: token), source)
     }
 }
 

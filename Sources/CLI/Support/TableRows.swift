@@ -12,7 +12,7 @@ extension Components.Schemas.Build {
     }
 
     var tableRow: [String] {
-        [id, status.rawValue, tags.first ?? "-", platforms.joined(separator: ","), duration, Output.date(createdAt)]
+        [id, status.rawValue, isolated == true ? "(isolated)" : tags.first ?? "-", platforms.joined(separator: ","), duration, Output.date(createdAt)]
     }
     static let tableHeaders = ["ID", "STATUS", "TAG", "PLATFORM", "DURATION", "CREATED"]
 }
@@ -28,7 +28,7 @@ extension Components.Schemas.Project {
 
 extension Components.Schemas.Token {
     var tableRow: [String] {
-        [id, name, kind.rawValue, projectId ?? "-", prefix + "…", Output.date(createdAt),
+        [id, name, kind.rawValue, projectId ?? projectIds?.joined(separator: ",") ?? "-", prefix + "…", Output.date(createdAt),
          expiresAt.map(Output.date) ?? "never", lastUsedAt.map(Output.date) ?? "never",
          status]
     }
