@@ -119,6 +119,7 @@ public actor OIDCVerifier {
     }
     private var keys: [String: IssuerKeys] = [:]
     private var lastFetchAttempt: [String: Date] = [:]
+    private var lastUnknownKeyFetch: [String: Date] = [:]
     private var inFlight: [String: Task<JWKS, any Error>] = [:]
 
     public init(settings: OIDCSettings, audience: String, logger: Logger, client: HTTPClient = .shared,
@@ -202,7 +203,9 @@ public actor OIDCVerifier {
         if let cached = keys[issuer], now.timeIntervalSince(cached.fetchedAt) < keysLifetime {
             let known = kid.map { cached.jwks.find(identifier: $0)?.isEmpty == false } ?? true
             if known { return cached.jwks }
-            if let last = lastFetchAttempt[issuer], now.timeIntervalSince(last) < refetchInterval { return cached.jwks }
+            // A key not seen yet: fetched again at once, but such refetches at most once per interval.
+            if let last = lastUnknownKeyFetch[issuer], now.timeIntervalSince(last) < refetchInterval { return cached.jwks }
+            lastUnknownKeyFetch[issuer] = now
         } else if keys[issuer] == nil, let last = lastFetchAttempt[issuer], now.timeIntervalSince(last) < 5 {
             // An issuer that just failed is not asked again on every request.
             throw OIDCRefusal("the keys of \(issuer) could not be fetched a moment ago; try again shortly")
