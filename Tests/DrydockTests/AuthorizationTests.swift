@@ -21,9 +21,13 @@ struct AuthorizationTests {
         // Only workers claim jobs, only a job's own build token reports on it, only agents poll,
         // and only a builder's one-time secret registers it.
         let machine: Set<String> = ["claimJob", "heartbeatJob", "getJobContext", "reportJobEvents", "finishJob", "pollAgent", "registerBuilder"]
-        #expect(allowed(.user, .owner) == Set(Authorization.table.keys).subtracting(machine))
-        #expect(allowed(.user, .admin) == Set(Authorization.table.keys).subtracting(machine))
+        // The OIDC exchange and its configuration need no token at all.
+        let open: Set<String> = ["exchangeOIDCToken", "getOIDCConfiguration"]
+        #expect(Set(Authorization.table.filter { $0.value == .anyone }.keys) == open)
+        #expect(allowed(.user, .owner) == Set(Authorization.table.keys).subtracting(machine).subtracting(open))
+        #expect(allowed(.user, .admin) == Set(Authorization.table.keys).subtracting(machine).subtracting(open))
         let member = allowed(.user, .member)
+        #expect(!member.contains("createTrustRelationship") && member.contains("listTrustRelationships"))
         #expect(member.contains("createProject") && member.contains("createToken"))
         #expect(!member.contains("deleteProject") && !member.contains("addMember") && !member.contains("updateOrganization"))
         let organization = allowed(.organization, nil)
@@ -31,7 +35,9 @@ struct AuthorizationTests {
         #expect(allowed(.project, nil) == ["getCurrentCaller", "listProjects", "getProject", "listRepositories", "listRepositoryTags",
                                            "getRegistryUsage", "createPullToken", "getBuildContext", "uploadBuildContext",
                                            "createBuild", "listBuilds", "getBuild", "cancelBuild", "getBuildLogs", "getProjectUsage",
-                                           "getProjectCache"])
+                                           "getProjectCache", "listTrustRelationships"])
+        // A CI token from an OIDC exchange does what a project token does, in its projects.
+        #expect(allowed(.ci, nil) == allowed(.project, nil))
         #expect(member.contains("deleteRepositoryTag") && member.contains("createPullToken") && member.contains("createBuild"))
         #expect(member.isDisjoint(with: machine))
         #expect(allowed(.pull, nil) == ["getCurrentCaller"])

@@ -23,6 +23,7 @@ struct TenantIsolationTests {
         "reportJobEvents": #"{"events":[]}"#,
         "finishJob": #"{"status":"failed"}"#,
         "setUsageCaps": #"{"minutesPerMonth":5}"#,
+        "createTrustRelationship": #"{"provider":"github","subject":"evil/repo"}"#,
     ]
 
     /// Bodies that are not JSON.
@@ -80,16 +81,21 @@ struct TenantIsolationTests {
             let buildId = queued.id
             let jobId = try #require(queued.jobs.first?.id)
             let (_, workerB) = try await server.createToken(#"{"name":"w","kind":"worker"}"#, token: ownerB)
+            let trust = try await server.request(.post, "/api/v1/projects/\(projectA)/trust", token: server.ownerToken,
+                                                 json: #"{"provider":"github","subject":"acme/alpha"}"#)
+            let trustId = try trust.decoded(Schemas.TrustRelationship.self).id
 
             let real = ["orgId": server.organizationId, "projectId": projectA, "tokenId": projectTokenId, "userId": memberId,
-                        "buildId": buildId, "jobId": jobId, "digest": contextHex]
+                        "buildId": buildId, "jobId": jobId, "digest": contextHex, "trustId": trustId]
             let fake = ["orgId": "zzzzzzzzzzzzzzzz", "projectId": "zzzzzzzzzzzzzzzz", "tokenId": "zzzzzzzzzzzzzzzz", "userId": "zzzzzzzzzzzzzzzz",
-                        "buildId": "zzzzzzzzzzzzzzzz", "jobId": "zzzzzzzzzzzzzzzz", "digest": String(repeating: "e", count: 64)]
+                        "buildId": "zzzzzzzzzzzzzzzz", "jobId": "zzzzzzzzzzzzzzzz", "digest": String(repeating: "e", count: 64),
+                        "trustId": "zzzzzzzzzzzzzzzz"]
             let secretsOfA = Set(real.values)
 
             let operations = try specOperations()
             #expect(operations.count == Authorization.table.count)
-            for operation in operations {
+            // The OIDC exchange and its configuration take no token (the ID token is the credential).
+            for operation in operations where Authorization.table[operation.id] != .anyone {
                 let method = Self.method(operation.method)
                 let body = Self.bodies[operation.id]
                 let headers: HTTPFields = Self.contentTypes[operation.id].map { [.contentType: $0] } ?? [:]
