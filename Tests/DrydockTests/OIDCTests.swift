@@ -182,3 +182,112 @@ struct OIDCTests {
         }
     }
 }
+
+/// The CLI as a CI job runs it: no token anywhere, the ID token asked from the (simulated) CI.
+@Suite("CI builds without stored secrets", .serialized)
+struct CIBuildTests {
+    /// Every regular file under `directory` (but the builder's per-job scratch) by content hash,
+    /// and every other entry by type: what "the cache is unchanged" means.
+    static func snapshot(_ directory: URL) -> [String: String] {
+        var out: [String: String] = [:]
+        guard let walker = FileManager.default.enumerator(atPath: directory.path) else { return out }
+        while let relative = walker.nextObject() as? String {
+            if relative.hasPrefix(".jobs") || relative.hasPrefix(".isolated") { continue }
+            let path = directory.appendingPathComponent(relative).path
+            let type = (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) ?? .typeUnknown
+            if type == .typeRegular, let data = FileManager.default.contents(atPath: path) {
+                out[relative] = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+            } else {
+                out[relative] = type.rawValue
+            }
+        }
+        return out
+    }
+
+    @Test("in GitHub Actions drydock builds with no token; a pull request's job builds isolated: no cache read or written, no tags, no normal builds")
+    func githubActions() async throws {
+        let issuer = try await TestIssuer.make()
+        try await issuer.serve { base in
+            try await withTestServer(configure: { $0.oidc = .testIssuers(base, audience: OIDCTests.audience) }) { server in
+                try await withTemporaryDirectory { dir in
+                    let fixture = try await BuildFixture.make(server, project: "api")
+                    let cache = dir.appendingPathComponent("cache")
+                    let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: cache, name: "ci-builder")
+                    // An admin trusts the repository; its pull requests build isolated.
+                    let owner = ["HOME": dir.path, "DRYDOCK_API_URL": server.baseURL, "DRYDOCK_TOKEN": server.ownerToken]
+                    let added = try await runExecutable("drydock", ["projects", "trust", "add", "api", "--github", "acme/api", "--isolate", "pull-requests"],
+                                                        environment: owner)
+                    #expect(added.status == 0, "\(added.stderr)")
+                    #expect(added.stdout.contains("repository=acme/api"))
+                    let listed = try await runExecutable("drydock", ["projects", "trust", "list", "api"], environment: owner)
+                    #expect(listed.stdout.contains("pull-requests"), "\(listed.stdout)")
+
+                    let context = dir.appendingPathComponent("app")
+                    try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
+                    try "FROM \(fixture.base)\nRUN echo built > /built\n".write(to: context.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+                    // The job's environment: what GitHub Actions sets with 'id-token: write', and nothing else.
+                    let ci = ["HOME": dir.appendingPathComponent("runner-home").path, "DRYDOCK_API_URL": server.baseURL, "DRYDOCK_PROJECT": fixture.projectId,
+                              "GITHUB_ACTIONS": "true", "ACTIONS_ID_TOKEN_REQUEST_URL": base + "/actions/token?api-version=2.0",
+                              "ACTIONS_ID_TOKEN_REQUEST_TOKEN": TestIssuer.actionsRequestToken]
+                    issuer.actionsClaims.withLock { $0 = ["repository": .string("acme/api"), "ref": .string("refs/heads/main"), "event_name": .string("push")] }
+                    let whoami = try await runExecutable("drydock", ["whoami"], environment: ci)
+                    #expect(whoami.status == 0, "\(whoami.stderr)")
+                    #expect(whoami.stdout.contains("OIDC exchange (GitHub Actions"), "\(whoami.stdout)")
+                    #expect(whoami.stdout.contains("ci)"), "\(whoami.stdout)")
+
+                    let pushed = try await runExecutable("drydock", ["build", "-t", "app:main", "--progress", "plain", context.path], environment: ci)
+                    #expect(pushed.status == 0, "\(pushed.stderr)\nbuilder: \(builder.output)")
+                    let tags = try await fixture.client.api.listRepositoryTags(path: .init(projectId: fixture.projectId), query: .init(repository: "app")).ok.body.json
+                    #expect(tags.items.map(\.name).contains("main"))
+                    let before = Self.snapshot(cache)
+                    #expect(before.count > 10, "the project's cache holds the first build")
+
+                    // The pull request's job: no --isolated, no token; its token builds isolated only.
+                    issuer.actionsClaims.withLock { $0 = ["repository": .string("acme/api"), "ref": .string("refs/pull/7/merge"), "event_name": .string("pull_request")] }
+                    let refused = try await runExecutable("drydock", ["build", "-t", "app:latest", "--progress", "plain", context.path], environment: ci)
+                    #expect(refused.status != 0)
+                    #expect(refused.stderr.contains("isolated builds only"), "\(refused.stderr)")
+                    let isolated = try await runExecutable("drydock", ["build", "--progress", "plain", context.path], environment: ci)
+                    #expect(isolated.status == 0, "\(isolated.stderr)\nbuilder: \(builder.output)")
+                    #expect(isolated.stderr.contains("isolated build"))
+                    #expect(!isolated.stderr.contains("CACHED"), "an isolated build reads no cache")
+                    let builds = try await fixture.client.builds(projectId: fixture.projectId).items
+                    let last = try await fixture.client.build(try #require(builds.first).id)
+                    #expect(last.isolated == true)
+                    #expect(last.status == .succeeded)
+                    #expect(last.steps.filter { $0.instruction.contains("RUN") }.allSatisfy { !$0.cached }, "\(last.steps)")
+                    #expect(Self.snapshot(cache) == before, "the project's cache is byte for byte what it was")
+                    let list = try await runExecutable("drydock", ["builds", "list"], environment: owner.merging(["DRYDOCK_PROJECT": fixture.projectId]) { $1 })
+                    #expect(list.stdout.contains("(isolated)"), "\(list.stdout)")
+                    // Its image is in the registry, as build:<id> only.
+                    let inspect = try await runTool("skopeo", ["inspect", "--tls-verify=false", "--creds", "x:\(server.ownerToken)",
+                                                               "docker://\(fixture.host)/\(last.image)"])
+                    #expect(inspect.status == 0, "\(inspect.stderr)")
+
+                    // The pull request's token itself: no normal build, no tags, no push to :latest, no secrets.
+                    let idToken = try await issuer.token(issuer: base + "/github", audience: OIDCTests.audience, issuer.actionsClaims.withLock { $0 })
+                    let grant = try await server.request(.post, "/api/v1/oidc/token", json: #"{"idToken":"\#(idToken)"}"#).decoded(Components.Schemas.OIDCTokenGrant.self)
+                    #expect(grant.isolated == true)
+                    let digest = "sha256:" + String(last.contextDigest.dropFirst(7))
+                    let normal = try await server.request(.post, "/api/v1/projects/\(fixture.projectId)/builds", token: grant.token,
+                                                          json: #"{"contextDigest":"\#(digest)"}"#)
+                    #expect(normal.status == .forbidden, "\(normal.text)")
+                    let tagged = try await server.request(.post, "/api/v1/projects/\(fixture.projectId)/builds", token: grant.token,
+                                                          json: #"{"contextDigest":"\#(digest)","isolated":true,"tags":["app:latest"]}"#)
+                    #expect(tagged.status == .badRequest, "\(tagged.text)")
+                    let secret = try await server.request(.post, "/api/v1/projects/\(fixture.projectId)/builds", token: grant.token,
+                                                          json: #"{"contextDigest":"\#(digest)","isolated":true,"secrets":[{"id":"npm","value":"c2VjcmV0"}]}"#)
+                    #expect(secret.status == .badRequest, "\(secret.text)")
+                    let push = try await runTool("skopeo", ["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
+                                                            "--src-creds", "x:\(server.ownerToken)", "--dest-creds", "x:\(grant.token)",
+                                                            "docker://\(fixture.host)/\(last.image)", "docker://\(fixture.host)/\(fixture.projectId)/app:latest"])
+                    #expect(push.status != 0, "a pull request's token cannot push to :latest")
+                    let latest = try await runTool("skopeo", ["inspect", "--tls-verify=false", "--creds", "x:\(server.ownerToken)",
+                                                              "docker://\(fixture.host)/\(fixture.projectId)/app:latest"])
+                    #expect(latest.status != 0, "app:latest was never written")
+                    await builder.stop()
+                }
+            }
+        }
+    }
+}
