@@ -22,6 +22,8 @@ for extra in "$@"; do
             [[ -x /usr/lib/podman/netavark ]] || need+=(netavark)
             [[ -x /usr/lib/podman/aardvark-dns ]] || need+=(aardvark-dns) ;;
         python3-pip) python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip) ;;
+        # The docker CLI alone (no engine): configure-docker's plugin and credential helper.
+        docker) command -v docker >/dev/null 2>&1 || need+=(docker.io) ;;
         *) command -v "$extra" >/dev/null 2>&1 || need+=("$extra") ;;
     esac
 done

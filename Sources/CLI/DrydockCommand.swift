@@ -10,8 +10,8 @@ public struct DrydockCommand: AsyncParsableCommand {
 
             Environment: DRYDOCK_API_URL, DRYDOCK_TOKEN and DRYDOCK_PROJECT override the saved login (kept in $XDG_CONFIG_HOME/drydock/config.json).
             """,
-        version: "0.6.0",
-        subcommands: [Login.self, Logout.self, Whoami.self, Init.self, Build.self, BuildCommands.self, UsageCommands.self, ProjectCommands.self, MemberCommands.self, BuilderCommands.self, AgentCommands.self, CacheCommands.self, TokenCommands.self, RegistryCommands.self, PullToken.self]
+        version: "0.7.0",
+        subcommands: [Login.self, Logout.self, Whoami.self, Init.self, Build.self, BuildCommands.self, UsageCommands.self, ProjectCommands.self, MemberCommands.self, BuilderCommands.self, AgentCommands.self, CacheCommands.self, TokenCommands.self, RegistryCommands.self, PullToken.self, ConfigureDocker.self]
     )
 
     public init() {}

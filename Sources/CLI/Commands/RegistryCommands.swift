@@ -7,10 +7,11 @@ struct RegistryCommands: AsyncParsableCommand {
         commandName: "registry",
         abstract: "Look after the project's registry: repositories, tags, storage.",
         discussion: """
-            Images live at HOST/<project-id>/<name>:<tag>. Log docker, podman, buildah or skopeo in
-            with any username and a Drydock token as the password, e.g.
+            Images live at HOST/<project-id>/<name>:<tag>. 'drydock registry login' lets docker, podman,
+            buildah and skopeo use your Drydock login there (a credential helper); or log them in with
+            any username and a Drydock token as the password, e.g.
               skopeo login --username ci --password "$DRYDOCK_TOKEN" HOST
             """,
-        subcommands: [RegistryList.self, RegistryTags.self, RegistryRemove.self, RegistryUsage.self]
+        subcommands: [RegistryLogin.self, RegistryList.self, RegistryTags.self, RegistryRemove.self, RegistryUsage.self]
     )
 }

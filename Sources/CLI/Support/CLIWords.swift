@@ -54,9 +54,9 @@ enum CLIWords {
 
 extension DrydockCommand {
     /// Runs the command line, reporting failures in the CLI's own words.
-    public static func runMain() async {
+    public static func runMain(_ arguments: [String]? = nil) async {
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             if var command = command as? AsyncParsableCommand {
                 try await command.run()
             } else {
