@@ -62,4 +62,27 @@ struct DockerIntegrationTests {
             }
         }
     }
+
+    @Test("a CI job installs the server's own CLI: /downloads/install.sh fetches drydock-linux-<arch>, checks its SHA-256 and links the credential helper")
+    func downloads() async throws {
+        try await withTestServer { server in
+            try await withTemporaryDirectory { dir in
+                let arch = Platform.host.architecture
+                let index = try await server.request(.get, "/downloads/")
+                #expect(index.status == .ok && index.text.contains("drydock-linux-\(arch)"), "\(index.text)")
+                let sum = try await server.request(.get, "/downloads/drydock-linux-\(arch).sha256")
+                #expect(sum.status == .ok)
+                let own = try await runTool("sha256sum", [packageRoot.appendingPathComponent(".build/debug/drydock").path])
+                #expect(sum.text.split(separator: " ").first == own.stdout.split(separator: " ").first, "the checksum is the CLI's")
+                let missing = try await server.request(.get, "/downloads/drydock-windows-amd64.exe")
+                #expect(missing.status == .notFound && missing.text.contains("it offers: drydock-linux-\(arch)"))
+
+                let install = try await runTool("sh", ["-c", "curl -fsSL \(server.baseURL)/downloads/install.sh | DRYDOCK_INSTALL_DIR=\(dir.path)/bin sh"])
+                #expect(install.status == 0, "\(install.stderr)")
+                let version = try await runTool(dir.appendingPathComponent("bin/drydock").path, ["--version"])
+                #expect(version.status == 0 && version.stdout.contains("0.7.0"), "\(version.stdout) \(version.stderr)")
+                #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: dir.appendingPathComponent("bin/docker-credential-drydock").path)) == "drydock")
+            }
+        }
+    }
 }

@@ -83,6 +83,8 @@ public func buildApplication(
                  body: .init(byteBuffer: ByteBuffer(bytes: EmbeddedOpenAPIDocument.bytes)))
     }
 
+    Downloads(configured: configuration.downloadsDirectory).register(on: router)
+
     let registryStore = RegistryStore(client: db, logger: logger)
     let signals = BuildSignals(client: postgres, databaseReady: databaseReady, logger: logger)
     let usage = UsageStore(client: db, logger: logger)
