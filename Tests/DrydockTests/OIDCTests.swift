@@ -259,6 +259,8 @@ struct CIBuildTests {
                     #expect(Self.snapshot(cache) == before, "the project's cache is byte for byte what it was")
                     let list = try await runExecutable("drydock", ["builds", "list"], environment: owner.merging(["DRYDOCK_PROJECT": fixture.projectId]) { $1 })
                     #expect(list.stdout.contains("(isolated)"), "\(list.stdout)")
+                    let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken).decoded(Components.Schemas.Usage.self)
+                    #expect(usage.byProject.first { $0.projectId == fixture.projectId }?.isolatedBuildSeconds != nil, "usage labels the isolated build's time")
                     // Its image is in the registry, as build:<id> only.
                     let inspect = try await runTool("skopeo", ["inspect", "--tls-verify=false", "--creds", "x:\(server.ownerToken)",
                                                                "docker://\(fixture.host)/\(last.image)"])

@@ -90,6 +90,7 @@ extension APIHandler {
         var seconds: Int64 = 0, overageSeconds: Int64 = 0
         var gbMonths = Decimal(0), overGB = Decimal(0)
         var byProjectSeconds: [String: Int64] = [:]
+        var byProjectIsolated: [String: Int64] = [:]
         var byProjectGB: [String: Decimal] = [:]
         for (month, part) in period.months {
             // A month is billed by the plans in force during it (`Billing.month(history:…)`).
@@ -108,7 +109,10 @@ extension APIHandler {
                                        amountCents: line.cents, amount: Billing.dollars(line.cents)))
                 }
             }
-            for b in builds { byProjectSeconds[b.projectId, default: 0] += b.overlap(part.from, part.to) }
+            for b in builds {
+                byProjectSeconds[b.projectId, default: 0] += b.overlap(part.from, part.to)
+                if b.isolated { byProjectIsolated[b.projectId, default: 0] += b.overlap(part.from, part.to) }
+            }
             for series in storage {
                 byProjectGB[series.projectId, default: 0] += series.byteSeconds(part.from, part.to, now: now) / Billing.bytesPerGB / Decimal(month.to - month.from)
             }
@@ -118,7 +122,8 @@ extension APIHandler {
         let byProject = projectIds.map { id in
             Components.Schemas.UsageByProject(
                 projectId: id, name: names[id] ?? "(deleted)", buildSeconds: byProjectSeconds[id] ?? 0,
-                buildMinutes: Self.number(Decimal(byProjectSeconds[id] ?? 0) / 60), storageGBMonths: Self.number(byProjectGB[id] ?? 0, places: 3))
+                buildMinutes: Self.number(Decimal(byProjectSeconds[id] ?? 0) / 60), storageGBMonths: Self.number(byProjectGB[id] ?? 0, places: 3),
+                isolatedBuildSeconds: byProjectIsolated[id])
         }
         // Build time by platform over the whole period (what native and emulated builders spent).
         var byPlatformSeconds: [String: Int64] = [:]

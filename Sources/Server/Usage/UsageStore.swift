@@ -8,6 +8,8 @@ struct BuildUsage: Sendable {
     var platform: String
     var start: Int64
     var seconds: Int64
+    /// An isolated build's job (untrusted code: no cache).
+    var isolated = false
 
     /// Seconds of this job inside [from, to).
     func overlap(_ from: Int64, _ to: Int64) -> Int64 {
@@ -216,14 +218,14 @@ public struct UsageStore: Sendable {
 
     static func builds(organizationId: String, projectId: String?, from: Int64, to: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [BuildUsage] {
         var out: [BuildUsage] = []
-        for try await (project, platform, start, seconds) in try await connection.query(
+        for try await (project, platform, start, seconds, isolated) in try await connection.query(
             """
-            SELECT project_id, platform, start_epoch, seconds FROM usage_builds
+            SELECT project_id, platform, start_epoch, seconds, isolated FROM usage_builds
             WHERE organization_id = \(organizationId) AND start_epoch < \(to) AND start_epoch + seconds > \(from)
               AND (\(projectId)::text IS NULL OR project_id = \(projectId))
-            """, logger: logger).decode((String, String, Int64, Int64).self)
+            """, logger: logger).decode((String, String, Int64, Int64, Bool).self)
         {
-            out.append(BuildUsage(projectId: project, platform: platform, start: start, seconds: seconds))
+            out.append(BuildUsage(projectId: project, platform: platform, start: start, seconds: seconds, isolated: isolated))
         }
         // Jobs still running count up to now.
         for try await (project, platform, start, seconds) in try await connection.query(
