@@ -32,7 +32,7 @@ enum CIProvider: String, Equatable, Sendable {
     var name: String {
         switch self {
         case .github: "GitHub Actions"
-        case .gitlab: "GitLab CI"
+        case .gitlab: ProcessInfo.processInfo.environment["GITLAB_CI"] == "true" ? "GitLab CI" : "CI"
         case .circleci: "CircleCI"
         case .buildkite: "Buildkite"
         }

@@ -206,11 +206,13 @@ public actor OIDCVerifier {
             // A key not seen yet: fetched again at once, but such refetches at most once per interval.
             if let last = lastUnknownKeyFetch[issuer], now.timeIntervalSince(last) < refetchInterval { return cached.jwks }
             lastUnknownKeyFetch[issuer] = now
-        } else if keys[issuer] == nil, let last = lastFetchAttempt[issuer], now.timeIntervalSince(last) < 5 {
+        }
+        // Requests arriving while the keys are being fetched wait for that one fetch.
+        if let running = inFlight[issuer] { return try await running.value }
+        if keys[issuer] == nil, let last = lastFetchAttempt[issuer], now.timeIntervalSince(last) < 5 {
             // An issuer that just failed is not asked again on every request.
             throw OIDCRefusal("the keys of \(issuer) could not be fetched a moment ago; try again shortly")
         }
-        if let running = inFlight[issuer] { return try await running.value }
         lastFetchAttempt[issuer] = now
         let task = Task { [client, logger] in try await Self.fetchKeys(issuer: issuer, client: client, logger: logger) }
         inFlight[issuer] = task
