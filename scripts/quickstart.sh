@@ -18,7 +18,17 @@ export DRYDOCK_API_URL=${DRYDOCK_API_URL:-http://127.0.0.1:$DRYDOCK_PORT}
 mkdir -p "$DRYDOCK_DATA_DIR"
 
 echo "==> building drydock-server, drydock-agent, drydock-builder and drydock (release; the first build takes 10-20 minutes)"
+# Swift 6.3's incremental release builds (cross-module optimisation) can keep objects compiled
+# against an older version of Drydock's own modules, which crashed drydock-agent at start after an
+# update; so when the sources changed since the last release build, Drydock's own modules are
+# rebuilt from scratch (the dependencies stay built).
+stamp=.build/drydock-release-sources
+sources=$( { git rev-parse HEAD 2>/dev/null; git status --porcelain 2>/dev/null; } | sha256sum | cut -d' ' -f1)
+if [[ -d .build/release && "$(cat "$stamp" 2>/dev/null)" != "$sources" ]]; then
+    rm -rf .build/release/Drydock*.build .build/release/drydock*.build .build/release/Drydock*.swiftmodule .build/release/Modules/Drydock* 2>/dev/null || true
+fi
 swift build -c release 2>&1 | grep -E 'error:' || true
+echo "$sources" > "$stamp"
 BIN=$(swift build -c release --show-bin-path)
 [[ -x $BIN/drydock-server && -x $BIN/drydock && -x $BIN/drydock-builder && -x $BIN/drydock-agent ]] || { echo "drydock: build failed" >&2; exit 1; }
 

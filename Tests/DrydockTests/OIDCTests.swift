@@ -2,6 +2,7 @@ import Crypto
 import DrydockClient
 import DrydockServer
 import Foundation
+import HTTPTypes
 import JWTKit
 import Testing
 
@@ -290,6 +291,45 @@ struct CIBuildTests {
                     await builder.stop()
                 }
             }
+        }
+    }
+
+    @Test("an isolated build's own registry token pushes to its own build tag only: not another tag of <project>/build, not another repository")
+    func isolatedBuildToken() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("untrusted")
+            let digest = try await server.uploadZeroContext(project)
+            let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                   json: #"{"contextDigest":"\#(digest)","isolated":true}"#)
+            #expect(created.status == .created, "\(created.text)")
+            let build = try created.decoded(Components.Schemas.Build.self)
+            #expect(build.isolated == true)
+            let worker = try await workerToken(server)
+            let claim = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
+                                                    json: #"{"name":"w","platforms":["\#(Platform.host.description)"],"waitSeconds":0}"#)
+            let job = try claim.decoded(Components.Schemas.JobAssignment.self)
+            #expect(job.isolated == true)
+            #expect(job.image == "\(project)/build:\(build.id)")
+            let manifest = Array(#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:\#(String(repeating: "a", count: 64))","size":2},"layers":[]}"#.utf8)
+            let type: HTTPFields = [.contentType: "application/vnd.oci.image.manifest.v1+json"]
+            let latest = try await server.registry(.put, "/v2/\(project)/app/manifests/latest", token: job.buildToken, body: manifest, headers: type)
+            #expect(latest.status == .forbidden, "\(String(decoding: latest.body, as: UTF8.self))")
+            #expect(String(decoding: latest.body, as: UTF8.self).contains("only to its own build tag"))
+            let otherTag = try await server.registry(.put, "/v2/\(project)/build/manifests/latest", token: job.buildToken, body: manifest, headers: type)
+            #expect(otherTag.status == .forbidden)
+            // Its own tag gets past the check (and is refused only for the blobs this test never uploaded).
+            let own = try await server.registry(.put, "/v2/\(project)/build/manifests/\(build.id)", token: job.buildToken, body: manifest, headers: type)
+            #expect(!String(decoding: own.body, as: UTF8.self).contains("DENIED"), "\(String(decoding: own.body, as: UTF8.self))")
+            #expect(String(decoding: own.body, as: UTF8.self).contains("BLOB_UNKNOWN"), "\(String(decoding: own.body, as: UTF8.self))")
+            // A normal build's token still tags freely.
+            let normal = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                  json: #"{"contextDigest":"\#(digest)"}"#)
+            #expect(normal.status == .created)
+            let second = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
+                                                     json: #"{"name":"w","platforms":["\#(Platform.host.description)"],"waitSeconds":0}"#)
+            let normalJob = try second.decoded(Components.Schemas.JobAssignment.self)
+            let tagged = try await server.registry(.put, "/v2/\(project)/app/manifests/latest", token: normalJob.buildToken, body: manifest, headers: type)
+            #expect(!String(decoding: tagged.body, as: UTF8.self).contains("DENIED"))
         }
     }
 }
