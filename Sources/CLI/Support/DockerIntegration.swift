@@ -144,6 +144,9 @@ struct DockerIntegration {
             }
         }
         try? fm.removeItem(at: stateFile)
+        // The plugin directory, when Drydock's link was all it held.
+        let plugins = pluginLink.deletingLastPathComponent()
+        if (try? fm.contentsOfDirectory(atPath: plugins.path))?.isEmpty == true { try? fm.removeItem(at: plugins) }
         return said
     }
 
