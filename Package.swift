@@ -126,6 +126,15 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             path: "Sources/BuildContext"
         ),
+        // drydock bake: an HCL parser and evaluator, bake files (HCL, JSON, compose) resolved into targets. No I/O but reading files.
+        .target(
+            name: "DrydockBake",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Sources/Bake"
+        ),
         .target(
             name: "DrydockBuilder",
             dependencies: [
@@ -193,7 +202,7 @@ let package = Package(
         // Pure logic: runs in seconds with no PostgreSQL, buildah or network (`swift test --filter Unit`).
         .testTarget(
             name: "DrydockUnitTests",
-            dependencies: ["DrydockWireFormats", "DrydockServer", "DrydockBuildContext", "DrydockBuilder", "DrydockProcess", "DrydockAgent"],
+            dependencies: ["DrydockWireFormats", "DrydockServer", "DrydockBuildContext", "DrydockBuilder", "DrydockProcess", "DrydockAgent", "DrydockBake"],
             path: "Tests/UnitTests"
         ),
         .testTarget(

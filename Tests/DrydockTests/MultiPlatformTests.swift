@@ -177,9 +177,10 @@ struct MultiPlatformTests {
     @Test("--push of a multi-platform image to another registry sends each platform's image and the index there, with the user's docker login")
     func pushElsewhere() async throws {
         try await withTestServer { server in
+            // This server's first request before the second one starts (see PushTests).
+            let fixture = try await Self.fixture(server, project: "pushes")
             try await withTestServer { outside in
                 try await withTemporaryDirectory { dir in
-                    let fixture = try await Self.fixture(server, project: "pushes")
                     let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"),
                                                            name: "native", environment: ["DRYDOCK_BUILDER_PLATFORMS": "linux/amd64,linux/386"])
                     defer { withExtendedLifetime(builder) {} }

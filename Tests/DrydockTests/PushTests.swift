@@ -10,9 +10,12 @@ struct PushTests {
     @Test("-t app:1 alone tags the project registry and says where; another registry's name waits for --push, then goes there with the docker login of DOCKER_CONFIG")
     func tagsAndPushes() async throws {
         try await withTestServer { server in
+            // A first request on this server's test connection before the second server starts: a
+            // connection that has sent nothing is dropped after the 10 s header timeout, which a
+            // loaded machine's second start-up can exceed.
+            let fixture = try await BuildFixture.make(server, project: "app")
             try await withTestServer { outside in
                 try await withTemporaryDirectory { dir in
-                    let fixture = try await BuildFixture.make(server, project: "app")
                     let builder = try await BuilderProcess(server: server, token: try await workerToken(server), cache: dir.appendingPathComponent("cache"), name: "b1")
                     defer { withExtendedLifetime(builder) {} }
                     let elsewhere = try await outside.createProject("mirror")

@@ -128,7 +128,15 @@ actor OIDCExchangeCache {
         let idToken = try await provider.idToken(audience: audience, environment: environment)
         let grant: Components.Schemas.OIDCTokenGrant
         do {
-            grant = try await anonymous.exchangeOIDCToken(idToken)
+            do {
+                grant = try await anonymous.exchangeOIDCToken(idToken)
+            } catch let error as DrydockClientError {
+                // Trusted by projects of several organizations: DRYDOCK_PROJECT (an id) says which.
+                guard case .api(_, "ambiguous_trust", _, _) = error, let project = environment["DRYDOCK_PROJECT"],
+                      project.count == 16, project.allSatisfy({ $0.isLowercase || $0.isNumber })
+                else { throw error }
+                grant = try await anonymous.exchangeOIDCToken(idToken, projectId: project)
+            }
         } catch let error as DrydockClientError {
             if case .api(_, _, let detail, _) = error {
                 throw CLIError("the server refused this \(provider.name) job's ID token: \(detail)")
