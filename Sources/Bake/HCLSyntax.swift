@@ -28,6 +28,16 @@ indirect enum HCLExpr {
         }
     }
 
+    /// Where the expression's text begins (an operator's position is its own; this is its left side's).
+    var start: SourcePosition {
+        switch self {
+        case .binary(_, let left, _, _), .conditional(let left, _, _, _), .index(let left, _, _), .attribute(let left, _, _), .splat(let left, _, _):
+            left.start
+        default:
+            position
+        }
+    }
+
     /// The variables an expression reads (for ordering variable evaluation and for errors).
     var variables: [String] {
         switch self {
