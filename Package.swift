@@ -187,6 +187,7 @@ let package = Package(
                 "DrydockProcess",
                 "DrydockBuildContext",
                 "DrydockWireFormats",
+                "DrydockBake",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -12,7 +12,7 @@ public struct DrydockCommand: AsyncParsableCommand {
             In CI without DRYDOCK_TOKEN, drydock trades the job's OIDC ID token for one (GitHub Actions, GitLab's DRYDOCK_OIDC_TOKEN, CircleCI, Buildkite): see 'drydock projects trust --help'.
             """,
         version: "0.7.0",
-        subcommands: [Login.self, Logout.self, Whoami.self, Init.self, Build.self, BuildCommands.self, UsageCommands.self, ProjectCommands.self, MemberCommands.self, BuilderCommands.self, AgentCommands.self, CacheCommands.self, TokenCommands.self, RegistryCommands.self, PullToken.self, ConfigureDocker.self]
+        subcommands: [Login.self, Logout.self, Whoami.self, Init.self, Build.self, BakeCommand.self, BuildCommands.self, UsageCommands.self, ProjectCommands.self, MemberCommands.self, BuilderCommands.self, AgentCommands.self, CacheCommands.self, TokenCommands.self, RegistryCommands.self, PullToken.self, ConfigureDocker.self]
     )
 
     public init() {}

@@ -107,7 +107,9 @@ struct JobRun: Sendable {
             let pull = pullValue
             if let text = try? String(contentsOf: dockerfile, encoding: .utf8) {
                 // And with a stage of another platform, this job's platform on every other stage.
-                let qualified = StagePlatforms.explicit(ShortNames.qualify(text), target: job.platform)
+                // A bake's target: contexts: the images of other builds, in this server's registry.
+                let named = (job.namedImages?.additionalProperties ?? [:]).mapValues { "\(registryHost)/\($0)" }
+                let qualified = StagePlatforms.explicit(ShortNames.qualify(text, named: named), target: job.platform)
                 if qualified != text {
                     buildfile = work.appendingPathComponent("Dockerfile.qualified")
                     try qualified.write(to: buildfile, atomically: true, encoding: .utf8)

@@ -6,7 +6,9 @@ import DrydockWireFormats
 /// registry by an earlier build) without saying so. Stage names, `scratch` and names built from
 /// `ARG`s are left as they are.
 public enum ShortNames {
-    public static func qualify(_ dockerfile: String) -> String {
+    /// `named`: a bake's `target:` contexts, name → the image another build of the project made;
+    /// `FROM name` and `COPY --from=name` take that image (before stage names, as BuildKit's named contexts do).
+    public static func qualify(_ dockerfile: String, named: [String: String] = [:]) -> String {
         var stages: Set<String> = []
         var lines = dockerfile.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         for index in lines.indices {
@@ -17,7 +19,7 @@ public enum ShortNames {
                 var words = trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
                 guard let imageIndex = words.indices.dropFirst().first(where: { !words[$0].hasPrefix("--") }) else { continue }
                 let image = words[imageIndex]
-                if let qualified = qualified(image, stages: stages) {
+                if let qualified = named[image] ?? qualified(image, stages: stages) {
                     words[imageIndex] = qualified
                     let indent = line.prefix { $0 == " " || $0 == "\t" }
                     lines[index] = indent + words.joined(separator: " ")
@@ -27,7 +29,7 @@ public enum ShortNames {
                 // COPY --from=<stage, index or image>
                 guard let range = line.range(of: "--from=") else { continue }
                 let value = line[range.upperBound...].prefix { !$0.isWhitespace }
-                guard let qualified = qualified(String(value), stages: stages), Int(value) == nil else { continue }
+                guard let qualified = named[String(value)] ?? qualified(String(value), stages: stages), Int(value) == nil else { continue }
                 lines[index] = line.replacingCharacters(in: range.upperBound..<line.index(range.upperBound, offsetBy: value.count), with: qualified)
             }
         }

@@ -65,7 +65,26 @@ extension APIHandler {
         if caller.isolated, body.isolated != true {
             throw APIError.forbidden("this \(caller.kind.rawValue) token was exchanged for untrusted code (such as a fork's pull request) and can start isolated builds only: build with --isolated")
         }
-        let spec = try BuildRequest.spec(body, projectId: project.id)
+        var spec = try BuildRequest.spec(body, projectId: project.id)
+        // Named contexts: the images of this project's succeeded builds (a bake's target:OTHER).
+        for (name, value) in (body.contexts?.additionalProperties ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard !name.isEmpty, name.count <= 128, name.allSatisfy({ $0.isLetter || $0.isNumber || "._-/".contains($0) }) else {
+                throw APIError.invalidField("contexts", "'\(name)' is not a context name (letters, digits, '.', '_', '-', '/')")
+            }
+            guard value.hasPrefix("build:"), case let id = String(value.dropFirst("build:".count)), Identifier.isValid(id),
+                  let other = try await builds.build(id: id), other.projectId == project.id
+            else {
+                throw APIError.invalidField("contexts.\(name)", "must be build:<build-id> of a build of this project (local directories as named contexts are not supported yet)")
+            }
+            guard other.status == .succeeded, let digest = other.digest else {
+                throw APIError.invalidField("contexts.\(name)", "build \(id) has not succeeded (it is \(other.status.rawValue)); its image cannot be a context yet")
+            }
+            spec.namedImages = (spec.namedImages ?? [:]).merging(["\(name)": "\(project.id)/build:\(id)@\(digest)"]) { $1 }
+        }
+        if let bake = body.bake {
+            spec.bakeId = bake.id
+            spec.bakeTarget = bake.target
+        }
         let secrets = try BuildRequest.secrets(body)
         let id = Identifier.generate()
         let build = try await builds.create(

@@ -17,7 +17,8 @@ extension Components.Schemas.Build {
                       emulated: $0.emulated, startedAt: $0.startedAt, finishedAt: $0.finishedAt, digest: $0.digest, error: $0.error)
             },
             steps: r.steps.map(Components.Schemas.BuildStep.init),
-            isolated: r.spec.isolated ?? false)
+            isolated: r.spec.isolated ?? false,
+            bake: r.spec.bakeId.map { .init(id: $0, target: r.spec.bakeTarget ?? "") })
     }
 }
 
@@ -35,7 +36,8 @@ extension Components.Schemas.JobAssignment {
             registryCredentials: c.secrets.credentials.map { .init(registry: $0.registry, username: $0.username, password: $0.password) },
             insecureRegistries: c.build.spec.insecureRegistries,
             cacheGeneration: c.cacheGeneration, cachePolicy: .init(keepGigabytes: c.keepGigabytes, keepDays: c.keepDays),
-            isolated: c.build.spec.isolated == true ? true : nil)
+            isolated: c.build.spec.isolated == true ? true : nil,
+            namedImages: c.build.spec.namedImages.map { .init(additionalProperties: $0) })
     }
 }
 

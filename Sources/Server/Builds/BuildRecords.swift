@@ -25,6 +25,11 @@ struct BuildSpec: Codable, Sendable {
     var insecureRegistries: [String]? = nil
     /// Untrusted code: a throwaway storage, no cache, secrets or tags (`drydock build --isolated`).
     var isolated: Bool? = nil
+    /// Named contexts: name → `<project>/build:<id>@<digest>` of another build of the project.
+    var namedImages: [String: String]? = nil
+    /// The `drydock bake` run (its id and this build's target).
+    var bakeId: String? = nil
+    var bakeTarget: String? = nil
 
     /// Where the builder puts the image besides `<project>/build:<id>`: tags in the project's
     /// registry always, tags on other registries only when pushing.

@@ -1,0 +1,352 @@
+import ArgumentParser
+import DrydockBake
+import DrydockBuildContext
+import DrydockClient
+import DrydockWireFormats
+import Foundation
+import Synchronization
+
+/// `drydock bake`: `docker buildx bake`, every target built on Drydock's builders.
+struct BakeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bake",
+        abstract: "Build several images from a bake file (docker-bake.hcl, JSON or compose), all on remote builders.",
+        discussion: """
+            Without -f, the files buildx looks for are read and merged in its order: compose.yaml,
+            compose.yml, docker-compose.yml, docker-compose.yaml, docker-bake.json, docker-bake.hcl,
+            docker-bake.override.json, docker-bake.override.hcl. With no TARGET, the 'default' group.
+            Targets run in parallel; one whose contexts name target:OTHER waits for OTHER and builds
+            FROM its image. Every line is prefixed with its target; a summary table ends the run. The
+            exit code is non-zero if any target failed (the others are then canceled); Ctrl-C cancels all.
+
+            Examples:
+              drydock bake
+              drydock bake -f docker-bake.hcl api web --push
+              drydock bake --set '*.platform=linux/arm64' --set api.tags=reg/api:dev
+              TAG=v2 drydock bake --print
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var projectOption: ProjectOption
+
+    @Option(name: [.short, .customLong("file")], help: "A bake file (HCL, JSON or compose); repeat to merge several in order.")
+    var files: [String] = []
+
+    @Argument(help: "Targets or groups to build (default: the 'default' group).")
+    var targets: [String] = []
+
+    @Flag(help: "Print the resolved definition as JSON (as 'docker buildx bake --print') and build nothing.")
+    var print = false
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a target's attribute: PATTERN.KEY=VALUE (e.g. '*.platform=linux/arm64', 'api.args.V=1').", valueName: "PATTERN.KEY=VALUE"))
+    var overrides: [String] = []
+
+    @Flag(help: "Also push tags that name another registry (as --set '*.output=type=registry').")
+    var push = false
+
+    @Flag(help: "Load the images locally (not supported by drydock bake yet: use drydock build --load per image).")
+    var load = false
+
+    @Flag(name: .customLong("no-cache"), help: "Do not use the cache for any target.")
+    var noCache = false
+
+    @Flag(help: "Always check for newer base images.")
+    var pull = false
+
+    @Option(help: "plain, tty or auto: every target's lines, prefixed with its name.")
+    var progress: String = "auto"
+
+    func validate() throws {
+        if load { throw ValidationError("drydock bake does not support --load yet: the images are in the project registry; pull them, or use drydock build --load") }
+        guard ["auto", "plain", "tty"].contains(progress) else { throw ValidationError("--progress takes plain, tty or auto") }
+    }
+
+    func definition() throws -> BakeDefinition {
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        let urls = files.isEmpty ? Bake.defaultFiles(in: cwd) : files.map { URL(fileURLWithPath: $0, relativeTo: cwd).standardizedFileURL }
+        guard !urls.isEmpty else {
+            throw CLIError("no bake file here: looked for \(Bake.defaultFileNames.joined(separator: ", ")); pass one with -f")
+        }
+        var sources: [BakeFileSource] = []
+        for (i, url) in urls.enumerated() {
+            guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+                throw CLIError("cannot read the bake file \(files.isEmpty ? url.lastPathComponent : files[i])")
+            }
+            sources.append(BakeFileSource(name: files.isEmpty ? url.lastPathComponent : files[i], text: text))
+        }
+        do {
+            return try Bake.load(sources, names: targets, options: BakeOptions(
+                environment: ProcessInfo.processInfo.environment, overrides: overrides, localPlatform: Platform.host.description))
+        } catch let error as BakeError {
+            throw CLIError(error.description)
+        }
+    }
+
+    func run() async throws {
+        let definition = try definition()
+        if print {
+            Swift.print(try definition.printed())
+            return
+        }
+        let order: [String]
+        do { order = try definition.buildOrder() } catch let error as BakeError { throw CLIError(error.description) }
+        // Refuse what cannot be built, before anything is queued.
+        for name in order { try Self.check(definition.targets[name]!) }
+
+        let client = try await connection.client()
+        let projectId = try await client.projectId(for: try projectOption.resolved())
+        let out = BakeOutput()
+        let run = BakeRun(id: Self.bakeId())
+        out.line("bake \(run.id): \(order.count) target\(order.count == 1 ? "" : "s") in project \(projectId): \(order.joined(separator: ", "))")
+        let interrupt = InterruptHandler { [client] in
+            out.line("canceling every target… (Ctrl-C again to stop waiting)")
+            await run.cancelAll(client)
+        }
+        defer { interrupt.remove() }
+
+        // Levels: a target runs once every target:OTHER it names has built.
+        var level: [String: Int] = [:]
+        for name in order {
+            level[name] = (definition.targets[name]!.dependencies.map { (level[$0] ?? 0) + 1 }.max()) ?? 0
+        }
+        let started = ContinuousClock.now
+        for current in 0...(level.values.max() ?? 0) {
+            let names = order.filter { level[$0] == current }
+            await withTaskGroup(of: Void.self) { group in
+                for name in names {
+                    let target = definition.targets[name]!
+                    group.addTask {
+                        await self.build(target, run: run, client: client, projectId: projectId, out: out)
+                    }
+                }
+            }
+        }
+        let results = await run.results
+        out.summary(order.map { results[$0] ?? BakeRun.Result(status: "skipped", detail: "not started") }, names: order,
+                    total: ContinuousClock.now - started)
+        if order.contains(where: { results[$0]?.status != "succeeded" }) { throw ExitCode(1) }
+    }
+
+    /// Builds one target: its context uploaded (once per digest), its build queued and followed.
+    func build(_ target: BakeTarget, run: BakeRun, client: DrydockClient, projectId: String, out: BakeOutput) async {
+        let name = target.name
+        let begin = ContinuousClock.now
+        do {
+            // Waits on failed or canceled dependencies end here.
+            for dependency in target.dependencies {
+                guard let result = await run.results[dependency], result.status == "succeeded" else {
+                    await run.record(name, .init(status: "skipped", detail: "\(dependency) did not build"))
+                    return
+                }
+            }
+            if await run.stopping {
+                await run.record(name, .init(status: "canceled", detail: "not started: another target failed"))
+                return
+            }
+            let request = try await prepare(target, run: run, client: client, projectId: projectId, out: out)
+            let build = try await client.createBuild(projectId: projectId, request)
+            await run.started(name, buildId: build.id)
+            out.line("[\(name)] build \(build.id) queued")
+            if await run.stopping {
+                // Another target failed while this one was being queued.
+                _ = try? await client.cancelBuild(build.id)
+            }
+            let multi = target.platforms.count > 1
+            let streaming = DrydockClient(baseURL: client.baseURL, token: client.token, timeout: .seconds(7 * 24 * 3600))
+            for try await entry in streaming.followBuildLog(build.id) { out.entry(entry, target: name, multiPlatform: multi) }
+            let final = try await client.build(build.id)
+            let seconds = ContinuousClock.now - begin
+            if final.status == .succeeded {
+                await run.record(name, .init(status: "succeeded", detail: "\(client.baseURL.registryHost)/\(final.image)", duration: seconds, buildId: final.id))
+            } else {
+                await run.record(name, .init(status: final.status.rawValue, detail: final.error ?? final.status.rawValue, duration: seconds, buildId: final.id))
+                if final.status == .failed {
+                    out.line("[\(name)] failed: \(final.error ?? "")")
+                    if await run.stop() {
+                        out.line("a target failed: canceling the others")
+                        await run.cancelAll(client)
+                    }
+                }
+            }
+        } catch {
+            out.line("[\(name)] error: \(error)")
+            await run.record(name, .init(status: "failed", detail: "\(error)", duration: ContinuousClock.now - begin))
+            if await run.stop() { await run.cancelAll(client) }
+        }
+    }
+
+    /// The target's context packed and sent (unless the server has it) and its build request.
+    func prepare(_ target: BakeTarget, run: BakeRun, client: DrydockClient, projectId: String, out: BakeOutput) async throws -> Components.Schemas.BuildCreate {
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        let contextURL = URL(fileURLWithPath: target.context ?? ".", relativeTo: cwd).standardizedFileURL
+        var dockerfile = URL(fileURLWithPath: target.dockerfile ?? "Dockerfile", relativeTo: contextURL).standardizedFileURL
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-bake-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        if let inline = target.dockerfileInline {
+            dockerfile = scratch.appendingPathComponent("Dockerfile")
+            try inline.write(to: dockerfile, atomically: true, encoding: .utf8)
+        }
+        let packed: PackedContext
+        do {
+            packed = try ContextPacker.pack(directory: contextURL, dockerfile: dockerfile, into: scratch.appendingPathComponent("context.tar"))
+        } catch let error as ContextError {
+            throw CLIError("[\(target.name)] \(error.description)")
+        }
+        if await run.shouldUpload(packed.digest) {
+            if try await client.hasContext(projectId: projectId, digest: packed.digest) {
+                out.line("[\(target.name)] context \(String(packed.digest.prefix(19)))… already on the server")
+            } else {
+                out.line("[\(target.name)] uploading context (\(Output.bytes(packed.size)))")
+                _ = try await client.uploadContext(projectId: projectId, digest: packed.digest, file: packed.file) { _ in }
+            }
+            await run.uploaded(packed.digest)
+        } else {
+            await run.waitUploaded(packed.digest)
+            out.line("[\(target.name)] context shared with another target")
+        }
+        var contexts: [String: String] = [:]
+        for (name, value) in target.contexts where value.hasPrefix("target:") {
+            let other = String(value.dropFirst("target:".count))
+            guard let buildId = await run.results[other]?.buildId else { throw CLIError("[\(target.name)] target:\(other) has no build") }
+            contexts[name] = "build:\(buildId)"
+        }
+        let secrets = try target.secret.map(Build.secret)
+        let dockerfilePath = dockerfile.path.hasPrefix(contextURL.path + "/") ? String(dockerfile.path.dropFirst(contextURL.path.count + 1)) : dockerfile.lastPathComponent
+        let args = target.args.compactMapValues { $0 }
+        let labels = target.labels.compactMapValues { $0 }
+        let pushOutside = push || target.output.contains { $0.contains("type=registry") || $0.contains("push=true") }
+        return .init(
+            contextDigest: packed.digest, dockerfile: dockerfilePath, buildArgs: args.isEmpty ? nil : .init(additionalProperties: args),
+            target: target.target, platforms: target.platforms.isEmpty ? nil : target.platforms, tags: target.tags.isEmpty ? nil : target.tags,
+            labels: labels.isEmpty ? nil : .init(additionalProperties: labels), noCache: noCache || target.noCache == true,
+            pull: (pull || target.pull == true) ? .always : .missing, push: pushOutside, secrets: secrets.isEmpty ? nil : secrets,
+            contexts: contexts.isEmpty ? nil : .init(additionalProperties: contexts), bake: .init(id: run.id, target: target.name))
+    }
+
+    /// What a target asks that Drydock cannot do: refused before anything is queued.
+    static func check(_ t: BakeTarget) throws {
+        func refuse(_ what: String, _ why: String) throws { throw CLIError("target '\(t.name)': \(what) \(why)") }
+        if !t.ssh.isEmpty { try refuse("ssh", "is not supported: SSH agent forwarding to a remote builder; use secret") }
+        if !t.entitlements.isEmpty { try refuse("entitlements", "are not granted: builds never get extra privileges") }
+        if !t.noCacheFilter.isEmpty { try refuse("no-cache-filter", "is not supported: use no-cache") }
+        if let network = t.network, network != "default" { try refuse("network = \"\(network)\"", "is not supported: builds use the builder's network") }
+        if !t.annotations.isEmpty { try refuse("annotations", "are not supported yet; use labels") }
+        for output in t.output {
+            let type = output.split(separator: ",").first { $0.hasPrefix("type=") }.map { String($0.dropFirst(5)) } ?? "image"
+            if !["registry", "image"].contains(type) {
+                try refuse("output type=\(type)", "is not supported by drydock bake yet (images land in the project registry; drydock build -o exports one)")
+            }
+        }
+        for (name, value) in t.contexts where !value.hasPrefix("target:") {
+            try refuse("contexts.\(name) = \"\(value)\"", "is not supported yet: only target:OTHER named contexts")
+        }
+    }
+
+    static func bakeId() -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return String((0..<12).map { _ in alphabet.randomElement()! })
+    }
+}
+
+/// A bake in progress: builds started, results, the contexts uploaded, whether it is stopping.
+actor BakeRun {
+    struct Result: Sendable {
+        var status: String
+        var detail: String
+        var duration: Duration?
+        var buildId: String?
+    }
+
+    let id: String
+    private(set) var results: [String: Result] = [:]
+    private var builds: [String: String] = [:]
+    private var uploading: [String: [CheckedContinuation<Void, Never>]] = [:]
+    private var uploadedDigests: Set<String> = []
+    private(set) var stopping = false
+
+    init(id: String) { self.id = id }
+
+    func started(_ target: String, buildId: String) { builds[target] = buildId }
+    func record(_ target: String, _ result: Result) { results[target] = result }
+
+    /// True for the first caller: the bake is now stopping.
+    func stop() -> Bool {
+        defer { stopping = true }
+        return !stopping
+    }
+
+    func cancelAll(_ client: DrydockClient) async {
+        stopping = true
+        for (target, buildId) in builds where results[target] == nil {
+            _ = try? await client.cancelBuild(buildId)
+        }
+    }
+
+    /// Whether this caller uploads `digest` (the first one does; the others wait for it).
+    func shouldUpload(_ digest: String) -> Bool {
+        if uploading[digest] != nil || uploadedDigests.contains(digest) { return false }
+        uploading[digest] = []
+        return true
+    }
+
+    func uploaded(_ digest: String) {
+        uploadedDigests.insert(digest)
+        uploading.removeValue(forKey: digest)?.forEach { $0.resume() }
+    }
+
+    func waitUploaded(_ digest: String) async {
+        guard !uploadedDigests.contains(digest), uploading[digest] != nil else { return }
+        await withCheckedContinuation { continuation in uploading[digest, default: []].append(continuation) }
+    }
+}
+
+/// Every target's lines on stderr, prefixed with its name (and platform), then the summary.
+final class BakeOutput: Sendable {
+    private let lock = Mutex(())
+
+    func line(_ text: String) {
+        lock.withLock { _ in FileHandle.standardError.write(Data((text + "\n").utf8)) }
+    }
+
+    func entry(_ entry: Components.Schemas.BuildLogEntry, target: String, multiPlatform: Bool) {
+        let prefix = multiPlatform && entry.platform != nil ? "[\(target) \(entry.platform!)]" : "[\(target)]"
+        switch entry.kind {
+        case .log:
+            if let text = entry.line { line("\(prefix) \(text)") }
+        case .step:
+            guard let step = entry.step else { return }
+            switch step.status {
+            case .running: line("\(prefix) #\(step.number) \(step.instruction)")
+            case .done: if step.cached { line("\(prefix) #\(step.number) CACHED") }
+            case .failed: line("\(prefix) #\(step.number) ERROR")
+            case .canceled: line("\(prefix) #\(step.number) CANCELED")
+            }
+        case .status:
+            if let status = entry.status, status != .running { line("\(prefix) \(status.rawValue)" + (entry.error.map { ": \($0)" } ?? "")) }
+        }
+    }
+
+    func summary(_ results: [BakeRun.Result], names: [String], total: Duration) {
+        var rows: [[String]] = []
+        for (name, result) in zip(names, results) {
+            let seconds = result.duration.map { String(format: "%.1fs", Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) } ?? "-"
+            rows.append([name, result.status, seconds, result.detail])
+        }
+        lock.withLock { _ in
+            var text = "\n"
+            let headers = ["TARGET", "STATUS", "DURATION", "IMAGE"]
+            let widths = headers.indices.map { i in ([headers[i]] + rows.map { $0[i] }).map(\.count).max() ?? 0 }
+            for row in [headers] + rows {
+                text += row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  ") + "\n"
+            }
+            let seconds = Double(total.components.seconds) + Double(total.components.attoseconds) / 1e18
+            text += String(format: "%d target(s) in %.1fs\n", names.count, seconds)
+            FileHandle.standardError.write(Data(text.utf8))
+        }
+    }
+}
+
+/// The command's options are plain values read by the per-target tasks, never written.
+extension BakeCommand: @unchecked Sendable {}
