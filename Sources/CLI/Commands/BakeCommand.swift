@@ -143,6 +143,10 @@ struct BakeCommand: AsyncParsableCommand {
                 await run.record(name, .init(status: "canceled", detail: "not started: another target failed"))
                 return
             }
+            if !target.cacheFrom.isEmpty || !target.cacheTo.isEmpty {
+                out.line("[\(name)] cache-from/cache-to not used: the project's builder cache is always used and kept")
+            }
+            if !target.attest.isEmpty { out.line("[\(name)] attest: attestations are not produced yet") }
             let request = try await prepare(target, run: run, client: client, projectId: projectId, out: out)
             let build = try await client.createBuild(projectId: projectId, request)
             await run.started(name, buildId: build.id)

@@ -12,6 +12,9 @@ struct BuildList: AsyncParsableCommand {
     @Option(help: "Only builds with this status: queued, running, succeeded, failed or canceled.")
     var status: String?
 
+    @Option(help: "Only the builds of one 'drydock bake' run (its id, printed first by bake); shows each build's target.")
+    var bake: String?
+
     @OptionGroup var paging: PagingOptions
 
     func run() async throws {
@@ -24,6 +27,13 @@ struct BuildList: AsyncParsableCommand {
         }
         let client = try await connection.client()
         let projectId = try await project.id(using: client)
+        if let bake {
+            // A bake's builds are among the newest; look through the last 200.
+            let builds = try await client.builds(projectId: projectId, status: statusFilter, limit: 200, cursor: nil).items.filter { $0.bake?.id == bake }
+            try output.list(builds, headers: ["TARGET"] + Components.Schemas.Build.tableHeaders, rows: builds.map { [$0.bake?.target ?? "-"] + $0.tableRow },
+                            empty: "No builds of bake \(bake) among the project's last 200.")
+            return
+        }
         let (builds, next) = try await paging.fetch(defaultLimit: 20) { limit, cursor in
             let page = try await client.builds(projectId: projectId, status: statusFilter, limit: limit, cursor: cursor)
             return (page.items, page.nextCursor)
