@@ -30,7 +30,11 @@ struct BakeTests {
           dockerfile-inline = "FROM ${BASE}\nRUN exit 3\n"
         }
         target "slow" {
-          dockerfile-inline = "FROM ${BASE}\nRUN sleep 60\n"
+          dockerfile-inline = "FROM ${BASE}\nRUN sleep 600\n"
+        }
+        target "refused" {
+          dockerfile-inline = "FROM ${BASE}\n"
+          platforms = ["linux/s390x"]
         }
         """#
 
@@ -76,14 +80,17 @@ struct BakeTests {
                     #expect(!runs.isEmpty && runs.allSatisfy(\.cached), "\(build.bake?.target ?? build.id): \(detail.steps)")
                 }
 
-                // A failing target fails the bake and cancels the others.
-                let failed = try await runExecutable("drydock", ["bake", "broken", "slow", "--progress", "plain"], environment: env, directory: work)
+                // A failing build fails the bake.
+                let failed = try await runExecutable("drydock", ["bake", "broken", "--progress", "plain"], environment: env, directory: work)
                 #expect(failed.status != 0)
-                #expect(failed.stderr.contains("[broken] failed"), "\(failed.stderr)")
-                let last = try await fixture.client.builds(projectId: fixture.projectId).items.prefix(2)
-                let slow = try #require(last.first { $0.bake?.target == "slow" })
+                #expect(failed.stderr.contains("[broken] failed: step [2/2] RUN exit 3"), "\(failed.stderr)")
+                // A failing target cancels the others (a refused one fails at once, so the slow one is surely still going).
+                let stopped = try await runExecutable("drydock", ["bake", "refused", "slow", "--progress", "plain"], environment: env, directory: work)
+                #expect(stopped.status != 0)
+                #expect(stopped.stderr.contains("[refused] error:"), "\(stopped.stderr)")
+                let slow = try #require(try await fixture.client.builds(projectId: fixture.projectId).items.first { $0.bake?.target == "slow" })
                 let slowFinal = try await fixture.finished(slow.id, timeout: .seconds(60))
-                #expect(slowFinal.status == .canceled, "the slow target was canceled: \(slowFinal.status)")
+                #expect(slowFinal.status == .canceled, "the slow target was canceled: \(slowFinal.status)\n\(stopped.stderr)")
 
                 // A mistake names its file, line and column, and nothing is queued.
                 try "target \"x\" {\n  tags = [\"a\"\n}\n".write(to: work.appendingPathComponent("bad.hcl"), atomically: true, encoding: .utf8)

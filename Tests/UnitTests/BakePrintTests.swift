@@ -191,6 +191,31 @@ struct BakePrintTests {
         }
     }
 
+    @Test("user functions with variadic parameters, variables built from variables, heredoc Dockerfiles")
+    func functions() throws {
+        let source = """
+            variable "REPO" { default = "acme" }
+            variable "IMAGE" { default = "${REPO}/app" }
+            function "tags" {
+              params = [image]
+              variadic_param = versions
+              result = [for v in versions : "${image}:${v}"]
+            }
+            target "t" {
+              tags = tags(IMAGE, "1", "1.2", "latest")
+              dockerfile-inline = <<-EOT
+                FROM busybox
+                RUN echo ${upper(REPO)}
+                EOT
+            }
+            """
+        let definition = try Bake.load([BakeFileSource(name: "docker-bake.hcl", text: source)], names: ["t"],
+                                       options: BakeOptions(environment: ["REPO": "globex"], localPlatform: "linux/amd64"))
+        let target = try #require(definition.targets["t"])
+        #expect(target.tags == ["globex/app:1", "globex/app:1.2", "globex/app:latest"])
+        #expect(target.dockerfileInline == "FROM busybox\nRUN echo GLOBEX\n")
+    }
+
     @Test("variables: environment overrides typed like their defaults; BAKE_LOCAL_PLATFORM and BAKE_CMD_CONTEXT")
     func variables() throws {
         let source = """

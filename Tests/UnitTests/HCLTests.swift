@@ -48,6 +48,8 @@ struct HCLTests {
         ("md5(\"abc\")", "\"900150983cd24fb0d6963f7d28e17f72\""), ("formatdate(\"YYYY-MM-DD hh:mm\", \"2026-11-29T01:02:03Z\")", "\"2026-11-29 01:02\""),
         ("timeadd(\"2026-11-29T00:00:00Z\", \"1h30m\")", "\"2026-11-29T01:30:00Z\""), ("try(obj.missing, \"fallback\")", "\"fallback\""),
         ("can(obj.missing)", "false"), ("and(true, n == 3)", "true"), ("equal(1, 1)", "true"), ("indent(2, \"a\\nb\")", "\"a\\n  b\""),
+        ("<<EOT\nhello ${name}\n  indented\nEOT\n", "\"hello api\\n  indented\\n\""), ("<<-EOT\n    a\n      b ${n}\n    EOT\n", "\"a\\n  b 3\\n\""),
+        ("/* a comment */ n # and another\n", "3"), ("\"\\u00e9\"", "\"é\""),
         ("title(\"hello world\")", "\"Hello World\""), ("urlencode(\"a b&c\")", "\"a%20b%26c\""), ("trimspace(\"  x \\n\")", "\"x\""),
     ]
 
