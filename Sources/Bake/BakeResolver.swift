@@ -8,6 +8,8 @@ struct Resolver {
     var resolving: [String] = []
     /// Target name → resolved target (after inherits; before matrix expansion of its own).
     var resolvedTargets: [String: [BakeTarget]] = [:]
+    /// The targets being resolved now (for cycles through inherits and target.NAME references).
+    var currentTargets: [String] = []
 
     init(model: Model, options: BakeOptions) {
         self.model = model
@@ -92,8 +94,21 @@ struct Resolver {
     }
 
     mutating func evaluateWithVariables(_ expr: HCLExpr, _ scope: [String: HCLValue] = [:]) throws -> HCLValue {
+        var scope = scope
+        // `target.NAME.ATTR`: another target's resolved attributes (as --print shows them).
+        let referenced = Set(expr.attributeNames(of: "target"))
+        if !referenced.isEmpty, scope["target"] == nil, model.variables["target"] == nil {
+            var fields: [String: HCLValue] = [:]
+            for name in referenced.sorted() {
+                let made = try target(name, chain: currentTargets, position: expr.position)
+                guard made.count == 1 else { throw BakeError("target.\(name) is a matrix of \(made.count) targets; name one of them", at: expr.position) }
+                let json = try JSONSerialization.data(withJSONObject: made[0].printed, options: [.sortedKeys])
+                fields[name] = try HCLValue.decodeJSON(String(decoding: json, as: UTF8.self))
+            }
+            scope["target"] = .object(fields)
+        }
         // Resolve the variables the expression reads first, so the evaluator's lookup is a plain read.
-        for name in Set(expr.variables) where scope[name] == nil { _ = try variable(name, expr.position) }
+        for name in Set(expr.variables) where scope[name] == nil && name != "target" { _ = try variable(name, expr.position) }
         for (_, block) in model.functions {
             for attribute in block.body.attributes where attribute.name == "result" {
                 for name in Set(attribute.expr.variables) { _ = try? variable(name, attribute.position) }
@@ -116,11 +131,13 @@ struct Resolver {
     mutating func target(_ name: String, chain: [String], position: SourcePosition?) throws -> [BakeTarget] {
         if let done = resolvedTargets[name] { return done }
         if chain.contains(name) {
-            throw BakeError("a cycle through inherits: \((chain + [name]).joined(separator: " -> "))", at: position)
+            throw BakeError("a cycle through inherits or target references: \((chain + [name]).joined(separator: " -> "))", at: position)
         }
         guard let layers = model.targets[name] else {
             throw BakeError("unknown target '\(name)'" + (chain.last.map { " (inherited by '\($0)')" } ?? ""), at: position)
         }
+        currentTargets.append(name)
+        defer { currentTargets.removeLast() }
         let all = layers.flatMap(\.attributes)
         let matrixAttribute = all.last { $0.name == "matrix" }
         var combinations: [[String: HCLValue]] = [[:]]

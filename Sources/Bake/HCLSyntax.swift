@@ -38,6 +38,43 @@ indirect enum HCLExpr {
         }
     }
 
+    /// The names read as `root.NAME` (`target.api.tags` → `api`), anywhere in the expression.
+    func attributeNames(of root: String) -> [String] {
+        var out: [String] = []
+        func walk(_ e: HCLExpr) {
+            switch e {
+            case .attribute(.variable(let name, _), let attribute, _) where name == root:
+                out.append(attribute)
+            case .index(.variable(let name, _), .literal(.string(let key), _), _) where name == root:
+                out.append(key)
+            case .literal, .variable: break
+            case .template(let nodes, _): nodes.forEach(walkNode)
+            case .tuple(let items, _): items.forEach(walk)
+            case .object(let items, _): items.forEach { if let k = $0.key.expr { walk(k) }; walk($0.value) }
+            case .call(_, let args, _, _): args.forEach(walk)
+            case .index(let a, let b, _): walk(a); walk(b)
+            case .attribute(let a, _, _), .unary(_, let a, _): walk(a)
+            case .splat(let a, let traversals, _):
+                walk(a)
+                for case .index(let t) in traversals { walk(t) }
+            case .binary(_, let a, let b, _): walk(a); walk(b)
+            case .conditional(let a, let b, let c, _): walk(a); walk(b); walk(c)
+            case .forTuple(_, _, let c, let r, let cond, _): walk(c); walk(r); if let cond { walk(cond) }
+            case .forObject(_, _, let c, let k, let r, _, let cond, _): walk(c); walk(k); walk(r); if let cond { walk(cond) }
+            }
+        }
+        func walkNode(_ n: TemplateNode) {
+            switch n {
+            case .literal: break
+            case .interpolation(let e): walk(e)
+            case .conditional(let c, let a, let b): walk(c); a.forEach(walkNode); b.forEach(walkNode)
+            case .loop(_, _, let c, let body): walk(c); body.forEach(walkNode)
+            }
+        }
+        walk(self)
+        return out
+    }
+
     /// The variables an expression reads (for ordering variable evaluation and for errors).
     var variables: [String] {
         switch self {

@@ -168,7 +168,7 @@ struct BakePrintTests {
     }
 
     static let errors: [(String, String, String)] = [
-        ("target \"a\" {\n  inherits = [\"b\"]\n}\ntarget \"b\" {\n  inherits = [\"a\"]\n}\n", "a", "a cycle through inherits: a -> b -> a"),
+        ("target \"a\" {\n  inherits = [\"b\"]\n}\ntarget \"b\" {\n  inherits = [\"a\"]\n}\n", "a", "a cycle through inherits or target references: a -> b -> a"),
         ("target \"a\" {\n  tags = [\"x:${NOPE}\"]\n}\n", "a", "docker-bake.hcl:2:"),
         ("target \"a\" {\n  tags = [\"x:${NOPE}\"]\n}\n", "a", "undefined variable 'NOPE'"),
         ("target \"a\" {\n  context = \".\"\n}\n", "b", "unknown target or group 'b' (the bake files define: a)"),
@@ -214,6 +214,31 @@ struct BakePrintTests {
         let target = try #require(definition.targets["t"])
         #expect(target.tags == ["globex/app:1", "globex/app:1.2", "globex/app:latest"])
         #expect(target.dockerfileInline == "FROM busybox\nRUN echo GLOBEX\n")
+    }
+
+    @Test("target.NAME.ATTR reads another target's resolved attributes; a target reading itself is a cycle")
+    func targetReferences() throws {
+        let source = """
+            target "base" {
+              tags = ["acme/base:1"]
+              args = { GO = "1.22" }
+            }
+            target "app" {
+              args = { BASE_TAG = target.base.tags[0], GO = target.base.args.GO }
+              tags = ["acme/app:${target.base.args.GO}"]
+            }
+            target "loop" {
+              tags = target.loop.tags
+            }
+            """
+        let definition = try Bake.load([BakeFileSource(name: "docker-bake.hcl", text: source)], names: ["app"],
+                                       options: BakeOptions(environment: [:], localPlatform: "linux/amd64"))
+        #expect(definition.targets["app"]?.args == ["BASE_TAG": "acme/base:1", "GO": "1.22"])
+        #expect(definition.targets["app"]?.tags == ["acme/app:1.22"])
+        #expect(throws: BakeError.self) {
+            try Bake.load([BakeFileSource(name: "docker-bake.hcl", text: source)], names: ["loop"],
+                          options: BakeOptions(environment: [:], localPlatform: "linux/amd64"))
+        }
     }
 
     @Test("variables: environment overrides typed like their defaults; BAKE_LOCAL_PLATFORM and BAKE_CMD_CONTEXT")
