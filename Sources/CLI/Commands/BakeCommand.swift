@@ -12,11 +12,12 @@ struct BakeCommand: AsyncParsableCommand {
         commandName: "bake",
         abstract: "Build several images from a bake file (docker-bake.hcl, JSON or compose), all on remote builders.",
         discussion: """
-            Without -f, the files buildx looks for are read and merged in its order: compose.yaml,
-            compose.yml, docker-compose.yml, docker-compose.yaml, docker-bake.json, docker-bake.hcl,
+            Without -f, the files buildx looks for are read and merged in its order: compose.yaml, \
+            compose.yml, docker-compose.yml, docker-compose.yaml, docker-bake.json, docker-bake.hcl, \
             docker-bake.override.json, docker-bake.override.hcl. With no TARGET, the 'default' group.
-            Targets run in parallel; one whose contexts name target:OTHER waits for OTHER and builds
-            FROM its image. Every line is prefixed with its target; a summary table ends the run. The
+
+            Targets run in parallel; one whose contexts name target:OTHER waits for OTHER and builds \
+            FROM its image. Every line is prefixed with its target; a summary table ends the run. The \
             exit code is non-zero if any target failed (the others are then canceled); Ctrl-C cancels all.
 
             Examples:

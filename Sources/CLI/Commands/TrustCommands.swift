@@ -7,8 +7,8 @@ struct TrustCommands: AsyncParsableCommand {
         commandName: "trust",
         abstract: "Let CI jobs build in a project without a stored secret (OIDC trust relationships).",
         discussion: """
-            A CI job proves who it is with its provider's OIDC ID token; 'drydock' running in the job
-            trades it for a token of the projects that trust it (POST /api/v1/oidc/token), good for an
+            A CI job proves who it is with its provider's OIDC ID token; 'drydock' running in the job \
+            trades it for a token of the projects that trust it (POST /api/v1/oidc/token), good for an \
             hour at most. Nothing to paste into the CI's secrets.
 
               drydock projects trust add api --github acme/api --ref main
@@ -25,13 +25,15 @@ struct TrustAdd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add", abstract: "Trust a CI identity to build in a project.",
         discussion: """
-            Exactly one of --github, --gitlab, --circleci, --buildkite or --issuer. --ref narrows to refs
-            (GitHub: main means refs/heads/main, refs/tags/v* is a prefix; GitLab and Buildkite: branch
-            names), --environment to deployment environments, --workflow to GitHub workflow names,
+            Exactly one of --github, --gitlab, --circleci, --buildkite or --issuer. --ref narrows to refs \
+            (GitHub: main means refs/heads/main, refs/tags/v* is a prefix; GitLab and Buildkite: branch \
+            names), --environment to deployment environments, --workflow to GitHub workflow names, \
             --claim KEY=VALUE to exact claims (required with --issuer).
-            --isolate pull-requests: jobs of pull requests (GitHub pull_request events, GitLab merge
-            request pipelines) get a token that can start isolated builds only (no cache, no secrets,
-            no tags). --isolate always: every job does.
+
+            --isolate pull-requests: jobs of pull requests (GitHub pull_request events, GitLab merge \
+            request pipelines) get a token that can start isolated builds only (no cache, no secrets, \
+            no tags); a pull request's ref is refs/pull/N/merge, so trust --ref 'refs/pull/*' for them. \
+            --isolate always: every job does.
             """)
 
     @OptionGroup var connection: ConnectionOptions
