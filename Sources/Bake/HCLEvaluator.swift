@@ -206,7 +206,7 @@ struct HCLEvaluator {
         switch base {
         case .list(let items):
             guard let n = Self.numberValue(key), n.rounded() == n else { throw BakeError("a list index must be a whole number, not \(key)", at: position) }
-            guard n >= 0, Int(n) < items.count else { throw BakeError("index \(HCLValue.format(n)) is out of range (the list has \(items.count) items)", at: position) }
+            guard n >= 0, n < Double(items.count) else { throw BakeError("index \(HCLValue.format(n)) is out of range (the list has \(items.count) items)", at: position) }
             return items[Int(n)]
         case .object(let fields):
             guard let name = Self.string(key) else { throw BakeError("an object key must be a string, not \(key.typeName)", at: position) }

@@ -18,6 +18,13 @@ enum HCLStandardLibrary {
         return n
     }
 
+    /// A whole number that fits: huge or fractional values are an error, never a trap.
+    static func int(_ v: HCLValue, _ what: String = "the argument", max limit: Double = 9_007_199_254_740_992) throws -> Int {
+        let n = try num(v, what)
+        guard n.isFinite, abs(n) <= limit else { throw BakeError("\(what) \(HCLValue.format(n)) is out of range") }
+        return Int(n.rounded(.towardZero))
+    }
+
     static func list(_ v: HCLValue, _ what: String = "the argument") throws -> [HCLValue] {
         switch v {
         case .list(let items): return items
@@ -116,14 +123,14 @@ enum HCLStandardLibrary {
         }
         f["substr"] = fn(3, 3) { a, _ in
             let chars = Array(try str(a[0]))
-            var offset = Int(try num(a[1])), length = Int(try num(a[2]))
+            var offset = try int(a[1]), length = try int(a[2])
             if offset < 0 { offset = max(0, chars.count + offset) }
             guard offset <= chars.count else { return .string("") }
             if length < 0 || offset + length > chars.count { length = chars.count - offset }
             return .string(String(chars[offset..<(offset + length)]))
         }
         f["indent"] = fn(2, 2) { a, _ in
-            let pad = String(repeating: " ", count: Int(try num(a[0])))
+            let pad = String(repeating: " ", count: max(0, try int(a[0], max: 1024)))
             let lines = try str(a[1]).components(separatedBy: "\n")
             return .string(([lines[0]] + lines.dropFirst().map { $0.isEmpty ? $0 : pad + $0 }).joined(separator: "\n"))
         }
@@ -167,7 +174,7 @@ enum HCLStandardLibrary {
         f["element"] = fn(2, 2) { a, _ in
             let items = try list(a[0])
             guard !items.isEmpty else { throw BakeError("element(): the list is empty") }
-            let i = Int(try num(a[1]))
+            let i = try int(a[1])
             return items[((i % items.count) + items.count) % items.count]
         }
         f["index"] = fn(2, 2) { a, _ in
@@ -176,7 +183,7 @@ enum HCLStandardLibrary {
         }
         f["hasindex"] = fn(2, 2) { a, _ in
             switch a[0] {
-            case .list(let l): if let n = HCLEvaluator.numberValue(a[1]) { return .bool(n >= 0 && Int(n) < l.count) } else { return .bool(false) }
+            case .list(let l): if let n = HCLEvaluator.numberValue(a[1]) { return .bool(n >= 0 && n < Double(l.count)) } else { return .bool(false) }
             case .object(let o): return .bool(HCLEvaluator.string(a[1]).map { o[$0] != nil } ?? false)
             default: return .bool(false)
             }
@@ -213,7 +220,7 @@ enum HCLStandardLibrary {
         f["reverse"] = fn(1, 1) { a, _ in .list(try list(a[0]).reversed()) }
         f["reverselist"] = f["reverse"]
         f["slice"] = fn(3, 3) { a, _ in
-            let items = try list(a[0]), from = Int(try num(a[1])), to = Int(try num(a[2]))
+            let items = try list(a[0]), from = try int(a[1]), to = try int(a[2])
             guard from >= 0, to <= items.count, from <= to else { throw BakeError("slice(): \(from) to \(to) is outside a list of \(items.count)") }
             return .list(Array(items[from..<to]))
         }
@@ -235,7 +242,7 @@ enum HCLStandardLibrary {
             return .object(out)
         }
         f["chunklist"] = fn(2, 2) { a, _ in
-            let items = try list(a[0]), size = Int(try num(a[1]))
+            let items = try list(a[0]), size = try int(a[1])
             guard size > 0 else { return .list([.list(items)]) }
             return .list(stride(from: 0, to: items.count, by: size).map { .list(Array(items[$0..<min($0 + size, items.count)])) })
         }
@@ -272,8 +279,8 @@ enum HCLStandardLibrary {
         f["max"] = fn(1, nil) { a, _ in .number(try a.map { try num($0) }.max()!) }
         f["min"] = fn(1, nil) { a, _ in .number(try a.map { try num($0) }.min()!) }
         f["parseint"] = fn(2, 2) { a, _ in
-            let s = try str(a[0]), base = Int(try num(a[1]))
-            guard let n = Int(s, radix: base) else { throw BakeError("parseint(): '\(s)' is not a base-\(base) number") }
+            let s = try str(a[0]), base = try int(a[1])
+            guard (2...36).contains(base), let n = Int(s, radix: base) else { throw BakeError("parseint(): '\(s)' is not a base-\(base) number") }
             return .number(Double(n))
         }
         f["add"] = fn(2, 2) { a, _ in .number(try num(a[0]) + num(a[1])) }
@@ -366,6 +373,7 @@ enum GoFormat {
                 text = b ? "true" : "false"
             case "d":
                 guard let n = HCLEvaluator.numberValue(arg) else { throw BakeError("format(): %d needs a number, not \(arg.typeName)") }
+                guard n.isFinite, abs(n) < 9.2e18 else { throw BakeError("format(): %d of \(n) is out of range") }
                 text = String(Int64(n))
                 if spec.contains("+"), n >= 0 { text = "+" + text }
             case "f", "e":
@@ -373,7 +381,7 @@ enum GoFormat {
                 text = String(format: "%.\(precision.flatMap(Int.init) ?? 6)\(verb)", n)
                 if spec.contains("+"), n >= 0 { text = "+" + text }
             case "x", "X", "o", "b":
-                if let n = HCLEvaluator.numberValue(arg) {
+                if let n = HCLEvaluator.numberValue(arg), n.isFinite, abs(n) < 9.2e18 {
                     let radix = verb == "o" ? 8 : verb == "b" ? 2 : 16
                     text = String(Int64(n), radix: radix, uppercase: verb == "X")
                 } else {
@@ -382,7 +390,7 @@ enum GoFormat {
             default:
                 throw BakeError("format(): unknown verb %\(verb)")
             }
-            if let w = Int(width), text.count < w {
+            if let w = Int(width), w <= 4096, text.count < w {
                 let pad = String(repeating: spec.contains("0") && !spec.contains("-") && "dfexXob".contains(verb) ? "0" : " ", count: w - text.count)
                 if spec.contains("-") { text += pad } else if pad.first == "0", text.hasPrefix("-") || text.hasPrefix("+") {
                     text = String(text.first!) + pad + text.dropFirst()

@@ -66,7 +66,8 @@ struct HCLTests {
         ("list[7]", "index 7 is out of range"), ("obj.z", "no attribute 'z'"), ("1 / 0", "division by zero"),
         ("\"x${list}\"", "a template cannot include a list"), ("upper(1, 2)", "upper() takes 1 argument(s), not 2"),
         ("\"unterminated", "unterminated string"), ("[1, 2", "expected ','"), ("{for x in list : \"k\" => x}", "duplicate key"),
-        ("n ? 1 : 2", "a condition must be a bool, not number"), ("\"%{ if flag }x\"", "%{ if } has no %{ endif }"),
+        ("n ? 1 : 2", "a condition must be a bool, not number"), ("list[1e300]", "is out of range"),
+        ("substr(\"abc\", 1e300, 1)", "out of range"), ("format(\"%d\", 1e300)", "out of range"), ("indent(1e9, \"a\")", "out of range"), ("\"%{ if flag }x\"", "%{ if } has no %{ endif }"),
     ]
 
     @Test("errors name the line and column and say what is wrong", arguments: errors)
