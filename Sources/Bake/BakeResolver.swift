@@ -10,6 +10,7 @@ struct Resolver {
     var resolvedTargets: [String: [BakeTarget]] = [:]
     /// The targets being resolved now (for cycles through inherits and target.NAME references).
     var currentTargets: [String] = []
+    var functionVariablesResolved = false
 
     init(model: Model, options: BakeOptions) {
         self.model = model
@@ -20,6 +21,8 @@ struct Resolver {
 
     /// The evaluator over the bake file's variables (resolved on first use) and functions.
     func evaluator(_ lookup: @escaping (String, SourcePosition) throws -> HCLValue?) -> HCLEvaluator {
+        // One table for this evaluation; user functions call through it (and so each other).
+        let table = FunctionTable()
         var functions = HCLStandardLibrary.all
         for (name, block) in model.functions {
             let attributes = Dictionary(block.body.attributes.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
@@ -29,13 +32,13 @@ struct Resolver {
             }()
             let variadic: String? = { if case .variable(let n, _)? = attributes["variadic_param"]?.expr { n } else { nil } }()
             guard let result = attributes["result"]?.expr else { continue }
-            let position = block.position
             // User functions see the file's variables and the other functions.
-            let captured = UserFunction(params: params, variadic: variadic, result: result, lookup: lookup, model: model)
+            let captured = UserFunction(params: params, variadic: variadic, result: result, lookup: lookup, table: table)
             functions[name] = HCLFunction(minimum: params.count, maximum: variadic == nil ? params.count : nil) { args, _ in
-                try captured.call(args, name: name, position: position)
+                try captured.call(args)
             }
         }
+        table.functions = functions
         return HCLEvaluator(functions: functions, lookup: lookup)
     }
 
@@ -109,9 +112,13 @@ struct Resolver {
         }
         // Resolve the variables the expression reads first, so the evaluator's lookup is a plain read.
         for name in Set(expr.variables) where scope[name] == nil && name != "target" { _ = try variable(name, expr.position) }
-        for (_, block) in model.functions {
-            for attribute in block.body.attributes where attribute.name == "result" {
-                for name in Set(attribute.expr.variables) { _ = try? variable(name, attribute.position) }
+        // And, once, the variables user functions read (a function body is evaluated where it is called).
+        if !functionVariablesResolved {
+            functionVariablesResolved = true
+            for (_, block) in model.functions {
+                for attribute in block.body.attributes where attribute.name == "result" {
+                    for name in Set(attribute.expr.variables) { _ = try variable(name, attribute.position) }
+                }
             }
         }
         let known = variableValues
@@ -337,9 +344,8 @@ struct Resolver {
                 pending += target.dependencies
             }
         }
-        var definition = BakeDefinition(groups: groupsOut, targets: targets, requested: requested)
-        _ = try definition.buildOrder()
-        definition.requested = requested
+        let definition = BakeDefinition(groups: groupsOut, targets: targets, requested: requested)
+        _ = try definition.buildOrder()  // a cycle through contexts is an error now, before anything is queued
         return definition
     }
 
@@ -386,13 +392,17 @@ struct UserFunction: @unchecked Sendable {
     var variadic: String?
     var result: HCLExpr
     var lookup: (String, SourcePosition) throws -> HCLValue?
-    var model: Model
+    let table: FunctionTable
 
-    func call(_ args: [HCLValue], name: String, position: SourcePosition) throws -> HCLValue {
+    func call(_ args: [HCLValue]) throws -> HCLValue {
         var scope: [String: HCLValue] = [:]
-        for (i, param) in params.enumerated() { scope[param] = args[i] }
+        for (param, value) in zip(params, args) { scope[param] = value }
         if let variadic { scope[variadic] = .list(Array(args.dropFirst(params.count))) }
-        let evaluator = Resolver(model: model, options: BakeOptions(environment: [:], localPlatform: "", commandContext: "")).evaluator(lookup)
-        return try evaluator.evaluate(result, scope)
+        return try HCLEvaluator(functions: table.functions, lookup: lookup).evaluate(result, scope)
     }
+}
+
+/// The functions of one evaluation, shared by the user functions that call each other.
+final class FunctionTable: @unchecked Sendable {
+    var functions: [String: HCLFunction] = [:]
 }

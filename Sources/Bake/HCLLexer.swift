@@ -181,21 +181,28 @@ struct HCLLexer {
                 }
                 continue
             }
-            if (c == "$" || c == "%"), peek(1) == "{" {
-                flush()
-                pieces.append(try templateSequence())
-                continue
-            }
-            if (c == "$" || c == "%"), peek(1) == c, peek(2) == "{" {
-                // `$${` and `%%{` are a literal `${` and `%{`.
-                _ = advance()
-                literal.unicodeScalars.append(advance()!)
-                continue
-            }
+            if try templateMarker(&literal, &pieces) { continue }
             literal.unicodeScalars.append(advance()!)
         }
         flush()
         return pieces
+    }
+
+    /// At `${`/`%{`: the sequence as a piece (after the literal so far). At `$${`/`%%{`: a literal
+    /// `${`/`%{`. Returns whether it consumed anything.
+    mutating func templateMarker(_ literal: inout String, _ pieces: inout [TemplatePiece]) throws -> Bool {
+        guard let c = peek(), c == "$" || c == "%" else { return false }
+        if peek(1) == "{" {
+            if !literal.isEmpty { pieces.append(.literal(literal)); literal = "" }
+            pieces.append(try templateSequence())
+            return true
+        }
+        if peek(1) == c, peek(2) == "{" {
+            _ = advance()
+            literal.unicodeScalars.append(advance()!)
+            return true
+        }
+        return false
     }
 
     /// `${ … }` or `%{ … }`, with its source kept for the parser (braces and strings inside balanced).
@@ -269,17 +276,9 @@ struct HCLLexer {
         var pieces: [TemplatePiece] = []
         var literal = ""
         while let c = peek() {
-            if (c == "$" || c == "%"), peek(1) == "{" {
-                if !literal.isEmpty { pieces.append(.literal(literal)); literal = "" }
-                pieces.append(try templateSequence())
-                continue
-            }
-            if (c == "$" || c == "%"), peek(1) == c, peek(2) == "{" {
-                _ = advance()
-                literal.unicodeScalars.append(advance()!)
-                continue
-            }
-            literal.unicodeScalars.append(advance()!)
+            if try templateMarker(&literal, &pieces) { continue }
+            literal.unicodeScalars.append(c)
+            _ = advance()
         }
         if !literal.isEmpty { pieces.append(.literal(literal)) }
         return pieces
