@@ -34,6 +34,19 @@ extension DrydockClient {
         try await call { try await $0.createBuild(path: .init(projectId: projectId), body: .json(request)).created.body.json }
     }
 
+    /// Queues every target of a bake in one request (all or none).
+    public func createBake(projectId: String, _ request: Components.Schemas.BakeCreate) async throws -> Components.Schemas.Bake {
+        try await call { try await $0.createBake(path: .init(projectId: projectId), body: .json(request)).created.body.json }
+    }
+
+    public func bake(_ id: String) async throws -> Components.Schemas.Bake {
+        try await call { try await $0.getBake(path: .init(bakeId: id)).ok.body.json }
+    }
+
+    public func cancelBake(_ id: String) async throws -> Components.Schemas.Bake {
+        try await call { try await $0.cancelBake(path: .init(bakeId: id)).ok.body.json }
+    }
+
     public func build(_ id: String) async throws -> Components.Schemas.Build {
         try await call { try await $0.getBuild(path: .init(buildId: id)).ok.body.json }
     }

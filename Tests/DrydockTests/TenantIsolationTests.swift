@@ -24,6 +24,8 @@ struct TenantIsolationTests {
         "finishJob": #"{"status":"failed"}"#,
         "setUsageCaps": #"{"minutesPerMonth":5}"#,
         "createTrustRelationship": #"{"provider":"github","subject":"evil/repo"}"#,
+        "createBake": #"{"targets":[{"name":"evil","build":{"contextDigest":"sha256:\#(String(repeating: "a", count: 64))"}}]}"#,
+        "cancelBake": #"{}"#,
     ]
 
     /// Bodies that are not JSON.
@@ -84,12 +86,15 @@ struct TenantIsolationTests {
             let trust = try await server.request(.post, "/api/v1/projects/\(projectA)/trust", token: server.ownerToken,
                                                  json: #"{"provider":"github","subject":"acme/alpha"}"#)
             let trustId = try trust.decoded(Schemas.TrustRelationship.self).id
+            let bake = try await server.request(.post, "/api/v1/projects/\(projectA)/bakes", token: server.ownerToken,
+                                                json: #"{"targets":[{"name":"app","build":{"contextDigest":"sha256:\#(contextHex)"}}]}"#)
+            let bakeId = try bake.decoded(Schemas.Bake.self).id
 
             let real = ["orgId": server.organizationId, "projectId": projectA, "tokenId": projectTokenId, "userId": memberId,
-                        "buildId": buildId, "jobId": jobId, "digest": contextHex, "trustId": trustId]
+                        "buildId": buildId, "jobId": jobId, "digest": contextHex, "trustId": trustId, "bakeId": bakeId]
             let fake = ["orgId": "zzzzzzzzzzzzzzzz", "projectId": "zzzzzzzzzzzzzzzz", "tokenId": "zzzzzzzzzzzzzzzz", "userId": "zzzzzzzzzzzzzzzz",
                         "buildId": "zzzzzzzzzzzzzzzz", "jobId": "zzzzzzzzzzzzzzzz", "digest": String(repeating: "e", count: 64),
-                        "trustId": "zzzzzzzzzzzzzzzz"]
+                        "trustId": "zzzzzzzzzzzzzzzz", "bakeId": "zzzzzzzzzzzzzzzz"]
             let secretsOfA = Set(real.values)
 
             let operations = try specOperations()

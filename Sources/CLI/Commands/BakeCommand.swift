@@ -16,9 +16,11 @@ struct BakeCommand: AsyncParsableCommand {
             compose.yml, docker-compose.yml, docker-compose.yaml, docker-bake.json, docker-bake.hcl, \
             docker-bake.override.json, docker-bake.override.hcl. With no TARGET, the 'default' group.
 
-            Targets run in parallel; one whose contexts name target:OTHER waits for OTHER and builds \
-            FROM its image. Every line is prefixed with its target; a summary table ends the run. The \
-            exit code is non-zero if any target failed (the others are then canceled); Ctrl-C cancels all.
+            Every context is uploaded first (once when targets share it), then one request queues \
+            every target. Targets run in parallel; the server holds back one whose contexts name \
+            target:OTHER until OTHER has built, and builds it FROM OTHER's image. Every line is \
+            prefixed with its target; a summary table ends the run. The exit code is non-zero if any \
+            target failed (the others are then canceled); Ctrl-C cancels all.
 
             Examples:
               drydock bake
@@ -97,74 +99,63 @@ struct BakeCommand: AsyncParsableCommand {
         let client = try await connection.client()
         let projectId = try await client.projectId(for: try projectOption.resolved())
         let out = BakeOutput()
-        let run = BakeRun(id: Self.bakeId())
-        out.line("bake \(run.id): \(order.count) target\(order.count == 1 ? "" : "s") in project \(projectId): \(order.joined(separator: ", "))")
+        let run = BakeRun()
+        let started = ContinuousClock.now
+
+        // Every context packed and sent first (a digest shared by several targets once): a
+        // target that cannot be prepared stops the bake before anything is queued.
+        let requests = try await withThrowingTaskGroup(of: (String, Components.Schemas.BuildCreate).self) { group in
+            for name in order {
+                let target = definition.targets[name]!
+                group.addTask { (name, try await self.prepare(target, run: run, client: client, projectId: projectId, out: out)) }
+            }
+            var out: [String: Components.Schemas.BuildCreate] = [:]
+            for try await (name, request) in group { out[name] = request }
+            return out
+        }
+        // One request queues them all; the server holds back a target until the targets it
+        // names in contexts have built.
+        let bake = try await client.createBake(projectId: projectId, .init(targets: order.map { .init(name: $0, build: requests[$0]!) }))
+        await run.queued(bake)
+        out.line("bake \(bake.id): \(order.count) target\(order.count == 1 ? "" : "s") queued in project \(projectId): \(order.joined(separator: ", "))")
+        for (name, build) in zip(order, bake.builds) {
+            let waits = (build.waitingFor ?? []).compactMap { id in zip(order, bake.builds).first { $0.1.id == id }?.0 }
+            out.line("[\(name)] build \(build.id) queued" + (waits.isEmpty ? "" : ", after \(waits.joined(separator: ", "))"))
+        }
         let interrupt = InterruptHandler { [client] in
             out.line("canceling every target… (Ctrl-C again to stop waiting)")
             await run.cancelAll(client)
         }
         defer { interrupt.remove() }
 
-        // Levels: a target runs once every target:OTHER it names has built.
-        var level: [String: Int] = [:]
-        for name in order {
-            level[name] = (definition.targets[name]!.dependencies.map { (level[$0] ?? 0) + 1 }.max()) ?? 0
-        }
-        let started = ContinuousClock.now
-        for current in 0...(level.values.max() ?? 0) {
-            let names = order.filter { level[$0] == current }
-            await withTaskGroup(of: Void.self) { group in
-                for name in names {
-                    let target = definition.targets[name]!
-                    group.addTask {
-                        await self.build(target, run: run, client: client, projectId: projectId, out: out)
-                    }
-                }
+        await withTaskGroup(of: Void.self) { group in
+            for (name, build) in zip(order, bake.builds) {
+                let target = definition.targets[name]!
+                group.addTask { await self.follow(target, buildId: build.id, run: run, client: client, out: out) }
             }
         }
         let results = await run.results
-        out.summary(order.map { results[$0] ?? BakeRun.Result(status: "skipped", detail: "not started") }, names: order,
+        out.summary(order.map { results[$0] ?? BakeRun.Result(status: "unknown", detail: "not followed") }, names: order,
                     total: ContinuousClock.now - started)
         if order.contains(where: { results[$0]?.status != "succeeded" }) { throw ExitCode(1) }
     }
 
-    /// Builds one target: its context uploaded (once per digest), its build queued and followed.
-    func build(_ target: BakeTarget, run: BakeRun, client: DrydockClient, projectId: String, out: BakeOutput) async {
+    /// Follows one target's build to its end and records the result; a failure cancels the bake.
+    func follow(_ target: BakeTarget, buildId: String, run: BakeRun, client: DrydockClient, out: BakeOutput) async {
         let name = target.name
-        let begin = ContinuousClock.now
         do {
-            // Waits on failed or canceled dependencies end here.
-            for dependency in target.dependencies {
-                guard let result = await run.results[dependency], result.status == "succeeded" else {
-                    await run.record(name, .init(status: "skipped", detail: "\(dependency) did not build"))
-                    return
-                }
-            }
-            if await run.stopping {
-                await run.record(name, .init(status: "canceled", detail: "not started: another target failed"))
-                return
-            }
-            if !target.cacheFrom.isEmpty || !target.cacheTo.isEmpty {
-                out.line("[\(name)] cache-from/cache-to not used: the project's builder cache is always used and kept")
-            }
-            if !target.attest.isEmpty { out.line("[\(name)] attest: attestations are not produced yet") }
-            let request = try await prepare(target, run: run, client: client, projectId: projectId, out: out)
-            let build = try await client.createBuild(projectId: projectId, request)
-            await run.started(name, buildId: build.id)
-            out.line("[\(name)] build \(build.id) queued")
-            if await run.stopping {
-                // Another target failed while this one was being queued.
-                _ = try? await client.cancelBuild(build.id)
-            }
             let multi = target.platforms.count > 1
             let streaming = DrydockClient(baseURL: client.baseURL, token: client.token, timeout: .seconds(7 * 24 * 3600))
-            for try await entry in streaming.followBuildLog(build.id) { out.entry(entry, target: name, multiPlatform: multi) }
-            let final = try await client.build(build.id)
-            let seconds = ContinuousClock.now - begin
+            for try await entry in streaming.followBuildLog(buildId) { out.entry(entry, target: name, multiPlatform: multi) }
+            let final = try await client.build(buildId)
+            // Time on a builder: from its start (a target that waited for another starts late).
+            let duration = final.finishedAt.map { end in
+                Duration.milliseconds(Int64(end.timeIntervalSince(final.startedAt ?? final.createdAt) * 1000))
+            }
             if final.status == .succeeded {
-                await run.record(name, .init(status: "succeeded", detail: "\(client.baseURL.registryHost)/\(final.image)", duration: seconds, buildId: final.id))
+                await run.record(name, .init(status: "succeeded", detail: "\(client.baseURL.registryHost)/\(final.image)", duration: duration, buildId: final.id))
             } else {
-                await run.record(name, .init(status: final.status.rawValue, detail: final.error ?? final.status.rawValue, duration: seconds, buildId: final.id))
+                await run.record(name, .init(status: final.status.rawValue, detail: final.error ?? final.status.rawValue, duration: duration, buildId: final.id))
                 if final.status == .failed {
                     out.line("[\(name)] failed: \(final.error ?? "")")
                     if await run.stop() {
@@ -175,7 +166,7 @@ struct BakeCommand: AsyncParsableCommand {
             }
         } catch {
             out.line("[\(name)] error: \(error)")
-            await run.record(name, .init(status: "failed", detail: "\(error)", duration: ContinuousClock.now - begin))
+            await run.record(name, .init(status: "failed", detail: "\(error)"))
             if await run.stop() { await run.cancelAll(client) }
         }
     }
@@ -210,12 +201,8 @@ struct BakeCommand: AsyncParsableCommand {
             await run.waitUploaded(packed.digest)
             out.line("[\(target.name)] context shared with another target")
         }
-        var contexts: [String: String] = [:]
-        for (name, value) in target.contexts where value.hasPrefix("target:") {
-            let other = String(value.dropFirst("target:".count))
-            guard let buildId = await run.results[other]?.buildId else { throw CLIError("[\(target.name)] target:\(other) has no build") }
-            contexts[name] = "build:\(buildId)"
-        }
+        // target:OTHER goes as it is: the server makes this build wait for OTHER's.
+        let contexts = target.contexts.filter { $0.value.hasPrefix("target:") }
         let secrets = try target.secret.map(Build.secret)
         let dockerfilePath = dockerfile.path.hasPrefix(contextURL.path + "/") ? String(dockerfile.path.dropFirst(contextURL.path.count + 1)) : dockerfile.lastPathComponent
         let args = target.args.compactMapValues { $0 }
@@ -226,7 +213,7 @@ struct BakeCommand: AsyncParsableCommand {
             target: target.target, platforms: target.platforms.isEmpty ? nil : target.platforms, tags: target.tags.isEmpty ? nil : target.tags,
             labels: labels.isEmpty ? nil : .init(additionalProperties: labels), noCache: noCache || target.noCache == true,
             pull: (pull || target.pull == true) ? .always : .missing, push: pushOutside, secrets: secrets.isEmpty ? nil : secrets,
-            contexts: contexts.isEmpty ? nil : .init(additionalProperties: contexts), bake: .init(id: run.id, target: target.name))
+            contexts: contexts.isEmpty ? nil : .init(additionalProperties: contexts))
     }
 
     /// What a target asks that Drydock cannot do: refused before anything is queued.
@@ -247,11 +234,6 @@ struct BakeCommand: AsyncParsableCommand {
             try refuse("contexts.\(name) = \"\(value)\"", "is not supported yet: only target:OTHER named contexts")
         }
     }
-
-    static func bakeId() -> String {
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        return String((0..<12).map { _ in alphabet.randomElement()! })
-    }
 }
 
 /// A bake in progress: builds started, results, the contexts uploaded, whether it is stopping.
@@ -263,16 +245,13 @@ actor BakeRun {
         var buildId: String?
     }
 
-    let id: String
     private(set) var results: [String: Result] = [:]
-    private var builds: [String: String] = [:]
+    private var bakeId: String?
     private var uploading: [String: [CheckedContinuation<Void, Never>]] = [:]
     private var uploadedDigests: Set<String> = []
     private(set) var stopping = false
 
-    init(id: String) { self.id = id }
-
-    func started(_ target: String, buildId: String) { builds[target] = buildId }
+    func queued(_ bake: Components.Schemas.Bake) { bakeId = bake.id }
     func record(_ target: String, _ result: Result) { results[target] = result }
 
     /// True for the first caller: the bake is now stopping.
@@ -281,11 +260,11 @@ actor BakeRun {
         return !stopping
     }
 
+    /// Cancels every unfinished build of the bake (one request).
     func cancelAll(_ client: DrydockClient) async {
         stopping = true
-        for (target, buildId) in builds where results[target] == nil {
-            _ = try? await client.cancelBuild(buildId)
-        }
+        guard let bakeId else { return }
+        _ = try? await client.cancelBake(bakeId)
     }
 
     /// Whether this caller uploads `digest` (the first one does; the others wait for it).

@@ -26,14 +26,14 @@ struct BuildList: AsyncParsableCommand {
             statusFilter = parsed
         }
         let client = try await connection.client()
-        let projectId = try await project.id(using: client)
         if let bake {
-            // A bake's builds are among the newest; look through the last 200.
-            let builds = try await client.builds(projectId: projectId, status: statusFilter, limit: 200, cursor: nil).items.filter { $0.bake?.id == bake }
+            // The bake knows its project.
+            let builds = try await client.bake(bake).builds.filter { statusFilter == nil || $0.status == statusFilter }
             try output.list(builds, headers: ["TARGET"] + Components.Schemas.Build.tableHeaders, rows: builds.map { [$0.bake?.target ?? "-"] + $0.tableRow },
-                            empty: "No builds of bake \(bake) among the project's last 200.")
+                            empty: "No builds of bake \(bake)\(status.map { " are \($0)" } ?? "").")
             return
         }
+        let projectId = try await project.id(using: client)
         let (builds, next) = try await paging.fetch(defaultLimit: 20) { limit, cursor in
             let page = try await client.builds(projectId: projectId, status: statusFilter, limit: limit, cursor: cursor)
             return (page.items, page.nextCursor)

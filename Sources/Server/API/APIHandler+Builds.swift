@@ -54,6 +54,120 @@ extension APIHandler {
         let caller = try Caller.require()
         let project = try await visibleProject(input.path.projectId)
         guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        let new = try await newBuild(body, project: project, caller: caller, id: Identifier.generate(), bake: nil)
+        return .created(.init(body: .json(.init(try await builds.create(new)))))
+    }
+
+    /// A bake: every target's build checked, then all queued in one transaction; `target:NAME`
+    /// contexts name another target of the same request, whose build this one waits for.
+    func createBake(_ input: Operations.CreateBake.Input) async throws -> Operations.CreateBake.Output {
+        let caller = try Caller.require()
+        let project = try await visibleProject(input.path.projectId)
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        guard !body.targets.isEmpty, body.targets.count <= 100 else {
+            throw APIError.invalidField("targets", "a bake queues 1 to 100 targets")
+        }
+        let bakeId = Identifier.generate()
+        var ids: [String: String] = [:]
+        for (i, target) in body.targets.enumerated() {
+            guard !target.name.isEmpty, target.name.count <= 256 else {
+                throw APIError.invalidField("targets[\(i)].name", "must be 1 to 256 characters")
+            }
+            guard ids[target.name] == nil else {
+                throw APIError.invalidField("targets[\(i)].name", "'\(target.name)' is given twice")
+            }
+            ids[target.name] = Identifier.generate()
+        }
+        // target:NAME contexts must not form a cycle (each target would wait for itself).
+        var edges: [String: [String]] = [:]
+        for target in body.targets {
+            edges[target.name] = (target.build.contexts?.additionalProperties ?? [:]).values.compactMap {
+                $0.hasPrefix("target:") ? String($0.dropFirst("target:".count)) : nil
+            }.sorted()
+        }
+        if let cycle = Self.cycle(in: edges, order: body.targets.map(\.name)) {
+            throw APIError.invalidField("targets", "the contexts form a cycle: \(cycle.joined(separator: " → "))")
+        }
+        var items: [BuildStore.NewBuild] = []
+        for (i, target) in body.targets.enumerated() {
+            do {
+                items.append(try await newBuild(target.build, project: project, caller: caller, id: ids[target.name] ?? Identifier.generate(),
+                                                bake: (bakeId, target.name, ids)))
+            } catch let error as APIError where error.fieldErrors.count == 1 {
+                let field = "targets[\(i)].build.\(error.fieldErrors[0].field)"
+                throw APIError.invalidField(field, "\(error.fieldErrors[0].message) (target '\(target.name)')")
+            } catch let error as DomainError where error.field != nil {
+                let original = error.field ?? ""
+                let message = error.message.hasPrefix(original + ": ") ? String(error.message.dropFirst(original.count + 2)) : error.message
+                throw APIError.invalidField("targets[\(i)].build.\(original)", "\(message) (target '\(target.name)')")
+            }
+        }
+        let created = try await builds.create(items)
+        return .created(.init(body: .json(.init(id: bakeId, builds: created, projectId: project.id))))
+    }
+
+    /// The first cycle through `edges` (names not in `edges` end a path), as the names along it.
+    static func cycle(in edges: [String: [String]], order: [String]) -> [String]? {
+        var state: [String: Int] = [:]  // 1 visiting, 2 done
+        var path: [String] = []
+        func visit(_ name: String) -> [String]? {
+            if state[name] == 2 || edges[name] == nil { return nil }
+            if state[name] == 1 {
+                let start = path.firstIndex(of: name) ?? 0
+                return Array(path[start...]) + [name]
+            }
+            state[name] = 1
+            path.append(name)
+            for next in edges[name] ?? [] {
+                if let found = visit(next) { return found }
+            }
+            path.removeLast()
+            state[name] = 2
+            return nil
+        }
+        for name in order {
+            if let found = visit(name) { return found }
+        }
+        return nil
+    }
+
+    func getBake(_ input: Operations.GetBake.Input) async throws -> Operations.GetBake.Output {
+        let (id, found) = try await visibleBake(input.path.bakeId)
+        return .ok(.init(body: .json(.init(id: id, builds: found, projectId: found.first?.projectId ?? ""))))
+    }
+
+    func cancelBake(_ input: Operations.CancelBake.Input) async throws -> Operations.CancelBake.Output {
+        let (id, found) = try await visibleBake(input.path.bakeId)
+        for build in found where !build.status.isFinished { try await builds.cancel(buildId: build.id) }
+        let after = try await builds.bake(id: id)
+        return .ok(.init(body: .json(.init(id: id, builds: after, projectId: found.first?.projectId ?? ""))))
+    }
+
+    /// A bake's builds the caller can see, or 404 (a bake of another organization is never named).
+    func visibleBake(_ id: String) async throws -> (String, [BuildRecord]) {
+        let caller = try Caller.require()
+        guard !id.isEmpty, id.count <= 64, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+            throw APIError.notFound("bake", id)
+        }
+        var visible: [BuildRecord] = []
+        var seen: [String: Bool] = [:]
+        for build in try await builds.bake(id: id) {
+            if seen[build.projectId] == nil {
+                seen[build.projectId] = try await projects.project(id: build.projectId).map { caller.canSee(project: $0) } ?? false
+            }
+            if seen[build.projectId] == true { visible.append(build) }
+        }
+        // Bakes the CLI numbered itself could share an id across projects: one project's only.
+        let project = visible.first?.projectId
+        visible = visible.filter { $0.projectId == project }
+        guard !visible.isEmpty else { throw APIError.notFound("bake", id) }
+        return (id, visible)
+    }
+
+    /// A build request checked field by field. `bake` gives the bake's id, this target's name
+    /// and the build ids of its targets (for `target:NAME` contexts).
+    func newBuild(_ body: Components.Schemas.BuildCreate, project: ProjectRecord, caller: Caller, id: String,
+                  bake: (id: String, target: String, ids: [String: String])?) async throws -> BuildStore.NewBuild {
         guard let digest = Digest(body.contextDigest), digest.algorithm == .sha256 else {
             throw APIError.invalidField("contextDigest", "must be sha256:<64 lowercase hex digits>")
         }
@@ -66,31 +180,40 @@ extension APIHandler {
             throw APIError.forbidden("this \(caller.kind.rawValue) token was exchanged for untrusted code (such as a fork's pull request) and can start isolated builds only: build with --isolated")
         }
         var spec = try BuildRequest.spec(body, projectId: project.id)
-        // Named contexts: the images of this project's succeeded builds (a bake's target:OTHER).
+        // Named contexts: the images of other builds of this project (a bake's target:OTHER);
+        // the store resolves finished ones and makes the build wait for the others.
+        var pending: [String: String] = [:]
         for (name, value) in (body.contexts?.additionalProperties ?? [:]).sorted(by: { $0.key < $1.key }) {
             guard !name.isEmpty, name.count <= 128, name.allSatisfy({ $0.isLetter || $0.isNumber || "._-/".contains($0) }) else {
                 throw APIError.invalidField("contexts", "'\(name)' is not a context name (letters, digits, '.', '_', '-', '/')")
             }
-            guard value.hasPrefix("build:"), case let id = String(value.dropFirst("build:".count)), Identifier.isValid(id),
-                  let other = try await builds.build(id: id), other.projectId == project.id
-            else {
-                throw APIError.invalidField("contexts.\(name)", "must be build:<build-id> of a build of this project (local directories as named contexts are not supported yet)")
+            if value.hasPrefix("target:"), let bake {
+                let other = String(value.dropFirst("target:".count))
+                guard let otherId = bake.ids[other] else {
+                    throw APIError.invalidField("contexts.\(name)", "target:\(other) is not a target of this bake")
+                }
+                guard other != bake.target else { throw APIError.invalidField("contexts.\(name)", "a target cannot use its own image") }
+                pending[name] = otherId
+                continue
             }
-            guard other.status == .succeeded, let digest = other.digest else {
-                throw APIError.invalidField("contexts.\(name)", "build \(id) has not succeeded (it is \(other.status.rawValue)); its image cannot be a context yet")
+            guard value.hasPrefix("build:"), case let other = String(value.dropFirst("build:".count)), Identifier.isValid(other) else {
+                throw APIError.invalidField("contexts.\(name)", bake == nil
+                    ? "must be build:<build-id> of a build of this project (local directories as named contexts are not supported yet)"
+                    : "must be target:<name> of this bake or build:<build-id> of a build of this project (local directories as named contexts are not supported yet)")
             }
-            spec.namedImages = (spec.namedImages ?? [:]).merging(["\(name)": "\(project.id)/build:\(id)@\(digest)"]) { $1 }
+            pending[name] = other
         }
-        if let bake = body.bake {
+        spec.pendingContexts = pending.isEmpty ? nil : pending
+        if let bake {
+            spec.bakeId = bake.id
+            spec.bakeTarget = bake.target
+        } else if let bake = body.bake {
             spec.bakeId = bake.id
             spec.bakeTarget = bake.target
         }
-        let secrets = try BuildRequest.secrets(body)
-        let id = Identifier.generate()
-        let build = try await builds.create(
+        return BuildStore.NewBuild(
             id: id, projectId: project.id, organizationId: project.organizationId, contextDigest: digest.description,
-            spec: spec, secrets: secrets, createdByTokenId: caller.tokenId)
-        return .created(.init(body: .json(.init(build))))
+            spec: spec, secrets: try BuildRequest.secrets(body), createdByTokenId: caller.tokenId)
     }
 
     func visibleBuild(_ id: String) async throws -> BuildRecord {

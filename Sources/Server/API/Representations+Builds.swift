@@ -18,7 +18,20 @@ extension Components.Schemas.Build {
             },
             steps: r.steps.map(Components.Schemas.BuildStep.init),
             isolated: r.spec.isolated ?? false,
-            bake: r.spec.bakeId.map { .init(id: $0, target: r.spec.bakeTarget ?? "") })
+            bake: r.spec.bakeId.map { .init(id: $0, target: r.spec.bakeTarget ?? "") },
+            waitingFor: r.status == .queued ? r.spec.pendingContexts.map { Array(Set($0.values)).sorted() } : nil)
+    }
+}
+
+extension Components.Schemas.Bake {
+    init(id: String, builds: [BuildRecord], projectId: String) {
+        let statuses = builds.map(\.status)
+        let status: BuildStatus =
+            statuses.contains(where: { !$0.isFinished })
+                ? (statuses.contains(where: { $0 != .queued }) ? .running : .queued)
+                : statuses.allSatisfy { $0 == .succeeded } ? .succeeded : statuses.contains(.failed) ? .failed : .canceled
+        self.init(id: id, projectId: projectId, status: .init(rawValue: status.rawValue) ?? .failed,
+                  builds: builds.map(Components.Schemas.Build.init))
     }
 }
 

@@ -135,7 +135,7 @@ public struct AgentStore: Sendable {
                 WITH demand AS (
                     SELECT j.organization_id, b.project_id, j.platform, count(*)::int AS queued
                     FROM build_jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
-                    WHERE j.status = 'queued'
+                    WHERE j.status = 'queued' AND NOT j.blocked
                       AND (j.platform = ANY(\(agent.platforms))
                            OR (j.platform = ANY(\(emulatedOnly))
                                AND (p.emulation = 'allowed'

@@ -27,6 +27,9 @@ struct BuildSpec: Codable, Sendable {
     var isolated: Bool? = nil
     /// Named contexts: name → `<project>/build:<id>@<digest>` of another build of the project.
     var namedImages: [String: String]? = nil
+    /// Named contexts whose build has not succeeded yet: name → build id. The build's jobs are
+    /// blocked until each has succeeded (and moved to `namedImages`).
+    var pendingContexts: [String: String]? = nil
     /// The `drydock bake` run (its id and this build's target).
     var bakeId: String? = nil
     var bakeTarget: String? = nil

@@ -56,33 +56,115 @@ public struct BuildStore: Sendable {
                   startedAt: r.5, finishedAt: r.6, digest: r.7, error: r.8, emulated: r.9)
     }
 
-    func create(id: String, projectId: String, organizationId: String, contextDigest: String, spec: BuildSpec,
-                secrets: BuildSecrets, createdByTokenId: String) async throws -> BuildRecord {
-        let specText = String(decoding: try BuildJSON.encoder.encode(spec), as: UTF8.self)
-        let sealed = secrets.isEmpty ? nil : ByteBuffer(bytes: try secretBox.seal(secrets))
+    /// A build to queue: `spec.pendingContexts` names the builds whose images it uses as named
+    /// contexts (others of the same request, or existing builds of the project).
+    struct NewBuild: Sendable {
+        var id: String
+        var projectId: String
+        var organizationId: String
+        var contextDigest: String
+        var spec: BuildSpec
+        var secrets: BuildSecrets
+        var createdByTokenId: String
+    }
+
+    func create(_ new: NewBuild) async throws -> BuildRecord {
+        guard let build = try await create([new]).first else { throw DomainError.internal("build vanished") }
+        return build
+    }
+
+    /// Queues builds together (a bake): all or none. A build whose named contexts are unfinished
+    /// builds is queued blocked, and released when they succeed (`releaseDependents`).
+    func create(_ items: [NewBuild]) async throws -> [BuildRecord] {
+        let batch = Dictionary(items.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         try await client.transaction(logger: logger) { tx in
             // Caps and plan limits, checked under the organization's lock: concurrent creations
             // all see the same figures.
-            if let refusal = try await UsageStore.refusal(organizationId: organizationId, on: tx, logger: logger) {
-                throw DomainError.limit("usage_limit", refusal)
+            for organizationId in Set(items.map(\.organizationId)).sorted() {
+                if let refusal = try await UsageStore.refusal(organizationId: organizationId, on: tx, logger: logger) {
+                    throw DomainError.limit("usage_limit", refusal)
+                }
             }
-            try await tx.query(
-                """
-                INSERT INTO builds (id, project_id, organization_id, status, context_digest, spec, sealed_secrets, created_by_token_id)
-                VALUES (\(id), \(projectId), \(organizationId), 'queued', \(contextDigest), \(specText), \(sealed), \(createdByTokenId))
-                """, logger: logger)
-            for platform in spec.platforms {
+            // Existing builds used as contexts, locked: one finishing now is either seen finished
+            // here or, once this commits, finds this build waiting for it.
+            let outside = Array(Set(items.flatMap { ($0.spec.pendingContexts ?? [:]).values }).subtracting(batch.keys)).sorted()
+            var existing: [String: (projectId: String, status: BuildStatus, digest: String?)] = [:]
+            if !outside.isEmpty {
+                for try await (id, project, status, digest) in try await tx.query(
+                    "SELECT id, project_id, status, digest FROM builds WHERE id = ANY(\(outside)) FOR SHARE", logger: logger
+                ).decode((String, String, String, String?).self) {
+                    existing[id] = (project, BuildStatus(rawValue: status) ?? .failed, digest)
+                }
+            }
+            for item in items {
+                var spec = item.spec
+                var waiting: [String] = []
+                var notes: [String] = []
+                for (name, dependency) in (spec.pendingContexts ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    if let other = batch[dependency] {
+                        if !waiting.contains(dependency) { waiting.append(dependency) }
+                        notes.append("'\(name)' (target \(other.spec.bakeTarget ?? dependency), build \(dependency))")
+                        continue
+                    }
+                    guard let found = existing[dependency], found.projectId == item.projectId else {
+                        throw DomainError.invalidField("contexts.\(name)", "build \(dependency) is not a build of this project")
+                    }
+                    switch found.status {
+                    case .succeeded:
+                        guard let digest = found.digest else {
+                            throw DomainError.invalidField("contexts.\(name)", "build \(dependency) made no image")
+                        }
+                        spec.namedImages = (spec.namedImages ?? [:]).merging([name: "\(item.projectId)/build:\(dependency)@\(digest)"]) { $1 }
+                        spec.pendingContexts?[name] = nil
+                    case .failed, .canceled:
+                        throw DomainError.invalidField("contexts.\(name)", "build \(dependency) \(found.status == .failed ? "failed" : "was canceled"); its image cannot be a context")
+                    case .queued, .running:
+                        if !waiting.contains(dependency) { waiting.append(dependency) }
+                        notes.append("'\(name)' (build \(dependency))")
+                    }
+                }
+                if spec.pendingContexts?.isEmpty == true { spec.pendingContexts = nil }
+                let specText = String(decoding: try BuildJSON.encoder.encode(spec), as: UTF8.self)
+                let sealed = item.secrets.isEmpty ? nil : ByteBuffer(bytes: try secretBox.seal(item.secrets))
                 try await tx.query(
                     """
-                    INSERT INTO build_jobs (id, build_id, organization_id, platform, status)
-                    VALUES (\(Identifier.generate()), \(id), \(organizationId), \(platform.description), 'queued')
+                    INSERT INTO builds (id, project_id, organization_id, status, context_digest, spec, sealed_secrets, created_by_token_id,
+                                        bake_id, waiting_for)
+                    VALUES (\(item.id), \(item.projectId), \(item.organizationId), 'queued', \(item.contextDigest), \(specText), \(sealed),
+                            \(item.createdByTokenId), \(spec.bakeId), \(waiting))
                     """, logger: logger)
+                for platform in spec.platforms {
+                    try await tx.query(
+                        """
+                        INSERT INTO build_jobs (id, build_id, organization_id, platform, status, blocked)
+                        VALUES (\(Identifier.generate()), \(item.id), \(item.organizationId), \(platform.description), 'queued', \(!waiting.isEmpty))
+                        """, logger: logger)
+                }
+                if !notes.isEmpty {
+                    try await BuildLog.append([.line("#drydock waiting for the image\(notes.count == 1 ? "" : "s") of named context\(notes.count == 1 ? "" : "s") \(notes.joined(separator: ", "))", platform: nil)],
+                                              buildId: item.id, on: tx, logger: logger)
+                }
+                try await tx.query("UPDATE build_contexts SET last_used_at = now() WHERE project_id = \(item.projectId) AND digest = \(item.contextDigest)", logger: logger)
             }
-            try await tx.query("UPDATE build_contexts SET last_used_at = now() WHERE project_id = \(projectId) AND digest = \(contextDigest)", logger: logger)
             try await BuildSignals.notify("jobs", on: tx, logger: logger)
         }
-        guard let build = try await build(id: id) else { throw DomainError.internal("build vanished") }
-        return build
+        var out: [BuildRecord] = []
+        for item in items {
+            guard let build = try await build(id: item.id) else { throw DomainError.internal("build vanished") }
+            out.append(build)
+        }
+        return out
+    }
+
+    /// The builds of a bake, in the order they were queued.
+    func bake(id: String) async throws -> [BuildRecord] {
+        let rows = try await client.query(
+            "SELECT \(unescaped: Self.buildColumns) FROM builds WHERE bake_id = \(id) ORDER BY seq", logger: logger)
+        var out: [BuildRecord] = []
+        for try await row in rows.decode(BuildRow.self) { out.append(try Self.build(row).item) }
+        let jobs = try await jobs(buildIds: out.map(\.id))
+        for i in out.indices { out[i].jobs = jobs[out[i].id] ?? [] }
+        return out
     }
 
     func build(id: String) async throws -> BuildRecord? {
@@ -181,6 +263,54 @@ public struct BuildStore: Sendable {
         try await BuildLog.append(
             [LogEntry(kind: .status, status: status, error: error, digest: digest)],
             buildId: buildId, on: tx, logger: logger)
+        try await releaseDependents(of: buildId, status: status, digest: digest, on: tx, logger: logger)
+    }
+
+    /// The builds waiting for this one's image as a named context: when it succeeded, its image
+    /// becomes their context and those waiting for nothing else are handed to builders; when it
+    /// failed or was canceled, they are canceled (and so, in turn, theirs).
+    static func releaseDependents(of buildId: String, status: BuildStatus, digest: String?, on tx: PostgresConnection, logger: Logger) async throws {
+        var dependents: [(id: String, projectId: String, spec: String, waiting: [String])] = []
+        for try await row in try await tx.query(
+            """
+            SELECT id, project_id, spec, waiting_for FROM builds
+            WHERE waiting_for @> ARRAY[\(buildId)]::text[] AND status = 'queued'
+            ORDER BY seq FOR UPDATE
+            """, logger: logger).decode((String, String, String, [String]).self) { dependents.append(row) }
+        for dependent in dependents {
+            var spec = try BuildJSON.decoder.decode(BuildSpec.self, from: Data(dependent.spec.utf8))
+            let names = (spec.pendingContexts ?? [:]).filter { $0.value == buildId }.keys.sorted()
+            let contexts = names.map { "'\($0)'" }.joined(separator: ", ")
+            guard status == .succeeded, let digest else {
+                let reason = "not started: build \(buildId), its named context \(contexts), \(status == .failed ? "failed" : "was canceled")"
+                try await tx.query(
+                    """
+                    UPDATE build_jobs SET status = 'canceled', error = \(reason), finished_at = now(), blocked = false
+                    WHERE build_id = \(dependent.id) AND status = 'queued'
+                    """, logger: logger)
+                try await BuildLog.append([.line("#drydock " + reason, platform: nil)], buildId: dependent.id, on: tx, logger: logger)
+                try await closeIfDone(buildId: dependent.id, on: tx, logger: logger)
+                continue
+            }
+            for name in names {
+                spec.namedImages = (spec.namedImages ?? [:]).merging([name: "\(dependent.projectId)/build:\(buildId)@\(digest)"]) { $1 }
+                spec.pendingContexts?[name] = nil
+            }
+            if spec.pendingContexts?.isEmpty == true { spec.pendingContexts = nil }
+            let remaining = dependent.waiting.filter { $0 != buildId }
+            let specText = String(decoding: try BuildJSON.encoder.encode(spec), as: UTF8.self)
+            try await tx.query("UPDATE builds SET spec = \(specText), waiting_for = \(remaining) WHERE id = \(dependent.id)", logger: logger)
+            guard remaining.isEmpty else {
+                try await BuildLog.append([.line("#drydock build \(buildId) (context \(contexts)) succeeded; still waiting for \(remaining.joined(separator: ", "))", platform: nil)],
+                                          buildId: dependent.id, on: tx, logger: logger)
+                continue
+            }
+            try await tx.query(
+                "UPDATE build_jobs SET blocked = false, queued_at = now() WHERE build_id = \(dependent.id) AND status = 'queued'", logger: logger)
+            try await BuildLog.append([.line("#drydock build \(buildId) (context \(contexts)) succeeded; queued for a builder", platform: nil)],
+                                      buildId: dependent.id, on: tx, logger: logger)
+            try await BuildSignals.notify("jobs", on: tx, logger: logger)
+        }
     }
 
     /// The registry credentials a build was sent with, while it runs (erased when it closes).

@@ -47,7 +47,7 @@ public struct JobQueue: Sendable {
                 let query: PostgresQuery = emulatedPlatforms.isEmpty
                     ? """
                       SELECT id, build_id, organization_id, false FROM build_jobs
-                      WHERE status = 'queued' AND platform = ANY(\(platforms))
+                      WHERE status = 'queued' AND NOT blocked AND platform = ANY(\(platforms))
                         AND (\(organizationId)::text IS NULL OR organization_id = \(organizationId))
                         AND (\(projectId)::text IS NULL OR build_id IN (SELECT id FROM builds WHERE project_id = \(projectId)))
                       ORDER BY seq LIMIT 1
@@ -56,7 +56,7 @@ public struct JobQueue: Sendable {
                     : """
                       SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) FROM build_jobs j
                       JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
-                      WHERE j.status = 'queued'
+                      WHERE j.status = 'queued' AND NOT j.blocked
                         AND (j.platform = ANY(\(platforms))
                              OR (j.platform = ANY(\(emulatedPlatforms))
                                  AND (p.emulation = 'allowed'
@@ -338,7 +338,7 @@ public struct JobQueue: Sendable {
             """
             SELECT j.id, j.build_id, j.platform, extract(epoch FROM now() - b.created_at)::bigint, p.queue_timeout_seconds::bigint
             FROM build_jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
-            WHERE j.status = 'queued' AND NOT EXISTS (
+            WHERE j.status = 'queued' AND NOT j.blocked AND NOT EXISTS (
                 SELECT 1 FROM workers w JOIN tokens t ON t.id = w.token_id
                 WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds)))
                   AND (j.platform = ANY(w.platforms) OR (j.platform = ANY(w.emulated_platforms) AND p.emulation <> 'native-only'))
@@ -356,11 +356,11 @@ public struct JobQueue: Sendable {
         return out
     }
 
-    /// Queued jobs per platform, for /metrics.
+    /// Queued jobs per platform (not those waiting for another build), for /metrics.
     func waitingCounts() async throws -> [String: Int] {
         var out: [String: Int] = [:]
         for try await (platform, n) in try await client.query(
-            "SELECT platform, count(*)::int FROM build_jobs WHERE status = 'queued' GROUP BY platform", logger: logger).decode((String, Int).self) {
+            "SELECT platform, count(*)::int FROM build_jobs WHERE status = 'queued' AND NOT blocked GROUP BY platform", logger: logger).decode((String, Int).self) {
             out[platform] = n
         }
         return out

@@ -384,6 +384,17 @@ public enum Migrations {
             "CREATE INDEX trust_relationships_project ON trust_relationships (project_id, seq)",
             "ALTER TABLE usage_builds ADD COLUMN isolated boolean NOT NULL DEFAULT false",
         ]),
+        Migration(version: 9, name: "bakes: builds queued together, waiting for the builds they use as contexts", statements: [
+            "ALTER TABLE builds ADD COLUMN bake_id text",
+            "CREATE INDEX builds_bake ON builds (bake_id) WHERE bake_id IS NOT NULL",
+            // The unfinished builds whose images this build uses as named contexts.
+            "ALTER TABLE builds ADD COLUMN waiting_for text[] NOT NULL DEFAULT '{}'",
+            "CREATE INDEX builds_waiting_for ON builds USING gin (waiting_for)",
+            // A blocked job is queued but not claimable until its build stops waiting.
+            "ALTER TABLE build_jobs ADD COLUMN blocked boolean NOT NULL DEFAULT false",
+            "DROP INDEX build_jobs_queued",
+            "CREATE INDEX build_jobs_queued ON build_jobs (platform, seq) WHERE status = 'queued' AND NOT blocked",
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.
