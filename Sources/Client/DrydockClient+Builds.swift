@@ -140,8 +140,9 @@ extension DrydockClient {
         try await call { try await $0.heartbeatJob(path: .init(jobId: jobId)).ok.body.json }
     }
 
-    public func downloadContext(jobId: String, to file: URL) async throws {
-        let body = try await call { try await $0.getJobContext(path: .init(jobId: jobId)).ok.body.applicationXTar }
+    /// The job's build context, or with `digest` one of its named directory contexts.
+    public func downloadContext(jobId: String, digest: String? = nil, to file: URL) async throws {
+        let body = try await call { try await $0.getJobContext(path: .init(jobId: jobId), query: .init(digest: digest)).ok.body.applicationXTar }
         FileManager.default.createFile(atPath: file.path, contents: nil, attributes: [.posixPermissions: 0o600])
         let handle = try FileHandle(forWritingTo: file)
         defer { try? handle.close() }

@@ -36,6 +36,11 @@ struct BakeTests {
           dockerfile-inline = "FROM ${BASE}\n"
           platforms = ["linux/s390x"]
         }
+        target "extras" {
+          contexts = { docs = "./docs", img = "docker-image://${BASE}" }
+          dockerfile-inline = "FROM img\nCOPY --from=docs note.txt /note.txt\nRUN cat /note.txt\n"
+          output = ["type=oci,dest=extras.tar"]
+        }
         target "after-broken" {
           contexts = { b = "target:broken" }
           dockerfile-inline = "FROM b\nRUN echo never\n"
@@ -93,6 +98,16 @@ struct BakeTests {
                     let runs = detail.steps.filter { $0.instruction.contains("RUN") }
                     #expect(!runs.isEmpty && runs.allSatisfy(\.cached), "\(build.bake?.target ?? build.id): \(detail.steps)")
                 }
+
+                // Named contexts that are a local directory and an image elsewhere; a file output.
+                try FileManager.default.createDirectory(at: work.appendingPathComponent("docs"), withIntermediateDirectories: true)
+                try "note-from-docs\n".write(to: work.appendingPathComponent("docs/note.txt"), atomically: true, encoding: .utf8)
+                let extras = try await runExecutable("drydock", ["bake", "extras", "--progress", "plain"], environment: env, directory: work)
+                #expect(extras.status == 0, "\(extras.stderr)\nbuilder: \(builder.output)")
+                #expect(extras.stderr.contains("[extras] note-from-docs"), "COPY --from=docs read the local directory: \(extras.stderr)")
+                #expect(extras.stderr.contains("uploading named context 'docs'"), "\(extras.stderr)")
+                let exported = try await runTool("tar", ["-tf", work.appendingPathComponent("extras.tar").path])
+                #expect(exported.status == 0 && exported.stdout.contains("index.json"), "the oci output was written: \(exported.stdout)")
 
                 // A failing build fails the bake.
                 let failed = try await runExecutable("drydock", ["bake", "broken", "--progress", "plain"], environment: env, directory: work)

@@ -80,7 +80,7 @@ struct JobRun: Sendable {
         do {
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try root.path.write(to: work.appendingPathComponent("root"), atomically: true, encoding: .utf8)
-            for sub in ["src", "home", "tmp", "secrets"] {
+            for sub in ["home", "tmp", "secrets"] {
                 try FileManager.default.createDirectory(at: work.appendingPathComponent(sub), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
             try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -100,6 +100,11 @@ struct JobRun: Sendable {
                 throw BuilderError.job("the context has no Dockerfile at '\(job.dockerfile)'")
             }
 
+            // Named directory contexts (`COPY --from=NAME`), fetched and kept like the build context.
+            var buildContexts: [(name: String, directory: URL)] = []
+            for (name, digest) in (job.namedContexts?.additionalProperties ?? [:]).sorted(by: { $0.key < $1.key }) {
+                buildContexts.append((name, layout(try await context(work: work, digest: digest)).0))
+            }
             let environment = try prepareEnvironment(work)
             maintenanceEnvironment = environment
             // Short image names mean Docker Hub, as with docker, never a same-named image in the cache.
@@ -108,8 +113,14 @@ struct JobRun: Sendable {
             if let text = try? String(contentsOf: dockerfile, encoding: .utf8) {
                 // And with a stage of another platform, this job's platform on every other stage.
                 // A bake's target: contexts: the images of other builds, in this server's registry.
-                let named = (job.namedImages?.additionalProperties ?? [:]).mapValues { "\(registryHost)/\($0)" }
-                let qualified = StagePlatforms.explicit(ShortNames.qualify(text, named: named), target: job.platform)
+                // docker-image:// contexts: images elsewhere, short names meaning Docker Hub.
+                let named = (job.namedImages?.additionalProperties ?? [:]).mapValues { value -> String in
+                    guard value.hasPrefix("docker-image://") else { return "\(registryHost)/\(value)" }
+                    let reference = String(value.dropFirst("docker-image://".count))
+                    return ShortNames.qualified(reference, stages: []) ?? reference
+                }
+                let qualified = StagePlatforms.explicit(
+                    ShortNames.qualify(text, named: named, local: Set(buildContexts.map(\.name))), target: job.platform)
                 if qualified != text {
                     buildfile = work.appendingPathComponent("Dockerfile.qualified")
                     try qualified.write(to: buildfile, atomically: true, encoding: .utf8)
@@ -143,6 +154,7 @@ struct JobRun: Sendable {
                 FileManager.default.createFile(atPath: file.path, contents: Data(base64Encoded: secret.value) ?? Data(), attributes: [.posixPermissions: 0o600])
                 arguments += ["--secret", "id=\(secret.id),src=\(file.path)"]
             }
+            for context in buildContexts { arguments += ["--build-context", "\(context.name)=\(context.directory.path)"] }
             arguments.append(contextDir.path)
 
             var lastError = ""
@@ -225,38 +237,42 @@ struct JobRun: Sendable {
     /// The job's context, unpacked: from this cache's recent contexts when it was built here
     /// before (an unchanged context is neither fetched nor unpacked again), else fetched from the
     /// server, unpacked safely and kept for next time (the newest few per project and platform).
-    func context(work: URL) async throws -> URL {
+    /// `digest`: one of the job's named directory contexts instead of its build context.
+    func context(work: URL, digest: String? = nil) async throws -> URL {
+        let digest = digest ?? job.contextDigest
+        let name = digest.replacingOccurrences(of: "sha256:", with: "")
+        let what = digest == job.contextDigest ? "context" : "named context"
+        let asked = digest == job.contextDigest ? nil : digest
+        let tar = work.appendingPathComponent("context-\(name).tar")
+        let source = work.appendingPathComponent("src-\(name)")
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if job.isolated == true {
             // Nothing of an isolated build is kept, its context neither.
-            let tar = work.appendingPathComponent("context.tar")
-            await reporter.log("#drydock fetching context \(job.contextDigest)")
-            try await client.downloadContext(jobId: job.jobId, to: tar)
-            let source = work.appendingPathComponent("src")
+            await reporter.log("#drydock fetching \(what) \(digest)")
+            try await client.downloadContext(jobId: job.jobId, digest: asked, to: tar)
             try ContextUnpacker.unpack(tar, into: source)
             try? FileManager.default.removeItem(at: tar)
             return source
         }
         let contexts = root.appendingPathComponent("contexts")
-        let name = job.contextDigest.replacingOccurrences(of: "sha256:", with: "")
         let kept = contexts.appendingPathComponent(name)
         // Only a fully unpacked context is ever renamed to its digest, so its presence means complete.
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: kept.path, isDirectory: &isDirectory), isDirectory.boolValue {
-            await reporter.log("#drydock context \(job.contextDigest) from this builder's cache")
+            await reporter.log("#drydock \(what) \(digest) from this builder's cache")
             // Touch it, so pruning keeps the ones in use.
             utimes(kept.path, nil)
             return kept
         }
-        await reporter.log("#drydock fetching context \(job.contextDigest)")
-        let tar = work.appendingPathComponent("context.tar")
-        try await client.downloadContext(jobId: job.jobId, to: tar)
-        let source = work.appendingPathComponent("src")
+        await reporter.log("#drydock fetching \(what) \(digest)")
+        try await client.downloadContext(jobId: job.jobId, digest: asked, to: tar)
         try ContextUnpacker.unpack(tar, into: source)
         try? FileManager.default.removeItem(at: tar)
         try? FileManager.default.createDirectory(at: contexts, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try? FileManager.default.removeItem(at: kept)
         guard rename(source.path, kept.path) == 0 else { return source }
-        pruneContexts(contexts, keep: 3)
+        // The newest few, and never one this job uses.
+        pruneContexts(contexts, keep: 3 + (job.namedContexts?.additionalProperties.count ?? 0))
         return kept
     }
 

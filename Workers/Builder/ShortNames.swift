@@ -8,8 +8,9 @@ import DrydockWireFormats
 public enum ShortNames {
     /// `named`: a bake's `target:` contexts, name → the image another build of the project made;
     /// `FROM name` and `COPY --from=name` take that image (before stage names, as BuildKit's named contexts do).
-    public static func qualify(_ dockerfile: String, named: [String: String] = [:]) -> String {
-        var stages: Set<String> = []
+    /// `local`: named directory contexts (`--build-context NAME=DIR`), left as written.
+    public static func qualify(_ dockerfile: String, named: [String: String] = [:], local: Set<String> = []) -> String {
+        var stages: Set<String> = Set(local.map { $0.lowercased() })
         var lines = dockerfile.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         for index in lines.indices {
             let line = lines[index]

@@ -47,7 +47,7 @@ struct BakeCommand: AsyncParsableCommand {
     @Flag(help: "Also push tags that name another registry (as --set '*.output=type=registry').")
     var push = false
 
-    @Flag(help: "Load the images locally (not supported by drydock bake yet: use drydock build --load per image).")
+    @Flag(help: "Load every target's image into the local Docker engine, or else into containers-storage (as 'drydock build --load'; as --set '*.output=type=docker').")
     var load = false
 
     @Flag(name: .customLong("no-cache"), help: "Do not use the cache for any target.")
@@ -60,7 +60,6 @@ struct BakeCommand: AsyncParsableCommand {
     var progress: String = "auto"
 
     func validate() throws {
-        if load { throw ValidationError("drydock bake does not support --load yet: the images are in the project registry; pull them, or use drydock build --load") }
         guard ["auto", "plain", "tty"].contains(progress) else { throw ValidationError("--progress takes plain, tty or auto") }
     }
 
@@ -153,6 +152,7 @@ struct BakeCommand: AsyncParsableCommand {
                 Duration.milliseconds(Int64(end.timeIntervalSince(final.startedAt ?? final.createdAt) * 1000))
             }
             if final.status == .succeeded {
+                try await deliver(target, final, client: client, out: out)
                 await run.record(name, .init(status: "succeeded", detail: "\(client.baseURL.registryHost)/\(final.image)", duration: duration, buildId: final.id))
             } else {
                 await run.record(name, .init(status: final.status.rawValue, detail: final.error ?? final.status.rawValue, duration: duration, buildId: final.id))
@@ -169,6 +169,61 @@ struct BakeCommand: AsyncParsableCommand {
             await run.record(name, .init(status: "failed", detail: "\(error)"))
             if await run.stop() { await run.cancelAll(client) }
         }
+    }
+
+    /// A built target's file outputs (`type=oci|docker|local|tar,dest=…`) written here, and its
+    /// image loaded into a local store with --load (one platform: this machine's, or the first).
+    func deliver(_ target: BakeTarget, _ final: Components.Schemas.Build, client: DrydockClient, out: BakeOutput) async throws {
+        let files = try target.output.filter { !Self.isImageOutput($0) }.map { try OutputSpec($0) }
+        guard load || !files.isEmpty, let digest = final.digest else { return }
+        let registryHost = client.baseURL.registryHost
+        let insecure = client.baseURL.scheme == "http"
+        let repository = "\(registryHost)/\(final.image.split(separator: ":").first.map(String.init) ?? final.image)"
+        let localName = target.tags.first.map { Build.localName($0) } ?? "drydock/\(target.name):latest"
+        let multiPlatform = final.jobs.count > 1
+        for spec in files {
+            out.line("[\(target.name)] exporting \(spec.type) to \(spec.dest)\(multiPlatform ? " (every platform)" : "")")
+            try await ImageExport.export(image: "\(repository)@\(digest)", to: spec, name: localName, registryHost: registryHost,
+                                         insecure: insecure, token: client.token ?? "", allPlatforms: multiPlatform)
+        }
+        if load {
+            var image = "\(repository)@\(digest)"
+            if multiPlatform {
+                let pick = final.jobs.first { $0.platform == Platform.host.description } ?? final.jobs.first
+                guard let pick, let platformDigest = pick.digest else { throw CLIError("--load: the build has no image for \(Platform.host)") }
+                image = "\(repository)@\(platformDigest)"
+            }
+            let destination = try await ImageExport.load(image: image, name: localName, registryHost: registryHost, insecure: insecure,
+                                                         token: client.token ?? "")
+            out.line("[\(target.name)] loaded into \(destination) as \(localName)")
+        }
+    }
+
+    /// Sends a packed context unless the server has it; a digest several targets share is sent
+    /// once (the others wait for that upload).
+    func send(_ packed: PackedContext, what: String, target: String, run: BakeRun, client: DrydockClient, projectId: String, out: BakeOutput) async throws {
+        guard await run.shouldUpload(packed.digest) else {
+            await run.waitUploaded(packed.digest)
+            out.line("[\(target)] \(what) shared with another target")
+            return
+        }
+        do {
+            if try await client.hasContext(projectId: projectId, digest: packed.digest) {
+                out.line("[\(target)] \(what) \(String(packed.digest.prefix(19)))… already on the server")
+            } else {
+                out.line("[\(target)] uploading \(what) (\(Output.bytes(packed.size)))")
+                _ = try await client.uploadContext(projectId: projectId, digest: packed.digest, file: packed.file) { _ in }
+            }
+            await run.uploaded(packed.digest)
+        } catch {
+            await run.uploaded(packed.digest)  // nobody waits forever on an upload that failed
+            throw error
+        }
+    }
+
+    static func isImageOutput(_ raw: String) -> Bool {
+        let type = raw.split(separator: ",").first { $0.hasPrefix("type=") }.map { String($0.dropFirst(5)) }
+        return type == "image" || type == "registry"
     }
 
     /// The target's context packed and sent (unless the server has it) and its build request.
@@ -189,20 +244,28 @@ struct BakeCommand: AsyncParsableCommand {
         } catch let error as ContextError {
             throw CLIError("[\(target.name)] \(error.description)")
         }
-        if await run.shouldUpload(packed.digest) {
-            if try await client.hasContext(projectId: projectId, digest: packed.digest) {
-                out.line("[\(target.name)] context \(String(packed.digest.prefix(19)))… already on the server")
-            } else {
-                out.line("[\(target.name)] uploading context (\(Output.bytes(packed.size)))")
-                _ = try await client.uploadContext(projectId: projectId, digest: packed.digest, file: packed.file) { _ in }
+        try await send(packed, what: "context", target: target.name, run: run, client: client, projectId: projectId, out: out)
+        // target:OTHER and docker-image://REF go as they are (the server makes this build wait
+        // for OTHER's); a local directory is sent as a context of its own.
+        var contexts: [String: String] = [:]
+        for (name, value) in target.contexts.sorted(by: { $0.key < $1.key }) {
+            if value.hasPrefix("target:") || value.hasPrefix("docker-image://") {
+                contexts[name] = value
+                continue
             }
-            await run.uploaded(packed.digest)
-        } else {
-            await run.waitUploaded(packed.digest)
-            out.line("[\(target.name)] context shared with another target")
+            let directory = URL(fileURLWithPath: value, relativeTo: cwd).standardizedFileURL
+            let empty = scratch.appendingPathComponent("Dockerfile.\(contexts.count)")
+            try Data().write(to: empty)
+            let packedNamed: PackedContext
+            do {
+                packedNamed = try ContextPacker.pack(directory: directory, dockerfile: empty,
+                                                     into: scratch.appendingPathComponent("named-\(contexts.count).tar"))
+            } catch let error as ContextError {
+                throw CLIError("[\(target.name)] contexts.\(name): \(error.description)")
+            }
+            try await send(packedNamed, what: "named context '\(name)'", target: target.name, run: run, client: client, projectId: projectId, out: out)
+            contexts[name] = "context:\(packedNamed.digest)"
         }
-        // target:OTHER goes as it is: the server makes this build wait for OTHER's.
-        let contexts = target.contexts.filter { $0.value.hasPrefix("target:") }
         let secrets = try target.secret.map(Build.secret)
         let dockerfilePath = dockerfile.path.hasPrefix(contextURL.path + "/") ? String(dockerfile.path.dropFirst(contextURL.path.count + 1)) : dockerfile.lastPathComponent
         let args = target.args.compactMapValues { $0 }
@@ -224,14 +287,13 @@ struct BakeCommand: AsyncParsableCommand {
         if !t.noCacheFilter.isEmpty { try refuse("no-cache-filter", "is not supported: use no-cache") }
         if let network = t.network, network != "default" { try refuse("network = \"\(network)\"", "is not supported: builds use the builder's network") }
         if !t.annotations.isEmpty { try refuse("annotations", "are not supported yet; use labels") }
-        for output in t.output {
-            let type = output.split(separator: ",").first { $0.hasPrefix("type=") }.map { String($0.dropFirst(5)) } ?? "image"
-            if !["registry", "image"].contains(type) {
-                try refuse("output type=\(type)", "is not supported by drydock bake yet (images land in the project registry; drydock build -o exports one)")
+        for output in t.output where !isImageOutput(output) {
+            do { _ = try OutputSpec(output) } catch let error as CLIError {
+                throw CLIError("target '\(t.name)': \(error.description)")
             }
         }
-        for (name, value) in t.contexts where !value.hasPrefix("target:") {
-            try refuse("contexts.\(name) = \"\(value)\"", "is not supported yet: only target:OTHER named contexts")
+        for (name, value) in t.contexts where !value.hasPrefix("target:") && !value.hasPrefix("docker-image://") && value.contains("://") {
+            try refuse("contexts.\(name) = \"\(value)\"", "is not supported: named contexts are target:OTHER, docker-image://REF or a local directory")
         }
     }
 }

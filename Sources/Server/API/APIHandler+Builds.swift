@@ -196,10 +196,31 @@ extension APIHandler {
                 pending[name] = otherId
                 continue
             }
+            if value.hasPrefix("docker-image://") {
+                let reference = String(value.dropFirst("docker-image://".count))
+                guard ImageReference(reference) != nil, !reference.contains("$") else {
+                    throw APIError.invalidField("contexts.\(name)", "'\(reference)' is not an image reference (docker-image://registry/name:tag)")
+                }
+                spec.namedImages = (spec.namedImages ?? [:]).merging([name: value]) { $1 }
+                continue
+            }
+            if value.hasPrefix("context:") {
+                let text = String(value.dropFirst("context:".count))
+                guard let digest = Digest(text), digest.algorithm == .sha256 else {
+                    throw APIError.invalidField("contexts.\(name)", "must be context:sha256:<64 lowercase hex digits>")
+                }
+                guard try await builds.context(projectId: project.id, digest: digest.description) != nil,
+                      try contexts.path(projectId: project.id, digest: digest) != nil
+                else {
+                    throw APIError.invalidField("contexts.\(name)", "the project has no context \(digest); upload it first (PUT /api/v1/projects/\(project.id)/contexts/\(digest.hex))")
+                }
+                spec.namedContexts = (spec.namedContexts ?? [:]).merging([name: digest.description]) { $1 }
+                continue
+            }
             guard value.hasPrefix("build:"), case let other = String(value.dropFirst("build:".count)), Identifier.isValid(other) else {
                 throw APIError.invalidField("contexts.\(name)", bake == nil
-                    ? "must be build:<build-id> of a build of this project (local directories as named contexts are not supported yet)"
-                    : "must be target:<name> of this bake or build:<build-id> of a build of this project (local directories as named contexts are not supported yet)")
+                    ? "must be build:<build-id>, docker-image://REF or context:sha256:<hex> (an uploaded directory)"
+                    : "must be target:<name> of this bake, build:<build-id>, docker-image://REF or context:sha256:<hex> (an uploaded directory)")
             }
             pending[name] = other
         }
@@ -346,8 +367,16 @@ extension APIHandler {
 
     func getJobContext(_ input: Operations.GetJobContext.Input) async throws -> Operations.GetJobContext.Output {
         let found = try await callerJob(input.path.jobId)
-        guard let digest = Digest(found.contextDigest), let path = try contexts.path(projectId: found.projectId, digest: digest) else {
-            throw APIError.notFound("build context", found.contextDigest)
+        var wanted = found.contextDigest
+        if let asked = input.query.digest, asked != found.contextDigest {
+            // One of the build's directory contexts; nothing else of the project.
+            guard let build = try await builds.build(id: found.job.buildId), (build.spec.namedContexts ?? [:]).values.contains(asked) else {
+                throw APIError.notFound("build context", asked)
+            }
+            wanted = asked
+        }
+        guard let digest = Digest(wanted), let path = try contexts.path(projectId: found.projectId, digest: digest) else {
+            throw APIError.notFound("build context", wanted)
         }
         let (size, stream) = try contexts.read(path: path)
         return .ok(.init(body: .applicationXTar(HTTPBody(stream, length: .known(size), iterationBehavior: .single))))

@@ -50,7 +50,8 @@ extension Components.Schemas.JobAssignment {
             insecureRegistries: c.build.spec.insecureRegistries,
             cacheGeneration: c.cacheGeneration, cachePolicy: .init(keepGigabytes: c.keepGigabytes, keepDays: c.keepDays),
             isolated: c.build.spec.isolated == true ? true : nil,
-            namedImages: c.build.spec.namedImages.map { .init(additionalProperties: $0) })
+            namedImages: c.build.spec.namedImages.map { .init(additionalProperties: $0) },
+            namedContexts: c.build.spec.namedContexts.map { .init(additionalProperties: $0) })
     }
 }
 

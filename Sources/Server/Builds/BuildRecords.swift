@@ -27,6 +27,8 @@ struct BuildSpec: Codable, Sendable {
     var isolated: Bool? = nil
     /// Named contexts: name → `<project>/build:<id>@<digest>` of another build of the project.
     var namedImages: [String: String]? = nil
+    /// Named contexts that are directories: name → the digest of an uploaded context.
+    var namedContexts: [String: String]? = nil
     /// Named contexts whose build has not succeeded yet: name → build id. The build's jobs are
     /// blocked until each has succeeded (and moved to `namedImages`).
     var pendingContexts: [String: String]? = nil
