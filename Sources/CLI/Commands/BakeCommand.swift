@@ -145,12 +145,17 @@ struct BakeCommand: AsyncParsableCommand {
         do {
             let multi = target.platforms.count > 1
             let streaming = DrydockClient(baseURL: client.baseURL, token: client.token, timeout: .seconds(7 * 24 * 3600))
-            for try await entry in streaming.followBuildLog(buildId) { out.entry(entry, target: name, multiPlatform: multi) }
-            let final = try await client.build(buildId)
-            // Time on a builder: from its start (a target that waited for another starts late).
-            let duration = final.finishedAt.map { end in
-                Duration.milliseconds(Int64(end.timeIntervalSince(final.startedAt ?? final.createdAt) * 1000))
+            // Time on a builder: from the moment a builder picked it up (a target that waited for
+            // another starts late) to its end, as this client saw them.
+            var pickedUp: ContinuousClock.Instant?
+            for try await entry in streaming.followBuildLog(buildId) {
+                if pickedUp == nil, entry.kind == .step || (entry.kind == .status && entry.status == .running) {
+                    pickedUp = .now
+                }
+                out.entry(entry, target: name, multiPlatform: multi)
             }
+            let duration = pickedUp.map { ContinuousClock.now - $0 }
+            let final = try await client.build(buildId)
             if final.status == .succeeded {
                 try await deliver(target, final, client: client, out: out)
                 await run.record(name, .init(status: "succeeded", detail: "\(client.baseURL.registryHost)/\(final.image)", duration: duration, buildId: final.id))
