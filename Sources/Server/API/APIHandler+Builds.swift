@@ -331,6 +331,7 @@ extension APIHandler {
             if Task.isCancelled { return .noContent(.init()) }
             if let claimed = try await jobs.claim(organizationId: organization, projectId: projectScope, platforms: platforms, emulated: emulated, workerName: name,
                                                   workerTokenId: caller.tokenId) {
+                if let grant = claimed.buildGrant { authenticator.remember(secret: claimed.buildToken, grant: grant) }
                 return .ok(.init(body: .json(.init(claimed, leaseSeconds: jobs.leaseSeconds))))
             }
             let now = ContinuousClock.now
@@ -411,7 +412,7 @@ extension APIHandler {
         case .recorded(let buildId, let needsIndex):
             if needsIndex { await indexes.assemble(buildId: buildId) }
         }
-        authenticator.invalidate()  // the job's build token was revoked with it
+        authenticator.invalidate(tokenId: caller.tokenId)  // the job's build token was revoked with it
         return .noContent(.init())
     }
 }

@@ -20,6 +20,7 @@ public func buildApplication(
     logger: Logger
 ) throws -> some ApplicationProtocol {
     var startup: [any Service] = []
+    let tracker = ShutdownTracker(logger: logger)
     let database: DatabaseURL
     let databaseReady: StartupGate
     if let explicitDatabase {
@@ -74,7 +75,7 @@ public func buildApplication(
     let metrics = configuration.metrics
     let gaugeSources = GaugeSources()
     router.get("/metrics") { _, _ -> Response in
-        if let (jobs, agents) = gaugeSources.value { await Observability.refreshGauges(jobs: jobs, agents: agents) }
+        if let (jobs, agents) = gaugeSources.value { await Observability.refreshGauges(jobs: jobs, agents: agents, maxConnections: DatabaseURL.poolSize) }
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                  body: .init(byteBuffer: ByteBuffer(bytes: metrics.map(Observability.exposition) ?? [])))
     }
@@ -138,16 +139,16 @@ public func buildApplication(
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "drydock",
             availableConnectionsDelegate: ConnectionCap(maxConnections: maxConnections, logger: logger)),
-        services: startup + [
-            PostgresPoolService(client: postgres, databaseReady: databaseReady),
-            MigrationService(database: db, databaseReady: databaseReady, schemaReady: schemaReady, logger: logger),
-            signals,
-            RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger),
-            LeaseReaper(jobs: jobs, authenticator: authenticator, interval: configuration.leaseCheckInterval,
-                        queueTimeout: configuration.queueTimeout,
-                        schemaReady: schemaReady, indexes: indexes, agents: agents, logger: logger),
-            UsageSampler(usage: usage, interval: configuration.storageSampleInterval, schemaReady: schemaReady, logger: logger),
-        ],
+        services: (startup.map { tracker.track("private PostgreSQL", $0) } + [
+            tracker.track("database pool", PostgresPoolService(client: postgres, databaseReady: databaseReady)),
+            tracker.track("migrations", MigrationService(database: db, databaseReady: databaseReady, schemaReady: schemaReady, logger: logger)),
+            tracker.track("build signals", signals),
+            tracker.track("registry janitor", RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger)),
+            tracker.track("lease reaper", LeaseReaper(jobs: jobs, authenticator: authenticator, interval: configuration.leaseCheckInterval,
+                                                      queueTimeout: configuration.queueTimeout,
+                                                      schemaReady: schemaReady, indexes: indexes, agents: agents, logger: logger)),
+            tracker.track("usage sampler", UsageSampler(usage: usage, interval: configuration.storageSampleInterval, schemaReady: schemaReady, logger: logger)),
+        ]),
         onServerRunning: { channel in
             // One line operators (and tests, with port 0) can read the bound address from.
             logger.notice("drydock-server listening", metadata: ["address": "http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"])

@@ -24,6 +24,10 @@ public struct ServerConfiguration: Sendable {
     /// How long a job waits for a builder of its platform before an emulating one may take it
     /// (`DRYDOCK_EMULATION_FALLBACK_SECONDS`).
     public var emulationFallback: Duration = .seconds(10)
+    /// How long a graceful shutdown (SIGTERM) may take before what is left is cancelled
+    /// (`DRYDOCK_SHUTDOWN_TIMEOUT_SECONDS`, default 60): long-polls and log follows end at once,
+    /// requests in flight get this long.
+    public var shutdownTimeout: Duration = .seconds(60)
     /// How often expired leases (and jobs no builder serves) are looked for.
     public var leaseCheckInterval: Duration = .seconds(2)
     /// How often each project's registry storage is sampled for metering.
@@ -101,6 +105,7 @@ public struct ServerConfiguration: Sendable {
         }
         if let value = try seconds("DRYDOCK_JOB_LEASE_SECONDS", in: 3...3600, environment) { configuration.jobLease = value }
         if let value = try seconds("DRYDOCK_QUEUE_TIMEOUT_SECONDS", in: 10...86_400, environment) { configuration.queueTimeout = value }
+        if let value = try seconds("DRYDOCK_SHUTDOWN_TIMEOUT_SECONDS", in: 1...3600, environment) { configuration.shutdownTimeout = value }
         if let value = try seconds("DRYDOCK_EMULATION_FALLBACK_SECONDS", in: 0...3600, environment) { configuration.emulationFallback = value }
         if let value = try seconds("DRYDOCK_DATABASE_WAIT_SECONDS", in: 1...300, environment) { configuration.databaseWaitLimit = value }
         if let value = try seconds("DRYDOCK_IDLE_TIMEOUT_SECONDS", in: 1...3600, environment) { configuration.idleTimeout = value }

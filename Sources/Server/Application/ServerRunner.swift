@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOPosix
 import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 
 /// What `drydock-server` does, as library code the executable and tests share.
@@ -60,7 +61,14 @@ public enum ServerRunner {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         let descriptors = ConnectionLimits.raiseDescriptorLimit()
         logger.info("descriptor limit", metadata: ["open files": "\(descriptors)"])
-        try await buildApplication(configuration, logger: logger).runService()
+        let app = try buildApplication(configuration, logger: logger)
+        // SIGTERM/SIGINT shut down gracefully; whatever has not returned after
+        // `shutdownTimeout` is cancelled, so the process always ends (and the private PostgreSQL,
+        // stopped last, with it).
+        var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = configuration.shutdownTimeout
+        group.maximumCancellationDuration = .seconds(30)
+        try await ServiceGroup(configuration: group).run()
     }
 
     public struct BootstrapResult: Sendable {

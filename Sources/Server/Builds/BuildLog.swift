@@ -24,11 +24,15 @@ public struct BuildLog: Sendable {
     }
 
     /// Appends entries (without positions) to a build's log, numbering them, and signals followers.
+    /// Two round trips: the positions are taken (which locks the build's row until commit), then
+    /// the entries are written and followers signalled in one statement.
     static func append(_ entries: [LogEntry], buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
         guard !entries.isEmpty else { return }
+        let count = Int64(entries.count)
         var next: Int64 = 0
         for try await value in try await tx.query(
-            "SELECT next_log_position FROM builds WHERE id = \(buildId) FOR UPDATE", logger: logger).decode(Int64.self) { next = value }
+            "UPDATE builds SET next_log_position = next_log_position + \(count) WHERE id = \(buildId) RETURNING next_log_position - \(count)",
+            logger: logger).decode(Int64.self) { next = value }
         var positions: [Int64] = []
         var kinds: [String] = []
         var texts: [String] = []
@@ -41,10 +45,11 @@ public struct BuildLog: Sendable {
         }
         try await tx.query(
             """
-            INSERT INTO build_log (build_id, position, kind, entry)
-            SELECT \(buildId), * FROM unnest(\(positions)::bigint[], \(kinds)::text[], \(texts)::text[])
+            WITH written AS (
+                INSERT INTO build_log (build_id, position, kind, entry)
+                SELECT \(buildId), * FROM unnest(\(positions)::bigint[], \(kinds)::text[], \(texts)::text[])
+            )
+            SELECT pg_notify(\(BuildSignals.channel), \("build:\(buildId)"))
             """, logger: logger)
-        try await tx.query("UPDATE builds SET next_log_position = \(next) WHERE id = \(buildId)", logger: logger)
-        try await BuildSignals.notify("build:\(buildId)", on: tx, logger: logger)
     }
 }

@@ -92,6 +92,8 @@ struct ClaimedJob: Sendable {
     var cacheGeneration: Int = 0
     var keepGigabytes: Int = 50
     var keepDays: Int = 14
+    /// What the build token grants, so its first use needs no database lookup.
+    var buildGrant: TokenGrant? = nil
 }
 
 /// How build specs and log entries are stored as JSON: RFC 3339 dates, the API's own format.

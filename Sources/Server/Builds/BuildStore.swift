@@ -78,8 +78,7 @@ public struct BuildStore: Sendable {
     func create(_ items: [NewBuild]) async throws -> [BuildRecord] {
         let batch = Dictionary(items.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         try await client.transaction(logger: logger) { tx in
-            // Caps and plan limits, checked under the organization's lock: concurrent creations
-            // all see the same figures.
+            // Caps and plan limits (a read of the month's running total, without locks).
             for organizationId in Set(items.map(\.organizationId)).sorted() {
                 if let refusal = try await UsageStore.refusal(organizationId: organizationId, on: tx, logger: logger) {
                     throw DomainError.limit("usage_limit", refusal)
@@ -263,6 +262,8 @@ public struct BuildStore: Sendable {
         try await BuildLog.append(
             [LogEntry(kind: .status, status: status, error: error, digest: digest)],
             buildId: buildId, on: tx, logger: logger)
+        // A statement of its own (a fresh snapshot): a build created waiting for this one while
+        // this update waited for its lock is seen.
         try await releaseDependents(of: buildId, status: status, digest: digest, on: tx, logger: logger)
     }
 

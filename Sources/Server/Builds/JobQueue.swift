@@ -12,6 +12,9 @@ public struct JobQueue: Sendable {
     let lease: Duration
     /// How long a job waits for a native builder before an emulating one may take it.
     var emulationFallback: Duration = .seconds(10)
+    /// Workers recorded online in the last seconds (a worker claims many times a second under
+    /// load; once in a while is enough to say it is online).
+    let recentWorkers = ExpiringCache<String, Bool>(ttl: .seconds(10), capacity: 10_000)
 
     public init(client: Database, logger: Logger, secretBox: BuildSecretBox, lease: Duration) {
         self.client = client
@@ -101,31 +104,32 @@ public struct JobQueue: Sendable {
             token.isolated = build.spec.isolated == true
             _ = try await PostgresTokenStore.insert(token, on: tx, logger: logger)
             var job: JobRecord?
+            // In the same round trip: how long it waited, and the project's cache generation and policy.
+            var generation = 0
+            var policy = (gigabytes: 50, days: 14)
             for try await row in try await tx.query(
                 """
-                UPDATE build_jobs SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId), emulated = \(picked.emulated),
+                UPDATE build_jobs j SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId), emulated = \(picked.emulated),
                        build_token_id = \(token.id), started_at = now(),
                        lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
-                WHERE id = \(picked.jobId)
-                RETURNING \(unescaped: BuildStore.jobColumns)
-                """, logger: logger).decode(BuildStore.JobRow.self) { job = BuildStore.job(row) }
+                FROM projects p
+                WHERE j.id = \(picked.jobId) AND p.id = \(build.projectId)
+                RETURNING j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error, j.emulated,
+                          extract(epoch FROM now() - j.queued_at)::float8, p.cache_keep_gb, p.cache_keep_days,
+                          coalesce((SELECT c.generation FROM project_caches c WHERE c.project_id = p.id AND c.platform = j.platform), 0)
+                """, logger: logger).decode((String, String, String, String, String?, Date?, Date?, String?, String?, Bool, Double, Int, Int, Int).self)
+            {
+                job = BuildStore.job((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9))
+                Observability.queueToStart.recordNanoseconds(Int64(max(row.10, 0) * 1e9))
+                policy = (row.11, row.12)
+                generation = row.13
+            }
             guard let job else { return nil }
+            var buildTag: String?
             if token.isolated {
                 let tag = String(build.image(forJobOn: job.platform).split(separator: ":").last ?? "")
                 try await PostgresTokenStore.setBuildTag(tag, tokenId: token.id, on: tx, logger: logger)
-            }
-            // In one round trip: how long it waited, and the project's cache generation and policy.
-            var generation = 0
-            var policy = (gigabytes: 50, days: 14)
-            for try await (waited, gigabytes, days, current) in try await tx.query(
-                """
-                SELECT extract(epoch FROM now() - j.queued_at)::float8, p.cache_keep_gb, p.cache_keep_days,
-                       coalesce((SELECT c.generation FROM project_caches c WHERE c.project_id = p.id AND c.platform = j.platform), 0)
-                FROM build_jobs j, projects p WHERE j.id = \(job.id) AND p.id = \(build.projectId)
-                """, logger: logger).decode((Double, Int, Int, Int).self) {
-                Observability.queueToStart.recordNanoseconds(Int64(max(waited, 0) * 1e9))
-                policy = (gigabytes, days)
-                generation = current
+                buildTag = tag
             }
             // A builder an agent started counts the jobs it served.
             if agentBuilder {
@@ -140,8 +144,11 @@ public struct JobQueue: Sendable {
             }
             // The worker itself was recorded (`recordWorker`) when its claim request came in.
             let secrets = try sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
+            let grant = TokenGrant(tokenId: token.id, kind: .build, organizationId: build.organizationId, projectId: build.projectId,
+                                   userId: nil, role: nil, expiresAt: token.expiresAt, revoked: false, lastUsedAt: nil,
+                                   isolated: token.isolated, buildTag: buildTag)
             return ClaimedJob(job: job, build: build, buildToken: token.secret, secrets: secrets, cacheGeneration: generation,
-                              keepGigabytes: policy.gigabytes, keepDays: policy.days)
+                              keepGigabytes: policy.gigabytes, keepDays: policy.days, buildGrant: grant)
         }
     }
 
@@ -263,6 +270,14 @@ public struct JobQueue: Sendable {
     /// Records that a worker is online and which platforms it serves (every claim, with or
     /// without a job to hand out: an idle builder in its long-poll is online).
     func recordWorker(tokenId: String, name: String, platforms: [Platform], emulated: [Platform] = []) async throws {
+        let key = "\(tokenId) \(name) \(platforms.map(\.description)) \(emulated.map(\.description))"
+        _ = try await recentWorkers.value(for: key) {
+            try await write(tokenId: tokenId, name: name, platforms: platforms, emulated: emulated)
+            return true
+        }
+    }
+
+    private func write(tokenId: String, name: String, platforms: [Platform], emulated: [Platform]) async throws {
         try await client.query(
             """
             INSERT INTO workers (token_id, name, platforms, emulated_platforms)

@@ -85,8 +85,25 @@ public struct Database: Sendable {
     func leased<T: Sendable>(_ operation: @escaping @Sendable (_ started: @escaping @Sendable () -> Void) async throws -> T) async throws -> T {
         let flag = StartedFlag()
         let limit = waitLimit
+        let asked = ContinuousClock.now
+        PoolFigures.waiting.add(1, ordering: .relaxed)
+        defer {
+            if flag.started.load(ordering: .relaxed) {
+                PoolFigures.inUse.subtract(1, ordering: .relaxed)
+            } else {
+                PoolFigures.waiting.subtract(1, ordering: .relaxed)
+                Observability.databaseGaveUp.increment()
+            }
+        }
         return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await operation { flag.started.store(true, ordering: .relaxed) } }
+            group.addTask {
+                try await operation {
+                    guard !flag.started.exchange(true, ordering: .relaxed) else { return }
+                    PoolFigures.waiting.subtract(1, ordering: .relaxed)
+                    PoolFigures.inUse.add(1, ordering: .relaxed)
+                    Observability.databaseWait.recordNanoseconds((ContinuousClock.now - asked).nanoseconds)
+                }
+            }
             group.addTask {
                 try await Task.sleep(for: limit)
                 if flag.started.load(ordering: .relaxed) { return nil }
@@ -121,6 +138,19 @@ public struct Database: Sendable {
     static func isRead(_ sql: String) -> Bool {
         let head = sql.drop { $0 == " " || $0 == "\n" || $0 == "\t" }.prefix(6).uppercased()
         return head == "SELECT"
+    }
+}
+
+/// The pool as requests see it, for `/metrics`: operations holding a connection (a transaction,
+/// or a single query until its first answer) and operations waiting for one.
+enum PoolFigures {
+    static let inUse = Atomic<Int>(0)
+    static let waiting = Atomic<Int>(0)
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }
 

@@ -5,6 +5,9 @@ import PostgresNIO
 /// A parsed `postgres://user:password@host:port/database` URL.
 /// `?host=/path/to/socket/dir` selects a Unix socket, as libpq does.
 public struct DatabaseURL: Sendable {
+    /// Connections each server keeps to PostgreSQL at most.
+    static let poolSize = 20
+
     public var username: String
     public var password: String?
     public var host: String
@@ -52,7 +55,7 @@ public struct DatabaseURL: Sendable {
                 ? .require(.makeClientConfiguration()) : .disable
             configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
-        configuration.options.maximumConnections = 20
+        configuration.options.maximumConnections = Self.poolSize
         return configuration
     }
 

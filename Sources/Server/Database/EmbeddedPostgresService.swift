@@ -28,7 +28,9 @@ struct EmbeddedPostgresService: Service {
         // Stops the cluster on graceful shutdown and on cancellation alike.
         try? await gracefulShutdown()
         if owned {
-            await cluster.stop(logger: logger)
+            // In a task of its own: a cancelled shutdown (past its time limit) still stops it.
+            let cluster = cluster, logger = logger
+            await Task { await cluster.stop(logger: logger) }.value
         }
     }
 }

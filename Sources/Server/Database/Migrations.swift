@@ -395,6 +395,58 @@ public enum Migrations {
             "DROP INDEX build_jobs_queued",
             "CREATE INDEX build_jobs_queued ON build_jobs (platform, seq) WHERE status = 'queued' AND NOT blocked",
         ]),
+        Migration(version: 10, name: "a queue that scales: claims ordered by an index of queued jobs only, running usage totals", statements: [
+            // Claims take the oldest claimable job: in seq order among queued jobs only, so their
+            // cost never grows with the jobs that ever ran (whatever the statistics say).
+            "DROP INDEX build_jobs_queued",
+            "CREATE INDEX build_jobs_queued ON build_jobs (seq) INCLUDE (platform, organization_id) WHERE status = 'queued' AND NOT blocked",
+            // Build seconds per organization and month, kept as jobs finish: a cap or plan check
+            // reads one row, not every build of the month.
+            """
+            CREATE TABLE usage_totals (
+                organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                month_from bigint NOT NULL,
+                build_seconds bigint NOT NULL DEFAULT 0,
+                PRIMARY KEY (organization_id, month_from)
+            )
+            """,
+            """
+            INSERT INTO usage_totals (organization_id, month_from, build_seconds)
+            SELECT u.organization_id, m.month_from,
+                   sum(greatest(0, least(u.start_epoch + u.seconds, m.month_to) - greatest(u.start_epoch, m.month_from)))::bigint
+            FROM usage_builds u
+            CROSS JOIN LATERAL (
+                SELECT extract(epoch FROM d)::bigint AS month_from, extract(epoch FROM d + interval '1 month')::bigint AS month_to
+                FROM generate_series(date_trunc('month', to_timestamp(u.start_epoch) AT TIME ZONE 'UTC'),
+                                     date_trunc('month', to_timestamp(u.start_epoch + u.seconds) AT TIME ZONE 'UTC'),
+                                     interval '1 month') d
+            ) m
+            GROUP BY 1, 2
+            """,
+            // Every build second recorded, however it is inserted, lands in its months' totals.
+            """
+            CREATE FUNCTION usage_totals_add() RETURNS trigger LANGUAGE plpgsql AS $$
+            DECLARE
+                m timestamp;
+                m_from bigint;
+                m_to bigint;
+            BEGIN
+                IF NEW.seconds <= 0 THEN RETURN NULL; END IF;
+                FOR m IN SELECT generate_series(date_trunc('month', to_timestamp(NEW.start_epoch) AT TIME ZONE 'UTC'),
+                                                date_trunc('month', to_timestamp(NEW.start_epoch + NEW.seconds - 1) AT TIME ZONE 'UTC'),
+                                                interval '1 month') LOOP
+                    m_from := extract(epoch FROM m)::bigint;
+                    m_to := extract(epoch FROM m + interval '1 month')::bigint;
+                    INSERT INTO usage_totals (organization_id, month_from, build_seconds)
+                    VALUES (NEW.organization_id, m_from, least(NEW.start_epoch + NEW.seconds, m_to) - greatest(NEW.start_epoch, m_from))
+                    ON CONFLICT (organization_id, month_from) DO UPDATE SET build_seconds = usage_totals.build_seconds + EXCLUDED.build_seconds;
+                END LOOP;
+                RETURN NULL;
+            END
+            $$
+            """,
+            "CREATE TRIGGER usage_builds_totals AFTER INSERT ON usage_builds FOR EACH ROW EXECUTE FUNCTION usage_totals_add()",
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

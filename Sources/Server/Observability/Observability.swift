@@ -11,9 +11,18 @@ public enum Observability {
     static let builderStops = Counter(label: "drydock_builder_stops_total")
     /// From a job's queueing to a builder claiming it.
     static let queueToStart = Metrics.Timer(label: "drydock_job_queue_to_start_seconds", preferredDisplayUnit: .seconds)
+    /// How long an operation waited for a pooled PostgreSQL connection (for a single query, until
+    /// its first answer).
+    static let databaseWait = Metrics.Timer(label: "drydock_db_pool_wait_seconds", preferredDisplayUnit: .seconds)
+    /// Operations that got no connection within the wait limit (answered 503).
+    static let databaseGaveUp = Counter(label: "drydock_db_pool_timeouts_total")
 
     /// Refreshed on each scrape: jobs waiting per platform, agent-started builders per state.
-    static func refreshGauges(jobs: JobQueue, agents: AgentStore) async {
+    static func refreshGauges(jobs: JobQueue, agents: AgentStore, maxConnections: Int) async {
+        Gauge(label: "drydock_db_pool_connections_max").record(maxConnections)
+        Gauge(label: "drydock_db_pool_in_use").record(PoolFigures.inUse.load(ordering: .relaxed))
+        Gauge(label: "drydock_db_pool_waiting").record(PoolFigures.waiting.load(ordering: .relaxed))
+
         if let waiting = try? await jobs.waitingCounts() {
             for platform in Set(waiting.keys).union(Platform.supported.map(\.description)) {
                 Gauge(label: "drydock_jobs_waiting", dimensions: [("platform", platform)]).record(waiting[platform] ?? 0)

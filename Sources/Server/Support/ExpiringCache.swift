@@ -93,6 +93,17 @@ final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         state.withLock { $0.slots.removeAll() }
     }
 
+    /// Removes the cached values `matches` picks, and every load in flight (it may have read
+    /// what is being taken away).
+    func removeAll(where matches: (Value) -> Bool) {
+        state.withLock { state in
+            state.slots = state.slots.filter { _, slot in
+                if case .ready(let value, _) = slot { return !matches(value) }
+                return false
+            }
+        }
+    }
+
     /// Replaces the slot of load `loadId` unless something removed or replaced it meanwhile.
     private func settle(_ key: Key, _ loadId: UInt64, _ slot: () -> Slot?) {
         state.withLock { state in

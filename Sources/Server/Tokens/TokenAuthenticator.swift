@@ -59,6 +59,8 @@ public final class TokenAuthenticator: Sendable {
     /// Records that a token was used for a request it was allowed to make (a refused one does not
     /// count): at most one write per token a minute on this server.
     public func recordUse(_ caller: Caller) async {
+        // A build token lives for one job, which says when it was used.
+        if caller.kind == .build { return }
         let tokenId = caller.tokenId
         _ = try? await used.value(for: tokenId) { [tokens] in
             try await tokens.touch(tokenId: tokenId)
@@ -70,5 +72,18 @@ public final class TokenAuthenticator: Sendable {
     public func invalidate() {
         grants.removeAll()
         active.removeAll()
+    }
+
+    /// A token just created in a transaction that committed (a job's build token): its first use
+    /// needs no lookup.
+    func remember(secret: String, grant: TokenGrant) {
+        grants.insert(grant, for: secret)
+    }
+
+    /// Called after one token was revoked (a job's build token when the job ends): the other
+    /// grants stay cached.
+    public func invalidate(tokenId: String) {
+        grants.removeAll { $0?.tokenId == tokenId }
+        active.remove(tokenId)
     }
 }

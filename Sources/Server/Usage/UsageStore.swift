@@ -171,6 +171,8 @@ public struct UsageStore: Sendable {
 
     /// Records a job's time once it has ended (idempotent: one record per job, whatever retries).
     /// A job that never started has no start time and costs nothing.
+    /// Records a finished job's build seconds (a trigger adds them to the month's running total,
+    /// `usage_totals`).
     static func recordBuild(jobId: String, on tx: PostgresConnection, logger: Logger) async throws {
         try await tx.query(
             """
@@ -315,24 +317,41 @@ public struct UsageStore: Sendable {
             logger: logger)
     }
 
-    /// Why a build of this organization may not start now, or nil. Serialised per organization
-    /// (advisory lock held to the end of the caller's transaction), so concurrent creations all
-    /// see the same figures.
+    /// Why a build of this organization may not start now, or nil. A read, without locks: a
+    /// build starting under a cap may take the month past it while it runs (as builds already
+    /// running may), and claims of one organization never wait for each other. Its cost does not
+    /// grow with the month's builds: it reads the month's running total (`usage_totals`).
     static func refusal(organizationId: String, on tx: PostgresConnection, logger: Logger, now: Date = Date()) async throws -> String? {
-        try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\("drydock-usage:" + organizationId)))", logger: logger)
-        let terms = try await terms(organizationId: organizationId, on: tx, logger: logger)
-        let caps = try await caps(organizationId: organizationId, on: tx, logger: logger)
+        let period = UsagePeriod.month(containing: now)
+        // The plan, the caps and the month's seconds so far, in one round trip.
+        var found: (terms: PlanTerms, caps: CapsRecord, used: Int64)?
+        for try await r in try await tx.query(
+            """
+            SELECT \(unescaped: termsColumns), o.plan_overrides, c.minutes_per_month, c.spend_cents_per_month,
+                   (coalesce((SELECT t.build_seconds FROM usage_totals t WHERE t.organization_id = o.id AND t.month_from = \(period.from)), 0)
+                    + coalesce((SELECT sum(greatest(0, ceil(extract(epoch FROM now()) - greatest(floor(extract(epoch FROM j.started_at)), \(period.from)))))
+                                FROM build_jobs j WHERE j.organization_id = o.id AND j.status = 'running' AND j.started_at IS NOT NULL), 0))::bigint
+            FROM organizations o JOIN plans p ON p.id = o.plan LEFT JOIN usage_caps c ON c.organization_id = o.id
+            WHERE o.id = \(organizationId)
+            """, logger: logger).decode((String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
+        {
+            found = (terms((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)),
+                     CapsRecord(minutesPerMonth: r.10, spendCentsPerMonth: r.11, softThresholdPercent: 80), r.12)
+        }
+        guard let (terms, caps, used) = found else { throw DomainError.notFound("organization", organizationId) }
         // Overage allowed and no caps: nothing to count.
         if terms.minuteOverageMillicents != nil, caps.minutesPerMonth == nil, caps.spendCentsPerMonth == nil { return nil }
-        let period = UsagePeriod.month(containing: now)
         let nowEpoch = Int64(now.timeIntervalSince1970)
-        let builds = try await builds(organizationId: organizationId, projectId: nil, from: period.from, to: period.to, on: tx, logger: logger)
-        let used = builds.reduce(0) { $0 + $1.overlap(period.from, period.to) }
         let usedMinutes = String(format: "%.1f", Double(used) / 60)
         let month = period.label
         // The month priced as the usage report prices it: by the plans in force during it, each
         // for its share (a month begun on another plan, or an organization created mid-month).
         let history = try await planHistory(organizationId: organizationId, on: tx, logger: logger)
+        // Only a plan change inside the month needs the seconds of each part: then (rarely) the
+        // month's builds are read.
+        let plansInMonth = history.filter { ($0.to ?? period.to) > period.from && $0.from < period.to }.count
+        let builds = plansInMonth > 1
+            ? try await builds(organizationId: organizationId, projectId: nil, from: period.from, to: period.to, on: tx, logger: logger) : []
         var storage: [StorageSeries]?
         func bills() async throws -> [MonthBill] {
             if storage == nil, caps.spendCentsPerMonth != nil {
@@ -341,7 +360,9 @@ public struct UsageStore: Sendable {
             let held = storage ?? []
             return Billing.month(
                 history: history, monthFrom: period.from, monthTo: period.to, partFrom: period.from, partTo: period.to, now: nowEpoch,
-                buildSeconds: { from, to in builds.reduce(Int64(0)) { $0 + $1.overlap(from, to) } },
+                buildSeconds: { from, to in
+                    plansInMonth > 1 ? builds.reduce(Int64(0)) { $0 + $1.overlap(from, to) } : used
+                },
                 storageByteSeconds: { from, to in held.reduce(Decimal(0)) { $0 + $1.byteSeconds(from, to, now: nowEpoch) } })
         }
         let monthBills = history.isEmpty ? [] : try await bills()

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""The job queue under simulated workers, through the API only (no buildah).
+
+Queues JOBS builds in one organization's project (or spread over ORGS organizations), then
+runs WORKERS simulated builders that each claim, heartbeat, report a log line and finish every
+job they get, as drydock-builder does. Checks that no job was handed out twice and none was
+lost, and prints one JSON line: jobs per second while draining, creation rate, and p50/p99 of
+claim and heartbeat latency.
+
+Usage: queue_sim.py URL WORKER_TOKEN JOBS WORKERS PROJECT:TOKEN [PROJECT:TOKEN ...]
+(one PROJECT:TOKEN per organization; builds are spread over them round-robin).
+"""
+import http.client
+import json
+import sys
+import threading
+import time
+import urllib.parse
+
+url, worker_token, jobs, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+projects = [p.split(":", 1) for p in sys.argv[5:]]
+parsed = urllib.parse.urlparse(url)
+PLATFORM = "linux/amd64"
+DIGEST = "sha256:" + "ab" * 32
+
+
+class Conn:
+    """One keep-alive connection per thread, reopened if the server closes it."""
+
+    def __init__(self):
+        self.c = None
+
+    def request(self, method, path, token, body=None):
+        for attempt in range(3):
+            try:
+                if self.c is None:
+                    self.c = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
+                headers = {"Authorization": "Bearer " + token}
+                data = None
+                if body is not None:
+                    data = json.dumps(body).encode()
+                    headers["Content-Type"] = "application/json"
+                self.c.request(method, path, body=data, headers=headers)
+                r = self.c.getresponse()
+                payload = r.read()
+                if r.getheader("Connection", "").lower() == "close":
+                    self.c.close()
+                    self.c = None
+                return r.status, payload
+            except (http.client.HTTPException, ConnectionError, OSError):
+                if self.c is not None:
+                    self.c.close()
+                self.c = None
+                if attempt == 2:
+                    raise
+                time.sleep(0.05)
+
+
+def pct(values, p):
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+
+
+# Queue the builds (the project's context is uploaded by the caller), 8 threads.
+context = sys.stdin.readline().strip()
+created, create_errors, lock = [], [], threading.Lock()
+per_thread = [list(range(i, jobs, 8)) for i in range(8)]
+
+
+def create(indexes):
+    conn = Conn()
+    for i in indexes:
+        project, token = projects[i % len(projects)]
+        status, body = conn.request("POST", f"/api/v1/projects/{project}/builds", token, {"contextDigest": context, "platforms": [PLATFORM]})
+        with lock:
+            (created if status == 201 else create_errors).append(json.loads(body)["id"] if status == 201 else (status, body[:200]))
+
+
+start = time.monotonic()
+threads = [threading.Thread(target=create, args=(part,)) for part in per_thread]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+create_seconds = time.monotonic() - start
+if create_errors:
+    sys.exit(f"{len(create_errors)} creations failed, first: {create_errors[0]}")
+
+claims, heartbeats, claimed_jobs, done = [], [], [], [0]
+errors = []
+stop = threading.Event()
+
+
+def worker(n):
+    conn = Conn()
+    name = f"sim-{n}"
+    idle = 0
+    while not stop.is_set():
+        t0 = time.monotonic()
+        status, body = conn.request("POST", "/api/v1/workers/claim", worker_token, {"name": name, "platforms": [PLATFORM], "waitSeconds": 0})
+        elapsed = time.monotonic() - t0
+        if status == 204:
+            idle += 1
+            with lock:
+                finished = done[0] >= jobs
+            if finished or idle > 200:
+                return
+            time.sleep(0.01)
+            continue
+        if status != 200:
+            with lock:
+                errors.append(("claim", status, body[:200]))
+            time.sleep(0.05)
+            continue
+        idle = 0
+        job = json.loads(body)
+        token = job["buildToken"]
+        with lock:
+            claims.append(elapsed)
+            claimed_jobs.append(job["jobId"])
+        t1 = time.monotonic()
+        status, body = conn.request("POST", f"/api/v1/jobs/{job['jobId']}/heartbeat", token)
+        hb = time.monotonic() - t1
+        if status != 200:
+            with lock:
+                errors.append(("heartbeat", status, body[:200]))
+        status, body = conn.request("POST", f"/api/v1/jobs/{job['jobId']}/events", token,
+                                    {"events": [{"sequence": 0, "kind": "log", "line": "simulated step"}]})
+        if status != 204:
+            with lock:
+                errors.append(("events", status, body[:200]))
+        status, body = conn.request("POST", f"/api/v1/jobs/{job['jobId']}/finish", token, {"status": "succeeded", "digest": DIGEST})
+        if status != 204:
+            with lock:
+                errors.append(("finish", status, body[:200]))
+        with lock:
+            heartbeats.append(hb)
+            done[0] += 1
+
+
+start = time.monotonic()
+threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+drain_seconds = time.monotonic() - start
+
+# Every build succeeded exactly once (builds the caller made before do not count).
+created_ids = set(created)
+conn = Conn()
+succeeded = 0
+for project, token in projects:
+    cursor = ""
+    while True:
+        status, body = conn.request("GET", f"/api/v1/projects/{project}/builds?status=succeeded&limit=200{cursor}", token)
+        page = json.loads(body)
+        succeeded += sum(1 for item in page["items"] if item["id"] in created_ids)
+        if not page.get("nextCursor"):
+            break
+        cursor = "&cursor=" + urllib.parse.quote(page["nextCursor"])
+
+# What became of the others, if any.
+others = {}
+if succeeded < jobs:
+    for project, token in projects:
+        for status in ("queued", "running", "failed", "canceled"):
+            _, body = conn.request("GET", f"/api/v1/projects/{project}/builds?status={status}&limit=200", token)
+            items = json.loads(body)["items"]
+            if items:
+                others[status] = others.get(status, 0) + len(items)
+                print(f"{status}: {len(items)}+ e.g. {items[0].get('error', '')[:300]}", file=sys.stderr)
+
+result = {
+    "jobs": jobs, "workers": workers, "organizations": len(projects),
+    "create_per_s": round(jobs / create_seconds, 1),
+    "jobs_per_s": round(len(claimed_jobs) / drain_seconds, 1),
+    "claim_p50_ms": round(pct(claims, 50) * 1000, 1), "claim_p99_ms": round(pct(claims, 99) * 1000, 1),
+    "heartbeat_p50_ms": round(pct(heartbeats, 50) * 1000, 1), "heartbeat_p99_ms": round(pct(heartbeats, 99) * 1000, 1),
+    "claimed": len(claimed_jobs), "claimed_twice": len(claimed_jobs) - len(set(claimed_jobs)),
+    "succeeded": succeeded, "lost": jobs - succeeded, "errors": len(errors), "not_succeeded": others,
+}
+print(json.dumps(result))
+if errors:
+    print("first errors:", errors[:3], file=sys.stderr)
+if result["claimed_twice"] or result["lost"] or errors:
+    sys.exit(1)
