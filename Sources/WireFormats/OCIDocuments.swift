@@ -58,6 +58,20 @@ public struct OCIManifestDocument: Decodable, Sendable {
         ([config].compactMap { $0 } + (layers ?? []) + (blobs ?? [])).compactMap(\.digest)
     }
 
+    /// The blobs that must be in the repository before the manifest is: all it references but
+    /// non-distributable ("foreign") layers, which the distribution spec lets a registry never
+    /// receive (they are fetched from their `urls`).
+    public var requiredBlobs: [String] {
+        ([config].compactMap { $0 } + (layers ?? []).filter { !Self.isNonDistributable($0.mediaType) } + (blobs ?? [])).compactMap(\.digest)
+    }
+
+    /// OCI's `…layer.nondistributable.v1.tar…` and Docker's `…rootfs.foreign.diff.tar…`.
+    public static func isNonDistributable(_ mediaType: String?) -> Bool {
+        guard let mediaType else { return false }
+        return mediaType.hasPrefix("application/vnd.oci.image.layer.nondistributable.v1.tar")
+            || mediaType.hasPrefix("application/vnd.docker.image.rootfs.foreign.diff.tar")
+    }
+
     /// Bytes of the image: the manifest's config and layers as they declare them.
     public var declaredImageBytes: Int64 {
         ([config].compactMap { $0 } + (layers ?? [])).reduce(0) { $0 + max(0, $1.size ?? 0) }
@@ -66,12 +80,10 @@ public struct OCIManifestDocument: Decodable, Sendable {
     /// Digests of the manifests an index references.
     public var referencedManifests: [String] { (manifests ?? []).compactMap(\.digest) }
 
-    /// The artifact type a referrers listing shows: the declared one, or else the config's media
-    /// type when it is not an image's.
+    /// The artifact type a referrers listing shows: the declared one, or else (as the distribution
+    /// spec says) the config's media type.
     public var effectiveArtifactType: String? {
-        if let artifactType { return artifactType }
-        guard let configType = config?.mediaType else { return nil }
-        return configType == "application/vnd.oci.image.config.v1+json" || configType.contains("docker") ? nil : configType
+        artifactType ?? config?.mediaType
     }
 }
 

@@ -122,6 +122,95 @@ struct RegistryProtocolTests {
         }
     }
 
+    @Test("a closing chunked PUT whose chunk is out of order answers 416 with the upload's Range, and the upload goes on")
+    func outOfOrderClosingPut() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let name = "\(project)/app"
+            let big = (0..<50_000).map { UInt8($0 % 253) }
+            let start = try await server.registry(.post, "/v2/\(name)/blobs/uploads/", token: server.ownerToken)
+            let location = try #require(start.headers[.location])
+            let first = try await server.registry(.patch, location, token: server.ownerToken, body: Array(big[0..<20_000]),
+                                                  headers: [.contentRange: "0-19999", .contentType: "application/octet-stream"])
+            #expect(first.status == .accepted)
+            // The last chunk sent with the PUT, but skipping bytes 20,000–29,999.
+            let skipped = try await server.registry(.put, "\(location)?digest=\(sha256(big))", token: server.ownerToken,
+                                                    body: Array(big[30_000...]), headers: [.contentRange: "30000-49999"])
+            #expect(skipped.status == .rangeNotSatisfiable, "\(skipped.status) \(String(decoding: skipped.body, as: UTF8.self))")
+            #expect(skipped.headers[.range] == "0-19999")
+            #expect(Self.errorCode(skipped.body) == "BLOB_UPLOAD_INVALID")
+            // Nothing was appended: the right chunk then closes the upload.
+            let close = try await server.registry(.put, "\(location)?digest=\(sha256(big))", token: server.ownerToken,
+                                                  body: Array(big[20_000...]), headers: [.contentRange: "20000-49999"])
+            #expect(close.status == .created)
+            #expect(try await server.registry(.get, "/v2/\(name)/blobs/\(sha256(big))", token: server.ownerToken).body == big)
+        }
+    }
+
+    @Test("a manifest whose non-distributable (foreign) layers were never pushed is stored, read by tag and digest, and tagged; a missing ordinary layer is still refused")
+    func foreignLayers() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let name = "\(project)/app"
+            let config = Array(#"{"architecture":"amd64","os":"windows"}"#.utf8)
+            let configDigest = try await Self.pushBlob(server, name, config, token: server.ownerToken)
+            let layer = Array("a layer pushed".utf8)
+            let layerDigest = try await Self.pushBlob(server, name, layer, token: server.ownerToken)
+            let foreign = sha256(Array("never pushed".utf8))
+            func manifest(foreignType: String) -> [UInt8] {
+                let object: [String: Any] = [
+                    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": ["mediaType": "application/vnd.oci.image.config.v1+json", "digest": configDigest, "size": config.count],
+                    "layers": [
+                        ["mediaType": foreignType, "digest": foreign, "size": 12, "urls": ["https://example.com/layer"]],
+                        ["mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layerDigest, "size": layer.count],
+                    ],
+                ]
+                return Array(try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+            }
+            for (tag, type) in [("oci", "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
+                                ("docker", "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")] {
+                let body = manifest(foreignType: type)
+                let put = try await Self.putManifest(server, "/v2/\(name)/manifests/\(tag)", body)
+                #expect(put.status == .created, "\(type): \(put.status) \(String(decoding: put.body, as: UTF8.self))")
+                #expect(try await server.registry(.get, "/v2/\(name)/manifests/\(tag)", token: server.ownerToken).body == body)
+                #expect(try await server.registry(.get, "/v2/\(name)/manifests/\(sha256(body))", token: server.ownerToken).body == body)
+            }
+            let tags = try await server.registry(.get, "/v2/\(name)/tags/list", token: server.ownerToken)
+            #expect(String(decoding: tags.body, as: UTF8.self).contains(#""oci""#) && String(decoding: tags.body, as: UTF8.self).contains(#""docker""#))
+            // An ordinary layer that was never pushed is still refused.
+            let missing = manifest(foreignType: "application/vnd.oci.image.layer.v1.tar+gzip")
+            let refused = try await Self.putManifest(server, "/v2/\(name)/manifests/broken", missing)
+            #expect(refused.status == .badRequest && Self.errorCode(refused.body) == "MANIFEST_BLOB_UNKNOWN")
+        }
+    }
+
+    @Test("a referrer with a subject but no artifactType is listed, with its config's media type as artifactType, and filters by it")
+    func referrerWithoutArtifactType() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let name = "\(project)/app"
+            let config = Array(#"{"os":"linux"}"#.utf8)
+            let configDigest = try await Self.pushBlob(server, name, config, token: server.ownerToken)
+            let image = Self.manifest(config: configDigest, configSize: config.count, layers: [])
+            #expect(try await Self.putManifest(server, "/v2/\(name)/manifests/v1", image).status == .created)
+            // An image manifest (image config, no artifactType) that refers to v1.
+            let referrer = Self.manifest(config: configDigest, configSize: config.count, layers: [], subject: (sha256(image), image.count))
+            let put = try await Self.putManifest(server, "/v2/\(name)/manifests/\(sha256(referrer))", referrer)
+            #expect(put.status == .created)
+            #expect(put.headers[.ociSubject] == sha256(image))
+            let list = try await server.registry(.get, "/v2/\(name)/referrers/\(sha256(image))", token: server.ownerToken)
+            let index = try JSONSerialization.jsonObject(with: Data(list.body)) as? [String: Any]
+            let manifests = index?["manifests"] as? [[String: Any]] ?? []
+            #expect(manifests.count == 1 && manifests.first?["digest"] as? String == sha256(referrer), "\(String(decoding: list.body, as: UTF8.self))")
+            #expect(manifests.first?["artifactType"] as? String == "application/vnd.oci.image.config.v1+json")
+            let filtered = try await server.registry(.get, "/v2/\(name)/referrers/\(sha256(image))?artifactType=application/vnd.oci.image.config.v1%2Bjson",
+                                                     token: server.ownerToken)
+            #expect(((try JSONSerialization.jsonObject(with: Data(filtered.body)) as? [String: Any])?["manifests"] as? [Any])?.count == 1,
+                    "\(String(decoding: filtered.body, as: UTF8.self))")
+        }
+    }
+
     @Test("manifests: stored byte-exact, refused when a blob is missing, tags, ?tag=, referrers, delete")
     func manifests() async throws {
         try await withTestServer { server in

@@ -71,7 +71,7 @@ extension RegistryRoutes {
         let subject = document.subject?.digest
         try await store.putManifest(ManifestPut(
             projectId: projectId, repository: repository, digest: digest, mediaType: mediaType, content: content,
-            subject: subject, artifactType: document.effectiveArtifactType, tag: tag, blobs: Array(Set(blobsReferenced)),
+            subject: subject, artifactType: document.effectiveArtifactType, tag: tag, blobs: Array(Set(document.requiredBlobs)),
             manifests: Array(Set(manifestsReferenced))))
         var headers: HTTPFields = [
             .location: "/v2/\(name)/manifests/\(digest)",

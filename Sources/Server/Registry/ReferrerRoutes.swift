@@ -10,11 +10,13 @@ extension RegistryRoutes {
         let filter = request.uri.queryParameters.get("artifactType").map { String($0) }
         var descriptors: [OCIDescriptor] = []
         for manifest in try await store.referrers(projectId: access.projectId, repository: access.repository, subject: subject) {
-            if let filter, manifest.artifactType != filter { continue }
             // Stored manifests were decoded when pushed; their annotations are a string map.
-            let annotations = (try? JSONDecoder().decode(OCIManifestDocument.self, from: Data(manifest.content)))?.annotations
+            let document = try? JSONDecoder().decode(OCIManifestDocument.self, from: Data(manifest.content))
+            // Manifests stored before the config's media type stood in for a missing artifactType.
+            let artifactType = manifest.artifactType ?? document?.effectiveArtifactType
+            if let filter, artifactType != filter { continue }
             descriptors.append(OCIDescriptor(mediaType: manifest.mediaType, digest: manifest.digest, size: Int64(manifest.content.count),
-                                             artifactType: manifest.artifactType, annotations: annotations))
+                                             artifactType: artifactType, annotations: document?.annotations))
         }
         var headers: HTTPFields = [.contentType: "application/vnd.oci.image.index.v1+json"]
         if filter != nil { headers[HTTPField.Name("OCI-Filters-Applied")!] = "artifactType" }

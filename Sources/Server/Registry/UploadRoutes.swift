@@ -61,25 +61,30 @@ extension RegistryRoutes {
     func patchUpload(_ request: Request, access: RepositoryAccess, id: String) async throws -> Response {
         let (name, projectId, repository) = (access.name, access.projectId, access.repository)
         let (current, idle) = try await session(id, projectId: projectId, repository: repository)
-        if let range = request.headers[.contentRange] {
-            guard let start = parseContentRangeStart(range) else {
-                for try await _ in request.body {}
-                throw RegistryError(.badRequest, "BLOB_UPLOAD_INVALID",
-                                    "malformed Content-Range '\(range)': send '<start>-<end>' with the chunk's first and last byte offsets",
-                                    headers: uploadHeaders(name: name, id: id, size: current))
-            }
-            guard start == current else {
-                // Read the refused chunk so the connection stays usable for the next request.
-                for try await _ in request.body {}
-                throw RegistryError(.rangeNotSatisfiable, "BLOB_UPLOAD_INVALID",
-                                    "chunk starts at \(range) but the upload has \(current) bytes; send chunks in order",
-                                    headers: uploadHeaders(name: name, id: id, size: current))
-            }
-        }
+        try await checkChunkOrder(request, name: name, id: id, current: current)
         let size = try await append(request, id: id)
         // Activity keeps a session from expiring; once a minute is precise enough for a 24-hour expiry.
         if idle > 60 { try await store.touchUpload(id: id) }
         return Response(status: .accepted, headers: uploadHeaders(name: name, id: id, size: size))
+    }
+
+    /// A chunk (PATCH, or the closing PUT's body) must start where the upload ends: a
+    /// `Content-Range` that says otherwise is 416 with the upload's `Range`, malformed is 400.
+    func checkChunkOrder(_ request: Request, name: String, id: String, current: Int64) async throws {
+        guard let range = request.headers[.contentRange] else { return }
+        guard let start = parseContentRangeStart(range) else {
+            for try await _ in request.body {}
+            throw RegistryError(.badRequest, "BLOB_UPLOAD_INVALID",
+                                "malformed Content-Range '\(range)': send '<start>-<end>' with the chunk's first and last byte offsets",
+                                headers: uploadHeaders(name: name, id: id, size: current))
+        }
+        guard start == current else {
+            // Read the refused chunk so the connection stays usable for the next request.
+            for try await _ in request.body {}
+            throw RegistryError(.rangeNotSatisfiable, "BLOB_UPLOAD_INVALID",
+                                "chunk starts at \(range) but the upload has \(current) bytes; send chunks in order",
+                                headers: uploadHeaders(name: name, id: id, size: current))
+        }
     }
 
     func append(_ request: Request, id: String) async throws -> Int64 {
@@ -99,7 +104,8 @@ extension RegistryRoutes {
 
     func finishUpload(_ request: Request, access: RepositoryAccess, id: String) async throws -> Response {
         let (name, projectId, repository) = (access.name, access.projectId, access.repository)
-        try await session(id, projectId: projectId, repository: repository)
+        let current = try await session(id, projectId: projectId, repository: repository).size
+        try await checkChunkOrder(request, name: name, id: id, current: current)
         guard let raw = request.uri.queryParameters.get("digest") else {
             throw RegistryError.digestInvalid("the closing PUT needs ?digest=")
         }
