@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-scripts/install-deps.sh skopeo buildah busybox qemu isolation podman docker openssl curl
+scripts/install-deps.sh skopeo buildah busybox qemu isolation podman docker openssl curl haproxy
 # oras, the OCI artifact client, from PyPI (its Python package).
 if ! python3 -c 'import oras' 2>/dev/null; then
     python3 -m pip --version >/dev/null 2>&1 || scripts/install-deps.sh python3-pip

@@ -88,14 +88,25 @@ public func buildApplication(
 
     let registryStore = RegistryStore(client: db, logger: logger)
     let signals = BuildSignals(client: postgres, databaseReady: databaseReady, logger: logger)
+    // Cache invalidations reach every replica through PostgreSQL's NOTIFY.
+    authenticator.broadcast.connect(database: db, logger: logger)
+    projects.broadcast.connect(database: db, logger: logger)
+    signals.onInvalidation { [authenticator, projects] message in
+        authenticator.handle(message)
+        projects.handle(message)
+    }
     let usage = UsageStore(client: db, logger: logger)
-    let secretBox = try BuildSecretBox(dataDirectory: configuration.dataDirectory)
+    // Shared by every replica: loaded from PostgreSQL before the schema gate opens.
+    let serverKeys = ServerKeys(dataDirectory: configuration.dataDirectory)
+    let secretBox = BuildSecretBox(keys: serverKeys)
     let builds = BuildStore(client: db, logger: logger, secretBox: secretBox)
     var jobs = JobQueue(client: db, logger: logger, secretBox: secretBox, lease: configuration.jobLease)
     jobs.emulationFallback = configuration.emulationFallback
     let buildLog = BuildLog(client: db, logger: logger)
-    let contexts = ContextStore(dataDirectory: configuration.dataDirectory, limit: configuration.maxContextBytes)
-    let blobStore = try FileSystemBlobStore(root: configuration.dataDirectory)
+    // Blobs, uploads and contexts: the data directory, or the directory every replica shares.
+    let blobRoot = configuration.blobStoreDirectory ?? configuration.dataDirectory
+    let contexts = ContextStore(dataDirectory: blobRoot, limit: configuration.maxContextBytes)
+    let blobStore = try FileSystemBlobStore(root: blobRoot)
     let indexes = IndexAssembler(builds: builds, registry: registryStore, logger: logger,
                                  blobPath: { digest in Digest(digest).flatMap { blobStore.path(of: $0) } })
     let agents = AgentStore(client: db, logger: logger)
@@ -124,7 +135,7 @@ public func buildApplication(
         store: registryStore,
         blobs: blobStore,
         projects: projects, authenticator: authenticator,
-        signer: try RegistryTokenSigner(dataDirectory: configuration.dataDirectory),
+        signer: RegistryTokenSigner(keys: serverKeys),
         publicURL: configuration.publicURL)
     registry.register(on: router)
 
@@ -141,7 +152,7 @@ public func buildApplication(
             availableConnectionsDelegate: ConnectionCap(maxConnections: maxConnections, logger: logger)),
         services: (startup.map { tracker.track("private PostgreSQL", $0) } + [
             tracker.track("database pool", PostgresPoolService(client: postgres, databaseReady: databaseReady)),
-            tracker.track("migrations", MigrationService(database: db, databaseReady: databaseReady, schemaReady: schemaReady, logger: logger)),
+            tracker.track("migrations", MigrationService(database: db, databaseReady: databaseReady, schemaReady: schemaReady, keys: serverKeys, logger: logger)),
             tracker.track("build signals", signals),
             tracker.track("registry janitor", RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger)),
             tracker.track("lease reaper", LeaseReaper(jobs: jobs, authenticator: authenticator, interval: configuration.leaseCheckInterval,

@@ -9,6 +9,10 @@ public struct ServerConfiguration: Sendable {
     public var port: Int
     /// Blobs, build contexts and (embedded mode) the PostgreSQL cluster live here.
     public var dataDirectory: URL
+    /// Where registry blobs, upload sessions' data and build contexts live
+    /// (`DRYDOCK_BLOB_STORE=file:///path`): a directory every replica mounts. Nil: the data
+    /// directory (one server).
+    public var blobStoreDirectory: URL?
     /// The URL clients use to reach this server (registry token realm). Without it, the realm
     /// is built from the Host header of each request.
     public var publicURL: String?
@@ -112,6 +116,9 @@ public struct ServerConfiguration: Sendable {
         if let value = try seconds("DRYDOCK_HEADER_TIMEOUT_SECONDS", in: 1...600, environment) { configuration.headerTimeout = value }
         configuration.oidc = try OIDCSettings.parse(issuers: environment["DRYDOCK_OIDC_ISSUERS"].nonEmpty,
                                                     audience: environment["DRYDOCK_OIDC_AUDIENCE"].nonEmpty)
+        if let raw = environment["DRYDOCK_BLOB_STORE"].nonEmpty {
+            configuration.blobStoreDirectory = try blobStore(raw)
+        }
         if let raw = environment["DRYDOCK_DOWNLOADS_DIR"].nonEmpty {
             configuration.downloadsDirectory = URL(fileURLWithPath: raw, isDirectory: true)
         }
@@ -122,6 +129,18 @@ public struct ServerConfiguration: Sendable {
             configuration.maxConnections = value
         }
         return configuration
+    }
+
+    /// `file:///shared/dir` (or an absolute path). `s3://` is refused: not built yet.
+    static func blobStore(_ raw: String) throws -> URL {
+        if raw.hasPrefix("s3://") {
+            throw ConfigurationError("DRYDOCK_BLOB_STORE=s3://… is not supported by this version yet: use file:///PATH, a directory every replica mounts (NFS, a shared volume), or leave it unset for the data directory")
+        }
+        let path = raw.hasPrefix("file://") ? String(raw.dropFirst("file://".count)) : raw
+        guard path.hasPrefix("/") else {
+            throw ConfigurationError("DRYDOCK_BLOB_STORE must be file:///ABSOLUTE/PATH, not '\(raw)'")
+        }
+        return URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
     }
 
     static func seconds(_ name: String, in range: ClosedRange<Int>, _ environment: [String: String]) throws -> Duration? {

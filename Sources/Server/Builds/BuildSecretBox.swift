@@ -23,30 +23,34 @@ struct BuildSecrets: Codable, Sendable, Equatable {
 }
 
 public struct BuildSecretBox: Sendable {
-    let key: SymmetricKey
+    let keys: ServerKeys
 
+    public init(keys: ServerKeys) {
+        self.keys = keys
+    }
+
+    /// A box with the data directory's own key (no database).
     public init(dataDirectory: URL) throws {
-        let file = dataDirectory.appendingPathComponent("build-secrets.key")
-        if let existing = try? Data(contentsOf: file), existing.count == 32 {
-            key = SymmetricKey(data: existing)
-        } else {
-            let fresh = SymmetricKey(size: .bits256)
-            try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
-            guard FileManager.default.createFile(
-                atPath: file.path, contents: fresh.withUnsafeBytes { Data($0) }, attributes: [.posixPermissions: 0o600])
-            else { throw CocoaError(.fileWriteNoPermission) }
-            key = fresh
-        }
+        keys = try ServerKeys.local(dataDirectory: dataDirectory)
     }
 
     func seal(_ secrets: BuildSecrets) throws -> [UInt8] {
         let plain = try JSONEncoder().encode(secrets)
-        guard let combined = try AES.GCM.seal(plain, using: key).combined else { throw CocoaError(.coderInvalidValue) }
+        guard let combined = try AES.GCM.seal(plain, using: keys.current(.buildSecrets)).combined else { throw CocoaError(.coderInvalidValue) }
         return Array(combined)
     }
 
+    /// Opens with the newest key that opens it (secrets sealed before a rotation still open).
     func open(_ sealed: [UInt8]) throws -> BuildSecrets {
-        let plain = try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: key)
-        return try JSONDecoder().decode(BuildSecrets.self, from: plain)
+        let box = try AES.GCM.SealedBox(combined: sealed)
+        var lastError: (any Error)?
+        for key in keys.all(.buildSecrets) {
+            do {
+                return try JSONDecoder().decode(BuildSecrets.self, from: try AES.GCM.open(box, using: key))
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError ?? CryptoKitError.authenticationFailure
     }
 }

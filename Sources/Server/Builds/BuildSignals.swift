@@ -81,8 +81,19 @@ public final class BuildSignals: Service, Sendable {
         continuation?.resume()
     }
 
+    /// Cache invalidations other replicas (and this one) publish on the same channel.
+    private let invalidations = Mutex<[@Sendable (String) -> Void]>([])
+
+    func onInvalidation(_ handler: @escaping @Sendable (String) -> Void) {
+        invalidations.withLock { $0.append(handler) }
+    }
+
     /// Wakes everyone waiting on `key` in this process.
     func fire(_ key: String) {
+        if key.hasPrefix("invalidate:") {
+            for handler in invalidations.withLock({ $0 }) { handler(key) }
+            return
+        }
         let continuations = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             if state.generation.count > 100_000 { state.generation.removeAll() }
             state.generation[key, default: 0] &+= 1
@@ -111,8 +122,10 @@ public final class BuildSignals: Service, Sendable {
                 try await cancelWhenGracefulShutdown {
                     try await self.client.withConnection { connection in
                         try await connection.listen(on: Self.channel) { notifications in
-                            // Whatever happened while we were not listening: wake everyone once.
+                            // Whatever happened while we were not listening: wake everyone once,
+                            // and drop cached grants another replica may have revoked meanwhile.
                             self.fireAll()
+                            self.fire("invalidate:tokens")
                             for try await notification in notifications {
                                 self.fire(notification.payload)
                             }

@@ -34,6 +34,8 @@ struct LeaseReaper: Service {
                     graceGiven = true
                     if extended > 0 { logger.info("renewed the leases of running jobs after start-up", metadata: ["jobs": "\(extended)"]) }
                 }
+                // One replica checks per interval (the others' turns come when it stops).
+                guard try await jobs.client.takeTurn("lease-reaper", every: interval, logger: logger) else { continue }
                 let unserved = try await jobs.unservedJobs()
                 for job in unserved {
                     let timeout = job.timeoutSeconds.map { Duration.seconds($0) } ?? queueTimeout

@@ -68,6 +68,22 @@ public struct Database: Sendable {
         }
     }
 
+    /// Whether this server does the background work `name` now: true for one replica per
+    /// `interval` (the first to ask once the previous turn is that old), so housekeeping that
+    /// every replica runs is done once, not once per replica.
+    public func takeTurn(_ name: String, every interval: Duration, logger: Logger) async throws -> Bool {
+        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        var taken = false
+        for try await _ in try await query(
+            """
+            INSERT INTO housekeeping_turns AS t (name, last_run) VALUES (\(name), now())
+            ON CONFLICT (name) DO UPDATE SET last_run = now()
+            WHERE t.last_run <= now() - make_interval(secs => \(seconds * 0.9))
+            RETURNING 1
+            """, logger: logger).decode(Int.self) { taken = true }
+        return taken
+    }
+
     // MARK: the two rules
 
     /// Fails with `DatabaseUnavailable` unless `operation` returns within the wait limit.

@@ -41,12 +41,14 @@ struct MigrationService: Service {
     let database: Database
     let databaseReady: StartupGate
     let schemaReady: StartupGate
+    var keys: ServerKeys?
     let logger: Logger
 
     func run() async throws {
         do {
             try await databaseReady.wait()
             try await Migrations.apply(on: database, logger: logger)
+            try await keys?.load(from: database, logger: logger)
         } catch {
             schemaReady.fail(error)
             throw error

@@ -447,6 +447,19 @@ public enum Migrations {
             """,
             "CREATE TRIGGER usage_builds_totals AFTER INSERT ON usage_builds FOR EACH ROW EXECUTE FUNCTION usage_totals_add()",
         ]),
+        Migration(version: 11, name: "keys every replica shares", statements: [
+            """
+            CREATE TABLE server_keys (
+                name text NOT NULL,
+                version integer NOT NULL,
+                key bytea NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (name, version)
+            )
+            """,
+            // Background work every replica runs, taken in turns: one of them per interval.
+            "CREATE TABLE housekeeping_turns (name text PRIMARY KEY, last_run timestamptz NOT NULL)",
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

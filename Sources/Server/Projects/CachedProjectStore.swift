@@ -37,7 +37,16 @@ public final class CachedProjectStore: ProjectStore {
         return try await base.delete(id: id)
     }
 
+    /// Other replicas are told through this (set by the composition root).
+    let broadcast = CacheBroadcast()
+
     private func forget(_ id: String) {
         entries.remove(id)
+        broadcast.publish("invalidate:project:\(id)")
+    }
+
+    /// What another replica's broadcast asks of this one.
+    func handle(_ message: String) {
+        if message.hasPrefix("invalidate:project:") { entries.remove(String(message.dropFirst("invalidate:project:".count))) }
     }
 }

@@ -18,7 +18,7 @@ enum RegistryAction: String {
 /// the granted scopes and the caller, with a key kept in the data directory (so tokens survive a
 /// restart) and readable only by the server.
 public struct RegistryTokenSigner: Sendable {
-    let key: SymmetricKey
+    let keys: ServerKeys
     static let lifetime: TimeInterval = 300
     /// Tokens already verified, with their expiry: a client presents the same token on every
     /// request of a push or pull, and checking it once is enough.
@@ -29,17 +29,8 @@ public struct RegistryTokenSigner: Sendable {
         let expires: Double
     }
 
-    public init(dataDirectory: URL) throws {
-        let file = dataDirectory.appendingPathComponent("registry-token.key")
-        if let existing = try? Data(contentsOf: file), existing.count == 32 {
-            key = SymmetricKey(data: existing)
-        } else {
-            let fresh = SymmetricKey(size: .bits256)
-            let data = fresh.withUnsafeBytes { Data($0) }
-            try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: file.path, contents: data, attributes: [.posixPermissions: 0o600])
-            key = fresh
-        }
+    public init(keys: ServerKeys) {
+        self.keys = keys
     }
 
     struct Payload: Codable {
@@ -64,7 +55,7 @@ public struct RegistryTokenSigner: Sendable {
             exp: Date().addingTimeInterval(Self.lifetime).timeIntervalSince1970,
             prjs: caller.projectIds, iso: caller.isolated ? true : nil, bid: caller.buildTag)
         let body = Self.base64url(try JSONEncoder().encode(payload))
-        let mac = Self.base64url(Data(HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: key)))
+        let mac = Self.base64url(Data(HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: keys.current(.registryToken))))
         return ("ddreg.\(body).\(mac)", Int(Self.lifetime))
     }
 
@@ -79,7 +70,7 @@ public struct RegistryTokenSigner: Sendable {
     private func verifySignature(_ token: String) -> Verified? {
         let parts = token.split(separator: ".")
         guard parts.count == 3, parts[0] == "ddreg", let mac = Self.unbase64url(String(parts[2])),
-              HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Data(parts[1].utf8), using: key),
+              keys.all(.registryToken).contains(where: { HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Data(parts[1].utf8), using: $0) }),
               let json = Self.unbase64url(String(parts[1])),
               let payload = try? JSONDecoder().decode(Payload.self, from: json),
               let kind = TokenKind(rawValue: payload.kind)

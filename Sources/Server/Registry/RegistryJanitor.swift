@@ -28,7 +28,8 @@ public struct RegistryJanitor: Service {
         try await schemaReady.wait()
         while !Task.isCancelled {
             do {
-                try await sweep()
+                // One replica sweeps per interval.
+                if try await store.client.takeTurn("registry-janitor", every: interval, logger: logger) { try await sweep() }
             } catch is CancellationError {
                 return
             } catch {

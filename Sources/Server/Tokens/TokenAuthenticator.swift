@@ -68,10 +68,28 @@ public final class TokenAuthenticator: Sendable {
         }
     }
 
-    /// Called after anything that can narrow or remove a grant.
+    /// Other replicas are told through this (set by the composition root).
+    let broadcast = CacheBroadcast()
+
+    /// Called after anything that can narrow or remove a grant: here at once, on every other
+    /// replica when its notification arrives.
     public func invalidate() {
+        invalidateHere()
+        broadcast.publish("invalidate:tokens")
+    }
+
+    func invalidateHere() {
         grants.removeAll()
         active.removeAll()
+    }
+
+    /// What another replica's broadcast asks of this one.
+    func handle(_ message: String) {
+        if message == "invalidate:tokens" {
+            invalidateHere()
+        } else if message.hasPrefix("invalidate:token:") {
+            invalidateHere(tokenId: String(message.dropFirst("invalidate:token:".count)))
+        }
     }
 
     /// A token just created in a transaction that committed (a job's build token): its first use
@@ -83,6 +101,11 @@ public final class TokenAuthenticator: Sendable {
     /// Called after one token was revoked (a job's build token when the job ends): the other
     /// grants stay cached.
     public func invalidate(tokenId: String) {
+        invalidateHere(tokenId: tokenId)
+        broadcast.publish("invalidate:token:\(tokenId)")
+    }
+
+    func invalidateHere(tokenId: String) {
         grants.removeAll { $0?.tokenId == tokenId }
         active.remove(tokenId)
     }

@@ -22,7 +22,8 @@ struct UsageSampler: Service {
             }
             first = false
             do {
-                try await usage.sampleRegistry()
+                // One replica samples per interval.
+                if try await usage.client.takeTurn("usage-sampler", every: interval, logger: logger) { try await usage.sampleRegistry() }
             } catch is CancellationError {
                 return
             } catch {
