@@ -14,7 +14,7 @@ public struct DrydockServerCommand: AsyncParsableCommand {
             serve every organization with 'drydock-server worker-token --name NAME'.
             """,
         version: drydockVersion,
-        subcommands: [Serve.self, Bootstrap.self, SetPlan.self, WorkerToken.self, AgentToken.self],
+        subcommands: [Serve.self, Bootstrap.self, SetPlan.self, WorkerToken.self, AgentToken.self, RotateKeys.self],
         defaultSubcommand: Serve.self
     )
 

@@ -125,6 +125,18 @@ public enum ServerRunner {
         }
     }
 
+    /// Adds a new version of every shared server key (`drydock-server rotate-keys`).
+    public static func rotateKeys(_ configuration: ServerConfiguration, logger: Logger) async throws {
+        try await withConfiguredDatabase(configuration, logger: logger) { database in
+            try await withDatabase(database, logger: logger) { client in
+                try await Migrations.apply(on: client, logger: logger)
+                // Versions exist before a rotation adds one (a server that never ran made none).
+                try await ServerKeys(dataDirectory: configuration.dataDirectory).load(from: client, logger: logger)
+                try await ServerKeys.rotate(database: client, logger: logger)
+            }
+        }
+    }
+
     /// Mints a token of no organization, for machines that serve every organization: a worker
     /// token (builders) or an agent token (drydock-agents). Returns its secret.
     public static func serverWideToken(_ configuration: ServerConfiguration, kind: TokenKind, name: String, logger: Logger) async throws -> String {
