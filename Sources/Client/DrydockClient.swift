@@ -224,6 +224,18 @@ extension DrydockClient {
     public func registryUsage(projectId: String) async throws -> Components.Schemas.RegistryUsage {
         try await call { try await $0.getRegistryUsage(path: .init(projectId: projectId)).ok.body.json }
     }
+
+    public func retentionPolicy(projectId: String) async throws -> Components.Schemas.RetentionPolicy {
+        try await call { try await $0.getRetentionPolicy(path: .init(projectId: projectId)).ok.body.json }
+    }
+
+    public func setRetentionPolicy(projectId: String, _ policy: Components.Schemas.RetentionPolicy) async throws -> Components.Schemas.RetentionPolicy {
+        try await call { try await $0.setRetentionPolicy(path: .init(projectId: projectId), body: .json(policy)).ok.body.json }
+    }
+
+    public func previewRetention(projectId: String) async throws -> Components.Schemas.RetentionPreview {
+        try await call { try await $0.previewRetention(path: .init(projectId: projectId)).ok.body.json }
+    }
 }
 
 /// Sets `Authorization` and `User-Agent` on every request. The token never appears in errors.

@@ -35,7 +35,8 @@ struct AuthorizationTests {
         #expect(allowed(.project, nil) == ["getCurrentCaller", "listProjects", "getProject", "listRepositories", "listRepositoryTags",
                                            "getRegistryUsage", "createPullToken", "getBuildContext", "uploadBuildContext",
                                            "createBuild", "listBuilds", "getBuild", "cancelBuild", "getBuildLogs", "getProjectUsage",
-                                           "getProjectCache", "listTrustRelationships", "createBake", "getBake", "cancelBake"])
+                                           "getProjectCache", "listTrustRelationships", "createBake", "getBake", "cancelBake",
+                                           "getRetentionPolicy", "previewRetention"])
         // A CI token from an OIDC exchange does what a project token does, in its projects.
         #expect(allowed(.ci, nil) == allowed(.project, nil))
         #expect(member.contains("deleteRepositoryTag") && member.contains("createPullToken") && member.contains("createBuild"))

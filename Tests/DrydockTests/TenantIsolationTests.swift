@@ -26,6 +26,7 @@ struct TenantIsolationTests {
         "createTrustRelationship": #"{"provider":"github","subject":"evil/repo"}"#,
         "createBake": #"{"targets":[{"name":"evil","build":{"contextDigest":"sha256:\#(String(repeating: "a", count: 64))"}}]}"#,
         "cancelBake": #"{}"#,
+        "setRetentionPolicy": #"{"untaggedDays":1}"#,
     ]
 
     /// Bodies that are not JSON.

@@ -12,6 +12,6 @@ struct RegistryCommands: AsyncParsableCommand {
             any username and a Drydock token as the password, e.g.
               skopeo login --username ci --password "$DRYDOCK_TOKEN" HOST
             """,
-        subcommands: [RegistryLogin.self, RegistryList.self, RegistryTags.self, RegistryRemove.self, RegistryUsage.self]
+        subcommands: [RegistryLogin.self, RegistryList.self, RegistryTags.self, RegistryRemove.self, RegistryUsage.self, RegistryRetention.self]
     )
 }

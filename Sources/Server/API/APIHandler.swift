@@ -339,6 +339,37 @@ extension APIHandler {
         return .noContent(.init())
     }
 
+    func getRetentionPolicy(_ input: Operations.GetRetentionPolicy.Input) async throws -> Operations.GetRetentionPolicy.Output {
+        let project = try await visibleProject(input.path.projectId)
+        return .ok(.init(body: .json(.init(try await registry.retention(projectId: project.id)))))
+    }
+
+    func setRetentionPolicy(_ input: Operations.SetRetentionPolicy.Input) async throws -> Operations.SetRetentionPolicy.Output {
+        let project = try await visibleProject(input.path.projectId)
+        guard case .json(let body) = input.body else { throw APIError.badRequest("expected a JSON body") }
+        var policy = RetentionPolicy(untaggedDays: body.untaggedDays, buildTagDays: body.buildTagDays)
+        for (i, rule) in (body.keep ?? []).enumerated() {
+            if let problem = TagPattern.problem(rule.pattern) { throw APIError.invalidField("keep[\(i)].pattern", problem) }
+            policy.keep.append(.init(pattern: rule.pattern, count: rule.count))
+        }
+        for (i, pattern) in (body.immutableTags ?? []).enumerated() {
+            if let problem = TagPattern.problem(pattern) { throw APIError.invalidField("immutableTags[\(i)]", problem) }
+            policy.immutableTags.append(pattern)
+        }
+        try await registry.setRetention(projectId: project.id, policy)
+        return .ok(.init(body: .json(.init(policy))))
+    }
+
+    func previewRetention(_ input: Operations.PreviewRetention.Input) async throws -> Operations.PreviewRetention.Output {
+        let project = try await visibleProject(input.path.projectId)
+        let policy = try await registry.retention(projectId: project.id)
+        let plan = try await registry.retentionPlan(projectId: project.id, policy: policy)
+        return .ok(.init(body: .json(.init(
+            policy: .init(policy),
+            tags: plan.tags.map { .init(repository: $0.repository, tag: $0.tag, digest: $0.digest, reason: $0.reason) },
+            manifests: plan.manifests.map { .init(repository: $0.repository, digest: $0.digest, reason: $0.reason) }))))
+    }
+
     func getRegistryUsage(_ input: Operations.GetRegistryUsage.Input) async throws -> Operations.GetRegistryUsage.Output {
         let project = try await visibleProject(input.path.projectId)
         let usage = try await registry.usage(projectId: project.id)

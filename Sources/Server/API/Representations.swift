@@ -74,3 +74,11 @@ extension Components.Schemas.CreatedToken {
             createdAt: r.createdAt, expiresAt: r.expiresAt, token: secret)
     }
 }
+
+extension Components.Schemas.RetentionPolicy {
+    init(_ p: RetentionPolicy) {
+        self.init(untaggedDays: p.untaggedDays, buildTagDays: p.buildTagDays,
+                  keep: p.keep.isEmpty ? nil : p.keep.map { .init(pattern: $0.pattern, count: $0.count) },
+                  immutableTags: p.immutableTags.isEmpty ? nil : p.immutableTags)
+    }
+}

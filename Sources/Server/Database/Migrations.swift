@@ -460,6 +460,15 @@ public enum Migrations {
             // Background work every replica runs, taken in turns: one of them per interval.
             "CREATE TABLE housekeeping_turns (name text PRIMARY KEY, last_run timestamptz NOT NULL)",
         ]),
+        Migration(version: 12, name: "registry retention policies", statements: [
+            """
+            CREATE TABLE registry_retention (
+                project_id text PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+                policy text NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

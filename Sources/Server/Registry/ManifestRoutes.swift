@@ -69,6 +69,11 @@ extension RegistryRoutes {
             throw RegistryError.manifestInvalid("invalid digest '\(reference)' in manifest")
         }
         let subject = document.subject?.digest
+        // An immutable tag (the project's retention policy) never moves to another manifest.
+        if let tag, try await store.retention(projectId: projectId).isImmutable(repository: repository, tag: tag),
+           let current = try await store.tagDigest(projectId: projectId, repository: repository, tag: tag), current != digest.description {
+            throw RegistryError.denied("tag '\(tag)' is immutable in this project (its retention policy) and points at \(current); push under a new tag")
+        }
         try await store.putManifest(ManifestPut(
             projectId: projectId, repository: repository, digest: digest, mediaType: mediaType, content: content,
             subject: subject, artifactType: document.effectiveArtifactType, tag: tag, blobs: Array(Set(document.requiredBlobs)),

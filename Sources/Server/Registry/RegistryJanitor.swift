@@ -46,6 +46,14 @@ public struct RegistryJanitor: Service {
     /// One pass; returns (uploads expired, blobs removed).
     @discardableResult
     public func sweep() async throws -> (uploads: Int, blobs: Int) {
+        // Retention first, so the blobs of what it deletes can go in a later pass.
+        for (projectId, policy) in try await store.projectsWithRetention() {
+            let plan = try await store.retentionPlan(projectId: projectId, policy: policy)
+            let done = try await store.apply(plan, projectId: projectId)
+            if done.tags > 0 || done.manifests > 0 {
+                logger.info("registry retention", metadata: ["project": "\(projectId)", "tags": "\(done.tags)", "manifests": "\(done.manifests)"])
+            }
+        }
         let expired = try await store.expireUploads(olderThan: uploadExpiry)
         for id in expired { try await blobs.cancelUpload(id: id) }
         let removed = try await store.collectGarbage(grace: grace) { digest in try await blobs.delete(digest) }
