@@ -31,6 +31,8 @@ struct BakeTests {
         }
         target "slow" {
           dockerfile-inline = "FROM ${BASE}\nRUN sleep 600\n"
+          # Another platform, so another cache of the builder: it runs beside "broken", not after it.
+          platforms = ["linux/386"]
         }
         target "refused" {
           dockerfile-inline = "FROM ${BASE}\n"
@@ -88,6 +90,13 @@ struct BakeTests {
                 }
                 let builds = try await fixture.client.builds(projectId: fixture.projectId).items
                 #expect(builds.prefix(4).allSatisfy { $0.bake != nil } && Set(builds.prefix(4).compactMap { $0.bake?.id }).count == 1, "one bake's builds are labelled with it")
+                // Two slots of one builder, one cache: a job that waits for the cache keeps its
+                // lease, so none is taken back and run twice.
+                for build in builds.prefix(4) {
+                    var lines: [String] = []
+                    for try await entry in try await fixture.client.buildLogs(build.id) { if let line = entry.line { lines.append(line) } }
+                    #expect(!lines.contains { $0.contains("queued again") }, "\(build.bake?.target ?? build.id) was taken back: \(lines)")
+                }
 
                 // The same bake again: every RUN step from the cache.
                 let second = try await runExecutable("drydock", ["bake", "--progress", "plain"], environment: env, directory: work)

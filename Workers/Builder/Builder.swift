@@ -244,14 +244,29 @@ public final class Builder: Service, Sendable {
         let root = isolated
             ? configuration.cacheDirectory.appendingPathComponent(".isolated").appendingPathComponent(job.jobId)
             : cacheRoot(projectId: job.projectId, platform: job.platform)
-        // One job at a time per cache, except in a builder of one cache that runs several at once.
-        let exclusive = !configuration.singleCache && !isolated
-        if exclusive { await acquire(root.path) }
-        defer { if exclusive { release(root.path) } }
         let run = JobRun(job: job, client: client, reporter: reporter, root: root, configuration: configuration, logger: log)
         running.withLock { $0[job.jobId] = run.control }
         defer { _ = running.withLock { $0.removeValue(forKey: job.jobId) } }
-        let result = await run.execute()
+        // The lease from the claim on: the first heartbeat confirms the claim at once, even when
+        // the job must wait below for another one of its cache (else the server would take it
+        // back after the first lease and give it to someone else while it waits here).
+        let lease = Task { await run.keepLease(run.control) }
+        // One job at a time per cache, except in a builder of one cache that runs several at once.
+        let exclusive = !configuration.singleCache && !isolated
+        if exclusive, !(await acquire(root.path, giveUp: { run.control.canceled || run.control.lost }, waiting: {
+            await reporter.log("#drydock waiting for another build of this project and platform on builder '\(self.configuration.name)' to finish (they share its cache)")
+        })) {
+            lease.cancel()
+            let lost = run.control.lost
+            log.info(lost ? "job taken back by the server while it waited for its cache" : "job canceled while it waited for its cache")
+            if !lost {
+                try? await client.finishJob(jobId: job.jobId, .init(status: .canceled, error: "canceled before it started"))
+            }
+            await reporter.close()
+            return
+        }
+        defer { if exclusive { release(root.path) } }
+        let result = await run.execute(lease: lease)
         if orphaned.withLock({ $0 }), result.status != .succeeded {
             // Not reported: the server queues the job again when its lease runs out (a builder
             // whose agent died is not the build's fault).
@@ -329,10 +344,19 @@ public final class Builder: Service, Sendable {
         return configuration.cacheDirectory.appendingPathComponent(projectId).appendingPathComponent(platform.replacingOccurrences(of: "/", with: "-"))
     }
 
-    func acquire(_ root: String) async {
+    /// Takes the cache at `root` for one job; false if `giveUp` became true first. `waiting` is
+    /// called once when the cache is busy.
+    func acquire(_ root: String, giveUp: () -> Bool, waiting: () async -> Void) async -> Bool {
+        var said = false
         while !busyRoots.withLock({ $0.insert(root).inserted }) {
+            if giveUp() { return false }
+            if !said {
+                said = true
+                await waiting()
+            }
             try? await Task.sleep(for: .milliseconds(100))
         }
+        return true
     }
 
     func release(_ root: String) {

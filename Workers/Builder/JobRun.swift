@@ -66,8 +66,9 @@ struct JobRun: Sendable {
     /// Cancel and lease state of this run, and its running process.
     let control = Control()
 
-    func execute() async -> Components.Schemas.JobResult {
-        let heartbeat = Task { await keepLease(control) }
+    /// `lease`: the heartbeat task, when the caller started it already (before waiting for the cache).
+    func execute(lease: Task<Void, Never>? = nil) async -> Components.Schemas.JobResult {
+        let heartbeat = lease ?? Task { await keepLease(control) }
         let isolated = job.isolated == true
         defer {
             heartbeat.cancel()
