@@ -7,7 +7,9 @@
 # only 30 build minutes a month, fewer than 2,000 simulated jobs meter); "cap" scenarios set a
 # minutes cap, which makes every claim and creation check the month's usage.
 # Targets: >= 150 jobs/s at 20 workers, claim p99 < 50 ms at 50 workers, heartbeat p99 < 50 ms.
-# Usage: [JOBS=2000] [SCENARIOS="5 20 50 cap20 cap50 orgs20"] benchmarks/queue.sh
+# REPLICAS=2 runs a second server on the first one's PostgreSQL and a shared blob directory,
+# with Debian's haproxy balancing the workers' requests over both, round-robin.
+# Usage: [JOBS=2000] [REPLICAS=1|2] [SCENARIOS="5 20 50 cap20 cap50 orgs20"] benchmarks/queue.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2000}
@@ -25,9 +27,14 @@ chmod 711 "$DATA"
 PORT=${BENCH_PORT:-18191}
 URL=http://127.0.0.1:$PORT
 export DRYDOCK_DATA_DIR=$DATA
+export DRYDOCK_BLOB_STORE=file://$DATA/shared
 DRYDOCK_PORT=$PORT LOG_LEVEL=warning "$BIN/drydock-server" >"$DATA/server.log" 2>&1 &
 SERVER=$!
+SECOND=
+BALANCER=
 cleanup() {
+    [[ -z $BALANCER ]] || kill $BALANCER 2>/dev/null || true
+    [[ -z $SECOND ]] || { kill -TERM $SECOND 2>/dev/null; wait $SECOND 2>/dev/null || true; }
     kill -TERM $SERVER 2>/dev/null || true
     wait $SERVER 2>/dev/null || true
     [[ -n ${KEEP:-} ]] || rm -rf "$DATA"
@@ -35,6 +42,34 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 1 240); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
 curl -fsS "$URL/readyz" >/dev/null
+if [[ ${REPLICAS:-1} == 2 ]]; then
+    scripts/install-deps.sh haproxy
+    # The second replica: the first one's private PostgreSQL (over its socket), the same blobs.
+    DRYDOCK_DATABASE_URL="postgres://drydock@/drydock?host=$DATA/run" DRYDOCK_DATA_DIR=$DATA/second DRYDOCK_PORT=$((PORT + 1)) \
+        LOG_LEVEL=warning "$BIN/drydock-server" >"$DATA/second.log" 2>&1 &
+    SECOND=$!
+    for _ in $(seq 1 120); do curl -fsS "http://127.0.0.1:$((PORT + 1))/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+    cat >"$DATA/haproxy.cfg" <<CFG
+global
+    maxconn 2048
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 120s
+    timeout server 120s
+frontend queue
+    bind 127.0.0.1:$((PORT + 2))
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    server a 127.0.0.1:$PORT
+    server b 127.0.0.1:$((PORT + 1))
+CFG
+    haproxy -db -f "$DATA/haproxy.cfg" >"$DATA/haproxy.log" 2>&1 &
+    BALANCER=$!
+    URL=http://127.0.0.1:$((PORT + 2))
+    for _ in $(seq 1 40); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.25; done
+fi
 
 WORKER=$("$BIN/drydock-server" worker-token --name sim | tail -1)
 ZERO=$(mktemp)
@@ -77,6 +112,7 @@ SQL
 
 results=()
 failed=0
+REPLICAS_LABEL="${REPLICAS:-1} replica(s)"
 for scenario in $SCENARIOS; do
     workers=${scenario//[a-z]/}
     args=()
@@ -102,7 +138,7 @@ for scenario in $SCENARIOS; do
 done
 
 echo
-echo "==> results (this machine: $(nproc) cores, load generator on the same machine)"
+echo "==> results ($REPLICAS_LABEL; this machine: $(nproc) cores, load generator on the same machine)"
 printf '%s\n' "${results[@]}" | python3 -c '
 import json, sys
 head = ("scenario", "jobs/s", "create/s", "claim p50", "claim p99", "hb p50", "hb p99", "twice", "lost")
