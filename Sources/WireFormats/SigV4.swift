@@ -97,7 +97,7 @@ public struct SigV4: Sendable {
             merged[name.lowercased(), default: []].append(collapsed.trimmingCharacters(in: .whitespaces))
         }
         let names = merged.keys.sorted()
-        return (names.map { "\($0):\(merged[$0]!.joined(separator: ","))\n" }.joined(), names.joined(separator: ";"))
+        return (names.map { "\($0):\((merged[$0] ?? []).joined(separator: ","))\n" }.joined(), names.joined(separator: ";"))
     }
 
     /// RFC 3986 unreserved characters kept, every other byte `%XX` (uppercase).

@@ -35,11 +35,9 @@ public final class ServerKeys: Sendable {
     }
 
     /// The key to sign or seal with.
-    func current(_ name: Name) -> SymmetricKey {
-        guard let key = keys.withLock({ $0[name]?.first }) else {
-            // Requests wait for the schema, and the keys are loaded before it opens.
-            preconditionFailure("server keys used before they were loaded")
-        }
+    func current(_ name: Name) throws -> SymmetricKey {
+        // Requests wait for the schema, and the keys are loaded before it opens.
+        guard let key = keys.withLock({ $0[name]?.first }) else { throw DomainError.internal("the server's \(name.rawValue) key is not loaded") }
         return key
     }
 

@@ -29,14 +29,9 @@ public struct BuildSecretBox: Sendable {
         self.keys = keys
     }
 
-    /// A box with the data directory's own key (no database).
-    public init(dataDirectory: URL) throws {
-        keys = try ServerKeys.local(dataDirectory: dataDirectory)
-    }
-
     func seal(_ secrets: BuildSecrets) throws -> [UInt8] {
         let plain = try JSONEncoder().encode(secrets)
-        guard let combined = try AES.GCM.seal(plain, using: keys.current(.buildSecrets)).combined else { throw CocoaError(.coderInvalidValue) }
+        guard let combined = try AES.GCM.seal(plain, using: try keys.current(.buildSecrets)).combined else { throw CocoaError(.coderInvalidValue) }
         return Array(combined)
     }
 

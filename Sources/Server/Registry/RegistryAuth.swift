@@ -55,7 +55,7 @@ public struct RegistryTokenSigner: Sendable {
             exp: Date().addingTimeInterval(Self.lifetime).timeIntervalSince1970,
             prjs: caller.projectIds, iso: caller.isolated ? true : nil, bid: caller.buildTag)
         let body = Self.base64url(try JSONEncoder().encode(payload))
-        let mac = Self.base64url(Data(HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: keys.current(.registryToken))))
+        let mac = Self.base64url(Data(HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: try keys.current(.registryToken))))
         return ("ddreg.\(body).\(mac)", Int(Self.lifetime))
     }
 

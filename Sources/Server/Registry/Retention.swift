@@ -177,20 +177,19 @@ extension RegistryStore {
             let children = content.flatMap { try? JSONDecoder().decode(OCIManifestDocument.self, from: Data(buffer: $0)) }?.referencedManifests ?? []
             manifests.append(ManifestRow(repository: repository, digest: digest, created: created, subject: subject, children: children))
         }
-        // Kept: tagged (after the tag removals), then what kept ones list or are referred to by.
+        // Kept: tagged (after the tag removals) or young, then, walking outwards, what a kept index
+        // lists and what refers (`subject`) to a kept manifest.
+        var dependents: [String: [String]] = [:]  // manifest → the ones kept with it
+        for m in manifests {
+            let key = "\(m.repository) \(m.digest)"
+            for child in m.children { dependents[key, default: []].append("\(m.repository) \(child)") }
+            if let subject = m.subject { dependents["\(m.repository) \(subject)", default: []].append(key) }
+        }
         var kept = Set(tags.filter { !removed.contains("\($0.repository) \($0.tag)") }.map { "\($0.repository) \($0.digest)" })
-        var changed = true
-        while changed {
-            changed = false
-            for m in manifests where !kept.contains("\(m.repository) \(m.digest)") {
-                let young = m.created >= nowEpoch - Double(days) * 86_400
-                let listed = manifests.contains { kept.contains("\($0.repository) \($0.digest)") && $0.repository == m.repository && $0.children.contains(m.digest) }
-                let refersToKept = m.subject.map { kept.contains("\(m.repository) \($0)") } ?? false
-                if young || listed || refersToKept {
-                    kept.insert("\(m.repository) \(m.digest)")
-                    changed = true
-                }
-            }
+        kept.formUnion(manifests.filter { $0.created >= nowEpoch - Double(days) * 86_400 }.map { "\($0.repository) \($0.digest)" })
+        var frontier = Array(kept)
+        while let next = frontier.popLast() {
+            for dependent in dependents[next] ?? [] where kept.insert(dependent).inserted { frontier.append(dependent) }
         }
         for m in manifests.sorted(by: { ($0.repository, $0.digest) < ($1.repository, $1.digest) }) where !kept.contains("\(m.repository) \(m.digest)") {
             plan.manifests.append(.init(repository: m.repository, digest: m.digest, reason: "untagged for more than \(days) days"))

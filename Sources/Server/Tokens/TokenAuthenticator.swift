@@ -88,7 +88,7 @@ public final class TokenAuthenticator: Sendable {
         if message == "invalidate:tokens" {
             invalidateHere()
         } else if message.hasPrefix("invalidate:token:") {
-            invalidateHere(tokenId: String(message.dropFirst("invalidate:token:".count)))
+            invalidate(tokenId: String(message.dropFirst("invalidate:token:".count)))
         }
     }
 
@@ -98,14 +98,10 @@ public final class TokenAuthenticator: Sendable {
         grants.insert(grant, for: secret)
     }
 
-    /// Called after one token was revoked (a job's build token when the job ends): the other
-    /// grants stay cached.
+    /// Drops one token's grant from this server's cache (a job's build token when the job ends;
+    /// the other grants stay). Other servers hear of it from the revocation's own NOTIFY
+    /// (`PostgresTokenStore.revokeBuildToken`).
     public func invalidate(tokenId: String) {
-        invalidateHere(tokenId: tokenId)
-        broadcast.publish("invalidate:token:\(tokenId)")
-    }
-
-    func invalidateHere(tokenId: String) {
         grants.removeAll { $0?.tokenId == tokenId }
         active.remove(tokenId)
     }

@@ -192,8 +192,14 @@ public struct PostgresTokenStore: TokenStore {
 
     /// Revokes a job's build token inside the transaction that ends the job (the tokens table has
     /// one owner: this store).
+    /// Revokes a job's build token; every server's auth cache hears of it at commit, in the same
+    /// statement (`invalidate:token:<id>` on the events channel).
     static func revokeBuildToken(id: String, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query("UPDATE tokens SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL", logger: logger)
+        try await connection.query(
+            """
+            WITH revoked AS (UPDATE tokens SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL RETURNING id)
+            SELECT pg_notify(\(BuildSignals.channel), 'invalidate:token:' || id) FROM revoked
+            """, logger: logger)
     }
 
     /// The one tag an isolated build's token may push in `<project>/build`.
