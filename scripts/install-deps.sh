@@ -16,11 +16,13 @@ for extra in "$@"; do
         busybox) [[ -x /bin/busybox || -x /usr/bin/busybox ]] || need+=(busybox-static) ;;
         qemu) [[ -x /usr/bin/qemu-aarch64-static ]] || need+=(qemu-user-static) ;;
         # buildah's OCI isolation (RUN steps in their own PID and network namespaces): runc, and
-        # netavark with aardvark-dns for the build's own network.
+        # netavark with aardvark-dns and iptables for the build's own network.
         isolation)
             command -v runc >/dev/null 2>&1 || need+=(runc)
             [[ -x /usr/lib/podman/netavark ]] || need+=(netavark)
-            [[ -x /usr/lib/podman/aardvark-dns ]] || need+=(aardvark-dns) ;;
+            [[ -x /usr/lib/podman/aardvark-dns ]] || need+=(aardvark-dns)
+            # netavark sets the build network up with iptables (only recommended by its package).
+            command -v iptables >/dev/null 2>&1 || need+=(iptables) ;;
         python3-pip) python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip) ;;
         # The docker CLI alone (no engine): configure-docker's plugin and credential helper.
         docker) command -v docker >/dev/null 2>&1 || need+=(docker.io) ;;

@@ -12,6 +12,12 @@ if ! python3 -c 'import oras' 2>/dev/null; then
     python3 -m pip install --quiet oras 2>/dev/null || python3 -m pip install --quiet --break-system-packages oras
 fi
 
+# moto in server mode (a real S3 endpoint for the object-store tests) and boto3, from PyPI.
+if ! python3 -c 'import moto.server, boto3, flask' 2>/dev/null; then
+    python3 -m pip --version >/dev/null 2>&1 || scripts/install-deps.sh python3-pip
+    python3 -m pip install --quiet 'moto[server]' 2>/dev/null || python3 -m pip install --quiet --break-system-packages 'moto[server]'
+fi
+
 PGBIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
 PGDIR=$(mktemp -d /tmp/drydock-test-pg.XXXXXX)
 chmod 755 "$PGDIR"

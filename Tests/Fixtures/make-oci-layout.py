@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Writes a small OCI image layout (no base image needed): DIR LAYERS [SIZE_KB].
+"""Writes a small OCI image layout (no base image needed): DIR LAYERS [SIZE_KB [SEED]].
 
 Each layer is a gzipped tar holding one file of pseudo-random bytes, so layers differ and
-digests are real. Used by the registry tests and the registry benchmark."""
+digests are real. With SEED the bytes do not compress (the layers are as large as SIZE_KB) and
+differ from any other seed's. Used by the registry tests and the registry benchmark."""
 import gzip, hashlib, io, json, os, sys, tarfile
 
 out, layers = sys.argv[1], int(sys.argv[2])
@@ -19,7 +20,10 @@ descriptors, diff_ids = [], []
 for i in range(layers):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
-        payload = hashlib.sha512(f"layer-{i}".encode()).digest() * (size // 64 + 1)
+        if len(sys.argv) > 4:
+            payload = hashlib.shake_256(f"layer-{sys.argv[4]}-{i}".encode()).digest(size)
+        else:
+            payload = hashlib.sha512(f"layer-{i}".encode()).digest() * (size // 64 + 1)
         info = tarfile.TarInfo(f"data/layer-{i}.bin")
         info.size = size
         tar.addfile(info, io.BytesIO(payload[:size]))

@@ -13,7 +13,7 @@ extension APIHandler {
         let project = try await visibleProject(input.path.projectId)
         let digest = try Self.contextDigest(hex: input.path.digest)
         guard let found = try await builds.context(projectId: project.id, digest: digest.description),
-              try contexts.path(projectId: project.id, digest: digest) != nil
+              try await contexts.exists(projectId: project.id, digest: digest)
         else { throw APIError.notFound("build context", digest.description) }
         return .ok(.init(body: .json(.init(digest: digest.description, sizeBytes: found.size, createdAt: found.createdAt))))
     }
@@ -172,7 +172,7 @@ extension APIHandler {
             throw APIError.invalidField("contextDigest", "must be sha256:<64 lowercase hex digits>")
         }
         guard try await builds.context(projectId: project.id, digest: digest.description) != nil,
-              try contexts.path(projectId: project.id, digest: digest) != nil
+              try await contexts.exists(projectId: project.id, digest: digest)
         else {
             throw APIError.invalidField("contextDigest", "the project has no context \(digest); upload it first (PUT /api/v1/projects/\(project.id)/contexts/\(digest.hex))")
         }
@@ -210,7 +210,7 @@ extension APIHandler {
                     throw APIError.invalidField("contexts.\(name)", "must be context:sha256:<64 lowercase hex digits>")
                 }
                 guard try await builds.context(projectId: project.id, digest: digest.description) != nil,
-                      try contexts.path(projectId: project.id, digest: digest) != nil
+                      try await contexts.exists(projectId: project.id, digest: digest)
                 else {
                     throw APIError.invalidField("contexts.\(name)", "the project has no context \(digest); upload it first (PUT /api/v1/projects/\(project.id)/contexts/\(digest.hex))")
                 }
@@ -376,10 +376,9 @@ extension APIHandler {
             }
             wanted = asked
         }
-        guard let digest = Digest(wanted), let path = try contexts.path(projectId: found.projectId, digest: digest) else {
+        guard let digest = Digest(wanted), let (size, stream) = try await contexts.read(projectId: found.projectId, digest: digest) else {
             throw APIError.notFound("build context", wanted)
         }
-        let (size, stream) = try contexts.read(path: path)
         return .ok(.init(body: .applicationXTar(HTTPBody(stream, length: .known(size), iterationBehavior: .single))))
     }
 

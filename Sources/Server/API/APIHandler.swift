@@ -193,7 +193,7 @@ struct APIHandler: APIProtocol {
         let project = try await visibleProject(input.path.projectId)
         guard try await projects.delete(id: project.id) else { throw APIError.notFound("project", project.id) }
         authenticator.invalidate()  // project tokens of it grant nothing now
-        contexts.delete(projectId: project.id)  // its build contexts go with it
+        await contexts.delete(projectId: project.id)  // its build contexts go with it
         return .noContent(.init())
     }
 

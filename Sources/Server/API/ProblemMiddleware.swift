@@ -59,6 +59,7 @@ struct ProblemMiddleware: ServerMiddleware {
             }
             let code = switch fault {
             case .databaseUnavailable: "database_unavailable"
+            case .blobStoreUnavailable: "storage_unavailable"
             case .storageFull: "storage_full"
             case .unstorableValue: "invalid_value"
             }

@@ -104,11 +104,20 @@ public func buildApplication(
     jobs.emulationFallback = configuration.emulationFallback
     let buildLog = BuildLog(client: db, logger: logger)
     // Blobs, uploads and contexts: the data directory, or the directory every replica shares.
-    let blobRoot = configuration.blobStoreDirectory ?? configuration.dataDirectory
-    let contexts = ContextStore(dataDirectory: blobRoot, limit: configuration.maxContextBytes)
-    let blobStore = try FileSystemBlobStore(root: blobRoot)
-    let indexes = IndexAssembler(builds: builds, registry: registryStore, logger: logger,
-                                 blobPath: { digest in Digest(digest).flatMap { blobStore.path(of: $0) } })
+    let blobStore: any BlobStore
+    let contexts: ContextStore
+    var objectStore: S3BlobStore?
+    if let s3 = configuration.blobStoreS3 {
+        let store = S3BlobStore(settings: s3, logger: logger)
+        objectStore = store
+        blobStore = store
+        contexts = ContextStore(limit: configuration.maxContextBytes) { projectId in store.scoped("contexts/\(projectId)") }
+    } else {
+        let blobRoot = configuration.blobStoreDirectory ?? configuration.dataDirectory
+        contexts = ContextStore(dataDirectory: blobRoot, limit: configuration.maxContextBytes)
+        blobStore = try FileSystemBlobStore(root: blobRoot)
+    }
+    let indexes = IndexAssembler(builds: builds, registry: registryStore, logger: logger, blobs: blobStore)
     let agents = AgentStore(client: db, logger: logger)
     gaugeSources.value = (jobs, agents)
     let audience = configuration.oidc.audience ?? configuration.publicURL ?? "http://\(configuration.host):\(configuration.port)"
@@ -165,7 +174,16 @@ public func buildApplication(
             logger.notice("drydock-server listening", metadata: ["address": "http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"])
         },
         logger: logger)
-    app.beforeServerStarts {
+    app.beforeServerStarts { [objectStore] in
+        if let objectStore {
+            // The bucket is reachable with these credentials (created if missing) before the first request.
+            do {
+                try await objectStore.prepare()
+            } catch {
+                throw ConfigurationError("DRYDOCK_BLOB_STORE: the object store \(objectStore.client.settings.description) is not usable: \(error)")
+            }
+            logger.info("blobs and build contexts in the object store", metadata: ["store": "\(objectStore.client.settings.description)"])
+        }
         try await schemaReady.wait()
         logger.info("connection limits", metadata: [
             "maxConnections": "\(maxConnections)", "idleTimeout": "\(configuration.idleTimeout)",

@@ -13,6 +13,8 @@ public struct ServerConfiguration: Sendable {
     /// (`DRYDOCK_BLOB_STORE=file:///path`): a directory every replica mounts. Nil: the data
     /// directory (one server).
     public var blobStoreDirectory: URL?
+    /// `DRYDOCK_BLOB_STORE=s3://…`: blobs, uploads and contexts in an S3-compatible store.
+    public var blobStoreS3: S3Settings?
     /// The URL clients use to reach this server (registry token realm). Without it, the realm
     /// is built from the Host header of each request.
     public var publicURL: String?
@@ -117,7 +119,11 @@ public struct ServerConfiguration: Sendable {
         configuration.oidc = try OIDCSettings.parse(issuers: environment["DRYDOCK_OIDC_ISSUERS"].nonEmpty,
                                                     audience: environment["DRYDOCK_OIDC_AUDIENCE"].nonEmpty)
         if let raw = environment["DRYDOCK_BLOB_STORE"].nonEmpty {
-            configuration.blobStoreDirectory = try blobStore(raw)
+            if raw.hasPrefix("s3://") {
+                configuration.blobStoreS3 = try S3Settings.parse(raw, environment: environment)
+            } else {
+                configuration.blobStoreDirectory = try blobStore(raw)
+            }
         }
         if let raw = environment["DRYDOCK_DOWNLOADS_DIR"].nonEmpty {
             configuration.downloadsDirectory = URL(fileURLWithPath: raw, isDirectory: true)
@@ -131,11 +137,8 @@ public struct ServerConfiguration: Sendable {
         return configuration
     }
 
-    /// `file:///shared/dir` (or an absolute path). `s3://` is refused: not built yet.
+    /// `file:///shared/dir` (or an absolute path).
     static func blobStore(_ raw: String) throws -> URL {
-        if raw.hasPrefix("s3://") {
-            throw ConfigurationError("DRYDOCK_BLOB_STORE=s3://… is not supported by this version yet: use file:///PATH, a directory every replica mounts (NFS, a shared volume), or leave it unset for the data directory")
-        }
         let path = raw.hasPrefix("file://") ? String(raw.dropFirst("file://".count)) : raw
         guard path.hasPrefix("/") else {
             throw ConfigurationError("DRYDOCK_BLOB_STORE must be file:///ABSOLUTE/PATH, not '\(raw)'")

@@ -20,7 +20,7 @@ struct ExternalPush: Sendable {
     let username: String?
     let password: String?
     let insecure: Bool
-    let blobPath: @Sendable (String) -> String?
+    let blobs: (any BlobStore)?
     var client: HTTPClient = .shared
 
     var base: String { "\(insecure ? "http" : "https")://\(host)/v2/\(repository)" }
@@ -78,11 +78,9 @@ struct ExternalPush: Sendable {
         if let authorization { head.headers.add(name: "Authorization", value: authorization) }
         let exists = try await client.execute(head, timeout: .seconds(30))
         if exists.status == .ok { return }
-        guard let path = blobPath(digest), let handle = FileHandle(forReadingAtPath: path),
-              let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value else {
+        guard let parsed = Digest(digest), let blob = try await blobs?.read(parsed, range: nil) else {
             throw Failure(description: "blob \(digest) is not in the project registry")
         }
-        let reader = BlobReader(handle)
         var start = HTTPClientRequest(url: "\(base)/blobs/uploads/")
         start.method = .POST
         if let authorization { start.headers.add(name: "Authorization", value: authorization) }
@@ -98,7 +96,7 @@ struct ExternalPush: Sendable {
         if let authorization { put.headers.add(name: "Authorization", value: authorization) }
         put.headers.add(name: "Content-Type", value: "application/octet-stream")
         // Streamed from disk 1 MiB at a time: layers can be large.
-        put.body = .stream(AsyncThrowingStream<ByteBuffer, any Error>(unfolding: { try reader.next() }), length: .known(size))
+        put.body = .stream(blob.body, length: .known(blob.size))
         let stored = try await client.execute(put, timeout: .seconds(600))
         _ = try? await stored.body.collect(upTo: 1 << 16)
         guard stored.status == .created else {
@@ -122,12 +120,3 @@ struct ExternalPush: Sendable {
 }
 
 /// A blob file read in 1 MiB pieces as the upload asks for them.
-private final class BlobReader: @unchecked Sendable {
-    let handle: FileHandle
-    init(_ handle: FileHandle) { self.handle = handle }
-    deinit { try? handle.close() }
-    func next() throws -> ByteBuffer? {
-        guard let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty else { return nil }
-        return ByteBuffer(data: chunk)
-    }
-}

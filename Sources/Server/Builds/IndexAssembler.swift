@@ -11,7 +11,7 @@ struct IndexAssembler: Sendable {
     let registry: RegistryStore
     let logger: Logger
     /// Where a blob of the project registry is on disk (to push it to another registry).
-    var blobPath: @Sendable (String) -> String? = { _ in nil }
+    var blobs: (any BlobStore)? = nil
 
     static let indexMediaType = "application/vnd.oci.image.index.v1+json"
 
@@ -83,7 +83,7 @@ struct IndexAssembler: Sendable {
                 let insecure = ImageReference.isLoopback(host: host) || (build.spec.insecureRegistries ?? []).contains(host)
                 let credential = credentials.first { $0.registry == host }
                 let pusher = ExternalPush(host: host, repository: parsed.path, username: credential?.username, password: credential?.password,
-                                          insecure: insecure, blobPath: blobPath)
+                                          insecure: insecure, blobs: blobs)
                 do {
                     try await pusher.push(index: .init(digest: digest.description, mediaType: Self.indexMediaType, content: content),
                                           tag: parsed.tag, manifests: platformManifests)

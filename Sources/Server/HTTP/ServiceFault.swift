@@ -13,6 +13,8 @@ enum ServiceFault: Equatable {
     case storageFull
     /// A value PostgreSQL refuses (a NUL character, an out-of-range number): 400.
     case unstorableValue
+    /// The object store holding blobs failed or is out of reach: 503 with `Retry-After`.
+    case blobStoreUnavailable
 
     static let retryAfterSeconds = 5
 
@@ -35,6 +37,8 @@ enum ServiceFault: Equatable {
             }
         case BlobStoreError.storageFull:
             self = .storageFull
+        case BlobStoreError.unavailable:
+            self = .blobStoreUnavailable
         case let error as IOError where Self.isNoSpace(error.errnoCode):
             self = .storageFull
         case let error as POSIXError where Self.isNoSpace(error.code.rawValue):
@@ -50,7 +54,7 @@ enum ServiceFault: Equatable {
 
     var status: HTTPResponse.Status {
         switch self {
-        case .databaseUnavailable: .serviceUnavailable
+        case .databaseUnavailable, .blobStoreUnavailable: .serviceUnavailable
         case .storageFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
         case .unstorableValue: .badRequest
         }
@@ -62,12 +66,14 @@ enum ServiceFault: Equatable {
             "the server cannot reach its database right now; try again in a few seconds"
         case .storageFull:
             "the server's storage is full; nothing was stored. Ask the operator to free space on the server's data disk"
+        case .blobStoreUnavailable:
+            "the server's blob storage did not answer; nothing was stored. Try again in a few seconds"
         case .unstorableValue:
             "the request holds a value that cannot be stored (such as a NUL character or an out-of-range number)"
         }
     }
 
     var headers: HTTPFields {
-        self == .databaseUnavailable ? [.retryAfter: "\(Self.retryAfterSeconds)"] : [:]
+        self == .databaseUnavailable || self == .blobStoreUnavailable ? [.retryAfter: "\(Self.retryAfterSeconds)"] : [:]
     }
 }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -8,9 +11,17 @@ extension RegistryRoutes {
     func getBlob(_ request: Request, context: RegistryRequestContext, access: RepositoryAccess, digest raw: String) async throws -> Response {
         let (projectId, repository) = (access.projectId, access.repository)
         let digest = try Self.digest(raw)
-        guard let size = try await store.linkedBlobSize(projectId: projectId, repository: repository, digest: digest),
-              let path = blobs.path(of: digest), try await blobs.size(of: digest) != nil
-        else { throw RegistryError.blobUnknown(digest.description) }
+        guard let size = try await store.linkedBlobSize(projectId: projectId, repository: repository, digest: digest) else {
+            throw RegistryError.blobUnknown(digest.description)
+        }
+        // An object store can hand the bytes to the client itself (a presigned URL).
+        if request.method == .get, let url = blobs.redirect(for: digest) {
+            return Response(status: .temporaryRedirect, headers: [
+                .location: url, HTTPField.Name("Docker-Content-Digest")!: digest.description, .contentLength: "0",
+            ])
+        }
+        let path = blobs.path(of: digest)
+        if let path, Glibc.access(path, F_OK) != 0 { throw RegistryError.blobUnknown(digest.description) }
         var headers: HTTPFields = [
             .contentType: "application/octet-stream",
             HTTPField.Name("Docker-Content-Digest")!: digest.description,
@@ -33,8 +44,14 @@ extension RegistryRoutes {
         if request.method == .head || size == 0 {
             return Response(status: status, headers: headers, body: .init())
         }
-        let body = try await fileIO.loadFile(path: path, range: range, context: context, chunkLength: 1 << 20)
-        return Response(status: status, headers: headers, body: body)
+        if let path {
+            let body = try await fileIO.loadFile(path: path, range: range, context: context, chunkLength: 1 << 20)
+            return Response(status: status, headers: headers, body: body)
+        }
+        guard let bytes = try await blobs.read(digest, range: Int64(range.lowerBound)...Int64(range.upperBound)) else {
+            throw RegistryError.blobUnknown(digest.description)
+        }
+        return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: bytes.body))
     }
 
     func deleteBlob(access: RepositoryAccess, digest raw: String) async throws -> Response {

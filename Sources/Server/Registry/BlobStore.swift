@@ -10,14 +10,45 @@ public protocol BlobStore: Sendable {
     func size(of digest: Digest) async throws -> Int64?
     /// The local path of a stored blob, for zero-copy serving; nil when the store is remote.
     func path(of digest: Digest) -> String?
+    /// The blob's bytes (or the range of them) as a stream; nil when there is no such blob.
+    func read(_ digest: Digest, range: ClosedRange<Int64>?) async throws -> BlobBytes?
+    /// A URL the client may fetch the blob from directly (a presigned store URL), when enabled.
+    func redirect(for digest: Digest) -> String?
     func createUpload(id: String) async throws
     /// Appends to an upload and returns its new size.
     func append<S: AsyncSequence & Sendable>(to id: String, _ chunks: S, limit: Int64) async throws -> Int64 where S.Element == ByteBuffer
     func uploadSize(id: String) async throws -> Int64?
     /// Verifies the upload against `digest` and moves it into place. Throws `BlobStoreError.digestMismatch`.
     func commit(upload id: String, as digest: Digest) async throws -> Int64
+    /// Appends the last bytes and commits, in one step (a remote store saves a round trip of the tail).
+    func commit<S: AsyncSequence & Sendable>(upload id: String, appending chunks: S, limit: Int64, as digest: Digest) async throws -> Int64
+    where S.Element == ByteBuffer
     func cancelUpload(id: String) async throws
     func delete(_ digest: Digest) async throws
+    /// Removes every blob and upload of this store (a deleted project's contexts).
+    func removeAll() async throws
+    /// Every stored blob with its write time, a page at a time: the collector's sweep for
+    /// blobs no database row knows (a crash between storing and linking).
+    func listBlobs(_ each: ([(digest: Digest, modified: Date)]) async throws -> Void) async throws
+}
+
+/// A blob's bytes on their way out.
+public struct BlobBytes: Sendable {
+    public let size: Int64
+    public let body: AsyncThrowingStream<ByteBuffer, any Error>
+
+    /// Any byte-buffer sequence as a stream pulled one element at a time (so a slow reader
+    /// never makes the server buffer).
+    static func stream<S: AsyncSequence & Sendable>(_ sequence: S) -> AsyncThrowingStream<ByteBuffer, any Error> where S.Element == ByteBuffer {
+        let box = IteratorBox(sequence.makeAsyncIterator())
+        return AsyncThrowingStream(unfolding: { try await box.next() })
+    }
+
+    private final class IteratorBox<I: AsyncIteratorProtocol>: @unchecked Sendable where I.Element == ByteBuffer {
+        var iterator: I
+        init(_ iterator: I) { self.iterator = iterator }
+        func next() async throws -> ByteBuffer? { try await iterator.next() }
+    }
 }
 
 public enum BlobStoreError: Error, Equatable {
@@ -26,6 +57,8 @@ public enum BlobStoreError: Error, Equatable {
     case tooLarge
     /// The disk (or quota) is full: ENOSPC or EDQUOT from a write or an fsync.
     case storageFull
+    /// The object store failed (after retries) or could not be reached; the text says how.
+    case unavailable(String)
 }
 
 /// Runs file I/O, reporting a full disk as `BlobStoreError.storageFull` whatever layer raised it.
@@ -146,6 +179,61 @@ public struct FileSystemBlobStore: BlobStore {
             close(dirFD)
         }
         return size
+    }
+
+    public func commit<S: AsyncSequence & Sendable>(upload id: String, appending chunks: S, limit: Int64, as digest: Digest) async throws -> Int64
+    where S.Element == ByteBuffer {
+        _ = try await append(to: id, chunks, limit: limit)
+        return try await commit(upload: id, as: digest)
+    }
+
+    public func read(_ digest: Digest, range: ClosedRange<Int64>?) async throws -> BlobBytes? {
+        guard let path = path(of: digest), let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        let reader = ChunkReader(handle: handle)
+        var info = stat()
+        guard fstat(handle.fileDescriptor, &info) == 0 else { return nil }
+        var remaining = Int64(info.st_size)
+        if let range {
+            try handle.seek(toOffset: UInt64(range.lowerBound))
+            remaining = min(remaining - range.lowerBound, Int64(range.count))
+        }
+        reader.remaining = max(remaining, 0)
+        return BlobBytes(size: reader.remaining, body: AsyncThrowingStream(unfolding: { try reader.next() }))
+    }
+
+    /// Reads 1 MiB at a time, up to `remaining` bytes.
+    private final class ChunkReader: @unchecked Sendable {
+        let handle: FileHandle
+        var remaining: Int64 = 0
+        init(handle: FileHandle) { self.handle = handle }
+        deinit { try? handle.close() }
+        func next() throws -> ByteBuffer? {
+            guard remaining > 0, let chunk = try handle.read(upToCount: Int(min(remaining, 1 << 20))), !chunk.isEmpty else { return nil }
+            remaining -= Int64(chunk.count)
+            return ByteBuffer(data: chunk)
+        }
+    }
+
+    public func redirect(for digest: Digest) -> String? { nil }
+
+    public func removeAll() async throws {
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    public func listBlobs(_ each: ([(digest: Digest, modified: Date)]) async throws -> Void) async throws {
+        for algorithm in [Digest.Algorithm.sha256, .sha512] {
+            let base = root.appendingPathComponent("blobs/\(algorithm.rawValue)")
+            let shards = (try? FileManager.default.contentsOfDirectory(atPath: base.path)) ?? []
+            for shard in shards.sorted() {
+                var page: [(digest: Digest, modified: Date)] = []
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: base.appendingPathComponent(shard).path)) ?? [] {
+                    var info = stat()
+                    guard let digest = Digest("\(algorithm.rawValue):\(name)"), let path = path(of: digest), stat(path, &info) == 0 else { continue }
+                    page.append((digest, Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec))))
+                }
+                if !page.isEmpty { try await each(page) }
+            }
+        }
     }
 
     public func cancelUpload(id: String) async throws {

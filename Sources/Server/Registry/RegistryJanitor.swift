@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -57,9 +58,25 @@ public struct RegistryJanitor: Service {
         let expired = try await store.expireUploads(olderThan: uploadExpiry)
         for id in expired { try await blobs.cancelUpload(id: id) }
         let removed = try await store.collectGarbage(grace: grace) { digest in try await blobs.delete(digest) }
-        if !expired.isEmpty || removed > 0 {
-            logger.info("registry housekeeping", metadata: ["uploadsExpired": "\(expired.count)", "blobsRemoved": "\(removed)"])
+        // Blobs in the store that no row knows: listed rarely (an object store lists slowly).
+        var orphans = 0
+        if try await store.client.takeTurn("registry-orphans", every: interval * 6, logger: logger) {
+            orphans = try await removeOrphans()
         }
-        return (expired.count, removed)
+        if !expired.isEmpty || removed > 0 || orphans > 0 {
+            logger.info("registry housekeeping", metadata: ["uploadsExpired": "\(expired.count)", "blobsRemoved": "\(removed)", "orphansRemoved": "\(orphans)"])
+        }
+        return (expired.count, removed + orphans)
+    }
+
+    /// Removes stored blobs older than the grace period that no database row knows.
+    public func removeOrphans() async throws -> Int {
+        let cutoff = Date().addingTimeInterval(-Double(grace.components.seconds))
+        var removed = 0
+        try await blobs.listBlobs { page in
+            let old = page.filter { $0.modified < cutoff }.map(\.digest)
+            removed += try await store.removeOrphans(old) { digest in try await blobs.delete(digest) }
+        }
+        return removed
     }
 }

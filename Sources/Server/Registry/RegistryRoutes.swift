@@ -118,7 +118,7 @@ struct RegistryErrorMiddleware: RouterMiddleware {
                     ])
                 }
                 let code = switch fault {
-                case .databaseUnavailable: "UNAVAILABLE"
+                case .databaseUnavailable, .blobStoreUnavailable: "UNAVAILABLE"
                 case .storageFull: "UNKNOWN"  // the spec has no code for it; the status and message say it
                 case .unstorableValue: "UNSUPPORTED"
                 }

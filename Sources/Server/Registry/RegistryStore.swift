@@ -188,6 +188,33 @@ public struct RegistryStore: Sendable {
         return removed
     }
 
+    /// Removes, from the store, the listed blobs no database row knows (a crash between storing a
+    /// blob and recording it leaves one); the caller lists only blobs older than the grace period,
+    /// so an upload finishing now is never touched. Returns how many went.
+    func removeOrphans(_ digests: [Digest], remove: @Sendable (Digest) async throws -> Void) async throws -> Int {
+        guard !digests.isEmpty else { return 0 }
+        let texts = digests.map(\.description)
+        let rows = try await client.query(
+            "SELECT d FROM unnest(\(texts)::text[]) AS d WHERE NOT EXISTS (SELECT 1 FROM registry_blobs b WHERE b.digest = d)",
+            logger: logger)
+        var orphans: [String] = []
+        for try await digest in rows.decode(String.self) { orphans.append(digest) }
+        var removed = 0
+        for orphan in orphans {
+            guard let digest = Digest(orphan) else { continue }
+            let gone = try await client.transaction(logger: logger) { tx -> Bool in
+                // The lock a link takes: a blob being recorded right now is seen as known.
+                try await tx.query("SELECT pg_advisory_xact_lock(hashtext(\(orphan)))", logger: logger)
+                let known = try await tx.query("SELECT 1 FROM registry_blobs WHERE digest = \(orphan)", logger: logger)
+                for try await _ in known { return false }
+                try await remove(digest)
+                return true
+            }
+            if gone { removed += 1 }
+        }
+        return removed
+    }
+
     /// Upload sessions untouched for `age`; their rows are deleted, their ids returned.
     func expireUploads(olderThan age: Duration) async throws -> [String] {
         let seconds = Double(age.components.seconds)

@@ -114,10 +114,15 @@ extension RegistryRoutes {
 
     /// Appends the request's body, verifies the digest, stores the blob and links it.
     func complete(_ request: Request, name: String, projectId: String, repository: String, id: String, digest: Digest) async throws -> Response {
-        _ = try await append(request, id: id)
         let size: Int64
         do {
-            size = try await blobs.commit(upload: id, as: digest)
+            size = try await blobs.commit(upload: id, appending: request.body, limit: maxBlobBytes, as: digest)
+        } catch BlobStoreError.tooLarge {
+            try? await blobs.cancelUpload(id: id)
+            try? await store.deleteUpload(id: id)
+            throw RegistryError(.contentTooLarge, "SIZE_INVALID", "blob larger than \(maxBlobBytes) bytes")
+        } catch BlobStoreError.uploadUnknown {
+            throw RegistryError.uploadUnknown
         } catch BlobStoreError.digestMismatch(let actual) {
             try await store.deleteUpload(id: id)
             throw RegistryError.digestInvalid("the uploaded content has digest \(actual), not \(digest)")
