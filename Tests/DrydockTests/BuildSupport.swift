@@ -10,7 +10,11 @@ final class BuilderProcess: Sendable {
     let process: RunningProcess
     let log: URL
 
-    init(server: TestServer, token: String, cache: URL, name: String, concurrency: Int = 1, environment extra: [String: String] = [:]) async throws {
+    convenience init(server: TestServer, token: String, cache: URL, name: String, concurrency: Int = 1, environment extra: [String: String] = [:]) async throws {
+        try await self.init(apiURL: server.baseURL, token: token, cache: cache, name: name, concurrency: concurrency, environment: extra)
+    }
+
+    init(apiURL: String, token: String, cache: URL, name: String, concurrency: Int = 1, environment extra: [String: String] = [:]) async throws {
         let binary = packageRoot.appendingPathComponent(".build/debug/drydock-builder")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw CLITestError("\(binary.path) is missing: build with 'swift build --build-tests' first")
@@ -19,7 +23,7 @@ final class BuilderProcess: Sendable {
         FileManager.default.createFile(atPath: log.path, contents: nil)
         process = try await RunningProcess([binary.path], environment: [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
-            "DRYDOCK_API_URL": server.baseURL, "DRYDOCK_WORKER_TOKEN": token,
+            "DRYDOCK_API_URL": apiURL, "DRYDOCK_WORKER_TOKEN": token,
             "DRYDOCK_CACHE_DIR": cache.path, "DRYDOCK_BUILDER_NAME": name,
             "DRYDOCK_BUILDER_CONCURRENCY": "\(concurrency)",
         ].merging(extra) { $1 }, log: log.path)

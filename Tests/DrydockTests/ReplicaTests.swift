@@ -1,3 +1,4 @@
+import DrydockBuildContext
 import DrydockClient
 import DrydockProcess
 import DrydockServer
@@ -6,6 +7,14 @@ import Foundation
 import Glibc
 #endif
 import Testing
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}
 
 /// A port the kernel hands out now (for haproxy, which must be told one).
 func kernelPort() throws -> Int {
@@ -27,12 +36,12 @@ func kernelPort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// Two `drydock-server` replicas on one PostgreSQL database and one shared blob directory,
-/// behind Debian's haproxy balancing every request round-robin, as the README's production
-/// layout describes.
+/// Two `drydock-server` replicas on one PostgreSQL database and one S3 endpoint (moto, checking
+/// signatures), behind Debian's haproxy balancing every request round-robin, as the README's
+/// production layout describes.
 @Suite("Replicas behind a load balancer", .serialized)
 struct ReplicaTests {
-    @Test("skopeo pushes and pulls a multi-layer image with requests alternating between replicas; a token revoked on one is refused by the other within a second; with one replica killed, a push goes through the other")
+    @Test("skopeo pushes and pulls a multi-layer image with requests alternating between replicas; 2 builders build 50 builds through the balancer, each exactly once; housekeeping runs once; a token revoked on one replica is refused by the other within a second; with one replica killed, a push goes through the other")
     func twoReplicas() async throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/haproxy") else {
             Issue.record("haproxy is not installed (scripts/test.sh installs it)")
@@ -40,12 +49,14 @@ struct ReplicaTests {
         }
         try await withTemporaryDirectory { dir in
             let database = try await TestDatabase.create()
-            let shared = dir.appendingPathComponent("blobs")
+            let moto = try await MotoS3(directory: dir)
+            defer { moto.stop() }
             func replica(_ name: String) async throws -> ServerProcess {
                 try await ServerProcess(environment: [
                     "DRYDOCK_DATABASE_URL": database.redacted, "DRYDOCK_DATA_DIR": dir.appendingPathComponent(name).path,
-                    "DRYDOCK_BLOB_STORE": "file://\(shared.path)", "HOME": dir.path,
-                ], logFile: dir.appendingPathComponent("\(name).log"))
+                    "DRYDOCK_BLOB_STORE": "s3://replicas/drydock?endpoint=http://127.0.0.1:\(moto.port)&region=us-east-1&path-style=true",
+                    "HOME": dir.path,
+                ].merging(moto.environment) { $1 }, logFile: dir.appendingPathComponent("\(name).log"))
             }
             let a = try await replica("a")
             let b = try await replica("b")
@@ -121,6 +132,44 @@ struct ReplicaTests {
                 let blobs = dir.appendingPathComponent("\(name)/blobs/sha256")
                 #expect(((try? FileManager.default.contentsOfDirectory(atPath: blobs.path)) ?? []).isEmpty, "replica \(name) kept blobs of its own")
             }
+            // Housekeeping: both replicas started and looked; one of them swept.
+            let sweeps = [a, b].map { $0.output.split(separator: "\n").filter { $0.contains("housekeeping turn") && $0.contains("registry-janitor") }.count }
+            #expect(sweeps.reduce(0, +) == 1, "registry housekeeping turns taken: a \(sweeps[0]), b \(sweeps[1])")
+
+            // 2 builders and 50 builds, every request through the balancer: each built exactly once.
+            let busybox = try await BuildFixture.busyboxLayout()
+            let base = try await runTool("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", creds,
+                                                    "oci:\(busybox):latest", "docker://\(host)/\(project)/busybox:latest"])
+            try #require(base.status == 0, "\(base.stderr)")
+            let workerToken = try await client.createToken(name: "builders", kind: .worker).token
+            let builders = try await [("b1", 0), ("b2", 1)].asyncMap { name, _ in
+                try await BuilderProcess(apiURL: balanced.absoluteString, token: workerToken, cache: dir.appendingPathComponent("cache-\(name)"), name: name)
+            }
+            let contextDir = dir.appendingPathComponent("context")
+            try FileManager.default.createDirectory(at: contextDir, withIntermediateDirectories: true)
+            try "FROM \(host)/\(project)/busybox:latest\nARG N\nLABEL n=$N\n".write(to: contextDir.appendingPathComponent("Dockerfile"), atomically: true, encoding: .utf8)
+            let tar = dir.appendingPathComponent("context.tar")
+            let packed = try ContextPacker.pack(directory: contextDir, dockerfile: contextDir.appendingPathComponent("Dockerfile"), into: tar)
+            _ = try await client.uploadContext(projectId: project, digest: packed.digest, file: tar)
+            var ids: [String] = []
+            for n in 1...50 {
+                ids.append(try await client.createBuild(projectId: project, .init(contextDigest: packed.digest, buildArgs: .init(additionalProperties: ["N": "\(n)"]))).id)
+            }
+            let allDone = await eventually(.seconds(240)) {
+                let states = try? await ids.asyncMap { try await client.build($0).status }
+                return states?.allSatisfy { [.succeeded, .failed, .canceled].contains($0) } ?? false
+            }
+            #expect(allDone, "the 50 builds did not finish; b1: \(builders[0].output.suffix(2000))")
+            let finished = try await ids.asyncMap { try await client.build($0) }
+            #expect(finished.allSatisfy { $0.status == .succeeded }, "\(finished.filter { $0.status != .succeeded }.map { "\($0.id): \($0.status) \($0.error ?? "")" })")
+            let starts = builders.flatMap { $0.output.split(separator: "\n").filter { $0.contains("job started") } }
+            for id in ids {
+                let count = starts.filter { $0.contains("build=\(id)") }.count
+                #expect(count == 1, "build \(id) was started \(count) times")
+            }
+            let perBuilder = builders.map { builder in builder.output.split(separator: "\n").filter { $0.contains("job started") }.count }
+            print("replicas: 50 builds through the balancer, started by b1 \(perBuilder[0]) and b2 \(perBuilder[1]) times")
+            for builder in builders { await builder.stop() }
 
             // A token revoked through A is refused by B within a second (B had it cached).
             let created = try await DrydockClient(baseURL: a.baseURL, token: owner).createToken(name: "short-lived")

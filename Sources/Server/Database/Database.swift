@@ -81,6 +81,8 @@ public struct Database: Sendable {
             WHERE t.last_run <= now() - make_interval(secs => \(seconds * 0.9))
             RETURNING 1
             """, logger: logger).decode(Int.self) { taken = true }
+        // One line per turn taken (of the slow ones): which replica did which housekeeping is in the logs.
+        if taken { logger.log(level: interval >= .seconds(60) ? .info : .debug, "housekeeping turn", metadata: ["name": "\(name)"]) }
         return taken
     }
 
