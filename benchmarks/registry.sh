@@ -7,9 +7,15 @@
 # Each measure alternates the two servers run by run (RUNS, default 5) and reports medians.
 # Drydock is measured with authentication (Basic, a project's token); the reference runs
 # without any, as Debian ships it. Usage: benchmarks/registry.sh [blob MiB, default 1024]
+#
+# STORE=s3 puts both on one S3 endpoint instead of their local disks: moto in server mode (from
+# PyPI, as the tests use it) on loopback, Drydock with DRYDOCK_BLOB_STORE=s3://… and the reference
+# with its own S3 storage driver (Debian's build has it). moto keeps objects in memory, so the
+# default blob is 256 MiB there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BLOB_MIB=${1:-1024}
+STORE=${STORE:-filesystem}; export STORE
+if [[ $STORE == s3 ]]; then BLOB_MIB=${1:-256}; else BLOB_MIB=${1:-1024}; fi
 
 scripts/install-deps.sh wrk curl python3 skopeo docker-registry
 # DRYDOCK_BIN runs another build's binaries (benchmarks/compare.sh uses it); otherwise this checkout's.
@@ -22,17 +28,47 @@ BIN=${DRYDOCK_BIN:-$(swift build -c release --show-bin-path)}
 WORK=$(mktemp -d /tmp/drydock-regbench.XXXXXX)
 chmod 711 "$WORK"
 DD_PORT=18290 REF_PORT=18291
-cat >"$WORK/registry.yml" <<YAML
+MOTO=
+if [[ $STORE == s3 ]]; then
+    python3 -c 'import moto.server, boto3' 2>/dev/null || python3 -m pip install --quiet 'moto[server]' 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages 'moto[server]'
+    S3_PORT=18292
+    python3 Tests/Fixtures/moto-s3.py $S3_PORT --no-auth >"$WORK/moto.log" 2>&1 &
+    MOTO=$!
+    for _ in $(seq 1 60); do grep -q '^{' "$WORK/moto.log" 2>/dev/null && break; sleep 0.5; done
+    python3 -c "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:$S3_PORT', region_name='us-east-1',
+        aws_access_key_id='testing', aws_secret_access_key='testing').create_bucket(Bucket='reference')"
+    cat >"$WORK/registry.yml" <<YAML
+version: 0.1
+log: { level: error }
+storage:
+  s3: { accesskey: testing, secretkey: testing, region: us-east-1, regionendpoint: "http://127.0.0.1:$S3_PORT",
+        bucket: reference, rootdirectory: /registry, secure: false, v4auth: true }
+  delete: { enabled: true }
+  # Its S3 driver redirects blob GETs to the store by default; off, so both serve the bytes themselves.
+  redirect: { disable: true }
+http: { addr: 127.0.0.1:$REF_PORT }
+YAML
+    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+    export DRYDOCK_BLOB_STORE="s3://drydock/registry?endpoint=http://127.0.0.1:$S3_PORT&region=us-east-1&path-style=true"
+else
+    cat >"$WORK/registry.yml" <<YAML
 version: 0.1
 log: { level: error }
 storage: { filesystem: { rootdirectory: $WORK/reference }, delete: { enabled: true } }
 http: { addr: 127.0.0.1:$REF_PORT }
 YAML
-docker-registry serve "$WORK/registry.yml" >"$WORK/reference.log" 2>&1 &
+fi
+# (A CA bundle named in AWS_CA_BUNDLE makes the reference's S3 driver panic on a plain-HTTP endpoint.)
+env -u AWS_CA_BUNDLE docker-registry serve "$WORK/registry.yml" >"$WORK/reference.log" 2>&1 &
 REF=$!
 DRYDOCK_DATA_DIR=$WORK/drydock DRYDOCK_PORT=$DD_PORT LOG_LEVEL=warning "$BIN/drydock-server" >"$WORK/drydock.log" 2>&1 &
 DD=$!
-cleanup() { kill $REF 2>/dev/null || true; kill -TERM $DD 2>/dev/null || true; wait $DD 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+    kill $REF 2>/dev/null || true; kill -TERM $DD 2>/dev/null || true; wait $DD 2>/dev/null || true
+    [[ -n $MOTO ]] && kill $MOTO 2>/dev/null || true
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 for _ in $(seq 1 120); do
     curl -fsS "http://127.0.0.1:$DD_PORT/readyz" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:$REF_PORT/v2/" >/dev/null 2>&1 && break
@@ -128,6 +164,8 @@ python3 - "$DD_PULL" "$REF_PULL" "$DD_PUSH" "$REF_PUSH" "$DD_RPS" "$REF_RPS" "$B
 import sys
 dd_pull, ref_pull, dd_push, ref_push, dd_rps, ref_rps = map(float, sys.argv[1:7])
 print()
+import os
+print(f"Storage: {os.environ.get('STORE', 'filesystem')}")
 print("| measure | Drydock | docker-registry 2.8 | ratio (higher is better for Drydock) |")
 print("|---|---|---|---|")
 print(f"| pull one {sys.argv[7]} MiB blob (median) | {dd_pull:,.0f} MiB/s | {ref_pull:,.0f} MiB/s | {dd_pull / ref_pull:.2f}x |")

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import DrydockWireFormats
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -46,5 +47,73 @@ public struct DrydockRegistryClient: Sendable {
         let stored = try await httpClient.execute(put, timeout: .seconds(30))
         _ = try? await stored.body.collect(upTo: 1 << 20)
         return stored.status == .created && stored.headers.first(name: "Docker-Content-Digest") == digest
+    }
+
+    /// A manifest's bytes and media type; nil when it is not there.
+    public func manifest(repository: String, reference: String) async throws -> (mediaType: String, bytes: [UInt8])? {
+        var get = HTTPClientRequest(url: baseURL.appendingPathComponent("v2/\(repository)/manifests/\(reference)").absoluteString)
+        get.headers.add(name: "Authorization", value: authorization)
+        get.headers.add(name: "Accept", value: Self.accept)
+        let response = try await httpClient.execute(get, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 4 << 20)
+        guard response.status == .ok, let mediaType = response.headers.first(name: "Content-Type") else { return nil }
+        return (mediaType, Array(buffer: body))
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Uploads a small blob in one request; returns its digest.
+    @discardableResult
+    public func pushBlob(repository: String, _ bytes: [UInt8]) async throws -> String {
+        let digest = Digest.of(bytes, algorithm: .sha256).description
+        var post = HTTPClientRequest(url: baseURL.appendingPathComponent("v2/\(repository)/blobs/uploads/").absoluteString + "?digest=\(digest)")
+        post.method = .POST
+        post.headers.add(name: "Authorization", value: authorization)
+        post.headers.add(name: "Content-Type", value: "application/octet-stream")
+        post.body = .bytes(ByteBuffer(bytes: bytes))
+        let response = try await httpClient.execute(post, timeout: .seconds(60))
+        let text = String(buffer: try await response.body.collect(upTo: 1 << 16))
+        guard response.status == .created else { throw Failure(description: "the registry refused blob \(digest): HTTP \(response.status.code) \(text)") }
+        return digest
+    }
+
+    /// Stores a manifest under `reference` (a tag or its digest); returns its digest.
+    @discardableResult
+    public func putManifest(repository: String, reference: String, mediaType: String, _ bytes: [UInt8]) async throws -> String {
+        var put = HTTPClientRequest(url: baseURL.appendingPathComponent("v2/\(repository)/manifests/\(reference)").absoluteString)
+        put.method = .PUT
+        put.headers.add(name: "Authorization", value: authorization)
+        put.headers.add(name: "Content-Type", value: mediaType)
+        put.body = .bytes(ByteBuffer(bytes: bytes))
+        let response = try await httpClient.execute(put, timeout: .seconds(60))
+        let text = String(buffer: try await response.body.collect(upTo: 1 << 16))
+        guard response.status == .created, let digest = response.headers.first(name: "Docker-Content-Digest") else {
+            throw Failure(description: "the registry refused the manifest: HTTP \(response.status.code) \(text)")
+        }
+        return digest
+    }
+
+    /// Attaches `payload` to `subject` as an OCI referrer (an artifact manifest whose `subject` is
+    /// the image manifest): an empty config, one layer, the artifact type and annotations.
+    @discardableResult
+    public func attach(repository: String, subject: (mediaType: String, digest: String, size: Int), artifactType: String,
+                       payload: [UInt8], payloadMediaType: String, annotations: [String: String]) async throws -> String {
+        let empty = Array("{}".utf8)
+        let emptyDigest = try await pushBlob(repository: repository, empty)
+        let layerDigest = try await pushBlob(repository: repository, payload)
+        let manifest: [String: Any] = [
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": artifactType,
+            "config": ["mediaType": "application/vnd.oci.empty.v1+json", "digest": emptyDigest, "size": empty.count],
+            "layers": [["mediaType": payloadMediaType, "digest": layerDigest, "size": payload.count, "annotations": annotations]],
+            "subject": ["mediaType": subject.mediaType, "digest": subject.digest, "size": subject.size],
+            "annotations": annotations,
+        ]
+        let bytes = Array(try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys, .withoutEscapingSlashes]))
+        let digest = Digest.of(bytes, algorithm: .sha256).description
+        return try await putManifest(repository: repository, reference: digest, mediaType: "application/vnd.oci.image.manifest.v1+json", bytes)
     }
 }

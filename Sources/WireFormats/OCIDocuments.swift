@@ -92,8 +92,11 @@ public struct OCIIndex: Encodable, Sendable {
     public let schemaVersion = 2
     public let mediaType = "application/vnd.oci.image.index.v1+json"
     public let manifests: [OCIDescriptor]
+    /// `--annotation index:KEY=VALUE`; left out when empty.
+    public let annotations: [String: String]?
 
-    public init(manifests: [OCIDescriptor]) {
+    public init(manifests: [OCIDescriptor], annotations: [String: String]? = nil) {
         self.manifests = manifests
+        self.annotations = annotations?.isEmpty == true ? nil : annotations
     }
 }

@@ -77,6 +77,8 @@ struct JobRun: Sendable {
         var tracker = StepTracker()
         let clock = ContinuousClock()
         let began = clock.now
+        let startedOn = Date()
+        var stepsSeen: [Int: StepTracker.Step] = [:]
         func phase(_ name: String) { logger.debug("job phase", metadata: ["phase": "\(name)", "ms": "\((clock.now - began).components.attoseconds / 1_000_000_000_000_000 + (clock.now - began).components.seconds * 1000)"]) }
         do {
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -150,6 +152,8 @@ struct JobRun: Sendable {
             }
             for (key, value) in job.buildArgs.additionalProperties.sorted(by: { $0.key < $1.key }) { arguments += ["--build-arg", "\(key)=\(value)"] }
             for (key, value) in job.labels.additionalProperties.sorted(by: { $0.key < $1.key }) { arguments += ["--label", "\(key)=\(value)"] }
+            for (key, value) in (job.annotations?.additionalProperties ?? [:]).sorted(by: { $0.key < $1.key }) { arguments += ["--annotation", "\(key)=\(value)"] }
+            if job.imageFormat?.ociMediaTypes == false { arguments += ["--format", "docker"] }
             for secret in job.secrets {
                 let file = work.appendingPathComponent("secrets").appendingPathComponent(secret.id)
                 FileManager.default.createFile(atPath: file.path, contents: Data(base64Encoded: secret.value) ?? Data(), attributes: [.posixPermissions: 0o600])
@@ -160,7 +164,10 @@ struct JobRun: Sendable {
 
             var lastError = ""
             let exitCode = try await runStreaming(arguments, environment: environment, control: control) { line in
-                for step in tracker.feed(line) { await reporter.step(step, platform: job.platform) }
+                for step in tracker.feed(line) {
+                    stepsSeen[step.number] = step
+                    await reporter.step(step, platform: job.platform)
+                }
                 if let id = CacheMaintenance.imageId(inBuildahLine: line) { usedImages.insert(id) }
                 let lower = line.lowercased()
                 if lower.hasPrefix("error") || lower.contains("error building at step") || lower.hasPrefix("subprocess exited") { lastError = line }
@@ -180,7 +187,10 @@ struct JobRun: Sendable {
                 return .init(status: .failed, error: BuildFailure.describe(step: failedStep, buildahError: lastError, exitCode: exitCode),
                              cacheBytes: isolated ? nil : cache.bytes, cacheImages: isolated ? nil : cache.images)
             }
-            if let step = tracker.finish(status: "done") { await reporter.step(step, platform: job.platform) }
+            if let step = tracker.finish(status: "done") {
+                stepsSeen[step.number] = step
+                await reporter.step(step, platform: job.platform)
+            }
             phase("buildah done")
             // Always into the project's registry as build:<id>; then every tag when asked.
             let destination = "\(registryHost)/\(job.image)"
@@ -189,7 +199,7 @@ struct JobRun: Sendable {
             else { throw BuilderError.job("buildah did not say which image it built") }
             usedImages.insert(CacheMaintenance.bare(imageId))
             let digest: String
-            if !isolated, let last = LastPush.load(root), last.imageId == imageId,
+            if !isolated, job.imageFormat == nil, let last = LastPush.load(root), last.imageId == imageId,
                (try? await registry.tag(repository: "\(job.projectId)/build", digest: last.digest,
                                         as: String(job.image.split(separator: ":").last ?? Substring(job.buildId)))) == true {
                 // The same image as the last build of this cache: already in the registry, so tag it there.
@@ -207,6 +217,8 @@ struct JobRun: Sendable {
             }
             await reporter.log("#drydock image \(destination)@\(digest)")
             phase("pushed")
+            try await attest(digest: digest, imageId: imageId, environment: environment, control: control, startedOn: startedOn,
+                             steps: stepsSeen.values.sorted { $0.number < $1.number })
             let cache = await maintainCache()
             if !cache.removed.isEmpty {
                 await reporter.log("#drydock cache policy: removed \(cache.removed.count) least recently used image(s); the cache is \(cache.bytes / 1_000_000) MB")
@@ -373,7 +385,7 @@ struct JobRun: Sendable {
             do {
                 return try await push(image, to: destination, environment: environment, work: work, control: control)
             } catch BuilderError.job(let message) {
-                let permanent = ["unauthorized", "denied", "authentication required", "forbidden"].contains { message.lowercased().contains($0) }
+                let permanent = ["unauthorized", "denied", "authentication required", "forbidden", "force-compression"].contains { message.lowercased().contains($0) }
                 guard !permanent, !control.canceled, !control.lost, ContinuousClock.now + delay < deadline else {
                     throw BuilderError.job(message)
                 }
@@ -390,13 +402,48 @@ struct JobRun: Sendable {
         let digestFile = work.appendingPathComponent("digest")
         try? FileManager.default.removeItem(at: digestFile)
         var output: [String] = []
-        let code = try await runStreaming(
-            storageArguments + ["push", "--authfile", work.appendingPathComponent("auth.json").path, "--digestfile", digestFile.path,
-                                image, "docker://\(destination)"],
-            environment: environment, control: control) { line in
-            output.append(line)
-            if output.count > 20 { output.removeFirst() }
-            return !LogNoise.isNoise(line)
+        let auth = work.appendingPathComponent("auth.json").path
+        let code: Int32
+        if job.imageFormat?.forceCompression == true {
+            // Every layer in the asked format, base layers too: buildah (1.28) reuses a base layer's
+            // blob the registry already has in another compression, so the image is written to an
+            // empty OCI layout first (every layer compressed afresh) and copied from there as is.
+            guard let skopeo = ["/usr/bin/skopeo", "/usr/local/bin/skopeo"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+                throw BuilderError.job("force-compression=true needs skopeo on the builder (apt-get install skopeo)")
+            }
+            let layout = work.appendingPathComponent("layout-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: layout) }
+            let written = try await runStreaming(storageArguments + ["push"] + formatArguments + [image, "oci:\(layout.path):image"],
+                                                 environment: environment, control: control) { line in
+                output.append(line)
+                if output.count > 20 { output.removeFirst() }
+                return !LogNoise.isNoise(line)
+            }
+            guard written == 0 else { throw BuilderError.job("writing the image with \(formatArguments.joined(separator: " ")) failed (exit \(written)): \(output.suffix(3).joined(separator: " "))") }
+            do {
+                let count = try await Recompression.apply(layout: layout, compression: job.imageFormat?.compression?.rawValue ?? "gzip",
+                                                          level: job.imageFormat?.compressionLevel)
+                await reporter.log("#drydock force-compression: \(count) layer(s) written as \(job.imageFormat?.compression?.rawValue ?? "gzip")\(job.imageFormat?.compressionLevel.map { " level \($0)" } ?? "")")
+            } catch {
+                throw BuilderError.job("force-compression: \(error)")
+            }
+            let host = ImageReference.registryHost(of: destination) ?? registryHost
+            let tls = insecureHosts().contains(host) ? ["--dest-tls-verify=false"] : []
+            code = try await runStreaming([skopeo, "copy", "--authfile", auth, "--digestfile", digestFile.path, "--format", job.imageFormat?.ociMediaTypes == false ? "v2s2" : "oci"]
+                                          + tls + ["oci:\(layout.path):image", "docker://\(destination)"],
+                                          environment: environment, control: control) { line in
+                output.append(line)
+                if output.count > 20 { output.removeFirst() }
+                return !LogNoise.isNoise(line)
+            }
+        } else {
+            code = try await runStreaming(
+                storageArguments + ["push"] + formatArguments + ["--authfile", auth, "--digestfile", digestFile.path, image, "docker://\(destination)"],
+                environment: environment, control: control) { line in
+                output.append(line)
+                if output.count > 20 { output.removeFirst() }
+                return !LogNoise.isNoise(line)
+            }
         }
         if control.canceled { throw BuilderError.job("canceled") }
         guard code == 0, let digest = try? String(contentsOf: digestFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
@@ -408,6 +455,113 @@ struct JobRun: Sendable {
     }
 
     var work: URL { configuration.cacheDirectory.appendingPathComponent(".jobs").appendingPathComponent(job.jobId) }
+
+    /// Provenance (unless `none`) and the SBOM (when asked), attached to the pushed image in every
+    /// repository of the project registry it went to. A failure fails the build: an image that was
+    /// asked to carry attestations never lands without them silently.
+    func attest(digest: String, imageId: String, environment: [String: String], control: Control, startedOn: Date,
+                steps: [StepTracker.Step]) async throws {
+        let mode = job.attestations?.provenance ?? .min
+        let sbom = job.attestations?.sbom == true
+        guard mode != Components.Schemas.Attestations.ProvenancePayload.none || sbom else { return }
+        var repositories = [String(job.image.split(separator: ":").first ?? Substring(job.image))]
+        for tag in job.pushTags where tag.hasPrefix(job.projectId + "/") {
+            let repository = String(tag.split(separator: ":").first ?? Substring(tag))
+            if !repositories.contains(repository) { repositories.append(repository) }
+        }
+        guard let manifest = try await registry.manifest(repository: repositories[0], reference: digest) else {
+            throw BuilderError.job("the image \(digest) is not in the project registry, so its attestations cannot be attached")
+        }
+        let subject = (mediaType: manifest.mediaType, digest: digest, size: manifest.bytes.count)
+        let subjectName = Attestations.purl("\(registryHost)/\(job.image)", platform: job.platform)
+        var attachments: [(payload: [UInt8], predicate: String)] = []
+        if mode != Components.Schemas.Attestations.ProvenancePayload.none {
+            var materials: [Attestations.Material] = []
+            for reference in Attestations.baseReferences(dockerfileText, buildArgs: job.buildArgs.additionalProperties) {
+                if let resolved = await imageDigest(reference, environment: environment, control: control) {
+                    materials.append(.init(reference: reference, digest: resolved))
+                }
+            }
+            let invocation = Attestations.Invocation(
+                buildId: job.buildId, projectId: job.projectId,
+                builderId: configuration.apiURL.appendingPathComponent("builders/\(configuration.name)").absoluteString,
+                platform: job.platform, builderPlatform: Platform.host.description,
+                emulated: Platform(job.platform).map { $0 != Platform.host && $0.architecture != Platform.host.architecture } ?? false,
+                dockerfile: job.dockerfile, target: job.target, buildArgs: job.buildArgs.additionalProperties,
+                labels: job.labels.additionalProperties, contextDigest: job.contextDigest,
+                contextURI: configuration.apiURL.appendingPathComponent("api/v1/projects/\(job.projectId)/contexts/\(job.contextDigest.replacingOccurrences(of: "sha256:", with: ""))").absoluteString,
+                materials: materials, startedOn: startedOn, finishedOn: Date(),
+                dockerfileText: mode == .max ? dockerfileText : nil,
+                steps: mode == .max ? steps.map { ($0.instruction, $0.cached, $0.durationMs.map { Double($0) / 1000 }) } : nil)
+            attachments.append((try Attestations.provenance(invocation, subject: (subjectName, digest)), Attestations.provenanceType))
+            await reporter.log("#drydock provenance (\(mode.rawValue)): \(materials.count) base image(s) by digest, the context \(job.contextDigest.prefix(19))…")
+        }
+        if sbom {
+            let packages = try await imagePackages(imageId, environment: environment, control: control)
+            let document = try Attestations.spdx(packages: packages.list, image: "\(registryHost)/\(job.image)", platform: job.platform,
+                                                 buildId: job.buildId, distro: packages.distro, created: Date())
+            attachments.append((try Attestations.sbomStatement(document, subject: (subjectName, digest)), Attestations.spdxType))
+            await reporter.log("#drydock SBOM (SPDX 2.3): \(packages.list.count) package(s) found in the image")
+        }
+        for repository in repositories {
+            for attachment in attachments {
+                try await registry.attach(repository: repository, subject: subject, artifactType: Attestations.inTotoMediaType,
+                                          payload: attachment.payload, payloadMediaType: Attestations.inTotoMediaType,
+                                          annotations: ["in-toto.io/predicate-type": attachment.predicate])
+            }
+        }
+    }
+
+    /// The manifest digest a base image resolved to in this job's storage.
+    func imageDigest(_ reference: String, environment: [String: String], control: Control) async -> String? {
+        var output = ""
+        let code = try? await runStreaming(storageArguments + ["images", "--json", reference], environment: environment, control: control) { line in
+            output += line + "\n"
+            return false
+        }
+        guard code == 0, let data = output.data(using: .utf8),
+              let images = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]], let first = images.first else { return nil }
+        return first["digest"] as? String
+    }
+
+    /// The packages installed in the built image: its filesystem mounted read-only for a moment.
+    func imagePackages(_ imageId: String, environment: [String: String], control: Control) async throws -> (list: [Attestations.Package], distro: String?) {
+        var container = ""
+        let created = try await runStreaming(storageArguments + ["from", "--pull=never", "--name", "drydock-sbom-\(job.jobId)", imageId],
+                                             environment: environment, control: control) { line in
+            container = line.trimmingCharacters(in: .whitespaces)
+            return false
+        }
+        guard created == 0, !container.isEmpty else { throw BuilderError.job("the SBOM could not open the image (buildah from failed)") }
+        var mountpoint = ""
+        let mounted = try? await runStreaming(storageArguments + ["mount", container], environment: environment, control: control) { line in
+            mountpoint = line.trimmingCharacters(in: .whitespaces)
+            return false
+        }
+        var result: (list: [Attestations.Package], distro: String?)?
+        if mounted == 0, !mountpoint.isEmpty {
+            let root = URL(fileURLWithPath: mountpoint, isDirectory: true)
+            result = (Attestations.packages(root: root), Attestations.distro(root: root))
+        }
+        // The working container goes whatever happened (rm unmounts it).
+        _ = try? await runStreaming(storageArguments + ["rm", container], environment: environment, control: Control()) { _ in false }
+        guard let result else { throw BuilderError.job("the SBOM could not mount the image (buildah mount failed)") }
+        return result
+    }
+
+    /// `buildah push` options for the layer format the build asked for (`--output type=image,compression=…`).
+    var formatArguments: [String] {
+        guard let format = job.imageFormat else { return [] }
+        var arguments: [String] = []
+        switch format.compression {
+        case .uncompressed?: arguments.append("--disable-compression")
+        case let compression?: arguments += ["--compression-format", compression.rawValue]
+        case nil: break
+        }
+        if let level = format.compressionLevel, format.compression != .uncompressed { arguments += ["--compression-level", "\(level)"] }
+        if format.ociMediaTypes == false { arguments += ["--format", "v2s2"] } else if format.compression != nil { arguments += ["--format", "oci"] }
+        return arguments
+    }
 
     /// Runs a command in its own process group, giving each output line to `onLine`, which says
     /// whether it also goes to the job's log; a cancel terminates the whole group.

@@ -105,6 +105,32 @@ struct Build: AsyncParsableCommand {
                              discussion: "The image lands only as HOST/<project-id>/build:<build-id>. A CI token exchanged for a pull request builds this way by itself."))
     var isolated = false
 
+    @Option(help: ArgumentHelp("Provenance attestation: true (mode=min, the default), false, mode=min or mode=max.",
+                               discussion: "An in-toto statement with a SLSA provenance v1 predicate, attached to each platform's image as an OCI referrer. max adds the Dockerfile and the build steps."))
+    var provenance: String?
+
+    @Option(help: ArgumentHelp("SBOM attestation: true attaches an SPDX 2.3 document of the image's packages (dpkg, apk, Python) to each platform's image."))
+    var sbom: String?
+
+    @Option(name: .customLong("attest"), help: ArgumentHelp("type=provenance[,mode=min|max][,disabled=true] or type=sbom[,disabled=true] (buildx's long form); repeatable."))
+    var attest: [String] = []
+
+    @Option(name: .customLong("annotation"), help: ArgumentHelp("KEY=VALUE on each image manifest; manifest:KEY=VALUE the same, index:KEY=VALUE on a multi-platform build's index; repeatable."))
+    var annotation: [String] = []
+
+    @Flag(help: ArgumentHelp("Check the Dockerfile before building (buildx's rules that need only the Dockerfile) and print what it finds.",
+                             discussion: "Findings do not stop the build unless --lint-fail-on says so."))
+    var lint = false
+
+    @Option(name: .customLong("lint-fail-on"), help: ArgumentHelp("warning or error: do not build when the lint finds something this severe (implies --lint).",
+                                                                   valueName: "level"))
+    var lintFailOn: LintLevel?
+
+    enum LintLevel: String, ExpressibleByArgument, CaseIterable {
+        case warning, error
+        var severity: DockerfileLint.Severity { self == .warning ? .warning : .error }
+    }
+
     @Option(name: .customLong("label"), help: "Image label KEY=VALUE; repeatable.")
     var labels: [String] = []
 
@@ -140,10 +166,6 @@ struct Build: AsyncParsableCommand {
     @Option(name: .customLong("ulimit"), help: .hidden) var ulimit: [String] = []
     @Option(name: .customLong("allow"), help: .hidden) var allow: [String] = []
     @Option(name: .customLong("builder"), help: .hidden) var builder: String?
-    @Option(name: .customLong("attest"), help: .hidden) var attest: [String] = []
-    @Option(name: .customLong("provenance"), help: .hidden) var provenance: String?
-    @Option(name: .customLong("sbom"), help: .hidden) var sbom: String?
-    @Option(name: .customLong("annotation"), help: .hidden) var annotation: [String] = []
     @Option(name: .customLong("cgroup-parent"), help: .hidden) var cgroupParent: String?
     @Option(name: .customLong("security-opt"), help: .hidden) var securityOpt: [String] = []
     @Option(name: .customLong("isolation"), help: .hidden) var isolation: String?
@@ -176,8 +198,6 @@ struct Build: AsyncParsableCommand {
             (!allow.isEmpty, "--allow", "builds never get extra privileges"),
             (!securityOpt.isEmpty, "--security-opt", "builds never get extra privileges"),
             (builder != nil, "--builder", "Drydock chooses a builder of the right platform itself"),
-            (!attest.isEmpty || provenance != nil || sbom != nil, "--attest/--provenance/--sbom", "attestations are not produced yet"),
-            (!annotation.isEmpty, "--annotation", "manifest annotations are not supported yet; use --label"),
             (cgroupParent != nil, "--cgroup-parent", "the builder's cgroups cannot be chosen per build"),
             (isolation != nil, "--isolation", "builders always isolate RUN steps the same way (chroot)"),
             (!noCacheFilter.isEmpty, "--no-cache-filter", "per-stage cache control is not supported; use --no-cache"),
@@ -195,6 +215,102 @@ struct Build: AsyncParsableCommand {
         _ = try platforms()
         for output in outputs { _ = try OutputSpec(output) }
         _ = try destinations()
+        _ = try attestations()
+        _ = try annotations()
+        _ = try imageFormat()
+    }
+
+    /// `--provenance`, `--sbom` and `--attest`, in buildx's forms; nil leaves the server's default (provenance min).
+    func attestations() throws -> Components.Schemas.Attestations? {
+        var provenanceMode: Components.Schemas.Attestations.ProvenancePayload?
+        var sbomWanted: Bool?
+        func mode(_ raw: String, flag: String) throws -> Components.Schemas.Attestations.ProvenancePayload {
+            var fields: [String: String] = [:]
+            for part in raw.split(separator: ",") {
+                let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
+                fields[pair[0].lowercased()] = pair.count > 1 ? pair[1] : "true"
+            }
+            if fields.count == 1, let only = fields.first, only.value == "true", ["true", "1"].contains(only.key) { return .min }
+            if fields.count == 1, let only = fields.first, only.value == "true", ["false", "0"].contains(only.key) { return Components.Schemas.Attestations.ProvenancePayload.none }
+            if fields["disabled"] == "true" { return Components.Schemas.Attestations.ProvenancePayload.none }
+            switch fields["mode"] {
+            case nil, "min": return .min
+            case "max": return .max
+            case let other?: throw ValidationError("\(flag) \(raw): mode is min or max, not '\(other)'")
+            }
+        }
+        func flag(_ raw: String, _ name: String) throws -> Bool {
+            switch raw.lowercased() {
+            case "true", "1", "": return true
+            case "false", "0": return false
+            default:
+                if raw.lowercased().contains("generator=") { throw ValidationError("\(name) \(raw): custom SBOM generators are not supported; --sbom=true reads the image's package databases") }
+                if raw.lowercased() == "disabled=true" { return false }
+                throw ValidationError("\(name) takes true or false, not '\(raw)'")
+            }
+        }
+        if let provenance { provenanceMode = try mode(provenance, flag: "--provenance") }
+        if let sbom { sbomWanted = try flag(sbom, "--sbom") }
+        for raw in attest {
+            var rest: [String] = []
+            var type: String?
+            for part in raw.split(separator: ",") {
+                if part.hasPrefix("type=") { type = String(part.dropFirst(5)) } else { rest.append(String(part)) }
+            }
+            switch type {
+            case "provenance": provenanceMode = try mode(rest.isEmpty ? "true" : rest.joined(separator: ","), flag: "--attest")
+            case "sbom": sbomWanted = try flag(rest.isEmpty ? "true" : rest.joined(separator: ","), "--attest type=sbom")
+            case let other?: throw ValidationError("--attest type=\(other) is not supported; use type=provenance or type=sbom")
+            case nil: throw ValidationError("--attest \(raw): give type=provenance or type=sbom")
+            }
+        }
+        guard provenanceMode != nil || sbomWanted != nil else { return nil }
+        return .init(provenance: provenanceMode, sbom: sbomWanted)
+    }
+
+    /// `--annotation KEY=VALUE` (with buildx's `manifest:` and `index:` prefixes).
+    func annotations() throws -> [String: String] {
+        var result: [String: String] = [:]
+        for raw in annotation {
+            guard let eq = raw.firstIndex(of: "="), eq != raw.startIndex else {
+                throw ValidationError("--annotation '\(raw)': use KEY=VALUE, manifest:KEY=VALUE or index:KEY=VALUE")
+            }
+            let key = String(raw[..<eq])
+            if key.hasPrefix("index:"), (try? platforms().count) ?? 1 < 2 {
+                throw ValidationError("--annotation \(key): index annotations need a multi-platform build (--platform with two or more); a single-platform image has no index")
+            }
+            if key.hasPrefix("manifest-descriptor:") || key.hasPrefix("index-descriptor:") || key.hasPrefix("manifest[") || key.hasPrefix("index[") {
+                throw ValidationError("--annotation \(key): descriptor and per-platform annotations are not supported; use KEY, manifest:KEY or index:KEY")
+            }
+            result[key] = String(raw[raw.index(after: eq)...])
+        }
+        return result
+    }
+
+    /// The layer format of the image outputs (`compression=`, `compression-level=`, `force-compression=`, `oci-mediatypes=`).
+    func imageFormat() throws -> Components.Schemas.ImageFormat? {
+        let formats = try outputs.map(OutputSpec.init).filter { $0.isImage && $0.format != nil }.compactMap(\.format)
+        guard let first = formats.first else { return nil }
+        guard formats.allSatisfy({ $0 == first }) else {
+            throw ValidationError("--output: every image output of one build has the same layer format; give compression= and its settings once")
+        }
+        return first.request
+    }
+
+    /// Prints the lint's findings (to stderr, as buildx does) and stops when they are as severe as --lint-fail-on.
+    func runLint(_ dockerfile: URL) throws {
+        guard let data = FileManager.default.contents(atPath: dockerfile.path), let text = String(data: data, encoding: .utf8) else {
+            throw CLIError("--lint: cannot read the Dockerfile \(dockerfile.path)")
+        }
+        let findings = DockerfileLint.check(text)
+        for finding in findings { Output.error(finding.description) }
+        let warnings = findings.filter { $0.severity == .warning }.count
+        let errors = findings.count - warnings
+        Output.error(findings.isEmpty ? "lint: \(dockerfile.lastPathComponent): no findings"
+                                      : "lint: \(dockerfile.lastPathComponent): \(warnings) warning\(warnings == 1 ? "" : "s"), \(errors) error\(errors == 1 ? "" : "s")")
+        if let threshold = lintFailOn, findings.contains(where: { $0.severity >= threshold.severity }) {
+            throw CLIError("lint: findings at or above '\(threshold.rawValue)' (--lint-fail-on); the build was not started")
+        }
     }
 
     func run() async throws {
@@ -210,6 +326,9 @@ struct Build: AsyncParsableCommand {
         }
         // drydock.json from the current directory upwards, as the help says; the context's own
         // directories only when there is none there.
+        // The lint needs nothing but the Dockerfile: before anything reaches the server.
+        let dockerfileForLint = file.map { URL(fileURLWithPath: $0).standardizedFileURL } ?? contextURL.appendingPathComponent("Dockerfile")
+        if lint || lintFailOn != nil { try runLint(dockerfileForLint) }
         let projectReference = try (try? projectOption.resolved()) ?? projectOption.resolved(from: contextURL)
         let projectId = try await client.projectId(for: projectReference)
         let dockerfile = file.map { URL(fileURLWithPath: $0).standardizedFileURL } ?? contextURL.appendingPathComponent("Dockerfile")
@@ -379,7 +498,9 @@ struct Build: AsyncParsableCommand {
             tags: destinations.tags.isEmpty ? nil : destinations.tags, labels: labelMap.isEmpty ? nil : .init(additionalProperties: labelMap),
             noCache: noCache, pull: pull ? .always : .missing, push: destinations.push,
             insecureRegistries: destinations.insecure.isEmpty ? nil : destinations.insecure,
-            secrets: secretList.isEmpty ? nil : secretList, registryCredentials: credentials.isEmpty ? nil : credentials)
+            secrets: secretList.isEmpty ? nil : secretList, registryCredentials: credentials.isEmpty ? nil : credentials,
+            attestations: try attestations(), imageFormat: try imageFormat(),
+            annotations: try annotations().isEmpty ? nil : .init(additionalProperties: try annotations()))
     }
 
     /// `id=ID,src=FILE`, `id=ID,env=VAR` (also `type=file|env`, `source=`), read now, sent for this build only.

@@ -13,6 +13,19 @@ struct OutputSpec {
     var names: [String] = []
     var push = false
     var insecure = false
+    /// Image outputs: the layer format asked for, if any.
+    var format: LayerFormat?
+
+    struct LayerFormat: Equatable {
+        var compression: String?
+        var level: Int?
+        var force: Bool?
+        var oci: Bool?
+
+        var request: Components.Schemas.ImageFormat {
+            .init(compression: compression.flatMap { .init(rawValue: $0) }, compressionLevel: level, forceCompression: force, ociMediaTypes: oci)
+        }
+    }
 
     var isImage: Bool { type == .image || type == .registry }
 
@@ -44,6 +57,36 @@ struct OutputSpec {
             let pushFlag = try flag("push")
             self.push = type == .registry || pushFlag
             self.insecure = try flag("registry.insecure")
+            var format = LayerFormat()
+            if let compression = fields["compression"] {
+                let known = ["gzip", "zstd", "uncompressed", "zstd:chunked", "estargz"]
+                guard known.contains(compression) else {
+                    throw CLIError("--output \(raw): compression is one of \(known.joined(separator: ", ")), not '\(compression)'")
+                }
+                if compression == "estargz" {
+                    throw CLIError("--output \(raw): compression=estargz is not supported: the builders' buildah (1.28) cannot write eStargz layers, and Drydock does not convert them; use compression=zstd (or zstd:chunked, also lazily pullable)")
+                }
+                format.compression = compression
+            }
+            if let level = fields["compression-level"] {
+                guard let value = Int(level) else { throw CLIError("--output \(raw): compression-level takes a number, not '\(level)'") }
+                guard format.compression != nil else { throw CLIError("--output \(raw): compression-level needs compression=gzip|zstd") }
+                format.level = value
+            }
+            if fields["force-compression"] != nil { format.force = try flag("force-compression") }
+            if fields["oci-mediatypes"] != nil { format.oci = try flag("oci-mediatypes") }
+            if format.force == true, format.compression == "zstd:chunked" {
+                throw CLIError("--output \(raw): force-compression=true is not supported with compression=zstd:chunked; use compression=zstd,force-compression=true or zstd:chunked without forcing")
+            }
+            if format.oci == false, let compression = format.compression, compression.hasPrefix("zstd") {
+                throw CLIError("--output \(raw): compression=\(compression) needs oci-mediatypes=true (docker's manifest format has no zstd layers)")
+            }
+            let knownKeys: Set = ["type", "name", "push", "registry.insecure", "compression", "compression-level", "force-compression",
+                                  "oci-mediatypes", "dest"]
+            if let unknown = fields.keys.sorted().first(where: { !knownKeys.contains($0) }) {
+                throw CLIError("--output \(raw): '\(unknown)' is not supported; image outputs take name, push, compression, compression-level, force-compression, oci-mediatypes, registry.insecure")
+            }
+            if format != LayerFormat() { self.format = format }
             return
         }
         guard let dest = fields["dest"], !dest.isEmpty, dest != "-" else {

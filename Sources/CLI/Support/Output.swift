@@ -56,6 +56,11 @@ enum Output {
         return encoder
     }()
 
+    /// A line on stderr (diagnostics that must not mix with a command's output).
+    static func error(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
     static func json<T: Encodable>(_ value: T) throws {
         let data = try encoder.encode(value)
         print(String(decoding: data, as: UTF8.self))

@@ -171,6 +171,8 @@ extension APIHandler {
         guard let digest = Digest(body.contextDigest), digest.algorithm == .sha256 else {
             throw APIError.invalidField("contextDigest", "must be sha256:<64 lowercase hex digits>")
         }
+        // The request's own fields first: what can never be built is said before what is missing.
+        var spec = try BuildRequest.spec(body, projectId: project.id)
         guard try await builds.context(projectId: project.id, digest: digest.description) != nil,
               try await contexts.exists(projectId: project.id, digest: digest)
         else {
@@ -179,7 +181,6 @@ extension APIHandler {
         if caller.isolated, body.isolated != true {
             throw APIError.forbidden("this \(caller.kind.rawValue) token was exchanged for untrusted code (such as a fork's pull request) and can start isolated builds only: build with --isolated")
         }
-        var spec = try BuildRequest.spec(body, projectId: project.id)
         // Named contexts: the images of other builds of this project (a bake's target:OTHER);
         // the store resolves finished ones and makes the build wait for the others.
         var pending: [String: String] = [:]

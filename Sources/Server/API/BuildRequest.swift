@@ -56,10 +56,69 @@ enum BuildRequest {
                 throw DomainError.invalidField("secrets", "no secrets or registry credentials reach an isolated build")
             }
         }
-        return BuildSpec(
+        var spec = BuildSpec(
             dockerfile: dockerfile, target: body.target, platforms: platforms, tags: body.tags ?? [], pushTags: pushTags,
             buildArgs: buildArgs, labels: labels, noCache: body.noCache ?? false, pull: body.pull?.rawValue ?? "missing",
             push: body.push ?? false, insecureRegistries: insecure.isEmpty ? nil : insecure, isolated: isolated ? true : nil)
+        try outputs(body, into: &spec)
+        return spec
+    }
+
+    /// Attestations, layer format and annotations; each combination that cannot be served is
+    /// refused with its own reason, never built differently.
+    static func outputs(_ body: Components.Schemas.BuildCreate, into spec: inout BuildSpec) throws {
+        if let attestations = body.attestations {
+            spec.provenance = attestations.provenance?.rawValue
+            spec.sbom = attestations.sbom == true ? true : nil
+        }
+        if let format = body.imageFormat {
+            let oci = format.ociMediaTypes ?? true
+            switch format.compression {
+            case .estargz?:
+                throw DomainError.invalidField("imageFormat.compression", "estargz is not supported: the builders' buildah (1.28) and containers/image cannot write eStargz layers; use zstd or gzip")
+            case .zstd?, .zstd_colon_chunked?:
+                if !oci {
+                    throw DomainError.invalidField("imageFormat.ociMediaTypes", "compression=\(format.compression?.rawValue ?? "zstd") needs oci-mediatypes=true: docker's manifest format has no zstd layers")
+                }
+            default: break
+            }
+            if let level = format.compressionLevel {
+                switch format.compression {
+                case .gzip?, nil:
+                    guard (0...9).contains(level) else { throw DomainError.invalidField("imageFormat.compressionLevel", "gzip levels are 0 to 9") }
+                case .zstd?, .zstd_colon_chunked?:
+                    guard (1...22).contains(level) else { throw DomainError.invalidField("imageFormat.compressionLevel", "zstd levels are 1 to 22") }
+                case .uncompressed?:
+                    throw DomainError.invalidField("imageFormat.compressionLevel", "uncompressed layers have no compression level")
+                case .estargz?:
+                    break
+                }
+            }
+            if format.forceCompression == true, format.compression == .zstd_colon_chunked {
+                throw DomainError.invalidField("imageFormat.forceCompression", "force-compression=true is not supported with zstd:chunked (its layers need buildah's own writer); use compression=zstd with force-compression, or zstd:chunked without it")
+            }
+            spec.compression = format.compression?.rawValue
+            spec.compressionLevel = format.compressionLevel
+            spec.forceCompression = format.forceCompression == true ? true : nil
+            spec.ociMediaTypes = format.ociMediaTypes
+        }
+        if let annotations = body.annotations?.additionalProperties, !annotations.isEmpty {
+            for key in annotations.keys {
+                let bare = key.hasPrefix("manifest:") ? String(key.dropFirst(9)) : key.hasPrefix("index:") ? String(key.dropFirst(6)) : key
+                if key.hasPrefix("manifest-descriptor:") || key.hasPrefix("index-descriptor:") {
+                    throw DomainError.invalidField("annotations.\(key)", "descriptor annotations are not supported; use KEY, manifest:KEY or index:KEY")
+                }
+                guard !bare.isEmpty, bare.count <= 256, !bare.contains(":") || bare.contains("."),
+                      bare.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value < 127 && $0 != "=" })
+                else {
+                    throw DomainError.invalidField("annotations.\(key)", "must be KEY, manifest:KEY or index:KEY with a printable key such as org.opencontainers.image.description")
+                }
+            }
+            if annotations.keys.contains(where: { $0.hasPrefix("index:") }), spec.platforms.count < 2 {
+                throw DomainError.invalidField("annotations", "index: annotations need a multi-platform build (a single-platform image has no index)")
+            }
+            spec.annotations = annotations
+        }
     }
 
     static func secrets(_ body: Components.Schemas.BuildCreate) throws -> BuildSecrets {

@@ -50,6 +50,11 @@ extension Components.Schemas.JobAssignment {
             insecureRegistries: c.build.spec.insecureRegistries,
             cacheGeneration: c.cacheGeneration, cachePolicy: .init(keepGigabytes: c.keepGigabytes, keepDays: c.keepDays),
             isolated: c.build.spec.isolated == true ? true : nil,
+            attestations: .init(provenance: c.build.spec.provenance.flatMap { .init(rawValue: $0) } ?? .min, sbom: c.build.spec.sbom ?? false),
+            imageFormat: c.build.spec.compression == nil && c.build.spec.ociMediaTypes == nil ? nil
+                : .init(compression: c.build.spec.compression.flatMap { .init(rawValue: $0) }, compressionLevel: c.build.spec.compressionLevel,
+                        forceCompression: c.build.spec.forceCompression, ociMediaTypes: c.build.spec.ociMediaTypes),
+            annotations: c.build.spec.manifestAnnotations.isEmpty ? nil : .init(additionalProperties: c.build.spec.manifestAnnotations),
             namedImages: c.build.spec.namedImages.map { .init(additionalProperties: $0) },
             namedContexts: c.build.spec.namedContexts.map { .init(additionalProperties: $0) })
     }

@@ -140,12 +140,13 @@ public func buildApplication(
             BodyLimitMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes, contract: contract),
         ])
 
-    let registry = RegistryRoutes(
+    var registry = RegistryRoutes(
         store: registryStore,
         blobs: blobStore,
         projects: projects, authenticator: authenticator,
         signer: RegistryTokenSigner(keys: serverKeys),
         publicURL: configuration.publicURL)
+    registry.zeroCopy = configuration.zeroCopy
     registry.register(on: router)
 
     let maxConnections = configuration.maxConnections
@@ -154,7 +155,7 @@ public func buildApplication(
     var app = Application(
         router: router,
         server: .http1(configuration: .init(
-            additionalChannelHandlers: [RequestHeadTimeoutHandler(timeout: headerTimeout)],
+            additionalChannelHandlers: [RequestHeadTimeoutHandler(timeout: headerTimeout), ZeroCopyFiles.installer()],
             idleTimeout: TimeAmount(configuration.idleTimeout))),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "drydock",

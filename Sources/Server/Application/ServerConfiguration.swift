@@ -15,6 +15,9 @@ public struct ServerConfiguration: Sendable {
     public var blobStoreDirectory: URL?
     /// `DRYDOCK_BLOB_STORE=s3://…`: blobs, uploads and contexts in an S3-compatible store.
     public var blobStoreS3: S3Settings?
+    /// `DRYDOCK_ZERO_COPY=false` serves filesystem blobs through buffers instead of `sendfile`
+    /// (to measure the difference; the default is on).
+    public var zeroCopy = true
     /// The URL clients use to reach this server (registry token realm). Without it, the realm
     /// is built from the Host header of each request.
     public var publicURL: String?
@@ -124,6 +127,12 @@ public struct ServerConfiguration: Sendable {
             } else {
                 configuration.blobStoreDirectory = try blobStore(raw)
             }
+        }
+        if let raw = environment["DRYDOCK_ZERO_COPY"].nonEmpty {
+            guard let value = ["true": true, "1": true, "false": false, "0": false][raw.lowercased()] else {
+                throw ConfigurationError("DRYDOCK_ZERO_COPY must be true or false, not '\(raw)'")
+            }
+            configuration.zeroCopy = value
         }
         if let raw = environment["DRYDOCK_DOWNLOADS_DIR"].nonEmpty {
             configuration.downloadsDirectory = URL(fileURLWithPath: raw, isDirectory: true)

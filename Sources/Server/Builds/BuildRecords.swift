@@ -35,6 +35,29 @@ struct BuildSpec: Codable, Sendable {
     /// The `drydock bake` run (its id and this build's target).
     var bakeId: String? = nil
     var bakeTarget: String? = nil
+    /// Attestations: provenance `none|min|max` (nil: `min`), and whether an SBOM is attached.
+    var provenance: String? = nil
+    var sbom: Bool? = nil
+    /// Layer format (`--output type=image,compression=…`); nil: the builder's default (gzip).
+    var compression: String? = nil
+    var compressionLevel: Int? = nil
+    var forceCompression: Bool? = nil
+    var ociMediaTypes: Bool? = nil
+    /// `--annotation`: keys as given (`KEY`, `manifest:KEY`, `index:KEY`).
+    var annotations: [String: String]? = nil
+
+    /// The annotations for each platform's manifest, and for the index.
+    var manifestAnnotations: [String: String] {
+        (annotations ?? [:]).reduce(into: [:]) { result, entry in
+            if entry.key.hasPrefix("manifest:") { result[String(entry.key.dropFirst("manifest:".count))] = entry.value }
+            else if !entry.key.hasPrefix("index:") { result[entry.key] = entry.value }
+        }
+    }
+    var indexAnnotations: [String: String] {
+        (annotations ?? [:]).reduce(into: [:]) { result, entry in
+            if entry.key.hasPrefix("index:") { result[String(entry.key.dropFirst("index:".count))] = entry.value }
+        }
+    }
 
     /// Where the builder puts the image besides `<project>/build:<id>`: tags in the project's
     /// registry always, tags on other registries only when pushing.

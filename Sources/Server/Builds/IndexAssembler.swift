@@ -46,7 +46,7 @@ struct IndexAssembler: Sendable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let content = Array(try encoder.encode(OCIIndex(manifests: descriptors)))
+        let content = Array(try encoder.encode(OCIIndex(manifests: descriptors, annotations: build.spec.indexAnnotations)))
         let digest = Digest.of(content, algorithm: .sha256)
         let manifests = descriptors.compactMap(\.digest)
         // Its own tag first, then every tag of the project's registry the build named.
@@ -61,6 +61,10 @@ struct IndexAssembler: Sendable {
             if destination.repository != "build" {
                 for manifest in manifests {
                     _ = try await registry.copyManifest(projectId: build.projectId, from: "build", to: destination.repository, digest: manifest)
+                    // Its attestations (referrers) go with it, so the tag's repository lists them.
+                    for referrer in try await registry.referrerDigests(projectId: build.projectId, repository: "build", subject: manifest) {
+                        _ = try await registry.copyManifest(projectId: build.projectId, from: "build", to: destination.repository, digest: referrer)
+                    }
                 }
             }
             try await registry.putManifest(ManifestPut(

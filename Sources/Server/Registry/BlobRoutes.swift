@@ -45,6 +45,11 @@ extension RegistryRoutes {
             return Response(status: status, headers: headers, body: .init())
         }
         if let path {
+            if zeroCopy {
+                // The bytes go from the page cache to the socket (sendfile) below the HTTP encoder.
+                headers[ZeroCopyFiles.header] = ZeroCopyFiles.value(path: path, offset: Int64(range.lowerBound), length: Int64(length))
+                return Response(status: status, headers: headers, body: .init())
+            }
             let body = try await fileIO.loadFile(path: path, range: range, context: context, chunkLength: 1 << 20)
             return Response(status: status, headers: headers, body: body)
         }

@@ -12,6 +12,8 @@ struct RegistryRoutes: Sendable {
     let authenticator: TokenAuthenticator
     let signer: RegistryTokenSigner
     let publicURL: String?
+    /// Filesystem blobs sent with `sendfile` (see `ZeroCopyFiles`); off only to measure the difference.
+    var zeroCopy = true
     let fileIO = FileIO()
     /// Largest blob accepted, and largest manifest (as distribution's 4 MiB).
     let maxBlobBytes: Int64 = 64 << 30

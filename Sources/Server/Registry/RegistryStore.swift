@@ -297,13 +297,13 @@ public struct RegistryStore: Sendable {
     func copyManifest(projectId: String, from source: String, to destination: String, digest: String) async throws -> Bool {
         try await client.transaction(logger: logger) { tx -> Bool in
             let target = try await Self.ensureRepository(projectId: projectId, name: destination, on: tx, logger: logger)
-            var found: (mediaType: String, content: ByteBuffer, artifactType: String?)?
+            var found: (mediaType: String, content: ByteBuffer, artifactType: String?, subject: String?)?
             for try await row in try await tx.query(
                 """
-                SELECT m.media_type, m.content, m.artifact_type FROM registry_manifests m
+                SELECT m.media_type, m.content, m.artifact_type, m.subject FROM registry_manifests m
                 JOIN registry_repositories r ON r.id = m.repository_id
                 WHERE r.project_id = \(projectId) AND r.name = \(source) AND m.digest = \(digest)
-                """, logger: logger).decode((String, ByteBuffer, String?).self) { found = row }
+                """, logger: logger).decode((String, ByteBuffer, String?, String?).self) { found = row }
             guard let found else { return false }
             let bytes = Array(buffer: found.content)
             let document = try? JSONDecoder().decode(OCIManifestDocument.self, from: Data(bytes))
@@ -317,11 +317,22 @@ public struct RegistryStore: Sendable {
             try await tx.query(
                 """
                 INSERT INTO registry_manifests (repository_id, digest, media_type, content, size, subject, artifact_type)
-                VALUES (\(target), \(digest), \(found.mediaType), \(found.content), \(Int64(bytes.count)), NULL, \(found.artifactType))
+                VALUES (\(target), \(digest), \(found.mediaType), \(found.content), \(Int64(bytes.count)), \(found.subject), \(found.artifactType))
                 ON CONFLICT (repository_id, digest) DO NOTHING
                 """, logger: logger)
             return true
         }
+    }
+
+    /// The digests of the manifests in `repository` whose `subject` is `digest` (its attestations).
+    func referrerDigests(projectId: String, repository: String, subject digest: String) async throws -> [String] {
+        var digests: [String] = []
+        for try await found in try await client.query(
+            """
+            SELECT m.digest FROM registry_manifests m JOIN registry_repositories r ON r.id = m.repository_id
+            WHERE r.project_id = \(projectId) AND r.name = \(repository) AND m.subject = \(digest)
+            """, logger: logger).decode(String.self) { digests.append(found) }
+        return digests
     }
 
     func deleteManifest(projectId: String, repository: String, digest: Digest) async throws -> Bool {
