@@ -116,4 +116,38 @@ public struct DrydockRegistryClient: Sendable {
         let digest = Digest.of(bytes, algorithm: .sha256).description
         return try await putManifest(repository: repository, reference: digest, mediaType: "application/vnd.oci.image.manifest.v1+json", bytes)
     }
+
+    /// Whether the repository can serve the blob already.
+    public func hasBlob(repository: String, digest: String) async throws -> Bool {
+        var head = HTTPClientRequest(url: baseURL.appendingPathComponent("v2/\(repository)/blobs/\(digest)").absoluteString)
+        head.method = .HEAD
+        head.headers.add(name: "Authorization", value: authorization)
+        let response = try await httpClient.execute(head, timeout: .seconds(30))
+        return response.status == .ok
+    }
+
+    /// Uploads a file as a blob in one streamed request (POST with the digest, the body read 1 MiB at a time).
+    public func pushBlob(repository: String, file: URL, digest: String) async throws {
+        guard let handle = FileHandle(forReadingAtPath: file.path) else { throw Failure(description: "cannot read \(file.path)") }
+        defer { try? handle.close() }
+        let size = (try FileManager.default.attributesOfItem(atPath: file.path)[.size] as? NSNumber)?.int64Value ?? 0
+        let reader = FileChunks(handle)
+        var post = HTTPClientRequest(url: baseURL.appendingPathComponent("v2/\(repository)/blobs/uploads/").absoluteString + "?digest=\(digest)")
+        post.method = .POST
+        post.headers.add(name: "Authorization", value: authorization)
+        post.headers.add(name: "Content-Type", value: "application/octet-stream")
+        post.body = .stream(AsyncThrowingStream<ByteBuffer, any Error>(unfolding: { try reader.next() }), length: .known(size))
+        let response = try await httpClient.execute(post, timeout: .seconds(3600))
+        let text = String(buffer: try await response.body.collect(upTo: 1 << 16))
+        guard response.status == .created else { throw Failure(description: "the registry refused blob \(digest): HTTP \(response.status.code) \(text)") }
+    }
+
+    private final class FileChunks: @unchecked Sendable {
+        let handle: FileHandle
+        init(_ handle: FileHandle) { self.handle = handle }
+        func next() throws -> ByteBuffer? {
+            guard let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty else { return nil }
+            return ByteBuffer(bytes: chunk)
+        }
+    }
 }

@@ -188,6 +188,9 @@ func withTestServer<T: Sendable>(
         databaseURL: nil, host: "127.0.0.1", port: 0,
         dataDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("drydock-test-\(UUID().uuidString)"))
     configuration.metrics = TestMetrics.registry
+    // The test client keeps one connection and does not reconnect; a long build (minutes under a
+    // loaded CI machine) must not see it closed as idle. The idle-timeout tests set their own.
+    configuration.idleTimeout = .seconds(900)
     configure(&configuration)
     let configured = configuration
     let app = try buildApplication(configured, database: database, logger: TestDatabase.logger)

@@ -8,6 +8,9 @@ set -euo pipefail
 out=$1
 cache=${DRYDOCK_BUSYBOX_CACHE:-/var/cache/drydock-busybox}
 mkdir -p "$cache"
+# Tests run at once may all get here on a fresh machine: one fetches, the others wait for it.
+exec 9>"$cache/.lock"
+flock 9
 declare -A platforms=([amd64]=linux/amd64 [arm64]=linux/arm64 [armhf]=linux/arm/v7 [armel]=linux/arm/v6 [i386]=linux/386)
 missing=()
 for arch in "${!platforms[@]}"; do

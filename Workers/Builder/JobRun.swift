@@ -428,6 +428,11 @@ struct JobRun: Sendable {
                 throw BuilderError.job("force-compression: \(error)")
             }
             let host = ImageReference.registryHost(of: destination) ?? registryHost
+            if host == registryHost, job.imageFormat?.ociMediaTypes != false {
+                // Into this server's registry the layout goes as it is, blob by blob: skopeo (1.9)
+                // would swap a recompressed layer for a blob the registry has in another compression.
+                return try await upload(layout: layout, to: destination)
+            }
             let tls = insecureHosts().contains(host) ? ["--dest-tls-verify=false"] : []
             code = try await runStreaming([skopeo, "copy", "--authfile", auth, "--digestfile", digestFile.path, "--format", job.imageFormat?.ociMediaTypes == false ? "v2s2" : "oci"]
                                           + tls + ["oci:\(layout.path):image", "docker://\(destination)"],
@@ -547,6 +552,30 @@ struct JobRun: Sendable {
         _ = try? await runStreaming(storageArguments + ["rm", container], environment: environment, control: Control()) { _ in false }
         guard let result else { throw BuilderError.job("the SBOM could not mount the image (buildah mount failed)") }
         return result
+    }
+
+    /// Uploads an OCI layout's image to `destination` (`host/repository:tag` in this server's
+    /// registry) exactly as written; returns the manifest's digest.
+    func upload(layout: URL, to destination: String) async throws -> String {
+        let path = destination.dropFirst(registryHost.count + 1)
+        guard let colon = path.lastIndex(of: ":"), !path[colon...].contains("/") else {
+            throw BuilderError.job("force-compression: cannot tell the repository and tag of \(destination)")
+        }
+        let repository = String(path[..<colon])
+        let tag = String(path[path.index(after: colon)...])
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: layout.appendingPathComponent("index.json"))) as? [String: Any]
+        guard let entry = (index?["manifests"] as? [[String: Any]])?.first, let digest = entry["digest"] as? String else {
+            throw BuilderError.job("force-compression: the written image has no manifest")
+        }
+        let manifestBytes = try Data(contentsOf: URL(fileURLWithPath: Recompression.blobPath(layout, digest)))
+        let manifest = try JSONSerialization.jsonObject(with: manifestBytes) as? [String: Any] ?? [:]
+        let mediaType = manifest["mediaType"] as? String ?? entry["mediaType"] as? String ?? "application/vnd.oci.image.manifest.v1+json"
+        var blobs = ((manifest["layers"] as? [[String: Any]]) ?? []).compactMap { $0["digest"] as? String }
+        if let config = (manifest["config"] as? [String: Any])?["digest"] as? String { blobs.append(config) }
+        for blob in blobs where try await !registry.hasBlob(repository: repository, digest: blob) {
+            try await registry.pushBlob(repository: repository, file: URL(fileURLWithPath: Recompression.blobPath(layout, blob)), digest: blob)
+        }
+        return try await registry.putManifest(repository: repository, reference: tag, mediaType: mediaType, Array(manifestBytes))
     }
 
     /// `buildah push` options for the layer format the build asked for (`--output type=image,compression=…`).

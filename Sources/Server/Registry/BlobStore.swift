@@ -132,11 +132,28 @@ public struct FileSystemBlobStore: BlobStore {
             // Continue the running hash only if it covers exactly what is on disk.
             var hasher: DigestHasher? =
                 if let previous, previous.size == offset { previous.hasher } else if offset == 0 { DigestHasher(.sha256) } else { nil }
+            // Chunks are gathered into writes of about 1 MiB: one thread-pool hop per MiB, not per chunk.
+            var pending = ByteBuffer()
+            var total = offset
             for try await chunk in chunks {
-                guard offset + Int64(chunk.readableBytes) <= limit else { throw BlobStoreError.tooLarge }
+                guard total + Int64(chunk.readableBytes) <= limit else { throw BlobStoreError.tooLarge }
                 chunk.withUnsafeReadableBytes { hasher?.update(bufferPointer: $0) }
-                try await fileIO.write(fileHandle: handle, toOffset: offset, buffer: chunk)
-                offset += Int64(chunk.readableBytes)
+                total += Int64(chunk.readableBytes)
+                if pending.readableBytes == 0, chunk.readableBytes >= 1 << 20 {
+                    try await fileIO.write(fileHandle: handle, toOffset: offset, buffer: chunk)
+                    offset += Int64(chunk.readableBytes)
+                    continue
+                }
+                pending.writeImmutableBuffer(chunk)
+                if pending.readableBytes >= 1 << 20 {
+                    try await fileIO.write(fileHandle: handle, toOffset: offset, buffer: pending)
+                    offset += Int64(pending.readableBytes)
+                    pending.clear()
+                }
+            }
+            if pending.readableBytes > 0 {
+                try await fileIO.write(fileHandle: handle, toOffset: offset, buffer: pending)
+                offset += Int64(pending.readableBytes)
             }
             if let hasher { running.put(id, size: offset, hasher: hasher) }
             return offset
