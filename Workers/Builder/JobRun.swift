@@ -404,7 +404,7 @@ struct JobRun: Sendable {
         var output: [String] = []
         let auth = work.appendingPathComponent("auth.json").path
         let code: Int32
-        if job.imageFormat?.forceCompression == true {
+        if job.imageFormat?.forceCompression == true || job.imageFormat?.compression == .estargz {
             // Every layer in the asked format, base layers too: buildah (1.28) reuses a base layer's
             // blob the registry already has in another compression, so the image is written to an
             // empty OCI layout first (every layer compressed afresh) and copied from there as is.
@@ -584,10 +584,11 @@ struct JobRun: Sendable {
         var arguments: [String] = []
         switch format.compression {
         case .uncompressed?: arguments.append("--disable-compression")
+        case .estargz?: break  // written as gzip, then converted layer by layer (Recompression)
         case let compression?: arguments += ["--compression-format", compression.rawValue]
         case nil: break
         }
-        if let level = format.compressionLevel, format.compression != .uncompressed { arguments += ["--compression-level", "\(level)"] }
+        if let level = format.compressionLevel, format.compression != .uncompressed, format.compression != .estargz { arguments += ["--compression-level", "\(level)"] }
         if format.ociMediaTypes == false { arguments += ["--format", "v2s2"] } else if format.compression != nil { arguments += ["--format", "oci"] }
         return arguments
     }

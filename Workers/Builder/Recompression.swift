@@ -14,7 +14,7 @@ enum Recompression {
         switch compression {
         case "zstd": "application/vnd.oci.image.layer.v1.tar+zstd"
         case "uncompressed": "application/vnd.oci.image.layer.v1.tar"
-        default: "application/vnd.oci.image.layer.v1.tar+gzip"
+        default: "application/vnd.oci.image.layer.v1.tar+gzip"  // gzip and eStargz
         }
     }
 
@@ -62,22 +62,66 @@ enum Recompression {
               var layers = manifest["layers"] as? [[String: Any]]
         else { throw Failure(description: "the image layout at \(layout.path) has no image manifest") }
         let target = mediaType(compression)
+        var diffIDs: [String] = []
+        let script = layout.appendingPathComponent("estargz.py").path
+        if compression == "estargz" {
+            guard FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") else {
+                throw Failure(description: "compression=estargz needs python3 on the builder (apt-get install python3)")
+            }
+            try EStargz.script.write(toFile: script, atomically: true, encoding: .utf8)
+        }
         for (i, layer) in layers.enumerated() {
             guard let digest = layer["digest"] as? String else { continue }
             let source = blobPath(layout, digest)
             let scratch = layout.appendingPathComponent("blobs/sha256/recompress-\(i)").path
-            let pipeline = "\(try decompressor(source)) < '\(source)' | \(compressor(compression, level: level)) > '\(scratch)'"
-            let result = try await ChildProcess.run(["/bin/bash", "-o", "pipefail", "-c", pipeline])
-            guard result.status == 0 else { throw Failure(description: "recompressing layer \(digest) failed: \(result.errorOutput)") }
+            var updated = layer
+            if compression == "estargz" {
+                // The uncompressed tar, then the eStargz writer; then read back and checked.
+                let tar = scratch + ".tar"
+                let unpacked = try await ChildProcess.run(["/bin/bash", "-o", "pipefail", "-c", "\(try decompressor(source)) < '\(source)' > '\(tar)'"])
+                guard unpacked.status == 0 else { throw Failure(description: "unpacking layer \(digest) failed: \(unpacked.errorOutput)") }
+                let converted = try await ChildProcess.run(["/usr/bin/python3", script, "convert", tar, scratch])
+                try? FileManager.default.removeItem(atPath: tar)
+                guard converted.status == 0, let facts = try JSONSerialization.jsonObject(with: Data(converted.output.utf8)) as? [String: Any],
+                      let toc = facts["tocDigest"] as? String, let diffID = facts["diffID"] as? String, let size = facts["uncompressedSize"] as? Int
+                else { throw Failure(description: "converting layer \(digest) to eStargz failed: \(converted.errorOutput)") }
+                let verified = try await ChildProcess.run(["/usr/bin/python3", script, "verify", scratch])
+                guard verified.status == 0, let check = try JSONSerialization.jsonObject(with: Data(verified.output.utf8)) as? [String: Any],
+                      check["tocDigest"] as? String == toc
+                else { throw Failure(description: "the eStargz layer made from \(digest) does not read back: \(verified.errorOutput)") }
+                var annotations = layer["annotations"] as? [String: String] ?? [:]
+                annotations[EStargz.tocAnnotation] = toc
+                annotations[EStargz.sizeAnnotation] = "\(size)"
+                updated["annotations"] = annotations
+                diffIDs.append(diffID)
+            } else {
+                let pipeline = "\(try decompressor(source)) < '\(source)' | \(compressor(compression, level: level)) > '\(scratch)'"
+                let result = try await ChildProcess.run(["/bin/bash", "-o", "pipefail", "-c", pipeline])
+                guard result.status == 0 else { throw Failure(description: "recompressing layer \(digest) failed: \(result.errorOutput)") }
+            }
             let written = try await sha256(of: scratch)
             _ = rename(scratch, blobPath(layout, written.digest))
-            var updated = layer
             updated["mediaType"] = target
             updated["digest"] = written.digest
             updated["size"] = written.size
             layers[i] = updated
         }
         manifest["layers"] = layers
+        if compression == "estargz" {
+            // The uncompressed layers now hold the TOC entry: the config's diff_ids follow them.
+            guard var descriptor = manifest["config"] as? [String: Any], let configDigest = descriptor["digest"] as? String,
+                  var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: blobPath(layout, configDigest)))) as? [String: Any],
+                  var rootfs = config["rootfs"] as? [String: Any]
+            else { throw Failure(description: "the image's config cannot be read") }
+            rootfs["diff_ids"] = diffIDs
+            config["rootfs"] = rootfs
+            let configBytes = try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys, .withoutEscapingSlashes])
+            let newConfig = Digest.of(configBytes, algorithm: .sha256).description
+            try configBytes.write(to: URL(fileURLWithPath: blobPath(layout, newConfig)))
+            descriptor["digest"] = newConfig
+            descriptor["size"] = configBytes.count
+            manifest["config"] = descriptor
+        }
         let bytes = try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys, .withoutEscapingSlashes])
         let newDigest = Digest.of(bytes, algorithm: .sha256).description
         try bytes.write(to: URL(fileURLWithPath: blobPath(layout, newDigest)))

@@ -63,9 +63,6 @@ struct OutputSpec {
                 guard known.contains(compression) else {
                     throw CLIError("--output \(raw): compression is one of \(known.joined(separator: ", ")), not '\(compression)'")
                 }
-                if compression == "estargz" {
-                    throw CLIError("--output \(raw): compression=estargz is not supported: the builders' buildah (1.28) cannot write eStargz layers, and Drydock does not convert them; use compression=zstd (or zstd:chunked, also lazily pullable)")
-                }
                 format.compression = compression
             }
             if let level = fields["compression-level"] {
@@ -77,6 +74,12 @@ struct OutputSpec {
             if fields["oci-mediatypes"] != nil { format.oci = try flag("oci-mediatypes") }
             if format.force == true, format.compression == "zstd:chunked" {
                 throw CLIError("--output \(raw): force-compression=true is not supported with compression=zstd:chunked; use compression=zstd,force-compression=true or zstd:chunked without forcing")
+            }
+            if format.oci == false, format.compression == "estargz" {
+                throw CLIError("--output \(raw): compression=estargz needs oci-mediatypes=true (its TOC digest is a layer annotation, which docker's manifest format cannot carry)")
+            }
+            if format.level != nil, format.compression == "estargz" {
+                throw CLIError("--output \(raw): compression=estargz takes no compression-level")
             }
             if format.oci == false, let compression = format.compression, compression.hasPrefix("zstd") {
                 throw CLIError("--output \(raw): compression=\(compression) needs oci-mediatypes=true (docker's manifest format has no zstd layers)")

@@ -75,7 +75,9 @@ enum BuildRequest {
             let oci = format.ociMediaTypes ?? true
             switch format.compression {
             case .estargz?:
-                throw DomainError.invalidField("imageFormat.compression", "estargz is not supported: the builders' buildah (1.28) and containers/image cannot write eStargz layers; use zstd or gzip")
+                if !oci {
+                    throw DomainError.invalidField("imageFormat.ociMediaTypes", "compression=estargz needs oci-mediatypes=true: its TOC digest is a layer annotation, which docker's manifest format cannot carry")
+                }
             case .zstd?, .zstd_colon_chunked?:
                 if !oci {
                     throw DomainError.invalidField("imageFormat.ociMediaTypes", "compression=\(format.compression?.rawValue ?? "zstd") needs oci-mediatypes=true: docker's manifest format has no zstd layers")
@@ -91,7 +93,7 @@ enum BuildRequest {
                 case .uncompressed?:
                     throw DomainError.invalidField("imageFormat.compressionLevel", "uncompressed layers have no compression level")
                 case .estargz?:
-                    break
+                    throw DomainError.invalidField("imageFormat.compressionLevel", "compression=estargz takes no compression level (its gzip members use the default)")
                 }
             }
             if format.forceCompression == true, format.compression == .zstd_colon_chunked {
