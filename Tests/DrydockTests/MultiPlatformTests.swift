@@ -96,6 +96,18 @@ struct MultiPlatformTests {
                 let index = try JSONDecoder().decode(OCIManifestDocument.self, from: Data(raw.body))
                 let platforms = (index.manifests ?? []).compactMap { $0.platform?.name }
                 #expect(platforms == ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/386"])
+                // Provenance (on by default) for each platform: a referrer of that platform's
+                // manifest in the tag's repository, whose statement names that platform.
+                for entry in index.manifests ?? [] {
+                    let digest = try #require(entry.digest)
+                    let referrers = try await ImageOutputTests.referrers(server, "\(fixture.projectId)/app", digest)
+                    #expect(referrers.count == 1, "\(entry.platform?.name ?? "?"): \(referrers)")
+                    if let referrer = referrers.first?["digest"] as? String {
+                        let statement = try await ImageOutputTests.statement(server, "\(fixture.projectId)/app", referrer).text
+                        #expect(statement.contains("\"platform\":\"\(entry.platform?.name ?? "?")\""), "\(statement.prefix(600))")
+                        #expect(statement.contains(String(digest.dropFirst(7))), "the statement's subject is the platform manifest")
+                    }
+                }
 
                 // Which builder ran what, and how.
                 let builds = try await fixture.client.builds(projectId: fixture.projectId).items

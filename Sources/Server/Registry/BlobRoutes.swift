@@ -56,7 +56,7 @@ extension RegistryRoutes {
         guard let bytes = try await blobs.read(digest, range: Int64(range.lowerBound)...Int64(range.upperBound)) else {
             throw RegistryError.blobUnknown(digest.description)
         }
-        return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: bytes.body))
+        return Response(status: status, headers: headers, body: bytes.responseBody)
     }
 
     func deleteBlob(access: RepositoryAccess, digest raw: String) async throws -> Response {

@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -32,10 +33,23 @@ public protocol BlobStore: Sendable {
     func listBlobs(_ each: ([(digest: Digest, modified: Date)]) async throws -> Void) async throws
 }
 
-/// A blob's bytes on their way out.
+/// A blob's bytes on their way out, read once: as a stream, or handed to an HTTP answer directly
+/// (no stream in between for each chunk).
 public struct BlobBytes: Sendable {
     public let size: Int64
-    public let body: AsyncThrowingStream<ByteBuffer, any Error>
+    private let makeStream: @Sendable () -> AsyncThrowingStream<ByteBuffer, any Error>
+    private let makeResponse: @Sendable () -> ResponseBody
+
+    init<S: AsyncSequence & Sendable>(size: Int64, sequence: S) where S.Element == ByteBuffer {
+        self.size = size
+        self.makeStream = { Self.stream(sequence) }
+        self.makeResponse = { ResponseBody(asyncSequence: sequence) }
+    }
+
+    /// The bytes as a stream (use this or `responseBody`, once).
+    public var body: AsyncThrowingStream<ByteBuffer, any Error> { makeStream() }
+    /// The bytes as an HTTP answer's body.
+    var responseBody: ResponseBody { makeResponse() }
 
     /// Any byte-buffer sequence as a stream pulled one element at a time (so a slow reader
     /// never makes the server buffer).
@@ -215,7 +229,7 @@ public struct FileSystemBlobStore: BlobStore {
             remaining = min(remaining - range.lowerBound, Int64(range.count))
         }
         reader.remaining = max(remaining, 0)
-        return BlobBytes(size: reader.remaining, body: AsyncThrowingStream(unfolding: { try reader.next() }))
+        return BlobBytes(size: reader.remaining, sequence: AsyncThrowingStream(unfolding: { try reader.next() }))
     }
 
     /// Reads 1 MiB at a time, up to `remaining` bytes.

@@ -62,7 +62,7 @@ public struct S3BlobStore: BlobStore {
         try await unavailableOnFailure {
             guard let response = try await client.get(blobKey(digest), range: range) else { return nil }
             let size = response.headers.first(name: "content-length").flatMap { Int64($0) } ?? 0
-            return BlobBytes(size: size, body: BlobBytes.stream(response.body))
+            return BlobBytes(size: size, sequence: response.body)
         }
     }
 
