@@ -13,6 +13,8 @@ struct BakeTests {
         target "base" {
           dockerfile-inline = "FROM ${BASE}\nRUN echo from-base > /base.txt\n"
           tags = ["bake-base:1"]
+          annotations = ["org.example.stage=base"]
+          attest = ["type=provenance,disabled=true"]
         }
         target "app" {
           contexts = { base = "target:base" }
@@ -88,6 +90,13 @@ struct BakeTests {
                     let tags = try await server.registry(.get, "/v2/\(fixture.projectId)/\(repository)/tags/list", token: server.ownerToken)
                     #expect(String(decoding: tags.body, as: UTF8.self).contains("\"\(tag)\""), "\(repository):\(tag) is in the project registry")
                 }
+                // A target's annotations and attest entries apply: base has its annotation and no
+                // provenance (disabled); app has the default provenance.
+                let base = try await ImageOutputTests.manifestDigest(server, "\(fixture.projectId)/bake-base", "1")
+                #expect((base.json["annotations"] as? [String: String])?["org.example.stage"] == "base", "\(base.json)")
+                #expect(try await ImageOutputTests.referrers(server, "\(fixture.projectId)/bake-base", base.digest).isEmpty)
+                let app = try await ImageOutputTests.manifestDigest(server, "\(fixture.projectId)/bake-app", "1")
+                #expect(try await ImageOutputTests.referrers(server, "\(fixture.projectId)/bake-app", app.digest).count == 1)
                 let builds = try await fixture.client.builds(projectId: fixture.projectId).items
                 #expect(builds.prefix(4).allSatisfy { $0.bake != nil } && Set(builds.prefix(4).compactMap { $0.bake?.id }).count == 1, "one bake's builds are labelled with it")
                 // Two slots of one builder, one cache: a job that waits for the cache keeps its

@@ -276,12 +276,16 @@ struct BakeCommand: AsyncParsableCommand {
         let args = target.args.compactMapValues { $0 }
         let labels = target.labels.compactMapValues { $0 }
         let pushOutside = push || target.output.contains { $0.contains("type=registry") || $0.contains("push=true") }
+        let annotations = try Build.annotations(target.annotations, platformCount: target.platforms.count)
         return .init(
             contextDigest: packed.digest, dockerfile: dockerfilePath, buildArgs: args.isEmpty ? nil : .init(additionalProperties: args),
             target: target.target, platforms: target.platforms.isEmpty ? nil : target.platforms, tags: target.tags.isEmpty ? nil : target.tags,
             labels: labels.isEmpty ? nil : .init(additionalProperties: labels), noCache: noCache || target.noCache == true,
             pull: (pull || target.pull == true) ? .always : .missing, push: pushOutside, secrets: secrets.isEmpty ? nil : secrets,
-            contexts: contexts.isEmpty ? nil : .init(additionalProperties: contexts))
+            contexts: contexts.isEmpty ? nil : .init(additionalProperties: contexts),
+            attestations: try Build.attestations(provenance: nil, sbom: nil, attest: target.attest),
+            imageFormat: try Build.imageFormat(outputs: target.output.filter(Self.isImageOutput)),
+            annotations: annotations.isEmpty ? nil : .init(additionalProperties: annotations))
     }
 
     /// What a target asks that Drydock cannot do: refused before anything is queued.
@@ -291,7 +295,13 @@ struct BakeCommand: AsyncParsableCommand {
         if !t.entitlements.isEmpty { try refuse("entitlements", "are not granted: builds never get extra privileges") }
         if !t.noCacheFilter.isEmpty { try refuse("no-cache-filter", "is not supported: use no-cache") }
         if let network = t.network, network != "default" { try refuse("network = \"\(network)\"", "is not supported: builds use the builder's network") }
-        if !t.annotations.isEmpty { try refuse("annotations", "are not supported yet; use labels") }
+        do {
+            _ = try Build.attestations(provenance: nil, sbom: nil, attest: t.attest)
+            _ = try Build.annotations(t.annotations, platformCount: t.platforms.count)
+            _ = try Build.imageFormat(outputs: t.output.filter(isImageOutput))
+        } catch let error as ValidationError {
+            throw CLIError("target '\(t.name)': \(error.message)")
+        }
         for output in t.output where !isImageOutput(output) {
             do { _ = try OutputSpec(output) } catch let error as CLIError {
                 throw CLIError("target '\(t.name)': \(error.description)")

@@ -222,6 +222,11 @@ struct Build: AsyncParsableCommand {
 
     /// `--provenance`, `--sbom` and `--attest`, in buildx's forms; nil leaves the server's default (provenance min).
     func attestations() throws -> Components.Schemas.Attestations? {
+        try Self.attestations(provenance: provenance, sbom: sbom, attest: attest)
+    }
+
+    /// `--provenance`, `--sbom` and `--attest` (a bake target's `attest` entries are the last).
+    static func attestations(provenance: String?, sbom: String?, attest: [String]) throws -> Components.Schemas.Attestations? {
         var provenanceMode: Components.Schemas.Attestations.ProvenancePayload?
         var sbomWanted: Bool?
         func mode(_ raw: String, flag: String) throws -> Components.Schemas.Attestations.ProvenancePayload {
@@ -270,13 +275,17 @@ struct Build: AsyncParsableCommand {
 
     /// `--annotation KEY=VALUE` (with buildx's `manifest:` and `index:` prefixes).
     func annotations() throws -> [String: String] {
+        try Self.annotations(annotation, platformCount: (try? platforms().count) ?? 1)
+    }
+
+    static func annotations(_ annotation: [String], platformCount: Int) throws -> [String: String] {
         var result: [String: String] = [:]
         for raw in annotation {
             guard let eq = raw.firstIndex(of: "="), eq != raw.startIndex else {
                 throw ValidationError("--annotation '\(raw)': use KEY=VALUE, manifest:KEY=VALUE or index:KEY=VALUE")
             }
             let key = String(raw[..<eq])
-            if key.hasPrefix("index:"), (try? platforms().count) ?? 1 < 2 {
+            if key.hasPrefix("index:"), platformCount < 2 {
                 throw ValidationError("--annotation \(key): index annotations need a multi-platform build (--platform with two or more); a single-platform image has no index")
             }
             if key.hasPrefix("manifest-descriptor:") || key.hasPrefix("index-descriptor:") || key.hasPrefix("manifest[") || key.hasPrefix("index[") {
@@ -289,6 +298,10 @@ struct Build: AsyncParsableCommand {
 
     /// The layer format of the image outputs (`compression=`, `compression-level=`, `force-compression=`, `oci-mediatypes=`).
     func imageFormat() throws -> Components.Schemas.ImageFormat? {
+        try Self.imageFormat(outputs: outputs)
+    }
+
+    static func imageFormat(outputs: [String]) throws -> Components.Schemas.ImageFormat? {
         let formats = try outputs.map(OutputSpec.init).filter { $0.isImage && $0.format != nil }.compactMap(\.format)
         guard let first = formats.first else { return nil }
         guard formats.allSatisfy({ $0 == first }) else {
