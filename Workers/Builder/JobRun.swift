@@ -402,6 +402,12 @@ struct JobRun: Sendable {
         let digestFile = work.appendingPathComponent("digest")
         try? FileManager.default.removeItem(at: digestFile)
         var output: [String] = []
+        /// Keeps the last lines for the error message; what is not noise goes to the job's log.
+        func keep(_ line: String) -> Bool {
+            output.append(line)
+            if output.count > 20 { output.removeFirst() }
+            return !LogNoise.isNoise(line)
+        }
         let auth = work.appendingPathComponent("auth.json").path
         let code: Int32
         if job.imageFormat?.forceCompression == true || job.imageFormat?.compression == .estargz {
@@ -414,11 +420,7 @@ struct JobRun: Sendable {
             let layout = work.appendingPathComponent("layout-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: layout) }
             let written = try await runStreaming(storageArguments + ["push"] + formatArguments + [image, "oci:\(layout.path):image"],
-                                                 environment: environment, control: control) { line in
-                output.append(line)
-                if output.count > 20 { output.removeFirst() }
-                return !LogNoise.isNoise(line)
-            }
+                                                 environment: environment, control: control) { keep($0) }
             guard written == 0 else { throw BuilderError.job("writing the image with \(formatArguments.joined(separator: " ")) failed (exit \(written)): \(output.suffix(3).joined(separator: " "))") }
             do {
                 let count = try await Recompression.apply(layout: layout, compression: job.imageFormat?.compression?.rawValue ?? "gzip",
@@ -436,19 +438,11 @@ struct JobRun: Sendable {
             let tls = insecureHosts().contains(host) ? ["--dest-tls-verify=false"] : []
             code = try await runStreaming([skopeo, "copy", "--authfile", auth, "--digestfile", digestFile.path, "--format", job.imageFormat?.ociMediaTypes == false ? "v2s2" : "oci"]
                                           + tls + ["oci:\(layout.path):image", "docker://\(destination)"],
-                                          environment: environment, control: control) { line in
-                output.append(line)
-                if output.count > 20 { output.removeFirst() }
-                return !LogNoise.isNoise(line)
-            }
+                                          environment: environment, control: control) { keep($0) }
         } else {
             code = try await runStreaming(
                 storageArguments + ["push"] + formatArguments + ["--authfile", auth, "--digestfile", digestFile.path, image, "docker://\(destination)"],
-                environment: environment, control: control) { line in
-                output.append(line)
-                if output.count > 20 { output.removeFirst() }
-                return !LogNoise.isNoise(line)
-            }
+                environment: environment, control: control) { keep($0) }
         }
         if control.canceled { throw BuilderError.job("canceled") }
         guard code == 0, let digest = try? String(contentsOf: digestFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),

@@ -232,8 +232,9 @@ struct Build: AsyncParsableCommand {
         func mode(_ raw: String, flag: String) throws -> Components.Schemas.Attestations.ProvenancePayload {
             var fields: [String: String] = [:]
             for part in raw.split(separator: ",") {
-                let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
-                fields[pair[0].lowercased()] = pair.count > 1 ? pair[1] : "true"
+                let pair = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                guard let key = pair.first, !key.isEmpty else { throw ValidationError("\(flag) \(raw): '\(part)' has no key; use mode=min|max or disabled=true") }
+                fields[key.lowercased()] = pair.count > 1 ? pair[1] : "true"
             }
             if fields.count == 1, let only = fields.first, only.value == "true", ["true", "1"].contains(only.key) { return .min }
             if fields.count == 1, let only = fields.first, only.value == "true", ["false", "0"].contains(only.key) { return Components.Schemas.Attestations.ProvenancePayload.none }
