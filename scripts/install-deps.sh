@@ -23,6 +23,10 @@ for extra in "$@"; do
             [[ -x /usr/lib/podman/aardvark-dns ]] || need+=(aardvark-dns)
             # netavark sets the build network up with iptables (only recommended by its package).
             command -v iptables >/dev/null 2>&1 || need+=(iptables) ;;
+        # The dashboard's browser tests: Debian's chromium and its WebDriver.
+        browser)
+            command -v chromium >/dev/null 2>&1 || need+=(chromium)
+            command -v chromedriver >/dev/null 2>&1 || [[ -x /usr/lib/chromium/chromedriver ]] || need+=(chromium-driver) ;;
         python3-pip) python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip) ;;
         # The docker CLI alone (no engine): configure-docker's plugin and credential helper.
         docker) command -v docker >/dev/null 2>&1 || need+=(docker.io) ;;

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-scripts/install-deps.sh skopeo buildah busybox qemu isolation podman docker openssl curl haproxy
+scripts/install-deps.sh skopeo buildah busybox qemu isolation podman docker openssl curl haproxy browser
 # oras, the OCI artifact client, from PyPI (its Python package).
 if ! python3 -c 'import oras' 2>/dev/null; then
     python3 -m pip --version >/dev/null 2>&1 || scripts/install-deps.sh python3-pip
@@ -16,6 +16,12 @@ fi
 if ! python3 -c 'import moto.server, boto3, flask' 2>/dev/null; then
     python3 -m pip --version >/dev/null 2>&1 || scripts/install-deps.sh python3-pip
     python3 -m pip install --quiet 'moto[server]' 2>/dev/null || python3 -m pip install --quiet --break-system-packages 'moto[server]'
+fi
+
+# selenium drives chromium for the dashboard's browser tests.
+if ! python3 -c 'import selenium' 2>/dev/null; then
+    python3 -m pip --version >/dev/null 2>&1 || scripts/install-deps.sh python3-pip
+    python3 -m pip install --quiet selenium 2>/dev/null || python3 -m pip install --quiet --break-system-packages selenium
 fi
 
 PGBIN=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")

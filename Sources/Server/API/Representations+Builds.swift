@@ -17,6 +17,7 @@ extension Components.Schemas.Build {
                       emulated: $0.emulated, startedAt: $0.startedAt, finishedAt: $0.finishedAt, digest: $0.digest, error: $0.error)
             },
             steps: r.steps.map(Components.Schemas.BuildStep.init),
+            cacheSavedMs: r.steps.isEmpty ? nil : r.cacheSavedMs,
             isolated: r.spec.isolated ?? false,
             bake: r.spec.bakeId.map { .init(id: $0, target: r.spec.bakeTarget ?? "") },
             waitingFor: r.status == .queued ? r.spec.pendingContexts.map { Array(Set($0.values)).sorted() } : nil)
@@ -63,11 +64,13 @@ extension Components.Schemas.JobAssignment {
 extension Components.Schemas.BuildStep {
     init(_ s: StepRecord) {
         self.init(platform: s.platform, number: s.number, total: s.total, instruction: s.instruction, cached: s.cached,
-                  status: .init(rawValue: s.status.rawValue) ?? .failed, durationMs: s.durationMs, stage: s.stage, stageStep: s.stageStep)
+                  status: .init(rawValue: s.status.rawValue) ?? .failed, durationMs: s.durationMs, stage: s.stage, stageStep: s.stageStep,
+                  savedMs: s.savedMs)
     }
 }
 
 extension StepRecord {
+    /// From a worker's report: `savedMs` is the server's to set, never taken from it.
     init(_ s: Components.Schemas.BuildStep) {
         self.init(platform: s.platform, number: s.number, total: s.total, instruction: s.instruction, cached: s.cached,
                   status: Status(rawValue: s.status.rawValue) ?? .failed, durationMs: s.durationMs, stage: s.stage, stageStep: s.stageStep)

@@ -49,6 +49,9 @@ public func buildApplication(
     router.add(middleware: RequestTargetMiddleware())
     router.add(middleware: MetricsMiddleware())
     let routes = RouteTable()
+    // Filled in once the API handler exists; the middleware renders the dashboard's 404.
+    let dashboardSlot = DashboardSlot()
+    router.add(middleware: DashboardHeadersMiddleware<BasicRequestContext>(notFound: { dashboardSlot.notFound() }))
     router.add(middleware: APINotFoundMiddleware(routes: routes))
     if logger.logLevel <= .debug {
         router.add(middleware: LogRequestsMiddleware(.debug))
@@ -140,6 +143,11 @@ public func buildApplication(
             BodyLimitMiddleware(maxBodyBytes: configuration.maxJSONBodyBytes, contract: contract),
         ])
 
+    // The web dashboard under `/`, over the same operations.
+    let dashboard = try Dashboard(api: handler, authenticator: authenticator, database: db, publicURL: configuration.publicURL, logger: logger)
+    dashboard.register(on: router)
+    dashboardSlot.set(dashboard)
+
     var registry = RegistryRoutes(
         store: registryStore,
         blobs: blobStore,
@@ -201,5 +209,20 @@ final class GaugeSources: @unchecked Sendable {
     var value: (JobQueue, AgentStore)? {
         get { lock.withLock { stored } }
         set { lock.withLock { stored = newValue } }
+    }
+}
+
+/// The dashboard, for the middleware added before it exists.
+final class DashboardSlot: @unchecked Sendable {
+    private let lock = NSLock()
+    private var dashboard: Dashboard?
+
+    func set(_ value: Dashboard) { lock.withLock { dashboard = value } }
+
+    func notFound() -> Response {
+        guard let dashboard = lock.withLock({ dashboard }) else {
+            return Response(status: .notFound)
+        }
+        return dashboard.errorPage(status: .notFound, heading: "Not found", message: "There is no page here.", session: nil)
     }
 }

@@ -103,6 +103,11 @@ struct BuildRecord: Sendable {
     var finishedAt: Date?
     var jobs: [JobRecord] = []
     var steps: [StepRecord] = []
+
+    /// What the cache saved: every cached step's `savedMs`, summed.
+    var cacheSavedMs: Int64 {
+        steps.reduce(0) { $0 + ($1.cached ? ($1.savedMs ?? 0) : 0) }
+    }
 }
 
 /// A job handed to a worker, with everything it needs.

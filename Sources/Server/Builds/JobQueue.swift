@@ -196,22 +196,25 @@ public struct JobQueue: Sendable {
     /// Appends a worker's events; those at or below the job's last recorded sequence are ignored.
     func appendEvents(jobId: String, buildTokenId: String, events: [WorkerEvent]) async throws -> AppendOutcome {
         try await client.transaction(logger: logger) { tx -> AppendOutcome in
-            var found: (buildId: String, platform: String, status: String, last: Int64)?
+            var found: (buildId: String, platform: String, status: String, last: Int64, projectId: String)?
             for try await row in try await tx.query(
                 """
-                SELECT build_id, platform, status, last_event_sequence FROM build_jobs
-                WHERE id = \(jobId) AND build_token_id = \(buildTokenId) FOR UPDATE
-                """, logger: logger).decode((String, String, String, Int64).self) { found = row }
+                SELECT j.build_id, j.platform, j.status, j.last_event_sequence, b.project_id
+                FROM build_jobs j JOIN builds b ON b.id = j.build_id
+                WHERE j.id = \(jobId) AND j.build_token_id = \(buildTokenId) FOR UPDATE OF j
+                """, logger: logger).decode((String, String, String, Int64, String).self) { found = row }
             guard let found else { return .unknown }
             guard found.status == "running" else { return .notRunning(BuildStatus(rawValue: found.status) ?? .failed) }
             let fresh = events.filter { $0.sequence > found.last }.sorted { $0.sequence < $1.sequence }
             guard let last = fresh.last?.sequence else { return .appended }
-            let entries = fresh.map { event -> LogEntry in
+            var entries = fresh.map { event -> LogEntry in
                 var step = event.step
                 step?.platform = found.platform
+                step?.savedMs = nil
                 return LogEntry(time: event.time ?? Date(), kind: event.kind == .step ? .step : .log,
                                 platform: found.platform, line: event.line, step: step)
             }
+            try await StepTimings.record(&entries, projectId: found.projectId, platform: found.platform, on: tx, logger: logger)
             try await BuildLog.append(entries, buildId: found.buildId, on: tx, logger: logger)
             try await tx.query("UPDATE build_jobs SET last_event_sequence = \(last) WHERE id = \(jobId)", logger: logger)
             return .appended

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// One step of a build on one platform, as the build's log records it.
@@ -15,6 +16,15 @@ struct StepRecord: Codable, Sendable, Equatable {
     var durationMs: Int64?
     var stage: String?
     var stageStep: Int?
+    /// A cached step: what it took the last time it ran uncached in the project on this platform
+    /// (set by the server when the step's end is recorded).
+    var savedMs: Int64? = nil
+
+    /// Identifies "the same step" across builds of a project on one platform: its stage and
+    /// instruction.
+    var timingKey: [UInt8] {
+        Array(SHA256.hash(data: Data("\(stage ?? "")\n\(instruction)".utf8)))
+    }
 }
 
 /// One entry of a build's log. Stored as JSON whose shape is the API's `BuildLogEntry`, so a

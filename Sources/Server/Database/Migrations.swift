@@ -469,6 +469,33 @@ public enum Migrations {
             )
             """,
         ]),
+        Migration(version: 13, name: "dashboard sessions, and the last uncached duration of each step for the cache's saved time", statements: [
+            // A signed-in browser: the session id's hash (the id itself is only in the cookie), the
+            // token it acts as, and when it ends. Revoking the token ends its sessions.
+            """
+            CREATE TABLE dashboard_sessions (
+                id_hash bytea PRIMARY KEY,
+                token_id text NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                expires_at timestamptz NOT NULL
+            )
+            """,
+            "CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at)",
+            // The dashboard's "running now": unfinished builds without reading the finished ones.
+            "CREATE INDEX builds_unfinished ON builds (organization_id, seq DESC) WHERE status IN ('queued', 'running')",
+            // Per project, platform and step (its stage and instruction, hashed): how long it took
+            // the last time it ran without the cache. A cached step saved that much.
+            """
+            CREATE TABLE step_timings (
+                project_id text NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                platform text NOT NULL,
+                step_key bytea NOT NULL,
+                duration_ms bigint NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (project_id, platform, step_key)
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

@@ -39,7 +39,13 @@ public final class TokenAuthenticator: Sendable {
     public func authenticate(secret: String) async throws -> Caller {
         guard TokenSecret.looksValid(secret) else { throw DomainError.invalidToken }
         let grant = try await grants.value(for: secret) { [tokens] in try await tokens.grant(forSecret: secret) }
-        guard let grant, !grant.revoked else { throw DomainError.invalidToken }
+        guard let grant else { throw DomainError.invalidToken }
+        return try Self.caller(for: grant)
+    }
+
+    /// What a token's grant lets its bearer be: the one rule for secrets and dashboard sessions.
+    static func caller(for grant: TokenGrant) throws -> Caller {
+        guard !grant.revoked else { throw DomainError.invalidToken }
         if let expires = grant.expiresAt, expires <= Date() { throw DomainError.invalidToken }
         guard let organizationId = grant.organizationId else {
             // Operator-level credentials: a server-wide worker token serves every organization.
