@@ -23,6 +23,8 @@ enum DashboardAssets {
         th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: anywhere; }
         th { font-size: 12px; text-transform: uppercase; letter-spacing: .03em; color: var(--muted); }
         .scroll { overflow-x: auto; }
+        .scroll th, .scroll td { white-space: nowrap; overflow-wrap: normal; }
+        .status { white-space: nowrap; }
         code { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; overflow-wrap: anywhere; }
         .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 12px; margin: 12px 0; }
         .card { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 12px 14px; }

@@ -95,7 +95,9 @@ enum DashboardCharts {
             let duration = max(step.durationMs ?? 0, 0)
             let x = labelWidth + Int(Double(offset) / Double(total) * Double(barArea))
             let width = max(Int(Double(duration) / Double(total) * Double(barArea)), 2)
-            let label = step.instruction.count > 48 ? String(step.instruction.prefix(47)) + "…" : step.instruction
+            // About 7 units a character at 12 px monospace: the label stays left of the bars.
+            let room = max(labelWidth / 7 - 6 - String(step.number).count, 8)
+            let label = step.instruction.count > room ? String(step.instruction.prefix(room - 1)) + "…" : step.instruction
             let kind = step.cached ? "cached" : step.status
             var title = "#\(step.number) \(step.instruction): \(step.cached ? "cached" : step.status)"
             if let ms = step.durationMs { title += ", \(DashboardFormat.duration(ms: ms))" }

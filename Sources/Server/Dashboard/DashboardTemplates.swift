@@ -103,6 +103,7 @@ enum DashboardTemplates {
 
         <h2>Running now</h2>
         {{#hasRunning}}
+        <div class="scroll">
         <table>
           <thead><tr><th>Build</th><th>Project</th><th>Status</th><th>Platforms</th><th>Started</th></tr></thead>
           <tbody>
@@ -112,10 +113,12 @@ enum DashboardTemplates {
           {{/running}}
           </tbody>
         </table>
+        </div>
         {{/hasRunning}}
         {{^running}}<p class="muted">No build is queued or running.</p>{{/running}}
 
         <h2>Projects</h2>
+        <div class="scroll">
         <table>
           <thead><tr><th>Project</th><th>Last build</th><th>Status</th><th>When</th></tr></thead>
           <tbody>
@@ -128,6 +131,7 @@ enum DashboardTemplates {
           {{^projects}}<tr><td colspan="4" class="muted">No project yet: <code>drydock projects create NAME</code>.</td></tr>{{/projects}}
           </tbody>
         </table>
+        </div>
         {{#nextPage}}<p><a href="/?cursor={{nextPage}}">More projects →</a></p>{{/nextPage}}
         {{> footer}}
         """
@@ -222,7 +226,7 @@ enum DashboardTemplates {
         {{/platforms}}
 
         <h2>Log</h2>
-        <pre id="log" class="log" data-build="{{id}}" data-offset="{{logOffset}}"{{#live}} data-follow="true"{{/live}}>{{#logLines}}{{.}}
+        <pre id="log" class="log" data-build="{{id}}" data-offset="{{logOffset}}"{{#live}} data-follow="true"{{/live}}{{#multi}} data-multi="true"{{/multi}}>{{#logLines}}{{.}}
         {{/logLines}}</pre>
         {{#logTruncated}}<p class="muted">Showing the last {{logShown}} lines; <code>drydock builds logs {{id}}</code> has them all.</p>{{/logTruncated}}
         {{> footer}}
