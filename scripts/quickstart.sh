@@ -117,6 +117,11 @@ echo "==> drydock builds list"
 "$BIN/drydock" builds list --project "$PROJECT"
 echo "==> drydock registry tags hello"
 "$BIN/drydock" registry tags hello --project "$PROJECT"
+echo "==> the dashboard: GET $DRYDOCK_API_URL/ answers the sign-in page"
+curl -fsS "$DRYDOCK_API_URL/" | grep -q 'name="token"' || { echo "drydock: the dashboard's sign-in page is missing" >&2; exit 1; }
+DASHBOARD_TOKEN=$("$BIN/drydock" tokens create --name dashboard --expires 1d 2>/dev/null | tail -1)
 echo
+echo "Dashboard: open $DRYDOCK_API_URL/ and paste this token (yours, valid one day) to sign in:"
+echo "  $DASHBOARD_TOKEN"
 echo "Drydock is running at $DRYDOCK_API_URL (server pid $(cat "$PIDFILE"), agent pid $(cat "$AGENT_PIDFILE")). Binaries: $BIN"
 echo "Stop them with: kill \$(cat $AGENT_PIDFILE) \$(cat $PIDFILE)"

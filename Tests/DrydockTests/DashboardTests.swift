@@ -271,7 +271,7 @@ struct Browser {
         let shots = FileManager.default.temporaryDirectory.appendingPathComponent("drydock-dashboard-screenshots-\(getpid())").path
         try? FileManager.default.removeItem(atPath: shots)
         let script = packageRoot.appendingPathComponent("Tests/Fixtures/dashboard-browser.py").path
-        let outcome = try await ChildProcess.run(["python3", script, server.baseURL, server.ownerToken, fixture.projectId, again.id, live.id, shots])
+        let outcome = try await ChildProcess.run(["python3", script, server.baseURL, server.ownerToken, fixture.projectId, again.id, live.id, shots, first.id])
         print("dashboard screenshots (desktop and phone widths): \(shots)")
         print(outcome.output)
         #expect(outcome.status == 0, "the browser session failed: \(outcome.errorOutput.suffix(4000))")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The dashboard in a real browser (Debian's chromium, driven by selenium through chromedriver).
 
-Usage: dashboard-browser.py BASE_URL TOKEN PROJECT_ID CACHED_BUILD_ID LIVE_BUILD_ID SCREENSHOT_DIR
+Usage: dashboard-browser.py BASE_URL TOKEN PROJECT_ID CACHED_BUILD_ID LIVE_BUILD_ID SCREENSHOT_DIR FIRST_BUILD_ID
 
 Signs in with TOKEN, follows LIVE_BUILD_ID (running when this starts) to its end on its page,
 opens every page, checks that what users control shows as text and never runs, creates and
@@ -22,7 +22,7 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-base, token, project, cached_build, live_build, shots = sys.argv[1:7]
+base, token, project, cached_build, live_build, shots, first_build = sys.argv[1:8]
 os.makedirs(shots, exist_ok=True)
 
 options = Options()
@@ -128,6 +128,15 @@ try:
     check("<img src=x onerror=window.__xss2=1>" in text, "the build argument's HTML does not show as text")
     no_script_ran()
     shoot("03-build-cached")
+
+    # The first (uncached) build: the echoed HTML is a line of its log, shown as text.
+    open_page(f"/builds/{first_build}")
+    log_lines = driver.find_element(By.ID, "log").text.split("\n")
+    check('<script>window.__xss=1</script><b class="injected">bold</b>' in log_lines,
+          "the HTML the build printed is not a line of its log on the page")
+    check("<img src=x onerror=window.__xss2=1>" in log_lines, "the build argument the build printed is not a line of its log")
+    no_script_ran()
+    shoot("03-build-first")
 
     # Overview, project, registry, usage, members: each opens, nothing injected runs.
     for index, (path, expect) in enumerate([

@@ -141,6 +141,15 @@ extension Dashboard {
         context["emulation"] = emulation
         context["emulations"] = ["native-only", "fallback", "allowed"].map { ["value": $0, "selected": $0 == emulation] }
         context["canWrite"] = may(session, "updateProject")
+        let retention = try await call(session, "getRetentionPolicy") {
+            try await api.getRetentionPolicy(.init(path: .init(projectId: project.id))).ok.body.json
+        }
+        var rules: [String] = []
+        if let days = retention.untaggedDays { rules.append("untagged manifests are deleted after \(days) day(s)") }
+        if let days = retention.buildTagDays { rules.append("build images are kept \(days) day(s)") }
+        for keep in retention.keep ?? [] { rules.append("only the newest \(keep.count) tag(s) matching \(keep.pattern) are kept") }
+        for pattern in retention.immutableTags ?? [] { rules.append("tags matching \(pattern) cannot be moved") }
+        context["retention"] = rules
         return html("project", context)
     }
 
@@ -221,47 +230,34 @@ extension Dashboard {
 
     static let logLineLimit = 3000
 
+    /// The log so far, read straight from the log of a build the API has just shown this session.
     func logLines(_ session: Session, buildId: String, multiPlatform: Bool) async throws -> (lines: [String], next: Int64, truncated: Bool) {
-        let body = try await call(session, "getBuildLogs") {
-            try await api.getBuildLogs(.init(path: .init(buildId: buildId), query: .init(offset: 0, follow: false))).ok.body.applicationJsonl
-        }
         var lines: [String] = []
         var dropped = false
         var next: Int64 = 0
-        var pending = [UInt8]()
-        func take(_ line: ArraySlice<UInt8>) {
-            guard !line.isEmpty, let entry = try? BuildJSON.decoder.decode(LogEntry.self, from: Data(line)) else { return }
-            next = entry.offset + 1
-            let prefix = multiPlatform ? entry.platform.map { "[\($0)] " } ?? "" : ""
-            var text: String?
-            switch entry.kind {
-            case .log: text = entry.line.map { prefix + $0 }
-            case .step:
-                if let step = entry.step {
-                    let what = step.cached ? "CACHED " : step.status == .running ? "" : step.status.rawValue.uppercased() + " "
-                    text = "\(prefix)#\(step.number) \(what)\(step.instruction)"
+        while true {
+            let batch = try await api.buildLog.entries(buildId: buildId, from: next, limit: 2000)
+            for text in batch {
+                guard let entry = try? BuildJSON.decoder.decode(LogEntry.self, from: Data(text.utf8)) else { continue }
+                next = entry.offset + 1
+                let prefix = multiPlatform ? entry.platform.map { "[\($0)] " } ?? "" : ""
+                var line: String?
+                switch entry.kind {
+                case .log: line = entry.line.map { prefix + $0 }
+                case .step:
+                    if let step = entry.step {
+                        let what = step.cached ? "CACHED " : step.status == .running ? "" : step.status.rawValue.uppercased() + " "
+                        line = "\(prefix)#\(step.number) \(what)\(step.instruction)"
+                    }
+                case .status: line = entry.status.map { "build \($0.rawValue)\(entry.error.map { ": \($0)" } ?? "")" }
                 }
-            case .status: text = entry.status.map { "build \($0.rawValue)\(entry.error.map { ": \($0)" } ?? "")" }
+                if let line { lines.append(line) }
             }
-            if let text {
-                lines.append(text)
-                if lines.count > Self.logLineLimit * 2 {
-                    lines.removeFirst(lines.count - Self.logLineLimit)
-                    dropped = true
-                }
+            if lines.count > Self.logLineLimit {
+                lines.removeFirst(lines.count - Self.logLineLimit)
+                dropped = true
             }
-        }
-        for try await chunk in body {
-            pending.append(contentsOf: chunk)
-            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                take(pending[..<newline])
-                pending.removeSubrange(...newline)
-            }
-        }
-        take(pending[...])
-        if lines.count > Self.logLineLimit {
-            lines.removeFirst(lines.count - Self.logLineLimit)
-            dropped = true
+            if batch.count < 2000 { break }
         }
         return (lines, next, dropped)
     }

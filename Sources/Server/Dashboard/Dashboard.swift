@@ -241,6 +241,8 @@ struct Dashboard: Sendable {
         var context: [String: Any] = ["title": title, "nav": session != nil, "flash": Self.optional(flash)]
         if let session {
             context["csrf"] = session.csrf
+            context["canUsage"] = may(session, "getOrganizationUsage")
+            context["canMembers"] = may(session, "listMembers")
             context["who"] = "\(session.caller.kind.rawValue) token\(session.caller.role.map { " · \($0.rawValue)" } ?? "")"
         }
         return context

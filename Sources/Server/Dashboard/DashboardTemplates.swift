@@ -33,9 +33,9 @@ enum DashboardTemplates {
           {{#nav}}
           <nav>
             <a href="/">Overview</a>
-            <a href="/usage">Usage</a>
+            {{#canUsage}}<a href="/usage">Usage</a>{{/canUsage}}
             <a href="/tokens">Tokens</a>
-            <a href="/members">Members</a>
+            {{#canMembers}}<a href="/members">Members</a>{{/canMembers}}
           </nav>
           <div class="who">
             <span>{{who}}</span>
@@ -183,6 +183,12 @@ enum DashboardTemplates {
         {{^canWrite}}
         <p>Cache: {{keepGigabytes}} GB per platform, entries unused for {{keepDays}} days dropped. Emulation: {{emulation}}.</p>
         {{/canWrite}}
+        <h2>Registry retention</h2>
+        <ul>
+          {{#retention}}<li>{{.}}</li>{{/retention}}
+          {{^retention}}<li class="muted">Nothing is deleted by age or count.</li>{{/retention}}
+        </ul>
+        <p class="muted">Change it with <code>drydock registry retention set --project {{id}}</code>; preview with <code>drydock registry retention preview</code>.</p>
         {{> footer}}
         """
 
