@@ -210,6 +210,51 @@ struct Browser {
         }
     }
 
+    @Test("Members from the dashboard: an admin adds one (their first token shown once), changes the role and removes them; a member's session may not; usage as CSV")
+    func membersAndUsage() async throws {
+        try await withTestServer { server in
+            var owner = Browser(server: server)
+            #expect(try await owner.signIn(server.ownerToken).status == .seeOther)
+            let csrf = try await owner.csrf("/members")
+            let added = try await owner.post("/members", [("csrf", csrf), ("email", "dev@acme.test"), ("role", "member")])
+            #expect(added.status == .created && added.text.contains("dev@acme.test added as member"))
+            let secret = try #require(added.text.range(of: #"<code class="secret">"#).map { String(added.text[$0.upperBound...].prefix { $0 != "<" }) })
+            #expect(secret.hasPrefix("ddu_"))
+            let listed = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken)
+                .decoded(Schemas.MemberPage.self)
+            let member = try #require(listed.items.first { $0.user.email == "dev@acme.test" })
+            #expect(member.role == .member)
+
+            // The member's own session sees the list but may not change it.
+            var dev = Browser(server: server)
+            #expect(try await dev.signIn(secret).status == .seeOther)
+            let devPage = try await dev.get("/members")
+            #expect(devPage.status == .ok && devPage.text.contains("dev@acme.test") && !devPage.text.contains("/role\""))
+            let devCsrf = try await dev.csrf("/members")
+            let refused = try await dev.post("/members/\(member.user.id)/role", [("csrf", devCsrf), ("role", "owner")])
+            #expect(refused.status == .forbidden && refused.text.contains("owners and admins"))
+
+            #expect(try await owner.post("/members/\(member.user.id)/role", [("csrf", csrf), ("role", "admin")]).status == .seeOther)
+            let promoted = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/members", token: server.ownerToken)
+                .decoded(Schemas.MemberPage.self)
+            #expect(promoted.items.first { $0.user.id == member.user.id }?.role == .admin)
+            let badRole = try await owner.post("/members/\(member.user.id)/role", [("csrf", csrf), ("role", "<b>king</b>")])
+            #expect(badRole.status == .badRequest && badRole.text.contains("&lt;b&gt;king&lt;/b&gt;"))
+            #expect(try await owner.post("/members/\(member.user.id)/remove", [("csrf", csrf)]).status == .seeOther)
+            // Removed from the organization: their session ends with their token's grant.
+            #expect(try await dev.get("/").text.contains(#"name="token""#))
+
+            let csv = try await owner.get("/usage.csv")
+            #expect(csv.status == .ok && csv.headers[.contentType]?.hasPrefix("text/csv") == true)
+            #expect(csv.headers[.contentDisposition]?.contains("drydock-usage-") == true)
+            let lines = csv.text.split(separator: "\r\n")
+            #expect(lines.first == "section,key,name,build_seconds,build_minutes,storage_gb_months,quantity,unit_price,amount")
+            #expect(lines.contains { $0.hasPrefix("cost,") && $0.contains("Startup plan") } && lines.last?.hasPrefix("total,") == true)
+            let usage = try await owner.get("/usage?month=2026-01")
+            #expect(usage.status == .ok && usage.text.contains("Usage · 2026-01") && usage.text.contains("No builds in this period"))
+        }
+    }
+
     @Test("In a real browser: sign in, follow a live build to its end, every page at desktop and phone widths, user text shown as text and never run, a token created and revoked, the cache policy changed, a tag deleted, sign out; the cache's saved time in the API")
     func browser() async throws {
         try await withTestServer { server in

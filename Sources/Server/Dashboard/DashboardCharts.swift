@@ -117,7 +117,7 @@ enum DashboardCharts {
 
     /// Build minutes per day of a month: one bar per day, labelled every few days.
     static func minutesPerDay(_ days: [(date: String, minutes: Double)]) -> String {
-        guard !days.isEmpty else { return "<p class=\"muted\">No builds in this period.</p>" }
+        guard days.contains(where: { $0.minutes > 0 }) else { return "<p class=\"muted\">No builds in this period.</p>" }
         let width = 900
         let height = 220
         let chartHeight = 170
