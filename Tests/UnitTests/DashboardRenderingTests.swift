@@ -51,3 +51,17 @@ struct DashboardRenderingTests {
         #expect(!page.contains("<script>") || page.contains(#"<script src="/static/dashboard.js" defer></script>"#))
     }
 }
+
+@Suite("Unit: log entries numbered by the statement that stores them")
+struct LogEntryOffsetTests {
+    @Test("An entry encoded for storage holds the offset pattern once, whatever its line says")
+    func pattern() throws {
+        var entry = LogEntry.line(#"echo "offset":-4611686018427387904 and {"offset":-4611686018427387904}"#, platform: "linux/amd64")
+        entry.offset = BuildLog.offsetSentinel
+        let text = String(decoding: try BuildJSON.encoder.encode(entry), as: UTF8.self)
+        #expect(text.components(separatedBy: BuildLog.offsetPattern).count == 2, "\(text)")
+        let stored = text.replacingOccurrences(of: BuildLog.offsetPattern, with: #""offset":42"#)
+        let decoded = try BuildJSON.decoder.decode(LogEntry.self, from: Data(stored.utf8))
+        #expect(decoded.offset == 42 && decoded.line == entry.line)
+    }
+}

@@ -23,33 +23,37 @@ public struct BuildLog: Sendable {
         return out
     }
 
-    /// Appends entries (without positions) to a build's log, numbering them, and signals followers.
-    /// Two round trips: the positions are taken (which locks the build's row until commit), then
-    /// the entries are written and followers signalled in one statement.
+    /// Appends entries (without positions) to a build's log, numbering them, and signals followers,
+    /// in one statement: the positions are taken from the build's row (which locks it until
+    /// commit), each stored entry gets its position as its `offset`, and followers are signalled.
     static func append(_ entries: [LogEntry], buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
         guard !entries.isEmpty else { return }
-        let count = Int64(entries.count)
-        var next: Int64 = 0
-        for try await value in try await tx.query(
-            "UPDATE builds SET next_log_position = next_log_position + \(count) WHERE id = \(buildId) RETURNING next_log_position - \(count)",
-            logger: logger).decode(Int64.self) { next = value }
-        var positions: [Int64] = []
         var kinds: [String] = []
         var texts: [String] = []
         for var entry in entries {
-            entry.offset = next
-            positions.append(next)
+            // The statement writes the position in place of this value (JSON keys come in no set
+            // order; a string value cannot hold the unescaped quotes of the pattern).
+            entry.offset = Self.offsetSentinel
             kinds.append(entry.kind.rawValue)
             texts.append(String(decoding: try BuildJSON.encoder.encode(entry), as: UTF8.self))
-            next += 1
         }
+        let count = Int64(entries.count)
         try await tx.query(
             """
-            WITH written AS (
+            WITH taken AS (
+                UPDATE builds SET next_log_position = next_log_position + \(count) WHERE id = \(buildId)
+                RETURNING next_log_position - \(count) AS first
+            ), written AS (
                 INSERT INTO build_log (build_id, position, kind, entry)
-                SELECT \(buildId), * FROM unnest(\(positions)::bigint[], \(kinds)::text[], \(texts)::text[])
+                SELECT \(buildId), taken.first + e.n - 1, e.kind,
+                       replace(e.text, \(Self.offsetPattern), '"offset":' || (taken.first + e.n - 1))
+                FROM taken, unnest(\(kinds)::text[], \(texts)::text[]) WITH ORDINALITY AS e(kind, text, n)
             )
             SELECT pg_notify(\(BuildSignals.channel), \("build:\(buildId)"))
             """, logger: logger)
     }
+
+    /// The offset entries are encoded with before the statement gives them their position.
+    static let offsetSentinel: Int64 = -4_611_686_018_427_387_904
+    static let offsetPattern = #""offset":-4611686018427387904"#
 }

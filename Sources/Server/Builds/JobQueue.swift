@@ -85,30 +85,45 @@ public struct JobQueue: Sendable {
                 picked = (candidate.jobId, candidate.buildId, candidate.emulated)
             }
             guard let picked else { return nil }
+            // The build, locked, and marked running if this is its first job to start: one round trip.
             var buildRow: BuildStore.BuildRow?
             var sealed: ByteBuffer?
+            var wasQueued = false
             for try await row in try await tx.query(
-                "SELECT \(unescaped: BuildStore.buildColumns), sealed_secrets FROM builds WHERE id = \(picked.buildId) FOR UPDATE",
-                logger: logger).decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?).self)
+                """
+                UPDATE builds b SET status = CASE WHEN o.old_status = 'queued' THEN 'running' ELSE b.status END,
+                                    started_at = CASE WHEN o.old_status = 'queued' THEN now() ELSE b.started_at END
+                FROM (SELECT id AS old_id, status AS old_status FROM builds WHERE id = \(picked.buildId) FOR UPDATE) o
+                WHERE b.id = o.old_id
+                RETURNING \(unescaped: BuildStore.buildColumns), sealed_secrets, o.old_status = 'queued'
+                """,
+                logger: logger).decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?, Bool).self)
             {
                 buildRow = (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11)
                 sealed = row.12
+                wasQueued = row.13
             }
             guard let buildRow else { return nil }
-            var build = try BuildStore.build(buildRow).item
+            let build = try BuildStore.build(buildRow).item
             // The job's own credential: this project only, revoked when the job ends.
             var token = NewToken(kind: .build, name: "build \(build.id) job \(picked.jobId)", organizationId: build.organizationId,
                                  projectId: build.projectId, expiresAt: Date().addingTimeInterval(6 * 3600))
             // An isolated build's token may push its own image only (`<project>/build:<its tag>`,
             // set below once the job's platform is read).
             token.isolated = build.spec.isolated == true
-            _ = try await PostgresTokenStore.insert(token, on: tx, logger: logger)
             var job: JobRecord?
-            // In the same round trip: how long it waited, and the project's cache generation and policy.
+            // In the same round trip: the job's build token, how long it waited, and the project's
+            // cache generation and policy.
             var generation = 0
             var policy = (gigabytes: 50, days: 14)
+            let tokenHash = ByteBuffer(bytes: TokenSecret.hash(token.secret))
             for try await row in try await tx.query(
                 """
+                WITH new_token AS (
+                    INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, project_id, expires_at, isolated)
+                    VALUES (\(token.id), \(token.organizationId), \(token.kind.rawValue), \(token.name), \(tokenHash),
+                            \(TokenSecret.displayPrefix(token.secret)), \(token.projectId), \(token.expiresAt), \(token.isolated))
+                )
                 UPDATE build_jobs j SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId), emulated = \(picked.emulated),
                        build_token_id = \(token.id), started_at = now(),
                        lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
@@ -135,9 +150,7 @@ public struct JobQueue: Sendable {
             if agentBuilder {
                 try await tx.query("UPDATE agent_builders SET jobs_served = jobs_served + 1 WHERE worker_token_id = \(workerTokenId)", logger: logger)
             }
-            if build.status == .queued {
-                try await tx.query("UPDATE builds SET status = 'running', started_at = now() WHERE id = \(build.id)", logger: logger)
-                build.status = .running
+            if wasQueued {
                 try await BuildLog.append(
                     [LogEntry(kind: .status, platform: job.platform, line: "picked up by worker \(workerName)", status: .running)],
                     buildId: build.id, on: tx, logger: logger)
@@ -196,17 +209,22 @@ public struct JobQueue: Sendable {
     /// Appends a worker's events; those at or below the job's last recorded sequence are ignored.
     func appendEvents(jobId: String, buildTokenId: String, events: [WorkerEvent]) async throws -> AppendOutcome {
         try await client.transaction(logger: logger) { tx -> AppendOutcome in
+            // The job locked, its last recorded sequence read and the new one written, in one
+            // statement (the sub-select takes the row lock and reads the latest committed value).
+            let highest = events.map(\.sequence).max() ?? -1
             var found: (buildId: String, platform: String, status: String, last: Int64, projectId: String)?
             for try await row in try await tx.query(
                 """
-                SELECT j.build_id, j.platform, j.status, j.last_event_sequence, b.project_id
-                FROM build_jobs j JOIN builds b ON b.id = j.build_id
-                WHERE j.id = \(jobId) AND j.build_token_id = \(buildTokenId) FOR UPDATE OF j
+                UPDATE build_jobs j SET last_event_sequence = CASE WHEN o.status = 'running' THEN greatest(o.last, \(highest)) ELSE o.last END
+                FROM (SELECT id, status, last_event_sequence AS last FROM build_jobs
+                      WHERE id = \(jobId) AND build_token_id = \(buildTokenId) FOR UPDATE) o, builds b
+                WHERE j.id = o.id AND b.id = j.build_id
+                RETURNING j.build_id, j.platform, o.status, o.last, b.project_id
                 """, logger: logger).decode((String, String, String, Int64, String).self) { found = row }
             guard let found else { return .unknown }
             guard found.status == "running" else { return .notRunning(BuildStatus(rawValue: found.status) ?? .failed) }
             let fresh = events.filter { $0.sequence > found.last }.sorted { $0.sequence < $1.sequence }
-            guard let last = fresh.last?.sequence else { return .appended }
+            guard !fresh.isEmpty else { return .appended }
             var entries = fresh.map { event -> LogEntry in
                 var step = event.step
                 step?.platform = found.platform
@@ -216,7 +234,6 @@ public struct JobQueue: Sendable {
             }
             try await StepTimings.record(&entries, projectId: found.projectId, platform: found.platform, on: tx, logger: logger)
             try await BuildLog.append(entries, buildId: found.buildId, on: tx, logger: logger)
-            try await tx.query("UPDATE build_jobs SET last_event_sequence = \(last) WHERE id = \(jobId)", logger: logger)
             return .appended
         }
     }
@@ -233,28 +250,37 @@ public struct JobQueue: Sendable {
     func finish(jobId: String, buildTokenId: String, status: BuildStatus, digest: String?, error: String?, cacheBytes: Int64?,
                 cacheImages: Int? = nil) async throws -> FinishOutcome {
         try await client.transaction(logger: logger) { tx -> FinishOutcome in
+            // The running job closed, metered and its build token revoked (every server's cache told
+            // at commit), in one statement.
             var buildId: String?
-            for try await (build, current) in try await tx.query(
-                "SELECT build_id, status FROM build_jobs WHERE id = \(jobId) AND build_token_id = \(buildTokenId) FOR UPDATE",
-                logger: logger).decode((String, String).self)
-            {
-                buildId = build
-                // Already closed (finished before, or failed by an expired lease): nothing to change.
-                if current != "running" { return .recorded(buildId: build, needsIndex: false) }
-            }
-            guard let buildId else { return .unknown }
-            try await tx.query(
+            for try await build in try await tx.query(
                 """
-                UPDATE build_jobs SET status = \(status.rawValue), digest = \(digest), error = \(error),
-                       cache_bytes = \(cacheBytes), finished_at = now(), lease_expires_at = NULL
-                WHERE id = \(jobId)
-                """, logger: logger)
-            try await UsageStore.recordBuild(jobId: jobId, on: tx, logger: logger)
+                WITH closed AS (
+                    UPDATE build_jobs SET status = \(status.rawValue), digest = \(digest), error = \(error),
+                           cache_bytes = \(cacheBytes), finished_at = now(), lease_expires_at = NULL
+                    WHERE id = \(jobId) AND build_token_id = \(buildTokenId) AND status = 'running'
+                    RETURNING id, build_id, organization_id, platform, started_at, finished_at
+                ), metered AS (
+                    \(unescaped: UsageStore.recordBuildFrom("closed"))
+                ), revoked AS (
+                    UPDATE tokens SET revoked_at = now()
+                    WHERE id = \(buildTokenId) AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM closed)
+                    RETURNING id
+                )
+                SELECT closed.build_id FROM closed
+                LEFT JOIN (SELECT pg_notify(\(BuildSignals.channel), 'invalidate:token:' || id) AS n FROM revoked) told ON true
+                """, logger: logger).decode(String.self) { buildId = build }
+            guard let buildId else {
+                // Already closed (finished before, or failed by an expired lease): nothing to change.
+                for try await build in try await tx.query(
+                    "SELECT build_id FROM build_jobs WHERE id = \(jobId) AND build_token_id = \(buildTokenId)", logger: logger
+                ).decode(String.self) { return .recorded(buildId: build, needsIndex: false) }
+                return .unknown
+            }
             if let cacheBytes { try await UsageStore.recordCache(jobId: jobId, bytes: cacheBytes, on: tx, logger: logger) }
             if cacheBytes != nil || cacheImages != nil {
                 try await AgentStore.recordCache(jobId: jobId, bytes: cacheBytes, images: cacheImages, on: tx, logger: logger)
             }
-            try await PostgresTokenStore.revokeBuildToken(id: buildTokenId, on: tx, logger: logger)
             if status == .failed { try await Self.cancelSiblings(buildId: buildId, on: tx, logger: logger) }
             let outcome = try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger)
             return .recorded(buildId: buildId, needsIndex: outcome == .needsIndex)

@@ -173,6 +173,20 @@ public struct UsageStore: Sendable {
     /// A job that never started has no start time and costs nothing.
     /// Records a finished job's build seconds (a trigger adds them to the month's running total,
     /// `usage_totals`).
+    /// The metering insert for jobs just closed, read from a CTE of closed jobs (`id, build_id,
+    /// organization_id, platform, started_at, finished_at`), for the statement that closes them.
+    static func recordBuildFrom(_ closed: String) -> String {
+        """
+        INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds, isolated)
+        SELECT j.id, j.organization_id, b.project_id, j.platform, floor(extract(epoch FROM j.started_at))::bigint,
+               greatest(0, ceil(extract(epoch FROM j.finished_at) - floor(extract(epoch FROM j.started_at))))::bigint,
+               coalesce((b.spec::jsonb ->> 'isolated')::boolean, false)
+        FROM \(closed) j JOIN builds b ON b.id = j.build_id
+        WHERE j.started_at IS NOT NULL AND j.finished_at IS NOT NULL
+        ON CONFLICT (job_id) DO NOTHING
+        """
+    }
+
     static func recordBuild(jobId: String, on tx: PostgresConnection, logger: Logger) async throws {
         try await tx.query(
             """
