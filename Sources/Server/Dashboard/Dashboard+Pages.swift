@@ -177,9 +177,9 @@ extension Dashboard {
 
     // MARK: build
 
-    func buildPage(_ session: Session, id: String) async throws -> Response {
+    func buildPage(_ session: Session, id: String, request: Request) async throws -> Response {
         let build = try await call(session, "getBuild") { try await api.getBuild(.init(path: .init(buildId: id))).ok.body.json }
-        var context = try await signedInFrame(session, title: "Build \(build.id)")
+        var context = try await signedInFrame(session, title: "Build \(build.id)", flash: Self.flash(request))
         context["id"] = build.id
         context["projectId"] = build.projectId
         context["status"] = build.status.rawValue

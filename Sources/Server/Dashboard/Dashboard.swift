@@ -74,7 +74,7 @@ struct Dashboard: Sendable {
             await form(request) { try await deleteFromRegistry($0, id: context.parameters.get("id") ?? "", form: $1) }
         }
         router.get("/builds/:id") { request, context in
-            await page(request) { try await buildPage($0, id: context.parameters.get("id") ?? "") }
+            await page(request) { try await buildPage($0, id: context.parameters.get("id") ?? "", request: request) }
         }
         router.get("/builds/:id/log") { request, context in
             await page(request) { try await buildLog($0, id: context.parameters.get("id") ?? "", request: request) }
