@@ -55,21 +55,13 @@ struct DashboardSessions: Sendable {
         guard !sessionId.isEmpty, sessionId.utf8.count <= 128 else { return nil }
         let rows = try await client.query(
             """
-            SELECT t.id, t.kind, t.organization_id, t.project_id, t.user_id, m.role, t.expires_at,
-                   t.revoked_at IS NOT NULL, t.last_used_at, t.project_ids, t.isolated, t.build_tag
+            SELECT \(unescaped: PostgresTokenStore.grantColumns)
             FROM dashboard_sessions s
             JOIN tokens t ON t.id = s.token_id
             LEFT JOIN memberships m ON m.organization_id = t.organization_id AND m.user_id = t.user_id
             WHERE s.id_hash = \(Self.hash(sessionId)) AND s.expires_at > now()
             """, logger: logger)
-        for try await (id, kind, org, project, user, role, expires, revoked, lastUsed, projects, isolated, buildTag) in rows.decode(
-            (String, String, String?, String?, String?, String?, Date?, Bool, Date?, [String]?, Bool, String?).self)
-        {
-            guard let kind = TokenKind(rawValue: kind) else { return nil }
-            return TokenGrant(tokenId: id, kind: kind, organizationId: org, projectId: project, userId: user,
-                              role: role.flatMap(Role.init(rawValue:)), expiresAt: expires, revoked: revoked,
-                              lastUsedAt: lastUsed, projectIds: projects, isolated: isolated, buildTag: buildTag)
-        }
+        for try await row in rows.decode(PostgresTokenStore.GrantRow.self) { return PostgresTokenStore.grant(row) }
         return nil
     }
 

@@ -108,24 +108,30 @@ public struct PostgresTokenStore: TokenStore {
             lastUsedAt: r.10, revokedAt: r.11, projectIds: r.13, isolated: r.14))
     }
 
+    /// What authentication reads of a token (`t`) and its user's membership (`m`), and how.
+    static let grantColumns = """
+        t.id, t.kind, t.organization_id, t.project_id, t.user_id, m.role, t.expires_at,
+        t.revoked_at IS NOT NULL, t.last_used_at, t.project_ids, t.isolated, t.build_tag
+        """
+    typealias GrantRow = (String, String, String?, String?, String?, String?, Date?, Bool, Date?, [String]?, Bool, String?)
+
+    static func grant(_ r: GrantRow) -> TokenGrant? {
+        guard let kind = TokenKind(rawValue: r.1) else { return nil }
+        return TokenGrant(tokenId: r.0, kind: kind, organizationId: r.2, projectId: r.3, userId: r.4,
+                          role: r.5.flatMap(Role.init(rawValue:)), expiresAt: r.6, revoked: r.7,
+                          lastUsedAt: r.8, projectIds: r.9, isolated: r.10, buildTag: r.11)
+    }
+
     public func grant(forSecret secret: String) async throws -> TokenGrant? {
         let hash = ByteBuffer(bytes: TokenSecret.hash(secret))
         let rows = try await client.query(
             """
-            SELECT t.id, t.kind, t.organization_id, t.project_id, t.user_id, m.role, t.expires_at,
-                   t.revoked_at IS NOT NULL, t.last_used_at, t.project_ids, t.isolated, t.build_tag
+            SELECT \(unescaped: Self.grantColumns)
             FROM tokens t
             LEFT JOIN memberships m ON m.organization_id = t.organization_id AND m.user_id = t.user_id
             WHERE t.secret_hash = \(hash)
             """, logger: logger)
-        for try await (id, kind, org, project, user, role, expires, revoked, lastUsed, projects, isolated, buildTag) in rows.decode(
-            (String, String, String?, String?, String?, String?, Date?, Bool, Date?, [String]?, Bool, String?).self)
-        {
-            guard let kind = TokenKind(rawValue: kind) else { return nil }
-            return TokenGrant(tokenId: id, kind: kind, organizationId: org, projectId: project, userId: user,
-                              role: role.flatMap(Role.init(rawValue:)), expiresAt: expires, revoked: revoked,
-                              lastUsedAt: lastUsed, projectIds: projects, isolated: isolated, buildTag: buildTag)
-        }
+        for try await row in rows.decode(GrantRow.self) { return Self.grant(row) }
         return nil
     }
 
