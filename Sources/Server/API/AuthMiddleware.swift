@@ -18,10 +18,7 @@ struct AuthMiddleware: ServerMiddleware {
             return try await next(request, body, metadata)
         }
         let caller = try await authenticator.authenticate(authorization: request.headerFields[.authorization])
-        guard Authorization.allows(caller, operation: operationID) else {
-            let what = Authorization.table[operationID]?.phrase ?? "do this"
-            throw APIError.forbidden("a \(caller.kind.rawValue) token\(caller.role.map { " of a \($0.rawValue)" } ?? "") may not \(what)")
-        }
+        try Authorization.require(caller, operation: operationID)
         await authenticator.recordUse(caller)
         return try await Caller.$current.withValue(caller) {
             try await next(request, body, metadata)

@@ -152,6 +152,14 @@ public enum Authorization {
         }
     }
 
+    /// Refuses, in the caller's words, an operation its token may not run.
+    static func require(_ caller: Caller, operation: String) throws {
+        guard allows(caller, operation: operation) else {
+            let what = table[operation]?.phrase ?? "do this"
+            throw APIError.forbidden("a \(caller.kind.rawValue) token\(caller.role.map { " of a \($0.rawValue)" } ?? "") may not \(what)")
+        }
+    }
+
     public static func allows(_ caller: Caller, operation: String) -> Bool {
         guard let needed = table[operation] else { return false }
         return permissions(kind: caller.kind, role: caller.role).contains(needed)

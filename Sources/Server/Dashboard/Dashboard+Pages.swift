@@ -171,6 +171,7 @@ extension Dashboard {
         return redirect("/projects/\(Self.pathEscaped(id))?done=settings")
     }
 
+    /// A path segment or query value: everything but unreserved characters percent-escaped.
     static func pathEscaped(_ text: String) -> String {
         text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_.~"))) ?? ""
     }
@@ -303,17 +304,13 @@ extension Dashboard {
                     [
                         "tag": tag.name, "shortDigest": String(tag.digest.prefix(19)) + "…", "size": DashboardFormat.bytes(tag.sizeBytes),
                         "platforms": (tag.platforms ?? []).joined(separator: ", "), "updated": DashboardFormat.time(tag.updatedAt),
-                        "canDelete": canDelete, "repositoryQuery": Self.queryEscaped(repository.name), "tagQuery": Self.queryEscaped(tag.name),
+                        "canDelete": canDelete, "repositoryQuery": Self.pathEscaped(repository.name), "tagQuery": Self.pathEscaped(tag.name),
                     ]
                 },
             ])
         }
         context["repositories"] = rows
         return html("registry", context)
-    }
-
-    static func queryEscaped(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_.~"))) ?? ""
     }
 
     func confirmDelete(_ session: Session, id: String, request: Request) async throws -> Response {

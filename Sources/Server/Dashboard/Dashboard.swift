@@ -113,10 +113,7 @@ struct Dashboard: Sendable {
 
     /// Runs one API operation as the session's token: refused exactly as the API would refuse it.
     func call<T>(_ session: Session, _ operation: String, _ body: () async throws -> T) async throws -> T {
-        guard Authorization.allows(session.caller, operation: operation) else {
-            let what = Authorization.table[operation]?.phrase ?? "do this"
-            throw APIError.forbidden("a \(session.caller.kind.rawValue) token\(session.caller.role.map { " of a \($0.rawValue)" } ?? "") may not \(what)")
-        }
+        try Authorization.require(session.caller, operation: operation)
         return try await Caller.$current.withValue(session.caller) { try await body() }
     }
 

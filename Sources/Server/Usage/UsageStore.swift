@@ -190,13 +190,8 @@ public struct UsageStore: Sendable {
     static func recordBuild(jobId: String, on tx: PostgresConnection, logger: Logger) async throws {
         try await tx.query(
             """
-            INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds, isolated)
-            SELECT j.id, j.organization_id, b.project_id, j.platform, floor(extract(epoch FROM j.started_at))::bigint,
-                   greatest(0, ceil(extract(epoch FROM j.finished_at) - floor(extract(epoch FROM j.started_at))))::bigint,
-                   coalesce((b.spec::jsonb ->> 'isolated')::boolean, false)
-            FROM build_jobs j JOIN builds b ON b.id = j.build_id
-            WHERE j.id = \(jobId) AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL
-            ON CONFLICT (job_id) DO NOTHING
+            WITH closed AS (SELECT id, build_id, organization_id, platform, started_at, finished_at FROM build_jobs WHERE id = \(jobId))
+            \(unescaped: recordBuildFrom("closed"))
             """, logger: logger)
     }
 
