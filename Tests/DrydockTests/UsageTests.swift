@@ -263,6 +263,44 @@ struct UsageTests {
         }
     }
 
+    @Test("the month's running total counts every metered job once, whichever of its 64 rows it lands in; a cap check sums them all")
+    func stripedTotals() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("striped")
+            let digest = try await server.uploadZeroContext(project)
+            // 120 jobs of 5 seconds (10 minutes), metered from eight connections at once.
+            let now = Int64(Date().timeIntervalSince1970)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for part in 0..<8 {
+                    group.addTask {
+                        for n in stride(from: part, to: 120, by: 8) {
+                            try await TestDatabase.execute(server.database, """
+                                INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
+                                VALUES (\("striped\(n)"), \(server.organizationId), \(project), 'linux/amd64', \(now - 600), 5)
+                                """)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let rows = try await TestDatabase.count(server.database, "SELECT count(*)::int FROM usage_totals WHERE organization_id = \(server.organizationId)")
+            #expect(rows > 8, "the jobs landed in \(rows) row(s)")
+            #expect(try await TestDatabase.count(
+                server.database, "SELECT sum(build_seconds)::int FROM usage_totals WHERE organization_id = \(server.organizationId)") == 600)
+            let usage = try await server.request(.get, "/api/v1/orgs/\(server.organizationId)/usage", token: server.ownerToken).decoded(Schemas.Usage.self)
+            #expect(usage.buildSeconds == 600)
+            // A 10-minute cap is reached by the sum of the rows; an 11-minute one is not.
+            let caps = "/api/v1/orgs/\(server.organizationId)/usage/caps"
+            let body = #"{"contextDigest":"\#(digest)"}"#
+            #expect(try await server.request(.put, caps, token: server.ownerToken, json: #"{"minutesPerMonth":10}"#).status == .ok)
+            let refused = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body)
+            #expect(refused.status.code == 402, "\(refused.text)")
+            #expect(refused.problem?.detail?.contains("10.0 minutes used") == true, "\(refused.text)")
+            #expect(try await server.request(.put, caps, token: server.ownerToken, json: #"{"minutesPerMonth":11}"#).status == .ok)
+            #expect(try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken, json: body).status == .created)
+        }
+    }
+
     @Test("plan limits: Developer has one user and no caps; members cannot set caps")
     func planLimits() async throws {
         try await withTestServer(plan: .developer) { server in

@@ -39,7 +39,8 @@ public func buildApplication(
     let schemaReady = StartupGate("schema")
 
     let postgres = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
-    let db = Database(client: postgres, waitLimit: configuration.databaseWaitLimit)
+    // Six of the pool's connections are kept for job heartbeats and claims (`ConnectionLane`).
+    let db = Database(client: postgres, waitLimit: configuration.databaseWaitLimit, batchesSignals: true, keptForUrgent: 14)
     let organizations = PostgresOrganizationStore(client: db, logger: logger)
     let projects = CachedProjectStore(PostgresProjectStore(client: db, logger: logger))
     let tokens = PostgresTokenStore(client: db, logger: logger)
@@ -48,6 +49,7 @@ public func buildApplication(
     let router = Router()
     router.add(middleware: RequestTargetMiddleware())
     router.add(middleware: MetricsMiddleware())
+    router.add(middleware: UrgentLaneMiddleware())
     let routes = RouteTable()
     // Filled in once the API handler exists; the middleware renders the dashboard's 404.
     let dashboardSlot = DashboardSlot()

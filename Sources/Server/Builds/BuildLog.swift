@@ -23,9 +23,9 @@ public struct BuildLog: Sendable {
         return out
     }
 
-    /// Appends entries (without positions) to a build's log, numbering them, and signals followers,
-    /// in one statement: the positions are taken from the build's row (which locks it until
-    /// commit), each stored entry gets its position as its `offset`, and followers are signalled.
+    /// Appends entries (without positions) to a build's log, numbering them, in one statement: the
+    /// positions are taken from the build's row (which locks it until commit) and each stored
+    /// entry gets its position as its `offset`. Followers are signalled once it commits.
     static func append(_ entries: [LogEntry], buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
         guard !entries.isEmpty else { return }
         var kinds: [String] = []
@@ -49,8 +49,9 @@ public struct BuildLog: Sendable {
                        replace(e.text, \(Self.offsetPattern), '"offset":' || (taken.first + e.n - 1))
                 FROM taken, unnest(\(kinds)::text[], \(texts)::text[]) WITH ORDINALITY AS e(kind, text, n)
             )
-            SELECT pg_notify(\(BuildSignals.channel), \("build:\(buildId)"))
+            SELECT first FROM taken
             """, logger: logger)
+        try await BuildSignals.notify("build:\(buildId)", on: tx, logger: logger)
     }
 
     /// The offset entries are encoded with before the statement gives them their position.

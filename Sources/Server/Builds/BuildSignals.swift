@@ -102,8 +102,13 @@ public final class BuildSignals: Service, Sendable {
         for c in continuations { c.resume() }
     }
 
-    /// Sends a signal to every server (inside the caller's transaction it is sent at commit).
+    /// Sends a signal to every server once the caller's transaction commits: batched after the
+    /// commit by a server's `Database` (`SignalPublisher`), else inside the transaction.
     static func notify(_ key: String, on connection: PostgresConnection, logger: Logger) async throws {
+        if let pending = PendingSignals.current {
+            pending.add(key)
+            return
+        }
         try await connection.query("SELECT pg_notify(\(channel), \(key))", logger: logger)
     }
 

@@ -143,7 +143,10 @@ public struct BuildStore: Sendable {
                     try await BuildLog.append([.line("#drydock waiting for the image\(notes.count == 1 ? "" : "s") of named context\(notes.count == 1 ? "" : "s") \(notes.joined(separator: ", "))", platform: nil)],
                                               buildId: item.id, on: tx, logger: logger)
                 }
-                try await tx.query("UPDATE build_contexts SET last_used_at = now() WHERE project_id = \(item.projectId) AND digest = \(item.contextDigest)", logger: logger)
+                // To the minute: builds queued together from one context do not wait for each other on its row.
+                try await tx.query(
+                    "UPDATE build_contexts SET last_used_at = now() WHERE project_id = \(item.projectId) AND digest = \(item.contextDigest) AND last_used_at < now() - interval '1 minute'",
+                    logger: logger)
             }
             try await BuildSignals.notify("jobs", on: tx, logger: logger)
         }

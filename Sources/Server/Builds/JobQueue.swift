@@ -42,38 +42,29 @@ public struct JobQueue: Sendable {
         let emulatedPlatforms = emulated.map(\.description).filter { !platforms.contains($0) }
         let fallback = Double(emulationFallback.components.seconds)
         return try await client.transaction(logger: logger) { tx -> ClaimedJob? in
-            var picked: (jobId: String, buildId: String, emulated: Bool)?
+            var picked: Candidate?
             while picked == nil {
-                var candidate: (jobId: String, buildId: String, organizationId: String, emulated: Bool)?
-                // Emulated platforms follow each project's setting (native-only, fallback after a
-                // delay, allowed); a worker without any takes the short path.
-                let query: PostgresQuery = emulatedPlatforms.isEmpty
-                    ? """
-                      SELECT id, build_id, organization_id, false FROM build_jobs
-                      WHERE status = 'queued' AND NOT blocked AND platform = ANY(\(platforms))
-                        AND (\(organizationId)::text IS NULL OR organization_id = \(organizationId))
-                        AND (\(projectId)::text IS NULL OR build_id IN (SELECT id FROM builds WHERE project_id = \(projectId)))
-                      ORDER BY seq LIMIT 1
-                      FOR UPDATE SKIP LOCKED
-                      """
-                    : """
-                      SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) FROM build_jobs j
-                      JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
-                      WHERE j.status = 'queued' AND NOT j.blocked
-                        AND (j.platform = ANY(\(platforms))
-                             OR (j.platform = ANY(\(emulatedPlatforms))
-                                 AND (p.emulation = 'allowed'
-                                      OR (p.emulation = 'fallback'
-                                          AND j.queued_at <= now() - make_interval(secs => coalesce(p.emulation_fallback_seconds, \(fallback)::double precision))))))
-                        AND (\(organizationId)::text IS NULL OR j.organization_id = \(organizationId))
-                      ORDER BY j.seq LIMIT 1
-                      FOR UPDATE OF j SKIP LOCKED
-                      """
-                for try await (job, build, org, isEmulated) in try await tx.query(query, logger: logger)
-                    .decode((String, String, String, Bool).self) { candidate = (job, build, org, isEmulated) }
+                var candidate: Candidate?
+                // First among the oldest queued jobs as this statement sees them (read without
+                // locks), then, if all of those are taken by claims in flight, among all. With the
+                // job come its build's project and isolation, and its organization's usage facts.
+                let monthFrom = UsagePeriod.month(containing: Date()).from
+                for bounded in [true, false] where candidate == nil {
+                    let query = Self.candidateQuery(platforms: platforms, emulatedPlatforms: emulatedPlatforms, fallback: fallback,
+                                                    organizationId: organizationId, projectId: projectId, bounded: bounded, monthFrom: monthFrom)
+                    for try await r in try await tx.query(query, logger: logger).decode(
+                        (String, String, String, String, Bool, Bool,
+                         String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
+                    {
+                        let facts = UsageStore.usageFacts((r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17, r.18))
+                        candidate = Candidate(jobId: r.0, buildId: r.1, projectId: r.3, isolated: r.4, emulated: r.5,
+                                              usage: (organizationId: r.2, facts: facts))
+                    }
+                }
                 guard let candidate else { return nil }
                 // A queued build does not start past a cap reached since it was queued.
-                if let refusal = try await UsageStore.refusal(organizationId: candidate.organizationId, on: tx, logger: logger) {
+                if let refusal = try await UsageStore.refusal(candidate.usage.facts, organizationId: candidate.usage.organizationId,
+                                                              on: tx, logger: logger) {
                     try await tx.query(
                         """
                         UPDATE build_jobs SET status = 'failed', error = \("not started: " + refusal), finished_at = now()
@@ -82,64 +73,58 @@ public struct JobQueue: Sendable {
                     try await BuildStore.closeIfDone(buildId: candidate.buildId, on: tx, logger: logger)
                     continue
                 }
-                picked = (candidate.jobId, candidate.buildId, candidate.emulated)
+                picked = candidate
             }
             guard let picked else { return nil }
-            // The build, locked, and marked running if this is its first job to start: one round trip.
-            var buildRow: BuildStore.BuildRow?
-            var sealed: ByteBuffer?
-            var wasQueued = false
-            for try await row in try await tx.query(
-                """
-                UPDATE builds b SET status = CASE WHEN o.old_status = 'queued' THEN 'running' ELSE b.status END,
-                                    started_at = CASE WHEN o.old_status = 'queued' THEN now() ELSE b.started_at END
-                FROM (SELECT id AS old_id, status AS old_status FROM builds WHERE id = \(picked.buildId) FOR UPDATE) o
-                WHERE b.id = o.old_id
-                RETURNING \(unescaped: BuildStore.buildColumns), sealed_secrets, o.old_status = 'queued'
-                """,
-                logger: logger).decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?, Bool).self)
-            {
-                buildRow = (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11)
-                sealed = row.12
-                wasQueued = row.13
-            }
-            guard let buildRow else { return nil }
-            let build = try BuildStore.build(buildRow).item
-            // The job's own credential: this project only, revoked when the job ends.
-            var token = NewToken(kind: .build, name: "build \(build.id) job \(picked.jobId)", organizationId: build.organizationId,
-                                 projectId: build.projectId, expiresAt: Date().addingTimeInterval(6 * 3600))
-            // An isolated build's token may push its own image only (`<project>/build:<its tag>`,
-            // set below once the job's platform is read).
-            token.isolated = build.spec.isolated == true
-            var job: JobRecord?
-            // In the same round trip: the job's build token, how long it waited, and the project's
+            // The job's own credential: this project only, revoked when the job ends. An isolated
+            // build's token may push its own image only (`<project>/build:<its tag>`, set below
+            // once the job's platform is read).
+            var token = NewToken(kind: .build, name: "build \(picked.buildId) job \(picked.jobId)", organizationId: picked.usage.organizationId,
+                                 projectId: picked.projectId, expiresAt: Date().addingTimeInterval(6 * 3600))
+            token.isolated = picked.isolated
+            let tokenHash = ByteBuffer(bytes: TokenSecret.hash(token.secret))
+            // In one round trip: the build locked and marked running if this is its first job to
+            // start, the build token, the job started (and how long it waited), and the project's
             // cache generation and policy.
+            var claimed: (build: BuildStore.BuildRow, sealed: ByteBuffer?, wasQueued: Bool, job: JobRecord)?
             var generation = 0
             var policy = (gigabytes: 50, days: 14)
-            let tokenHash = ByteBuffer(bytes: TokenSecret.hash(token.secret))
             for try await row in try await tx.query(
                 """
-                WITH new_token AS (
+                WITH started AS (
+                    UPDATE builds b SET status = CASE WHEN o.old_status = 'queued' THEN 'running' ELSE b.status END,
+                                        started_at = CASE WHEN o.old_status = 'queued' THEN now() ELSE b.started_at END
+                    FROM (SELECT id AS old_id, status AS old_status FROM builds WHERE id = \(picked.buildId) FOR UPDATE) o
+                    WHERE b.id = o.old_id
+                    RETURNING \(unescaped: BuildStore.buildColumns), sealed_secrets, o.old_status = 'queued' AS was_queued
+                ), new_token AS (
                     INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, project_id, expires_at, isolated)
                     VALUES (\(token.id), \(token.organizationId), \(token.kind.rawValue), \(token.name), \(tokenHash),
                             \(TokenSecret.displayPrefix(token.secret)), \(token.projectId), \(token.expiresAt), \(token.isolated))
+                ), job AS (
+                    UPDATE build_jobs j SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId), emulated = \(picked.emulated),
+                           build_token_id = \(token.id), started_at = now(),
+                           lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
+                    FROM projects p
+                    WHERE j.id = \(picked.jobId) AND p.id = \(picked.projectId)
+                    RETURNING j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error, j.emulated,
+                              extract(epoch FROM now() - j.queued_at)::float8, p.cache_keep_gb, p.cache_keep_days,
+                              coalesce((SELECT c.generation FROM project_caches c WHERE c.project_id = p.id AND c.platform = j.platform), 0)
                 )
-                UPDATE build_jobs j SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId), emulated = \(picked.emulated),
-                       build_token_id = \(token.id), started_at = now(),
-                       lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
-                FROM projects p
-                WHERE j.id = \(picked.jobId) AND p.id = \(build.projectId)
-                RETURNING j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error, j.emulated,
-                          extract(epoch FROM now() - j.queued_at)::float8, p.cache_keep_gb, p.cache_keep_days,
-                          coalesce((SELECT c.generation FROM project_caches c WHERE c.project_id = p.id AND c.platform = j.platform), 0)
-                """, logger: logger).decode((String, String, String, String, String?, Date?, Date?, String?, String?, Bool, Double, Int, Int, Int).self)
+                SELECT started.*, job.* FROM started, job
+                """, logger: logger)
             {
-                job = BuildStore.job((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9))
-                Observability.queueToStart.recordNanoseconds(Int64(max(row.10, 0) * 1e9))
-                policy = (row.11, row.12)
-                generation = row.13
+                let r = try row.decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?, Bool,
+                                        String, String, String, String, String?, Date?, Date?, String?, String?, Bool, Double, Int, Int, Int).self)
+                claimed = ((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11), r.12, r.13,
+                           BuildStore.job((r.14, r.15, r.16, r.17, r.18, r.19, r.20, r.21, r.22, r.23)))
+                Observability.queueToStart.recordNanoseconds(Int64(max(r.24, 0) * 1e9))
+                policy = (r.25, r.26)
+                generation = r.27
             }
-            guard let job else { return nil }
+            guard let claimed else { return nil }
+            let build = try BuildStore.build(claimed.build).item
+            let job = claimed.job
             var buildTag: String?
             if token.isolated {
                 let tag = String(build.image(forJobOn: job.platform).split(separator: ":").last ?? "")
@@ -150,19 +135,88 @@ public struct JobQueue: Sendable {
             if agentBuilder {
                 try await tx.query("UPDATE agent_builders SET jobs_served = jobs_served + 1 WHERE worker_token_id = \(workerTokenId)", logger: logger)
             }
-            if wasQueued {
+            if claimed.wasQueued {
                 try await BuildLog.append(
                     [LogEntry(kind: .status, platform: job.platform, line: "picked up by worker \(workerName)", status: .running)],
                     buildId: build.id, on: tx, logger: logger)
             }
             // The worker itself was recorded (`recordWorker`) when its claim request came in.
-            let secrets = try sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
+            let secrets = try claimed.sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
             let grant = TokenGrant(tokenId: token.id, kind: .build, organizationId: build.organizationId, projectId: build.projectId,
                                    userId: nil, role: nil, expiresAt: token.expiresAt, revoked: false, lastUsedAt: nil,
                                    isolated: token.isolated, buildTag: buildTag)
             return ClaimedJob(job: job, build: build, buildToken: token.secret, secrets: secrets, cacheGeneration: generation,
                               keepGigabytes: policy.gigabytes, keepDays: policy.days, buildGrant: grant)
         }
+    }
+
+    /// A job a claim may take, with what deciding needs.
+    struct Candidate {
+        var jobId: String
+        var buildId: String
+        var projectId: String
+        var isolated: Bool
+        var emulated: Bool
+        var usage: (organizationId: String, facts: UsageStore.UsageFacts)
+    }
+
+    /// The oldest claimable job, locked (`SKIP LOCKED`: claims in flight do not wait for each
+    /// other), with its build's project and isolation and its organization's usage facts
+    /// (`UsageStore.usageFactsColumns`): the job id, build id, organization id, project id,
+    /// isolated, emulated, then the facts.
+    ///
+    /// `bounded` looks only at the 64 oldest queued jobs of these platforms, read without locks.
+    /// Unbounded, the locking scan walks the queued-jobs index from its start, where entries of
+    /// jobs claimed moments ago linger until vacuum: PostgreSQL locks such a row's newest version
+    /// before it sees it is no longer queued, and keeps that lock until the claim commits, so the
+    /// job's first heartbeat waited for an unrelated claim. Emulated platforms follow each
+    /// project's setting (native-only, fallback after a delay, allowed); a worker without any
+    /// takes the short path.
+    static func candidateQuery(platforms: [String], emulatedPlatforms: [String], fallback: Double, organizationId: String?,
+                               projectId: String?, bounded: Bool, monthFrom: Int64) -> PostgresQuery {
+        let all = platforms + emulatedPlatforms
+        let facts = """
+            SELECT picked.id, picked.build_id, picked.organization_id, bb.project_id,
+                   coalesce((bb.spec::jsonb ->> 'isolated')::boolean, false), picked.emulated, f.*
+            FROM picked JOIN builds bb ON bb.id = picked.build_id
+            CROSS JOIN LATERAL (SELECT \(UsageStore.usageFactsColumns(monthFrom: monthFrom))
+                                FROM \(UsageStore.usageFactsFrom) WHERE o.id = picked.organization_id) f
+            """
+        return emulatedPlatforms.isEmpty
+            ? """
+              WITH picked AS MATERIALIZED (
+                  SELECT j.id, j.build_id, j.organization_id, false AS emulated FROM build_jobs j
+                  WHERE j.status = 'queued' AND NOT j.blocked AND j.platform = ANY(\(platforms))
+                    AND (\(organizationId)::text IS NULL OR j.organization_id = \(organizationId))
+                    AND (\(projectId)::text IS NULL OR j.build_id IN (SELECT id FROM builds WHERE project_id = \(projectId)))
+                    AND (NOT \(bounded) OR j.id IN (SELECT q.id FROM build_jobs q WHERE q.status = 'queued' AND NOT q.blocked AND q.platform = ANY(\(all))
+                                                     AND (\(organizationId)::text IS NULL OR q.organization_id = \(organizationId))
+                                                     ORDER BY q.seq LIMIT 64))
+                  ORDER BY j.seq LIMIT 1
+                  FOR UPDATE SKIP LOCKED
+              )
+              \(unescaped: facts)
+              """
+            : """
+              WITH picked AS MATERIALIZED (
+                  SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) AS emulated FROM build_jobs j
+                  JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
+                  WHERE j.status = 'queued' AND NOT j.blocked
+                    AND (j.platform = ANY(\(platforms))
+                         OR (j.platform = ANY(\(emulatedPlatforms))
+                             AND (p.emulation = 'allowed'
+                                  OR (p.emulation = 'fallback'
+                                      AND j.queued_at <= now() - make_interval(secs => coalesce(p.emulation_fallback_seconds, \(fallback)::double precision))))))
+                    AND (\(organizationId)::text IS NULL OR j.organization_id = \(organizationId))
+                    AND (\(projectId)::text IS NULL OR b.project_id = \(projectId))
+                    AND (NOT \(bounded) OR j.id IN (SELECT q.id FROM build_jobs q WHERE q.status = 'queued' AND NOT q.blocked AND q.platform = ANY(\(all))
+                                                     AND (\(organizationId)::text IS NULL OR q.organization_id = \(organizationId))
+                                                     ORDER BY q.seq LIMIT 64))
+                  ORDER BY j.seq LIMIT 1
+                  FOR UPDATE OF j SKIP LOCKED
+              )
+              \(unescaped: facts)
+              """
     }
 
     /// The job if it belongs to this build token.
@@ -250,9 +304,10 @@ public struct JobQueue: Sendable {
     func finish(jobId: String, buildTokenId: String, status: BuildStatus, digest: String?, error: String?, cacheBytes: Int64?,
                 cacheImages: Int? = nil) async throws -> FinishOutcome {
         try await client.transaction(logger: logger) { tx -> FinishOutcome in
-            // The running job closed, metered and its build token revoked (every server's cache told
-            // at commit), in one statement.
+            // The running job closed, metered and its build token revoked, in one statement (every
+            // server's cache is told once it commits).
             var buildId: String?
+            var revoked: String?
             for try await build in try await tx.query(
                 """
                 WITH closed AS (
@@ -267,9 +322,12 @@ public struct JobQueue: Sendable {
                     WHERE id = \(buildTokenId) AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM closed)
                     RETURNING id
                 )
-                SELECT closed.build_id FROM closed
-                LEFT JOIN (SELECT pg_notify(\(BuildSignals.channel), 'invalidate:token:' || id) AS n FROM revoked) told ON true
-                """, logger: logger).decode(String.self) { buildId = build }
+                SELECT closed.build_id, (SELECT id FROM revoked) FROM closed
+                """, logger: logger).decode((String, String?).self)
+            {
+                (buildId, revoked) = build
+            }
+            if let revoked { try await BuildSignals.notify("invalidate:token:\(revoked)", on: tx, logger: logger) }
             guard let buildId else {
                 // Already closed (finished before, or failed by an expired lease): nothing to change.
                 for try await build in try await tx.query(

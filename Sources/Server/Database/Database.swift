@@ -13,10 +13,25 @@ import Synchronization
 public struct Database: Sendable {
     public let client: PostgresClient
     public let waitLimit: Duration
+    /// Set for a server: signals raised in a transaction leave after its commit, batched with
+    /// other transactions' (see `SignalPublisher`). Without it they are sent inside the
+    /// transaction, at its commit (one-shot commands that exit right after).
+    let signals: SignalPublisher?
+    /// Set for a server: ordinary work holds at most this many pooled connections at once, the
+    /// rest are kept for urgent work (see `ConnectionLane`, `Database.urgent`).
+    let lane: ConnectionLane?
 
-    public init(client: PostgresClient, waitLimit: Duration = .seconds(5)) {
+    /// Operations of this task are urgent: they skip the lane (job heartbeats and claims).
+    @TaskLocal static var urgent = false
+    /// This task already holds a lane permit (an operation inside a transaction): it does not
+    /// take a second one, which could wait for itself.
+    @TaskLocal static var holdsPermit = false
+
+    public init(client: PostgresClient, waitLimit: Duration = .seconds(5), batchesSignals: Bool = false, keptForUrgent: Int = 0) {
         self.client = client
         self.waitLimit = waitLimit
+        self.signals = batchesSignals ? SignalPublisher(client: client, waitLimit: waitLimit) : nil
+        self.lane = keptForUrgent > 0 ? ConnectionLane(permits: DatabaseURL.poolSize - keptForUrgent) : nil
     }
 
     @discardableResult
@@ -58,6 +73,18 @@ public struct Database: Sendable {
     /// `idempotent` transactions are run again once if their connection was dropped.
     public func transaction<Result: Sendable>(
         logger: Logger, idempotent: Bool = false, _ body: @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        guard let signals else { return try await transactionOnce(logger: logger, idempotent: idempotent, body) }
+        let raised = PendingSignals()
+        let result = try await PendingSignals.$current.withValue(raised) {
+            try await transactionOnce(logger: logger, idempotent: idempotent, body)
+        }
+        signals.publish(raised.keys)
+        return result
+    }
+
+    private func transactionOnce<Result: Sendable>(
+        logger: Logger, idempotent: Bool, _ body: @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await withConnection(idempotent: idempotent) { connection in
             do {
@@ -113,13 +140,18 @@ public struct Database: Sendable {
                 Observability.databaseGaveUp.increment()
             }
         }
+        let lane = Self.urgent || Self.holdsPermit ? nil : self.lane
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
-                try await operation {
-                    guard !flag.started.exchange(true, ordering: .relaxed) else { return }
-                    PoolFigures.waiting.subtract(1, ordering: .relaxed)
-                    PoolFigures.inUse.add(1, ordering: .relaxed)
-                    Observability.databaseWait.recordNanoseconds((ContinuousClock.now - asked).nanoseconds)
+                if let lane { try await lane.acquire() }
+                defer { lane?.release() }
+                return try await Self.$holdsPermit.withValue(lane != nil || Self.holdsPermit) {
+                    try await operation {
+                        guard !flag.started.exchange(true, ordering: .relaxed) else { return }
+                        PoolFigures.waiting.subtract(1, ordering: .relaxed)
+                        PoolFigures.inUse.add(1, ordering: .relaxed)
+                        Observability.databaseWait.recordNanoseconds((ContinuousClock.now - asked).nanoseconds)
+                    }
                 }
             }
             group.addTask {

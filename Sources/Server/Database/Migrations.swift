@@ -496,6 +496,36 @@ public enum Migrations {
             )
             """,
         ]),
+        Migration(version: 14, name: "running usage totals in stripes: finishing jobs of one organization do not wait for each other", statements: [
+            // One row per organization and month made every finishing job of an organization wait
+            // for the previous one's commit (its row lock). Sixty-four rows per month, chosen by the
+            // job's id, spread those writers; a check sums the 64 (constant cost still).
+            "ALTER TABLE usage_totals ADD COLUMN stripe smallint NOT NULL DEFAULT 0",
+            "ALTER TABLE usage_totals DROP CONSTRAINT usage_totals_pkey",
+            "ALTER TABLE usage_totals ADD PRIMARY KEY (organization_id, month_from, stripe)",
+            """
+            CREATE OR REPLACE FUNCTION usage_totals_add() RETURNS trigger LANGUAGE plpgsql AS $$
+            DECLARE
+                m timestamp;
+                m_from bigint;
+                m_to bigint;
+            BEGIN
+                IF NEW.seconds <= 0 THEN RETURN NULL; END IF;
+                FOR m IN SELECT generate_series(date_trunc('month', to_timestamp(NEW.start_epoch) AT TIME ZONE 'UTC'),
+                                                date_trunc('month', to_timestamp(NEW.start_epoch + NEW.seconds - 1) AT TIME ZONE 'UTC'),
+                                                interval '1 month') LOOP
+                    m_from := extract(epoch FROM m)::bigint;
+                    m_to := extract(epoch FROM m + interval '1 month')::bigint;
+                    INSERT INTO usage_totals (organization_id, month_from, stripe, build_seconds)
+                    VALUES (NEW.organization_id, m_from, hashtext(NEW.job_id) & 63,
+                            least(NEW.start_epoch + NEW.seconds, m_to) - greatest(NEW.start_epoch, m_from))
+                    ON CONFLICT (organization_id, month_from, stripe) DO UPDATE SET build_seconds = usage_totals.build_seconds + EXCLUDED.build_seconds;
+                END LOOP;
+                RETURN NULL;
+            END
+            $$
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

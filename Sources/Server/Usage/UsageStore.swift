@@ -329,25 +329,55 @@ public struct UsageStore: Sendable {
     /// Why a build of this organization may not start now, or nil. A read, without locks: a
     /// build starting under a cap may take the month past it while it runs (as builds already
     /// running may), and claims of one organization never wait for each other. Its cost does not
-    /// grow with the month's builds: it reads the month's running total (`usage_totals`).
+    /// grow with the month's builds: it reads the month's running total (`usage_totals`, kept in
+    /// 64 stripes so that finishing jobs do not queue for one row).
     static func refusal(organizationId: String, on tx: PostgresConnection, logger: Logger, now: Date = Date()) async throws -> String? {
         let period = UsagePeriod.month(containing: now)
         // The plan, the caps and the month's seconds so far, in one round trip.
-        var found: (terms: PlanTerms, caps: CapsRecord, used: Int64)?
+        var found: UsageFacts?
         for try await r in try await tx.query(
-            """
-            SELECT \(unescaped: termsColumns), o.plan_overrides, c.minutes_per_month, c.spend_cents_per_month,
-                   (coalesce((SELECT t.build_seconds FROM usage_totals t WHERE t.organization_id = o.id AND t.month_from = \(period.from)), 0)
-                    + coalesce((SELECT sum(greatest(0, ceil(extract(epoch FROM now()) - greatest(floor(extract(epoch FROM j.started_at)), \(period.from)))))
-                                FROM build_jobs j WHERE j.organization_id = o.id AND j.status = 'running' AND j.started_at IS NOT NULL), 0))::bigint
-            FROM organizations o JOIN plans p ON p.id = o.plan LEFT JOIN usage_caps c ON c.organization_id = o.id
-            WHERE o.id = \(organizationId)
-            """, logger: logger).decode((String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
+            "SELECT \(unescaped: usageFactsColumns(monthFrom: period.from)) FROM \(unescaped: usageFactsFrom) WHERE o.id = \(organizationId)",
+            logger: logger).decode(UsageFactsRow.self)
         {
-            found = (terms((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)),
-                     CapsRecord(minutesPerMonth: r.10, spendCentsPerMonth: r.11, softThresholdPercent: 80), r.12)
+            found = usageFacts(r)
         }
-        guard let (terms, caps, used) = found else { throw DomainError.notFound("organization", organizationId) }
+        guard let found else { throw DomainError.notFound("organization", organizationId) }
+        return try await refusal(found, organizationId: organizationId, on: tx, logger: logger, now: now)
+    }
+
+    /// What a usage check reads of an organization (`o`): its plan's terms, its caps and the
+    /// month's build seconds so far (finished and running), as one row; a claim reads them with
+    /// its job. `monthFrom` is the month's first second (an integer, written into the SQL).
+    static func usageFactsColumns(monthFrom: Int64) -> String {
+        """
+        \(termsColumns), o.plan_overrides, c.minutes_per_month, c.spend_cents_per_month,
+        (coalesce((SELECT sum(t.build_seconds) FROM usage_totals t WHERE t.organization_id = o.id AND t.month_from = \(monthFrom)), 0)
+         + coalesce((SELECT sum(greatest(0, ceil(extract(epoch FROM now()) - greatest(floor(extract(epoch FROM j.started_at)), \(monthFrom)))))
+                     FROM build_jobs j WHERE j.organization_id = o.id AND j.status = 'running' AND j.started_at IS NOT NULL), 0))::bigint
+        """
+    }
+
+    static let usageFactsFrom = "organizations o JOIN plans p ON p.id = o.plan LEFT JOIN usage_caps c ON c.organization_id = o.id"
+    typealias UsageFactsRow = (String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64)
+
+    struct UsageFacts {
+        var terms: PlanTerms
+        var caps: CapsRecord
+        /// Build seconds of the month so far.
+        var used: Int64
+    }
+
+    static func usageFacts(_ r: UsageFactsRow) -> UsageFacts {
+        UsageFacts(terms: terms((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)),
+                   caps: CapsRecord(minutesPerMonth: r.10, spendCentsPerMonth: r.11, softThresholdPercent: 80), used: r.12)
+    }
+
+    /// Why a build may not start, from the facts read; reads more only for a spend cap or a plan
+    /// changed within the month.
+    static func refusal(_ facts: UsageFacts, organizationId: String, on tx: PostgresConnection, logger: Logger,
+                        now: Date = Date()) async throws -> String? {
+        let period = UsagePeriod.month(containing: now)
+        let (terms, caps, used) = (facts.terms, facts.caps, facts.used)
         // Overage allowed and no caps: nothing to count.
         if terms.minuteOverageMillicents != nil, caps.minutesPerMonth == nil, caps.spendCentsPerMonth == nil { return nil }
         let nowEpoch = Int64(now.timeIntervalSince1970)

@@ -1,0 +1,119 @@
+import DrydockClient
+@testable import DrydockServer
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+
+@Suite("The queue under load")
+struct QueueLoadTests {
+    static func strings(_ url: DatabaseURL, _ query: PostgresQuery) async throws -> [String] {
+        try await ServerRunner.withDatabase(url, logger: TestDatabase.logger) { client in
+            var out: [String] = []
+            for try await value in try await client.query(query, logger: TestDatabase.logger).decode(String.self) { out.append(value) }
+            return out
+        }
+    }
+
+    @Test("a claim passes over jobs other claims hold: with the 64 oldest locked it takes the 65th, and the oldest once they are free")
+    func claimPastHeldJobs() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("crowd")
+            let context = try await server.uploadZeroContext(project)
+            for _ in 0..<66 {
+                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#)
+                #expect(created.status == .created, "\(created.text)")
+            }
+            let queued = try await Self.strings(server.database, "SELECT build_id FROM build_jobs WHERE status = 'queued' ORDER BY seq")
+            try #require(queued.count == 66)
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            func claim() async throws -> String? {
+                let answer = try await server.request(.post, "/api/v1/workers/claim", token: worker,
+                                                      json: #"{"name":"w1","platforms":["linux/amd64"],"waitSeconds":0}"#)
+                return answer.status == .ok ? try answer.decoded(Schemas.JobAssignment.self).buildId : nil
+            }
+            // Another transaction (as claims in flight do) holds the 64 oldest jobs.
+            let (locked, lockedSignal) = AsyncStream<Void>.makeStream()
+            let (release, releaseSignal) = AsyncStream<Void>.makeStream()
+            let holder = Task {
+                try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger) { client in
+                    try await client.transaction(logger: TestDatabase.logger) { tx in
+                        let rows = try await tx.query(
+                            "SELECT id FROM build_jobs WHERE status = 'queued' ORDER BY seq LIMIT 64 FOR UPDATE", logger: TestDatabase.logger)
+                        var held = 0
+                        for try await _ in rows.decode(String.self) { held += 1 }
+                        #expect(held == 64)
+                        lockedSignal.yield()
+                        for await _ in release { break }
+                    }
+                }
+            }
+            for await _ in locked { break }
+            #expect(try await claim() == queued[64], "the claim did not take the oldest job nobody holds")
+            releaseSignal.yield()
+            try await holder.value
+            #expect(try await claim() == queued[0], "the claim did not take the oldest job once it was free")
+        }
+    }
+
+    @Test("signals raised in a transaction leave after it commits, batched; a rolled-back transaction's never leave")
+    func signalsAfterCommit() async throws {
+        try await withTestServer { server in
+            try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger) { plain in
+                let database = Database(client: plain.client, batchesSignals: true)
+                let heard = Mutex<[String]>([])
+                let listener = Task {
+                    try await plain.client.withConnection { connection in
+                        try await connection.listen(on: BuildSignals.channel) { notifications in
+                            for try await notification in notifications where notification.payload.hasPrefix("test:") {
+                                heard.withLock { $0.append(notification.payload) }
+                                if notification.payload == "test:last" { return }
+                            }
+                        }
+                    }
+                }
+                // LISTEN is in place once a signal sent now is heard.
+                let started = ContinuousClock.now
+                while heard.withLock({ $0.isEmpty }), ContinuousClock.now - started < .seconds(20) {
+                    try await plain.query("SELECT pg_notify(\(BuildSignals.channel), 'test:ready')", logger: TestDatabase.logger)
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                struct Rollback: Error {}
+                await #expect(throws: Rollback.self) {
+                    try await database.transaction(logger: TestDatabase.logger) { tx in
+                        try await BuildSignals.notify("test:rolled-back", on: tx, logger: TestDatabase.logger)
+                        throw Rollback()
+                    }
+                }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for n in 0..<20 {
+                        group.addTask {
+                            try await database.transaction(logger: TestDatabase.logger) { tx in
+                                try await BuildSignals.notify("test:\(n % 5)", on: tx, logger: TestDatabase.logger)
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                try await database.transaction(logger: TestDatabase.logger) { tx in
+                    try await BuildSignals.notify("test:last", on: tx, logger: TestDatabase.logger)
+                }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await listener.value }
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(20))
+                        listener.cancel()
+                    }
+                    try await group.next()
+                    group.cancelAll()
+                }
+                let got = heard.withLock { $0 }.filter { $0 != "test:ready" }
+                #expect(Set(got) == ["test:0", "test:1", "test:2", "test:3", "test:4", "test:last"], "\(got)")
+                // Each key at most once per batch: at most 20 for 20 raises, usually far fewer.
+                #expect(got.count <= 21)
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import DrydockServer
+
+final class Order: Sendable {
+    private let list = Mutex<[Int]>([])
+    func append(_ n: Int) { list.withLock { $0.append(n) } }
+    var values: [Int] { list.withLock { $0 } }
+}
+
+@Suite("The connection lane: ordinary work leaves connections for heartbeats and claims")
+struct ConnectionLaneTests {
+    /// Waits (bounded) until `condition` holds.
+    func eventually(_ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { Issue.record("condition not met within 10 s"); return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    @Test("at most the lane's permits run at once; the others wait their turn, first come first served")
+    func permitsAndOrder() async throws {
+        let lane = ConnectionLane(permits: 2)
+        try await lane.acquire()
+        try await lane.acquire()
+        let order = Order()
+        var tasks: [Task<Void, any Error>] = []
+        for n in 0..<3 {
+            tasks.append(Task {
+                try await lane.acquire()
+                order.append(n)
+            })
+            // Queued one at a time so their order is known.
+            try await eventually { lane.waiting == n + 1 }
+        }
+        #expect(order.values.isEmpty)
+        lane.release()
+        try await tasks[0].value
+        #expect(order.values == [0])
+        lane.release()
+        lane.release()
+        try await tasks[1].value
+        try await tasks[2].value
+        #expect(order.values == [0, 1, 2])
+        #expect(lane.waiting == 0)
+    }
+
+    @Test("a waiter whose task is canceled (its request gave up) leaves the queue and takes no permit")
+    func cancellation() async throws {
+        let lane = ConnectionLane(permits: 1)
+        try await lane.acquire()
+        let gaveUp = Task { try await lane.acquire() }
+        try await eventually { lane.waiting == 1 }
+        gaveUp.cancel()
+        await #expect(throws: CancellationError.self) { try await gaveUp.value }
+        #expect(lane.waiting == 0)
+        // The permit went back to the lane, not to the canceled waiter.
+        lane.release()
+        try await lane.acquire()
+        let next = Task { try await lane.acquire() }
+        try await eventually { lane.waiting == 1 }
+        lane.release()
+        try await next.value
+    }
+
+    @Test("job heartbeats and claims are urgent; their log events, finishes and everything else are not")
+    func urgentRequests() {
+        #expect(UrgentRequests.matches(method: "POST", path: "/api/v1/workers/claim"))
+        #expect(UrgentRequests.matches(method: "POST", path: "/api/v1/jobs/j123/heartbeat"))
+        #expect(!UrgentRequests.matches(method: "GET", path: "/api/v1/workers/claim"))
+        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/jobs/j123/events"))
+        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/jobs/j123/finish"))
+        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/jobs//heartbeat"))
+        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/jobs/a/b/heartbeat"))
+        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/projects/p/builds"))
+    }
+}
