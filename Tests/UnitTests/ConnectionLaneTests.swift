@@ -9,7 +9,7 @@ final class Order: Sendable {
     var values: [Int] { list.withLock { $0 } }
 }
 
-@Suite("The connection lane: ordinary work leaves connections for heartbeats and claims")
+@Suite("The connection lane: ordinary work gives way to heartbeats and claims")
 struct ConnectionLaneTests {
     /// Waits (bounded) until `condition` holds.
     func eventually(_ condition: () -> Bool) async throws {
@@ -22,7 +22,7 @@ struct ConnectionLaneTests {
 
     @Test("at most the lane's permits run at once; the others wait their turn, first come first served")
     func permitsAndOrder() async throws {
-        let lane = ConnectionLane(permits: 2)
+        let lane = ConnectionLane(idleLimit: 2, busyLimit: 2)
         try await lane.acquire()
         try await lane.acquire()
         let order = Order()
@@ -49,7 +49,7 @@ struct ConnectionLaneTests {
 
     @Test("a waiter whose task is canceled (its request gave up) leaves the queue and takes no permit")
     func cancellation() async throws {
-        let lane = ConnectionLane(permits: 1)
+        let lane = ConnectionLane(idleLimit: 1, busyLimit: 1)
         try await lane.acquire()
         let gaveUp = Task { try await lane.acquire() }
         try await eventually { lane.waiting == 1 }
@@ -63,6 +63,24 @@ struct ConnectionLaneTests {
         try await eventually { lane.waiting == 1 }
         lane.release()
         try await next.value
+    }
+
+    @Test("ordinary work may use the whole pool until urgent work runs; then it keeps to the busy limit, and again the whole pool a moment after")
+    func busyLimit() async throws {
+        let lane = ConnectionLane(idleLimit: 3, busyLimit: 1, urgentWindow: .milliseconds(300))
+        for _ in 0..<3 { try await lane.acquire() }
+        for _ in 0..<3 { lane.release() }
+        lane.markUrgent()
+        try await lane.acquire()
+        let second = Task { try await lane.acquire() }
+        try await eventually { lane.waiting == 1 }
+        lane.release()
+        try await second.value
+        // The urgent work has stopped: after the window, three at once again.
+        try await Task.sleep(for: .milliseconds(400))
+        try await lane.acquire()
+        try await lane.acquire()
+        #expect(lane.waiting == 0)
     }
 
     @Test("job heartbeats and claims are urgent; their log events, finishes and everything else are not")

@@ -39,8 +39,10 @@ public func buildApplication(
     let schemaReady = StartupGate("schema")
 
     let postgres = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
-    // Six of the pool's connections are kept for job heartbeats and claims (`ConnectionLane`).
-    let db = Database(client: postgres, waitLimit: configuration.databaseWaitLimit, batchesSignals: true, keptForUrgent: 14)
+    // While job heartbeats and claims run, other work holds at most 4 of the pool's 20
+    // connections at once (`ConnectionLane`).
+    let db = Database(client: postgres, waitLimit: configuration.databaseWaitLimit, batchesSignals: true,
+                      ordinaryWhileBusy: 4)
     let organizations = PostgresOrganizationStore(client: db, logger: logger)
     let projects = CachedProjectStore(PostgresProjectStore(client: db, logger: logger))
     let tokens = PostgresTokenStore(client: db, logger: logger)

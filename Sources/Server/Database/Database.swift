@@ -17,8 +17,8 @@ public struct Database: Sendable {
     /// other transactions' (see `SignalPublisher`). Without it they are sent inside the
     /// transaction, at its commit (one-shot commands that exit right after).
     let signals: SignalPublisher?
-    /// Set for a server: ordinary work holds at most this many pooled connections at once, the
-    /// rest are kept for urgent work (see `ConnectionLane`, `Database.urgent`).
+    /// Set for a server: while job heartbeats and claims are running, ordinary work holds only a
+    /// few pooled connections at once (see `ConnectionLane`, `Database.urgent`).
     let lane: ConnectionLane?
 
     /// Operations of this task are urgent: they skip the lane (job heartbeats and claims).
@@ -27,11 +27,13 @@ public struct Database: Sendable {
     /// take a second one, which could wait for itself.
     @TaskLocal static var holdsPermit = false
 
-    public init(client: PostgresClient, waitLimit: Duration = .seconds(5), batchesSignals: Bool = false, keptForUrgent: Int = 0) {
+    /// `ordinaryWhileBusy`: the connections ordinary work may hold while urgent work runs (nil:
+    /// no lane, as for one-shot commands).
+    public init(client: PostgresClient, waitLimit: Duration = .seconds(5), batchesSignals: Bool = false, ordinaryWhileBusy: Int? = nil) {
         self.client = client
         self.waitLimit = waitLimit
         self.signals = batchesSignals ? SignalPublisher(client: client, waitLimit: waitLimit) : nil
-        self.lane = keptForUrgent > 0 ? ConnectionLane(permits: DatabaseURL.poolSize - keptForUrgent) : nil
+        self.lane = ordinaryWhileBusy.map { ConnectionLane(idleLimit: DatabaseURL.poolSize, busyLimit: $0) }
     }
 
     @discardableResult
@@ -140,6 +142,7 @@ public struct Database: Sendable {
                 Observability.databaseGaveUp.increment()
             }
         }
+        if Self.urgent { self.lane?.markUrgent() }
         let lane = Self.urgent || Self.holdsPermit ? nil : self.lane
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
