@@ -85,13 +85,13 @@ struct ConnectionLaneTests {
 
     @Test("job heartbeats and claims are urgent; their log events, finishes and everything else are not")
     func urgentRequests() {
-        #expect(UrgentRequests.matches(method: "POST", path: "/api/v1/workers/claim"))
-        #expect(UrgentRequests.matches(method: "POST", path: "/api/v1/jobs/j123/heartbeat"))
-        #expect(!UrgentRequests.matches(method: "GET", path: "/api/v1/workers/claim"))
-        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/jobs/j123/events"))
-        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/jobs/j123/finish"))
-        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/jobs//heartbeat"))
-        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/jobs/a/b/heartbeat"))
-        #expect(!UrgentRequests.matches(method: "POST", path: "/api/v1/projects/p/builds"))
+        #expect(UrgentRequests.kind(method: "POST", path: "/api/v1/workers/claim") == .claim)
+        #expect(UrgentRequests.kind(method: "POST", path: "/api/v1/jobs/j123/heartbeat") == .heartbeat)
+        #expect(UrgentRequests.kind(method: "GET", path: "/api/v1/workers/claim") == nil)
+        #expect(UrgentRequests.kind(method: "POST", path: "/api/v1/jobs/j123/events") == nil)
+        #expect(UrgentRequests.kind(method: "POST", path: "/api/v1/jobs/j123/finish") == nil)
+        #expect(UrgentRequests.kind(method: "POST", path: "/api/v1/jobs//heartbeat") == nil)
+        #expect(UrgentRequests.kind(method: "POST", path: "/api/v1/jobs/a/b/heartbeat") == nil)
+        #expect(UrgentRequests.kind(method: "POST", path: "/api/v1/projects/p/builds") == nil)
     }
 }

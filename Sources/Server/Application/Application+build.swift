@@ -39,10 +39,14 @@ public func buildApplication(
     let schemaReady = StartupGate("schema")
 
     let postgres = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
+    var heartbeatConfiguration = try database.clientConfiguration()
+    heartbeatConfiguration.options.maximumConnections = DatabaseURL.heartbeatPoolSize
+    heartbeatConfiguration.options.minimumConnections = 0
+    let heartbeats = PostgresClient(configuration: heartbeatConfiguration, backgroundLogger: logger)
     // While job heartbeats and claims run, other work holds at most 4 of the pool's 20
     // connections at once (`ConnectionLane`).
     let db = Database(client: postgres, waitLimit: configuration.databaseWaitLimit, batchesSignals: true,
-                      ordinaryWhileBusy: 4)
+                      ordinaryWhileBusy: 4, heartbeatClient: heartbeats)
     let organizations = PostgresOrganizationStore(client: db, logger: logger)
     let projects = CachedProjectStore(PostgresProjectStore(client: db, logger: logger))
     let tokens = PostgresTokenStore(client: db, logger: logger)
@@ -174,6 +178,7 @@ public func buildApplication(
             availableConnectionsDelegate: ConnectionCap(maxConnections: maxConnections, logger: logger)),
         services: (startup.map { tracker.track("private PostgreSQL", $0) } + [
             tracker.track("database pool", PostgresPoolService(client: postgres, databaseReady: databaseReady)),
+            tracker.track("heartbeat pool", PostgresPoolService(client: heartbeats, databaseReady: databaseReady)),
             tracker.track("migrations", MigrationService(database: db, databaseReady: databaseReady, schemaReady: schemaReady, keys: serverKeys, logger: logger)),
             tracker.track("build signals", signals),
             tracker.track("registry janitor", RegistryJanitor(store: registryStore, blobs: blobStore, schemaReady: schemaReady, logger: logger)),

@@ -11,8 +11,18 @@ import Synchronization
 /// - A read, or a write its caller marks idempotent, that fails because the pooled connection
 ///   was dropped (PostgreSQL restarted) is tried once more on a fresh connection.
 public struct Database: Sendable {
-    public let client: PostgresClient
+    /// The pool everything uses; `heartbeatClient`, when set, serves job heartbeats only.
+    public let mainClient: PostgresClient
+    /// A small pool of its own for job heartbeats (`Database.heartbeat`): a lease renewal never
+    /// waits for a connection behind claims that arrive in a burst.
+    let heartbeatClient: PostgresClient?
     public let waitLimit: Duration
+
+    /// The pool this task's work uses.
+    public var client: PostgresClient {
+        if Self.heartbeat, let heartbeatClient { return heartbeatClient }
+        return mainClient
+    }
     /// Set for a server: signals raised in a transaction leave after its commit, batched with
     /// other transactions' (see `SignalPublisher`). Without it they are sent inside the
     /// transaction, at its commit (one-shot commands that exit right after).
@@ -23,14 +33,18 @@ public struct Database: Sendable {
 
     /// Operations of this task are urgent: they skip the lane (job heartbeats and claims).
     @TaskLocal static var urgent = false
+    /// Operations of this task renew a job's lease: they use the heartbeat pool, when there is one.
+    @TaskLocal static var heartbeat = false
     /// This task already holds a lane permit (an operation inside a transaction): it does not
     /// take a second one, which could wait for itself.
     @TaskLocal static var holdsPermit = false
 
     /// `ordinaryWhileBusy`: the connections ordinary work may hold while urgent work runs (nil:
     /// no lane, as for one-shot commands).
-    public init(client: PostgresClient, waitLimit: Duration = .seconds(5), batchesSignals: Bool = false, ordinaryWhileBusy: Int? = nil) {
-        self.client = client
+    public init(client: PostgresClient, waitLimit: Duration = .seconds(5), batchesSignals: Bool = false, ordinaryWhileBusy: Int? = nil,
+                heartbeatClient: PostgresClient? = nil) {
+        self.mainClient = client
+        self.heartbeatClient = heartbeatClient
         self.waitLimit = waitLimit
         self.signals = batchesSignals ? SignalPublisher(client: client, waitLimit: waitLimit) : nil
         self.lane = ordinaryWhileBusy.map { ConnectionLane(idleLimit: DatabaseURL.poolSize, busyLimit: $0) }

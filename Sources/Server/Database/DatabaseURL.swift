@@ -7,6 +7,8 @@ import PostgresNIO
 public struct DatabaseURL: Sendable {
     /// Connections each server keeps to PostgreSQL at most.
     static let poolSize = 20
+    /// Connections of the pool kept for job heartbeats alone (`Database.heartbeatClient`).
+    static let heartbeatPoolSize = 4
 
     public var username: String
     public var password: String?
