@@ -28,15 +28,8 @@ public struct BuildLog: Sendable {
     /// entry gets its position as its `offset`. Followers are signalled once it commits.
     static func append(_ entries: [LogEntry], buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
         guard !entries.isEmpty else { return }
-        var kinds: [String] = []
-        var texts: [String] = []
-        for var entry in entries {
-            // The statement writes the position in place of this value (JSON keys come in no set
-            // order; a string value cannot hold the unescaped quotes of the pattern).
-            entry.offset = Self.offsetSentinel
-            kinds.append(entry.kind.rawValue)
-            texts.append(String(decoding: try BuildJSON.encoder.encode(entry), as: UTF8.self))
-        }
+        let kinds = entries.map(\.kind.rawValue)
+        let texts = try entries.map(stored)
         let count = Int64(entries.count)
         try await tx.query(
             """
@@ -52,6 +45,15 @@ public struct BuildLog: Sendable {
             SELECT first FROM taken
             """, logger: logger)
         try await BuildSignals.notify("build:\(buildId)", on: tx, logger: logger)
+    }
+
+    /// An entry as stored, before its position is known: the statement that writes it replaces
+    /// `offsetPattern` with `"offset":<position>` (JSON keys come in no set order; a string value
+    /// cannot hold the unescaped quotes of the pattern).
+    static func stored(_ entry: LogEntry) throws -> String {
+        var entry = entry
+        entry.offset = offsetSentinel
+        return String(decoding: try BuildJSON.encoder.encode(entry), as: UTF8.self)
     }
 
     /// The offset entries are encoded with before the statement gives them their position.

@@ -53,11 +53,11 @@ public struct JobQueue: Sendable {
                     let query = Self.candidateQuery(platforms: platforms, emulatedPlatforms: emulatedPlatforms, fallback: fallback,
                                                     organizationId: organizationId, projectId: projectId, bounded: bounded, monthFrom: monthFrom)
                     for try await r in try await tx.query(query, logger: logger).decode(
-                        (String, String, String, String, Bool, Bool,
+                        (String, String, String, String, Bool, Bool, String,
                          String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
                     {
-                        let facts = UsageStore.usageFacts((r.6, r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17, r.18))
-                        candidate = Candidate(jobId: r.0, buildId: r.1, projectId: r.3, isolated: r.4, emulated: r.5,
+                        let facts = UsageStore.usageFacts((r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17, r.18, r.19))
+                        candidate = Candidate(jobId: r.0, buildId: r.1, projectId: r.3, isolated: r.4, emulated: r.5, platform: r.6,
                                               usage: (organizationId: r.2, facts: facts))
                     }
                 }
@@ -84,8 +84,10 @@ public struct JobQueue: Sendable {
             token.isolated = picked.isolated
             let tokenHash = ByteBuffer(bytes: TokenSecret.hash(token.secret))
             // In one round trip: the build locked and marked running if this is its first job to
-            // start, the build token, the job started (and how long it waited), and the project's
-            // cache generation and policy.
+            // start (with "picked up" in its log then), the build token, the job started (and how
+            // long it waited), and the project's cache generation and policy.
+            let pickedUp = try BuildLog.stored(LogEntry(kind: .status, platform: picked.platform, line: "picked up by worker \(workerName)",
+                                                        status: .running))
             var claimed: (build: BuildStore.BuildRow, sealed: ByteBuffer?, wasQueued: Bool, job: JobRecord)?
             var generation = 0
             var policy = (gigabytes: 50, days: 14)
@@ -93,10 +95,17 @@ public struct JobQueue: Sendable {
                 """
                 WITH started AS (
                     UPDATE builds b SET status = CASE WHEN o.old_status = 'queued' THEN 'running' ELSE b.status END,
-                                        started_at = CASE WHEN o.old_status = 'queued' THEN now() ELSE b.started_at END
+                                        started_at = CASE WHEN o.old_status = 'queued' THEN now() ELSE b.started_at END,
+                                        next_log_position = b.next_log_position + CASE WHEN o.old_status = 'queued' THEN 1 ELSE 0 END
                     FROM (SELECT id AS old_id, status AS old_status FROM builds WHERE id = \(picked.buildId) FOR UPDATE) o
                     WHERE b.id = o.old_id
-                    RETURNING \(unescaped: BuildStore.buildColumns), sealed_secrets, o.old_status = 'queued' AS was_queued
+                    RETURNING \(unescaped: BuildStore.buildColumns), sealed_secrets, o.old_status = 'queued' AS was_queued,
+                              b.next_log_position - 1 AS log_position
+                ), logged AS (
+                    INSERT INTO build_log (build_id, position, kind, entry)
+                    SELECT started.id, started.log_position, \(LogEntry.Kind.status.rawValue),
+                           replace(\(pickedUp), \(BuildLog.offsetPattern), '"offset":' || started.log_position)
+                    FROM started WHERE started.was_queued
                 ), new_token AS (
                     INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, project_id, expires_at, isolated)
                     VALUES (\(token.id), \(token.organizationId), \(token.kind.rawValue), \(token.name), \(tokenHash),
@@ -114,13 +123,13 @@ public struct JobQueue: Sendable {
                 SELECT started.*, job.* FROM started, job
                 """, logger: logger)
             {
-                let r = try row.decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?, Bool,
+                let r = try row.decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?, Bool, Int64,
                                         String, String, String, String, String?, Date?, Date?, String?, String?, Bool, Double, Int, Int, Int).self)
                 claimed = ((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11), r.12, r.13,
-                           BuildStore.job((r.14, r.15, r.16, r.17, r.18, r.19, r.20, r.21, r.22, r.23)))
-                Observability.queueToStart.recordNanoseconds(Int64(max(r.24, 0) * 1e9))
-                policy = (r.25, r.26)
-                generation = r.27
+                           BuildStore.job((r.15, r.16, r.17, r.18, r.19, r.20, r.21, r.22, r.23, r.24)))
+                Observability.queueToStart.recordNanoseconds(Int64(max(r.25, 0) * 1e9))
+                policy = (r.26, r.27)
+                generation = r.28
             }
             guard let claimed else { return nil }
             let build = try BuildStore.build(claimed.build).item
@@ -135,11 +144,7 @@ public struct JobQueue: Sendable {
             if agentBuilder {
                 try await tx.query("UPDATE agent_builders SET jobs_served = jobs_served + 1 WHERE worker_token_id = \(workerTokenId)", logger: logger)
             }
-            if claimed.wasQueued {
-                try await BuildLog.append(
-                    [LogEntry(kind: .status, platform: job.platform, line: "picked up by worker \(workerName)", status: .running)],
-                    buildId: build.id, on: tx, logger: logger)
-            }
+            if claimed.wasQueued { try await BuildSignals.notify("build:\(build.id)", on: tx, logger: logger) }
             // The worker itself was recorded (`recordWorker`) when its claim request came in.
             let secrets = try claimed.sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
             let grant = TokenGrant(tokenId: token.id, kind: .build, organizationId: build.organizationId, projectId: build.projectId,
@@ -157,6 +162,7 @@ public struct JobQueue: Sendable {
         var projectId: String
         var isolated: Bool
         var emulated: Bool
+        var platform: String
         var usage: (organizationId: String, facts: UsageStore.UsageFacts)
     }
 
@@ -177,7 +183,7 @@ public struct JobQueue: Sendable {
         let all = platforms + emulatedPlatforms
         let facts = """
             SELECT picked.id, picked.build_id, picked.organization_id, bb.project_id,
-                   coalesce((bb.spec::jsonb ->> 'isolated')::boolean, false), picked.emulated, f.*
+                   coalesce((bb.spec::jsonb ->> 'isolated')::boolean, false), picked.emulated, picked.platform, f.*
             FROM picked JOIN builds bb ON bb.id = picked.build_id
             CROSS JOIN LATERAL (SELECT \(UsageStore.usageFactsColumns(monthFrom: monthFrom))
                                 FROM \(UsageStore.usageFactsFrom) WHERE o.id = picked.organization_id) f
@@ -185,7 +191,7 @@ public struct JobQueue: Sendable {
         return emulatedPlatforms.isEmpty
             ? """
               WITH picked AS MATERIALIZED (
-                  SELECT j.id, j.build_id, j.organization_id, false AS emulated FROM build_jobs j
+                  SELECT j.id, j.build_id, j.organization_id, false AS emulated, j.platform FROM build_jobs j
                   WHERE j.status = 'queued' AND NOT j.blocked AND j.platform = ANY(\(platforms))
                     AND (\(organizationId)::text IS NULL OR j.organization_id = \(organizationId))
                     AND (\(projectId)::text IS NULL OR j.build_id IN (SELECT id FROM builds WHERE project_id = \(projectId)))
@@ -199,7 +205,7 @@ public struct JobQueue: Sendable {
               """
             : """
               WITH picked AS MATERIALIZED (
-                  SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) AS emulated FROM build_jobs j
+                  SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) AS emulated, j.platform FROM build_jobs j
                   JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
                   WHERE j.status = 'queued' AND NOT j.blocked
                     AND (j.platform = ANY(\(platforms))
