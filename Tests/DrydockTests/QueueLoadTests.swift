@@ -9,7 +9,7 @@ import Testing
 @Suite("The queue under load")
 struct QueueLoadTests {
     static func strings(_ url: DatabaseURL, _ query: PostgresQuery) async throws -> [String] {
-        try await ServerRunner.withDatabase(url, logger: TestDatabase.logger) { client in
+        try await ServerRunner.withDatabase(url, logger: TestDatabase.logger, waitLimit: TestDatabase.setupWaitLimit) { client in
             var out: [String] = []
             for try await value in try await client.query(query, logger: TestDatabase.logger).decode(String.self) { out.append(value) }
             return out
@@ -38,7 +38,7 @@ struct QueueLoadTests {
             let (locked, lockedSignal) = AsyncStream<Void>.makeStream()
             let (release, releaseSignal) = AsyncStream<Void>.makeStream()
             let holder = Task {
-                try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger) { client in
+                try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger, waitLimit: TestDatabase.setupWaitLimit) { client in
                     try await client.transaction(logger: TestDatabase.logger) { tx in
                         let rows = try await tx.query(
                             "SELECT id FROM build_jobs WHERE status = 'queued' ORDER BY seq LIMIT 64 FOR UPDATE", logger: TestDatabase.logger)

@@ -27,18 +27,23 @@ enum TestDatabase {
         return logger
     }()
 
+    /// The harness's own statements (creating a test's database, reading and writing rows) may
+    /// wait this long: when every suite starts at once, a `CREATE DATABASE` can queue behind the
+    /// others for more than the server's 5 seconds.
+    static let setupWaitLimit: Duration = .seconds(120)
+
     /// A new, empty database; returns its URL.
     static func create() async throws -> DatabaseURL {
         let admin = try adminURL
         let name = "drydock_test_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased())"
-        try await ServerRunner.withDatabase(admin, logger: logger) { client in
+        try await ServerRunner.withDatabase(admin, logger: logger, waitLimit: setupWaitLimit) { client in
             try await client.query("CREATE DATABASE \(unescaped: name)", logger: logger)
         }
         return admin.with(database: name)
     }
 
     static func execute(_ url: DatabaseURL, _ query: PostgresQuery) async throws {
-        try await ServerRunner.withDatabase(url, logger: logger) { client in
+        try await ServerRunner.withDatabase(url, logger: logger, waitLimit: setupWaitLimit) { client in
             try await client.query(query, logger: logger)
         }
     }
@@ -235,7 +240,7 @@ func specOperations() throws -> [(id: String, method: String, path: String)] {
 
 extension TestDatabase {
     static func count(_ url: DatabaseURL, _ query: PostgresQuery) async throws -> Int {
-        try await ServerRunner.withDatabase(url, logger: logger) { client in
+        try await ServerRunner.withDatabase(url, logger: logger, waitLimit: setupWaitLimit) { client in
             var value = 0
             for try await n in try await client.query(query, logger: logger).decode(Int.self) { value = n }
             return value

@@ -153,9 +153,10 @@ public enum ServerRunner {
         }
     }
 
-    /// Runs `body` with a connected client, then shuts the client down.
+    /// Runs `body` with a connected client, then shuts the client down. `waitLimit`: how long one
+    /// operation may wait for PostgreSQL (`Database`).
     public static func withDatabase<T: Sendable>(
-        _ database: DatabaseURL, logger: Logger, _ body: @escaping @Sendable (Database) async throws -> T
+        _ database: DatabaseURL, logger: Logger, waitLimit: Duration = .seconds(5), _ body: @escaping @Sendable (Database) async throws -> T
     ) async throws -> T {
         // The pool's background chatter (such as leasing before run() is scheduled) is not news here.
         var backgroundLogger = logger
@@ -167,7 +168,7 @@ public enum ServerRunner {
                 return nil
             }
             defer { group.cancelAll() }
-            let result = try await body(Database(client: client))
+            let result = try await body(Database(client: client, waitLimit: waitLimit))
             return result
         }
     }
