@@ -169,7 +169,7 @@ public struct JobQueue: Sendable {
     /// The oldest claimable job, locked (`SKIP LOCKED`: claims in flight do not wait for each
     /// other), with its build's project and isolation and its organization's usage facts
     /// (`UsageStore.usageFactsColumns`): the job id, build id, organization id, project id,
-    /// isolated, emulated, then the facts.
+    /// isolated, emulated, platform, then the facts.
     ///
     /// `bounded` looks only at the 64 oldest queued jobs of these platforms, read without locks.
     /// Unbounded, the locking scan walks the queued-jobs index from its start, where entries of
