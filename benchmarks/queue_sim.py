@@ -12,6 +12,7 @@ Usage: queue_sim.py URL WORKER_TOKEN JOBS WORKERS PROJECT:TOKEN [PROJECT:TOKEN .
 """
 import asyncio
 import http.client
+import re
 import json
 import sys
 import threading
@@ -191,9 +192,53 @@ async def drain():
     await asyncio.gather(*(worker(n) for n in range(workers)))
 
 
+def server_histograms():
+    """The server's request-duration histograms of claims and heartbeats (cumulative buckets
+    and counts), from /metrics: the server's own view, without the load generator's lag."""
+    c = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    except (http.client.HTTPException, OSError):
+        return {}
+    finally:
+        c.close()
+    found = {}
+    for line in text.splitlines():
+        if not line.startswith("http_server_request_duration") or 'POST' not in line:
+            continue
+        kind = "claim" if "/workers/claim" in line else "heartbeat" if "/heartbeat" in line else None
+        if kind is None:
+            continue
+        name, value = line.rsplit(" ", 1)
+        le = re.search(r'le="([^"]+)"', name)
+        key = float(le.group(1)) if le else ("count" if name.split("{")[0].endswith("_count") else None)
+        if key is not None:
+            found.setdefault(kind, {})[key] = found.get(kind, {}).get(key, 0) + float(value)
+    return found
+
+
+def server_view(before, after, kind):
+    """The share answered within 50 ms and the bucket holding the 99th percentile, as the
+    server measured them during the drain (None if its /metrics did not say)."""
+    b, a = before.get(kind, {}), after.get(kind, {})
+    total = a.get("count", 0) - b.get("count", 0)
+    if total <= 0:
+        return None, None
+    bounds = sorted(k for k in a if k != "count")
+    within = {k: a[k] - b.get(k, 0) for k in bounds}
+    share = within.get(0.05)
+    p99 = next((k for k in bounds if within[k] >= 0.99 * total), None)
+    return (round(100 * share / total, 2) if share is not None else None), (round(p99 * 1000) if p99 not in (None, float("inf")) else None)
+
+
+metrics_before = server_histograms()
 start = time.monotonic()
 asyncio.run(drain())
 drain_seconds = time.monotonic() - start
+metrics_after = server_histograms()
+server_claim_within, server_claim_p99 = server_view(metrics_before, metrics_after, "claim")
+server_hb_within, server_hb_p99 = server_view(metrics_before, metrics_after, "heartbeat")
 
 # Every build succeeded exactly once (builds the caller made before do not count).
 created_ids = set(created)
@@ -226,6 +271,10 @@ result = {
     "jobs_per_s": round(len(claimed_jobs) / drain_seconds, 1),
     "claim_p50_ms": round(pct(claims, 50) * 1000, 1), "claim_p99_ms": round(pct(claims, 99) * 1000, 1),
     "heartbeat_p50_ms": round(pct(heartbeats, 50) * 1000, 1), "heartbeat_p99_ms": round(pct(heartbeats, 99) * 1000, 1),
+    # As the server measured them (one replica's, behind a balancer): share within 50 ms, and
+    # the histogram bucket (upper bound, ms) that holds the 99th percentile.
+    "server_claim_within_50ms_pct": server_claim_within, "server_claim_p99_bucket_ms": server_claim_p99,
+    "server_heartbeat_within_50ms_pct": server_hb_within, "server_heartbeat_p99_bucket_ms": server_hb_p99,
     "claimed": len(claimed_jobs), "claimed_twice": len(claimed_jobs) - len(set(claimed_jobs)),
     "succeeded": succeeded, "lost": jobs - succeeded, "errors": len(errors), "not_succeeded": others,
 }

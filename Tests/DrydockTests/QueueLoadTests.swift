@@ -58,6 +58,43 @@ struct QueueLoadTests {
         }
     }
 
+    @Test("a claim starts its job: the build runs, its log names the worker and the job's platform once, the build token works; on a plan without overage the usage check runs first")
+    func claimStartsJob() async throws {
+        try await withTestServer(plan: .developer) { server in
+            let project = try await server.createProject("two")
+            let context = try await server.uploadZeroContext(project)
+            let build = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                 json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
+                .decoded(Schemas.Build.self)
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            func claim(_ platform: String) async throws -> Schemas.JobAssignment? {
+                let answer = try await server.request(.post, "/api/v1/workers/claim", token: worker,
+                                                      json: #"{"name":"w1","platforms":["\#(platform)"],"waitSeconds":0}"#)
+                return answer.status == .ok ? try answer.decoded(Schemas.JobAssignment.self) : nil
+            }
+            let arm = try #require(try await claim("linux/arm64"))
+            #expect(arm.buildId == build.id && arm.platform == "linux/arm64")
+            let amd = try #require(try await claim("linux/amd64"))
+            #expect(amd.buildId == build.id && amd.platform == "linux/amd64" && amd.buildToken != arm.buildToken)
+            #expect(try await claim("linux/amd64") == nil, "a third claim found a job in a two-platform build")
+            let running = try await server.request(.get, "/api/v1/builds/\(build.id)", token: server.ownerToken).decoded(Schemas.Build.self)
+            #expect(running.status == .running)
+            let log = try await server.request(.get, "/api/v1/builds/\(build.id)/logs", token: server.ownerToken).text
+            let pickups = log.split(separator: "\n").filter { $0.contains("picked up by worker w1") }
+            #expect(pickups.count == 1, "\(log)")
+            #expect(pickups.first?.contains(#""platform":"linux/arm64""#) == true, "\(log)")
+            #expect(pickups.first?.contains(#""offset":"#) == true && !log.contains("-4611686018427387904") && !log.contains("@claimed-job-platform@"),
+                    "\(log)")
+            // Each job's build token is its own and works at once (a heartbeat).
+            for job in [arm, amd] {
+                let beat = try await server.request(.post, "/api/v1/jobs/\(job.jobId)/heartbeat", token: job.buildToken, json: "{}")
+                #expect(beat.status == .ok, "\(beat.text)")
+            }
+            let names = try await Self.strings(server.database, "SELECT name FROM tokens WHERE kind = 'build' ORDER BY name")
+            #expect(Set(names) == ["build \(build.id) job \(arm.jobId)", "build \(build.id) job \(amd.jobId)"])
+        }
+    }
+
     @Test("signals raised in a transaction leave after it commits, batched; a rolled-back transaction's never leave")
     func signalsAfterCommit() async throws {
         try await withTestServer { server in
