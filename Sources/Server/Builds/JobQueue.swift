@@ -35,276 +35,194 @@ public struct JobQueue: Sendable {
     /// A worker's emulated platforms get a job only once it has waited `emulationFallback` for a
     /// native builder.
     /// `projectId` (a builder an agent started) limits it to that project's jobs.
-    ///
-    /// One statement (`claimStatement`) picks the job and starts it: no transaction is held open
-    /// between round trips, so a claim holds a pooled connection once, briefly. When the job's
-    /// organization has a cap, or a plan without overage, the statement only reads its usage
-    /// facts; the check runs here, and the statement runs again with the organization cleared
-    /// (or the job fails with the reason: a queued build does not start past a cap reached since
-    /// it was queued).
     func claim(organizationId: String?, projectId: String? = nil, platforms requested: [Platform], emulated: [Platform] = [], workerName: String,
                workerTokenId: String) async throws -> ClaimedJob? {
+        let agentBuilder = projectId != nil
         let platforms = requested.map(\.description)
         let emulatedPlatforms = emulated.map(\.description).filter { !platforms.contains($0) }
-        // The job's own credential: this project only, revoked when the job ends. An isolated
-        // build's token may push its own image only (`<project>/build:<its tag>`, set below
-        // once the job's platform is read).
-        let tokenId = Identifier.generate()
-        let secret = TokenSecret.generate(kind: .build)
-        let expiresAt = Date().addingTimeInterval(6 * 3600)
-        var cleared: [String] = []
-        while true {
-            var claimed: ClaimRow?
-            let monthFrom = UsagePeriod.month(containing: Date()).from
-            // First among the oldest queued jobs as the statement sees them (read without locks);
-            // only when all of those were taken by claims in flight, among all.
-            for bounded in [true, false] {
-                let statement = try Self.claimStatement(
-                    platforms: platforms, emulatedPlatforms: emulatedPlatforms, fallback: Double(emulationFallback.components.seconds),
-                    organizationId: organizationId, projectId: projectId, bounded: bounded, cleared: cleared,
-                    monthFrom: monthFrom,
-                    token: (tokenId, ByteBuffer(bytes: TokenSecret.hash(secret)), TokenSecret.displayPrefix(secret), expiresAt),
-                    workerName: workerName, workerTokenId: workerTokenId,
-                    firstLease: Double(min(leaseSeconds, Self.firstLeaseSeconds)))
-                for try await row in try await client.query(statement, logger: logger) {
-                    claimed = try ClaimRow(row.makeRandomAccess())
+        let fallback = Double(emulationFallback.components.seconds)
+        return try await client.transaction(logger: logger) { tx -> ClaimedJob? in
+            var picked: Candidate?
+            while picked == nil {
+                var candidate: Candidate?
+                // First among the oldest queued jobs as this statement sees them (read without
+                // locks), then, if all of those are taken by claims in flight, among all. With the
+                // job come its build's project and isolation, and its organization's usage facts.
+                let monthFrom = UsagePeriod.month(containing: Date()).from
+                for bounded in [true, false] where candidate == nil {
+                    let query = Self.candidateQuery(platforms: platforms, emulatedPlatforms: emulatedPlatforms, fallback: fallback,
+                                                    organizationId: organizationId, projectId: projectId, bounded: bounded, monthFrom: monthFrom)
+                    for try await r in try await tx.query(query, logger: logger).decode(
+                        (String, String, String, String, Bool, Bool, String,
+                         String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
+                    {
+                        let facts = UsageStore.usageFacts((r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17, r.18, r.19))
+                        candidate = Candidate(jobId: r.0, buildId: r.1, projectId: r.3, isolated: r.4, emulated: r.5, platform: r.6,
+                                              usage: (organizationId: r.2, facts: facts))
+                    }
                 }
-                guard let row = claimed, row.candidate == nil, bounded, row.seen >= Self.claimWindow else { break }
-            }
-            guard let claimed, let candidate = claimed.candidate else { return nil }
-            guard let started = claimed.started else {
-                // The organization's usage is checked here (plan history, spend), then the job is
-                // claimed with the organization cleared, or failed with the reason. The limit the
-                // check found is kept for the month (while its basis holds), so the next claims
-                // compare usage with it in their one statement.
-                let organization = candidate.organizationId
-                let check = try await client.withConnection { connection in
-                    try await UsageStore.check(candidate.facts, organizationId: organization, on: connection, logger: logger)
-                }
-                if let limit = check.startLimit {
-                    try await client.query(
+                guard let candidate else { return nil }
+                // A queued build does not start past a cap reached since it was queued.
+                if let refusal = try await UsageStore.refusal(candidate.usage.facts, organizationId: candidate.usage.organizationId,
+                                                              on: tx, logger: logger) {
+                    try await tx.query(
                         """
-                        INSERT INTO usage_start_limits (organization_id, month_from, basis, seconds)
-                        VALUES (\(organization), \(monthFrom), \(candidate.basis), \(limit))
-                        ON CONFLICT (organization_id, month_from) DO UPDATE SET basis = EXCLUDED.basis, seconds = EXCLUDED.seconds
+                        UPDATE build_jobs SET status = 'failed', error = \("not started: " + refusal), finished_at = now()
+                        WHERE id = \(candidate.jobId)
                         """, logger: logger)
-                }
-                guard let refusal = check.refusal else {
-                    cleared.append(organization)
+                    try await BuildStore.closeIfDone(buildId: candidate.buildId, on: tx, logger: logger)
                     continue
                 }
-                try await refuse(jobId: candidate.jobId, buildId: candidate.buildId, because: refusal)
-                continue
+                picked = candidate
             }
-            let build = try BuildStore.build(started.build).item
-            let job = started.job
+            guard let picked else { return nil }
+            // The job's own credential: this project only, revoked when the job ends. An isolated
+            // build's token may push its own image only (`<project>/build:<its tag>`, set below
+            // once the job's platform is read).
+            var token = NewToken(kind: .build, name: "build \(picked.buildId) job \(picked.jobId)", organizationId: picked.usage.organizationId,
+                                 projectId: picked.projectId, expiresAt: Date().addingTimeInterval(6 * 3600))
+            token.isolated = picked.isolated
+            let tokenHash = ByteBuffer(bytes: TokenSecret.hash(token.secret))
+            // In one round trip: the build locked and marked running if this is its first job to
+            // start (with "picked up" in its log then), the build token, the job started (and how
+            // long it waited), and the project's cache generation and policy.
+            let pickedUp = try BuildLog.stored(LogEntry(kind: .status, platform: picked.platform, line: "picked up by worker \(workerName)",
+                                                        status: .running))
+            var claimed: (build: BuildStore.BuildRow, sealed: ByteBuffer?, wasQueued: Bool, job: JobRecord)?
+            var generation = 0
+            var policy = (gigabytes: 50, days: 14)
+            for try await row in try await tx.query(
+                """
+                WITH started AS (
+                    UPDATE builds b SET status = CASE WHEN o.old_status = 'queued' THEN 'running' ELSE b.status END,
+                                        started_at = CASE WHEN o.old_status = 'queued' THEN now() ELSE b.started_at END,
+                                        next_log_position = b.next_log_position + CASE WHEN o.old_status = 'queued' THEN 1 ELSE 0 END
+                    FROM (SELECT id AS old_id, status AS old_status FROM builds WHERE id = \(picked.buildId) FOR UPDATE) o
+                    WHERE b.id = o.old_id
+                    RETURNING \(unescaped: BuildStore.buildColumns), sealed_secrets, o.old_status = 'queued' AS was_queued,
+                              b.next_log_position - 1 AS log_position
+                ), logged AS (
+                    INSERT INTO build_log (build_id, position, kind, entry)
+                    SELECT started.id, started.log_position, \(LogEntry.Kind.status.rawValue),
+                           replace(\(pickedUp), \(BuildLog.offsetPattern), '"offset":' || started.log_position)
+                    FROM started WHERE started.was_queued
+                ), new_token AS (
+                    INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, project_id, expires_at, isolated)
+                    VALUES (\(token.id), \(token.organizationId), \(token.kind.rawValue), \(token.name), \(tokenHash),
+                            \(TokenSecret.displayPrefix(token.secret)), \(token.projectId), \(token.expiresAt), \(token.isolated))
+                ), job AS (
+                    UPDATE build_jobs j SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId), emulated = \(picked.emulated),
+                           build_token_id = \(token.id), started_at = now(),
+                           lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
+                    FROM projects p
+                    WHERE j.id = \(picked.jobId) AND p.id = \(picked.projectId)
+                    RETURNING j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error, j.emulated,
+                              extract(epoch FROM now() - j.queued_at)::float8, p.cache_keep_gb, p.cache_keep_days,
+                              coalesce((SELECT c.generation FROM project_caches c WHERE c.project_id = p.id AND c.platform = j.platform), 0)
+                )
+                SELECT started.*, job.* FROM started, job
+                """, logger: logger)
+            {
+                let r = try row.decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?, Bool, Int64,
+                                        String, String, String, String, String?, Date?, Date?, String?, String?, Bool, Double, Int, Int, Int).self)
+                claimed = ((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11), r.12, r.13,
+                           BuildStore.job((r.15, r.16, r.17, r.18, r.19, r.20, r.21, r.22, r.23, r.24)))
+                Observability.queueToStart.recordNanoseconds(Int64(max(r.25, 0) * 1e9))
+                policy = (r.26, r.27)
+                generation = r.28
+            }
+            guard let claimed else { return nil }
+            let build = try BuildStore.build(claimed.build).item
+            let job = claimed.job
             var buildTag: String?
-            if candidate.isolated {
+            if token.isolated {
                 let tag = String(build.image(forJobOn: job.platform).split(separator: ":").last ?? "")
-                try await client.query("UPDATE tokens SET build_tag = \(tag) WHERE id = \(tokenId)", logger: logger)
+                try await PostgresTokenStore.setBuildTag(tag, tokenId: token.id, on: tx, logger: logger)
                 buildTag = tag
             }
-            if started.wasQueued { try await client.signal(["build:\(build.id)"], logger: logger) }
-            Observability.queueToStart.recordNanoseconds(Int64(max(started.waited, 0) * 1e9))
+            // A builder an agent started counts the jobs it served.
+            if agentBuilder {
+                try await tx.query("UPDATE agent_builders SET jobs_served = jobs_served + 1 WHERE worker_token_id = \(workerTokenId)", logger: logger)
+            }
+            if claimed.wasQueued { try await BuildSignals.notify("build:\(build.id)", on: tx, logger: logger) }
             // The worker itself was recorded (`recordWorker`) when its claim request came in.
-            let secrets = try started.sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
-            let grant = TokenGrant(tokenId: tokenId, kind: .build, organizationId: build.organizationId, projectId: build.projectId,
-                                   userId: nil, role: nil, expiresAt: expiresAt, revoked: false, lastUsedAt: nil,
-                                   isolated: candidate.isolated, buildTag: buildTag)
-            return ClaimedJob(job: job, build: build, buildToken: secret, secrets: secrets, cacheGeneration: started.generation,
-                              keepGigabytes: started.keepGigabytes, keepDays: started.keepDays, buildGrant: grant)
+            let secrets = try claimed.sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
+            let grant = TokenGrant(tokenId: token.id, kind: .build, organizationId: build.organizationId, projectId: build.projectId,
+                                   userId: nil, role: nil, expiresAt: token.expiresAt, revoked: false, lastUsedAt: nil,
+                                   isolated: token.isolated, buildTag: buildTag)
+            return ClaimedJob(job: job, build: build, buildToken: token.secret, secrets: secrets, cacheGeneration: generation,
+                              keepGigabytes: policy.gigabytes, keepDays: policy.days, buildGrant: grant)
         }
     }
 
-    /// Fails a queued job a usage check refused ("not started: …"), unless a claim took it since.
-    private func refuse(jobId: String, buildId: String, because refusal: String) async throws {
-        try await client.transaction(logger: logger) { tx in
-            var failed = false
-            for try await _ in try await tx.query(
-                """
-                UPDATE build_jobs SET status = 'failed', error = \("not started: " + refusal), finished_at = now()
-                WHERE id = \(jobId) AND status = 'queued' RETURNING 1
-                """, logger: logger).decode(Int.self) { failed = true }
-            if failed { try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger) }
-        }
+    /// A job a claim may take, with what deciding needs.
+    struct Candidate {
+        var jobId: String
+        var buildId: String
+        var projectId: String
+        var isolated: Bool
+        var emulated: Bool
+        var platform: String
+        var usage: (organizationId: String, facts: UsageStore.UsageFacts)
     }
 
-    /// How many of the oldest queued jobs a claim looks at first.
-    static let claimWindow = 64
-
-    /// What `claimStatement` answers: how many queued jobs its window saw, the job it picked with
-    /// what deciding needs, and, if it started the job, the build and job as they now are.
-    struct ClaimRow {
-        struct Candidate {
-            var jobId: String
-            var buildId: String
-            var organizationId: String
-            var isolated: Bool
-            var facts: UsageStore.UsageFacts
-            /// What the organization's usage limit is computed from (`usage_start_limits`).
-            var basis: String
-        }
-        struct Started {
-            var build: BuildStore.BuildRow
-            var sealed: ByteBuffer?
-            var wasQueued: Bool
-            var job: JobRecord
-            var waited: Double
-            var keepGigabytes: Int
-            var keepDays: Int
-            var generation: Int
-        }
-        var seen: Int
-        var candidate: Candidate?
-        var started: Started?
-
-        init(_ r: PostgresRandomAccessRow) throws {
-            func at<T: PostgresDecodable>(_ i: Int, _: T.Type = T.self) throws -> T { try r[i].decode(T.self) }
-            seen = try at(0)
-            guard let jobId: String = try at(1) else { return }
-            let facts = UsageStore.usageFacts((try at(8), try at(9), try at(10), try at(11), try at(12), try at(13), try at(14), try at(15),
-                                               try at(16), try at(17), try at(18), try at(19), try at(20)))
-            candidate = Candidate(jobId: jobId, buildId: try at(2), organizationId: try at(3), isolated: try at(5), facts: facts, basis: try at(51))
-            guard let buildId: String = try at(22) else { return }
-            // The build's columns (`BuildStore.buildColumns`), then the job's.
-            let build: BuildStore.BuildRow = (buildId, try at(23), try at(24), try at(25), try at(26), try at(27), try at(28), try at(29),
-                                              try at(30), try at(31), try at(32), try at(33))
-            let job = BuildStore.job((try at(37), try at(38), try at(39), try at(40), try at(41), try at(42), try at(43), try at(44),
-                                      try at(45), try at(46)))
-            started = Started(build: build, sealed: try at(34), wasQueued: try at(35), job: job, waited: try at(47),
-                              keepGigabytes: try at(48), keepDays: try at(49), generation: try at(50))
-        }
-    }
-
-    /// The claim as one statement. `picked` locks the oldest claimable job (`SKIP LOCKED`: claims
-    /// in flight do not wait for each other); `candidate` adds its build's project and isolation
-    /// and its organization's usage facts (`UsageStore.usageFactsColumns`), and whether the job
-    /// may start without a check here (`go`: overage allowed and no caps, usage below the limit
-    /// a check stored in `usage_start_limits` while its basis holds, or the organization
-    /// `cleared` by a check during this claim). If so the rest start it: the build locked and marked running if this is
-    /// its first job to start (with "picked up" in its log then), the build token, the job
-    /// running on a short first lease, an agent builder's count; and the answer has the build,
-    /// the job, how long it waited, the project's cache policy and generation. Columns:
-    /// seen (0), candidate (1–21), build (22–36), job (37–50), the limit's basis (51); see `ClaimRow`.
+    /// The oldest claimable job, locked (`SKIP LOCKED`: claims in flight do not wait for each
+    /// other), with its build's project and isolation and its organization's usage facts
+    /// (`UsageStore.usageFactsColumns`): the job id, build id, organization id, project id,
+    /// isolated, emulated, platform, then the facts.
     ///
-    /// `bounded` looks only at the `claimWindow` oldest queued jobs of these platforms, read
-    /// without locks. Unbounded, the locking scan walks the queued-jobs index from its start,
-    /// where entries of jobs claimed moments ago linger until vacuum: PostgreSQL locks such a
-    /// row's newest version before it sees it is no longer queued, and keeps that lock until the
-    /// claim commits, so the job's first heartbeat waited for an unrelated claim. Emulated
-    /// platforms follow each project's setting (native-only, fallback after a delay, allowed); a
-    /// worker without any takes the short path.
-    static func claimStatement(platforms: [String], emulatedPlatforms: [String], fallback: Double, organizationId: String?, projectId: String?,
-                               bounded: Bool, cleared: [String], monthFrom: Int64,
-                               token: (id: String, hash: ByteBuffer, prefix: String, expiresAt: Date),
-                               workerName: String, workerTokenId: String, firstLease: Double) throws -> PostgresQuery {
-        var binds = PostgresBindings(capacity: 20)
-        func bind<V: PostgresDynamicTypeEncodable>(_ value: V) -> String {
-            binds.append(value)
-            return "$\(binds.count)"
-        }
-        func bindOptional(_ value: String?) -> String {
-            binds.append(value)
-            return "$\(binds.count)"
-        }
-        let native = bind(platforms), organization = bindOptional(organizationId), project = bindOptional(projectId)
-        let window = """
-            SELECT q.id FROM build_jobs q WHERE q.status = 'queued' AND NOT q.blocked AND q.platform = ANY(\(bind(platforms + emulatedPlatforms)))
-              AND (\(organization)::text IS NULL OR q.organization_id = \(organization))
-            ORDER BY q.seq LIMIT \(claimWindow)
+    /// `bounded` looks only at the 64 oldest queued jobs of these platforms, read without locks.
+    /// Unbounded, the locking scan walks the queued-jobs index from its start, where entries of
+    /// jobs claimed moments ago linger until vacuum: PostgreSQL locks such a row's newest version
+    /// before it sees it is no longer queued, and keeps that lock until the claim commits, so the
+    /// job's first heartbeat waited for an unrelated claim. Emulated platforms follow each
+    /// project's setting (native-only, fallback after a delay, allowed); a worker without any
+    /// takes the short path.
+    static func candidateQuery(platforms: [String], emulatedPlatforms: [String], fallback: Double, organizationId: String?,
+                               projectId: String?, bounded: Bool, monthFrom: Int64) -> PostgresQuery {
+        let all = platforms + emulatedPlatforms
+        let facts = """
+            SELECT picked.id, picked.build_id, picked.organization_id, bb.project_id,
+                   coalesce((bb.spec::jsonb ->> 'isolated')::boolean, false), picked.emulated, picked.platform, f.*
+            FROM picked JOIN builds bb ON bb.id = picked.build_id
+            CROSS JOIN LATERAL (SELECT \(UsageStore.usageFactsColumns(monthFrom: monthFrom))
+                                FROM \(UsageStore.usageFactsFrom) WHERE o.id = picked.organization_id) f
             """
-        let inWindow = "(NOT \(bind(bounded)) OR j.id IN (SELECT id FROM claim_window))"
-        let picked = emulatedPlatforms.isEmpty
+        return emulatedPlatforms.isEmpty
             ? """
-              SELECT j.id, j.build_id, j.organization_id, false AS emulated, j.platform FROM build_jobs j
-              WHERE j.status = 'queued' AND NOT j.blocked AND j.platform = ANY(\(native))
-                AND (\(organization)::text IS NULL OR j.organization_id = \(organization))
-                AND (\(project)::text IS NULL OR j.build_id IN (SELECT id FROM builds WHERE project_id = \(project)))
-                AND \(inWindow)
-              ORDER BY j.seq LIMIT 1
-              FOR UPDATE SKIP LOCKED
+              WITH picked AS MATERIALIZED (
+                  SELECT j.id, j.build_id, j.organization_id, false AS emulated, j.platform FROM build_jobs j
+                  WHERE j.status = 'queued' AND NOT j.blocked AND j.platform = ANY(\(platforms))
+                    AND (\(organizationId)::text IS NULL OR j.organization_id = \(organizationId))
+                    AND (\(projectId)::text IS NULL OR j.build_id IN (SELECT id FROM builds WHERE project_id = \(projectId)))
+                    AND (NOT \(bounded) OR j.id IN (SELECT q.id FROM build_jobs q WHERE q.status = 'queued' AND NOT q.blocked AND q.platform = ANY(\(all))
+                                                     AND (\(organizationId)::text IS NULL OR q.organization_id = \(organizationId))
+                                                     ORDER BY q.seq LIMIT 64))
+                  ORDER BY j.seq LIMIT 1
+                  FOR UPDATE SKIP LOCKED
+              )
+              \(unescaped: facts)
               """
             : """
-              SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(native))) AS emulated, j.platform FROM build_jobs j
-              JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
-              WHERE j.status = 'queued' AND NOT j.blocked
-                AND (j.platform = ANY(\(native))
-                     OR (j.platform = ANY(\(bind(emulatedPlatforms)))
-                         AND (p.emulation = 'allowed'
-                              OR (p.emulation = 'fallback'
-                                  AND j.queued_at <= now() - make_interval(secs => coalesce(p.emulation_fallback_seconds, \(bind(fallback))::double precision))))))
-                AND (\(organization)::text IS NULL OR j.organization_id = \(organization))
-                AND (\(project)::text IS NULL OR b.project_id = \(project))
-                AND \(inWindow)
-              ORDER BY j.seq LIMIT 1
-              FOR UPDATE OF j SKIP LOCKED
+              WITH picked AS MATERIALIZED (
+                  SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) AS emulated, j.platform FROM build_jobs j
+                  JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
+                  WHERE j.status = 'queued' AND NOT j.blocked
+                    AND (j.platform = ANY(\(platforms))
+                         OR (j.platform = ANY(\(emulatedPlatforms))
+                             AND (p.emulation = 'allowed'
+                                  OR (p.emulation = 'fallback'
+                                      AND j.queued_at <= now() - make_interval(secs => coalesce(p.emulation_fallback_seconds, \(fallback)::double precision))))))
+                    AND (\(organizationId)::text IS NULL OR j.organization_id = \(organizationId))
+                    AND (\(projectId)::text IS NULL OR b.project_id = \(projectId))
+                    AND (NOT \(bounded) OR j.id IN (SELECT q.id FROM build_jobs q WHERE q.status = 'queued' AND NOT q.blocked AND q.platform = ANY(\(all))
+                                                     AND (\(organizationId)::text IS NULL OR q.organization_id = \(organizationId))
+                                                     ORDER BY q.seq LIMIT 64))
+                  ORDER BY j.seq LIMIT 1
+                  FOR UPDATE OF j SKIP LOCKED
+              )
+              \(unescaped: facts)
               """
-        // The log line as stored, its position and platform put in by the statement.
-        let platformSentinel = "@claimed-job-platform@"
-        let pickedUp = try BuildLog.stored(LogEntry(kind: .status, platform: platformSentinel, line: "picked up by worker \(workerName)",
-                                                    status: .running))
-        let sql = """
-            WITH claim_window AS MATERIALIZED (\(window)),
-            picked AS MATERIALIZED (\(picked)),
-            candidate AS MATERIALIZED (
-                SELECT picked.id AS job_id, picked.build_id, picked.organization_id AS org_id, bb.project_id AS build_project,
-                       coalesce((bb.spec::jsonb ->> 'isolated')::boolean, false) AS isolated, picked.emulated AS on_emulation,
-                       picked.platform AS job_platform, f.*,
-                       (f.minute_overage_millicents IS NOT NULL AND f.plan_overrides IS NULL AND f.minutes_per_month IS NULL
-                        AND f.spend_cents_per_month IS NULL)
-                       OR picked.organization_id = ANY(\(bind(cleared)))
-                       OR EXISTS (SELECT 1 FROM usage_start_limits l
-                                  WHERE l.organization_id = picked.organization_id AND l.month_from = \(monthFrom)
-                                    AND l.basis = basis.text AND f.used_seconds < l.seconds) AS go,
-                       basis.text AS basis
-                FROM picked JOIN builds bb ON bb.id = picked.build_id
-                CROSS JOIN LATERAL (SELECT \(UsageStore.usageFactsColumns(monthFrom: monthFrom))
-                                    FROM \(UsageStore.usageFactsFrom) WHERE o.id = picked.organization_id) f
-                CROSS JOIN LATERAL (SELECT concat_ws('|', f.id, coalesce(f.plan_overrides, '-'), coalesce(f.minutes_per_month::text, '-'),
-                                                     (SELECT count(*) FROM organization_plans h WHERE h.organization_id = picked.organization_id)) AS text) basis
-            ), started AS (
-                UPDATE builds b SET status = CASE WHEN o.old_status = 'queued' THEN 'running' ELSE b.status END,
-                                    started_at = CASE WHEN o.old_status = 'queued' THEN now() ELSE b.started_at END,
-                                    next_log_position = b.next_log_position + CASE WHEN o.old_status = 'queued' THEN 1 ELSE 0 END
-                FROM (SELECT id AS old_id, status AS old_status FROM builds
-                      WHERE id = (SELECT build_id FROM candidate WHERE go) FOR UPDATE) o
-                WHERE b.id = o.old_id
-                RETURNING \(BuildStore.buildColumns), sealed_secrets, o.old_status = 'queued' AS was_queued,
-                          b.next_log_position - 1 AS log_position
-            ), logged AS (
-                INSERT INTO build_log (build_id, position, kind, entry)
-                SELECT started.id, started.log_position, \(bind(LogEntry.Kind.status.rawValue)),
-                       replace(replace(\(bind(pickedUp)), \(bind(BuildLog.offsetPattern)), '"offset":' || started.log_position),
-                               \(bind("\"platform\":\"\(platformSentinel)\"")), '"platform":' || to_json(candidate.job_platform)::text)
-                FROM started, candidate WHERE started.was_queued
-            ), new_token AS (
-                INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, project_id, expires_at, isolated)
-                SELECT \(bind(token.id)), org_id, \(bind(TokenKind.build.rawValue)), 'build ' || build_id || ' job ' || job_id,
-                       \(bind(token.hash)), \(bind(token.prefix)), build_project, \(bind(token.expiresAt)), isolated
-                FROM candidate WHERE go
-            ), job AS (
-                UPDATE build_jobs j SET status = 'running', worker_name = \(bind(workerName)), worker_token_id = \(bind(workerTokenId)),
-                       emulated = c.on_emulation, build_token_id = \(bind(token.id)), started_at = now(),
-                       lease_expires_at = now() + make_interval(secs => \(bind(firstLease)))
-                FROM candidate c, projects p
-                WHERE c.go AND j.id = c.job_id AND p.id = c.build_project
-                RETURNING j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error, j.emulated,
-                          extract(epoch FROM now() - j.queued_at)::float8, p.cache_keep_gb, p.cache_keep_days,
-                          coalesce((SELECT g.generation FROM project_caches g WHERE g.project_id = p.id AND g.platform = j.platform), 0)
-            ), served AS (
-                -- A builder an agent started counts the jobs it served.
-                UPDATE agent_builders SET jobs_served = jobs_served + 1
-                WHERE \(project)::text IS NOT NULL AND worker_token_id = \(bind(workerTokenId)) AND EXISTS (SELECT 1 FROM job)
-            )
-            SELECT (SELECT count(*) FROM claim_window)::int, candidate.job_id, candidate.build_id, candidate.org_id, candidate.build_project,
-                   candidate.isolated, candidate.on_emulation, candidate.job_platform,
-                   candidate.id, candidate.name, candidate.monthly_cents, candidate.max_users, candidate.included_minutes,
-                   candidate.minute_overage_millicents, candidate.included_storage_gb, candidate.storage_overage_millicents,
-                   candidate.usage_caps, candidate.plan_overrides, candidate.minutes_per_month, candidate.spend_cents_per_month,
-                   candidate.used_seconds, candidate.go, started.*, job.*, candidate.basis
-            FROM (SELECT 1) one LEFT JOIN candidate ON true LEFT JOIN started ON true LEFT JOIN job ON true
-            """
-        return PostgresQuery(unsafeSQL: sql, binds: binds)
     }
 
     /// The job if it belongs to this build token.

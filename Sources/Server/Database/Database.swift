@@ -111,14 +111,6 @@ public struct Database: Sendable {
         }
     }
 
-    /// Sends signals to every server for work committed outside a transaction (one statement):
-    /// batched by the server's publisher, else at once.
-    func signal(_ keys: [String], logger: Logger) async throws {
-        guard !keys.isEmpty else { return }
-        if let signals { return signals.publish(keys) }
-        try await query("SELECT pg_notify(\(BuildSignals.channel), k) FROM unnest(\(keys)) AS k", logger: logger)
-    }
-
     /// Whether this server does the background work `name` now: true for one replica per
     /// `interval` (the first to ask once the previous turn is that old), so housekeeping that
     /// every replica runs is done once, not once per replica.

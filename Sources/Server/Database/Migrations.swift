@@ -526,22 +526,6 @@ public enum Migrations {
             $$
             """,
         ]),
-        Migration(version: 15, name: "usage start limits: a claim of a capped organization checks its usage in the claim's one statement", statements: [
-            // The month's build seconds below which an organization's builds start (its minutes
-            // cap, or the included minutes of a plan without overage), as a full usage check
-            // found them, with what they were computed from (`basis`: plan, overrides, minutes
-            // cap, plan history): a claim compares its fresh usage with the limit while the basis
-            // is unchanged, and runs the full check otherwise. Spend caps are never stored.
-            """
-            CREATE TABLE usage_start_limits (
-                organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
-                month_from bigint NOT NULL,
-                basis text NOT NULL,
-                seconds bigint NOT NULL,
-                PRIMARY KEY (organization_id, month_from)
-            )
-            """,
-        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

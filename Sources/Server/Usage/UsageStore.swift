@@ -353,7 +353,7 @@ public struct UsageStore: Sendable {
         \(termsColumns), o.plan_overrides, c.minutes_per_month, c.spend_cents_per_month,
         (coalesce((SELECT sum(t.build_seconds) FROM usage_totals t WHERE t.organization_id = o.id AND t.month_from = \(monthFrom)), 0)
          + coalesce((SELECT sum(greatest(0, ceil(extract(epoch FROM now()) - greatest(floor(extract(epoch FROM j.started_at)), \(monthFrom)))))
-                     FROM build_jobs j WHERE j.organization_id = o.id AND j.status = 'running' AND j.started_at IS NOT NULL), 0))::bigint AS used_seconds
+                     FROM build_jobs j WHERE j.organization_id = o.id AND j.status = 'running' AND j.started_at IS NOT NULL), 0))::bigint
         """
     }
 
@@ -376,26 +376,10 @@ public struct UsageStore: Sendable {
     /// changed within the month.
     static func refusal(_ facts: UsageFacts, organizationId: String, on tx: PostgresConnection, logger: Logger,
                         now: Date = Date()) async throws -> String? {
-        try await check(facts, organizationId: organizationId, on: tx, logger: logger, now: now).refusal
-    }
-
-    /// A usage check's answer: why a build may not start (nil: it may), and the month's build
-    /// seconds below which builds start for as long as the plan and caps stay as they are
-    /// (`Int64.max`: no limit; nil: a spend cap, which also counts storage, so each start is
-    /// checked).
-    struct UsageCheck {
-        var refusal: String?
-        var startLimit: Int64?
-    }
-
-    static func check(_ facts: UsageFacts, organizationId: String, on tx: PostgresConnection, logger: Logger,
-                      now: Date = Date()) async throws -> UsageCheck {
         let period = UsagePeriod.month(containing: now)
         let (terms, caps, used) = (facts.terms, facts.caps, facts.used)
         // Overage allowed and no caps: nothing to count.
-        if terms.minuteOverageMillicents != nil, caps.minutesPerMonth == nil, caps.spendCentsPerMonth == nil {
-            return UsageCheck(refusal: nil, startLimit: .max)
-        }
+        if terms.minuteOverageMillicents != nil, caps.minutesPerMonth == nil, caps.spendCentsPerMonth == nil { return nil }
         let nowEpoch = Int64(now.timeIntervalSince1970)
         let usedMinutes = String(format: "%.1f", Double(used) / 60)
         let month = period.label
@@ -422,16 +406,14 @@ public struct UsageStore: Sendable {
         }
         let monthBills = history.isEmpty ? [] : try await bills()
         let included = monthBills.isEmpty ? terms.includedMinutes : monthBills.reduce(Int64(0)) { $0 + $1.includedMinutes }
-        let limit = min(terms.minuteOverageMillicents == nil ? included * 60 : .max, caps.minutesPerMonth.map { $0 * 60 } ?? .max)
-        func refused(_ reason: String?) -> UsageCheck { UsageCheck(refusal: reason, startLimit: caps.spendCentsPerMonth == nil ? limit : nil) }
         if terms.minuteOverageMillicents == nil, used >= included * 60 {
-            return refused("the \(terms.name) plan includes \(included) build minutes this month and \(usedMinutes) are used in \(month); "
+            return "the \(terms.name) plan includes \(included) build minutes this month and \(usedMinutes) are used in \(month); "
                 + "builds resume on \(UsagePeriod.month(containing: Date(timeIntervalSince1970: TimeInterval(period.to))).label)-01, "
-                + "or the server operator can move the organization to the Startup plan (drydock-server set-plan --org \(organizationId) startup)")
+                + "or the server operator can move the organization to the Startup plan (drydock-server set-plan --org \(organizationId) startup)"
         }
         if let cap = caps.minutesPerMonth, used >= cap * 60 {
-            return refused("the organization's cap of \(cap) build minutes a month is reached: \(usedMinutes) minutes used in \(month). "
-                + "An admin can raise it with 'drydock usage caps set --minutes N' or remove it with 'drydock usage caps clear'")
+            return "the organization's cap of \(cap) build minutes a month is reached: \(usedMinutes) minutes used in \(month). "
+                + "An admin can raise it with 'drydock usage caps set --minutes N' or remove it with 'drydock usage caps clear'"
         }
         if let cap = caps.spendCentsPerMonth {
             var total = monthBills.reduce(Int64(0)) { $0 + $1.totalCents }
@@ -441,11 +423,11 @@ public struct UsageStore: Sendable {
                 total = Billing.month(plan: terms, buildSeconds: used, storageByteSeconds: held, monthSeconds: period.to - period.from).totalCents
             }
             if total >= cap {
-                return refused("the organization's spend cap of \(Billing.dollars(cap)) a month is reached: \(Billing.dollars(total)) "
-                    + "estimated for \(month). An admin can raise it with 'drydock usage caps set --spend AMOUNT' or remove it with 'drydock usage caps clear'")
+                return "the organization's spend cap of \(Billing.dollars(cap)) a month is reached: \(Billing.dollars(total)) "
+                    + "estimated for \(month). An admin can raise it with 'drydock usage caps set --spend AMOUNT' or remove it with 'drydock usage caps clear'"
             }
         }
-        return refused(nil)
+        return nil
     }
 }
 
