@@ -58,7 +58,7 @@ struct QueueLoadTests {
         }
     }
 
-    @Test("a claim starts its job: the build runs, its log names the worker and the job's platform once, the build token works; on a plan without overage the usage check runs first")
+    @Test("a claim starts its job: the build runs, its log names the worker and the job's platform once, the build token works at once; on a plan without overage too")
     func claimStartsJob() async throws {
         try await withTestServer(plan: .developer) { server in
             let project = try await server.createProject("two")
@@ -67,10 +67,16 @@ struct QueueLoadTests {
                                                  json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
                 .decoded(Schemas.Build.self)
             let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            // Each job's build token is its own and works at once: a heartbeat right after the
+            // claim (as a worker sends it, within the short first lease).
             func claim(_ platform: String) async throws -> Schemas.JobAssignment? {
                 let answer = try await server.request(.post, "/api/v1/workers/claim", token: worker,
                                                       json: #"{"name":"w1","platforms":["\#(platform)"],"waitSeconds":0}"#)
-                return answer.status == .ok ? try answer.decoded(Schemas.JobAssignment.self) : nil
+                guard answer.status == .ok else { return nil }
+                let job = try answer.decoded(Schemas.JobAssignment.self)
+                let beat = try await server.request(.post, "/api/v1/jobs/\(job.jobId)/heartbeat", token: job.buildToken, json: "{}")
+                #expect(beat.status == .ok, "\(beat.text)")
+                return job
             }
             let arm = try #require(try await claim("linux/arm64"))
             #expect(arm.buildId == build.id && arm.platform == "linux/arm64")
@@ -85,13 +91,39 @@ struct QueueLoadTests {
             #expect(pickups.first?.contains(#""platform":"linux/arm64""#) == true, "\(log)")
             #expect(pickups.first?.contains(#""offset":"#) == true && !log.contains("-4611686018427387904") && !log.contains("@claimed-job-platform@"),
                     "\(log)")
-            // Each job's build token is its own and works at once (a heartbeat).
-            for job in [arm, amd] {
-                let beat = try await server.request(.post, "/api/v1/jobs/\(job.jobId)/heartbeat", token: job.buildToken, json: "{}")
-                #expect(beat.status == .ok, "\(beat.text)")
-            }
             let names = try await Self.strings(server.database, "SELECT name FROM tokens WHERE kind = 'build' ORDER BY name")
             #expect(Set(names) == ["build \(build.id) job \(arm.jobId)", "build \(build.id) job \(amd.jobId)"])
+        }
+    }
+
+    @Test("fifty workers claiming at once for forty queued jobs: forty get one each, none twice, ten get none; every job is running with its own token")
+    func burstOfClaims() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("burst")
+            let context = try await server.uploadZeroContext(project)
+            for _ in 0..<40 {
+                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#)
+                #expect(created.status == .created, "\(created.text)")
+            }
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            let answers = try await withThrowingTaskGroup(of: Schemas.JobAssignment?.self) { group in
+                for n in 0..<50 {
+                    group.addTask {
+                        let answer = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
+                                                                 json: #"{"name":"w\#(n)","platforms":["linux/amd64"],"waitSeconds":0}"#)
+                        #expect(answer.status == .ok || answer.status == .noContent, "\(answer.text)")
+                        return answer.status == .ok ? try answer.decoded(Schemas.JobAssignment.self) : nil
+                    }
+                }
+                return try await group.reduce(into: [Schemas.JobAssignment?]()) { $0.append($1) }
+            }
+            let jobs = answers.compactMap { $0 }
+            #expect(jobs.count == 40)
+            #expect(Set(jobs.map(\.jobId)).count == 40 && Set(jobs.map(\.buildToken)).count == 40)
+            #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM build_jobs WHERE status = 'running'") == 40)
+            #expect(try await TestDatabase.count(server.database, "SELECT count(DISTINCT worker_name)::int FROM build_jobs") == 40)
+            #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM builds WHERE status = 'running'") == 40)
         }
     }
 

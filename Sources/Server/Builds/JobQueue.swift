@@ -15,6 +15,8 @@ public struct JobQueue: Sendable {
     /// Workers recorded online in the last seconds (a worker claims many times a second under
     /// load; once in a while is enough to say it is online).
     let recentWorkers = ExpiringCache<String, Bool>(ttl: .seconds(10), capacity: 10_000)
+    /// Claims waiting together for the same jobs, answered by one transaction per batch.
+    let claims = ClaimBatcher<ClaimKey, ClaimWorker, ClaimedJob>()
 
     public init(client: Database, logger: Logger, secretBox: BuildSecretBox, lease: Duration) {
         self.client = client
@@ -35,124 +37,223 @@ public struct JobQueue: Sendable {
     /// A worker's emulated platforms get a job only once it has waited `emulationFallback` for a
     /// native builder.
     /// `projectId` (a builder an agent started) limits it to that project's jobs.
+    ///
+    /// Claims that wait at the same time for the same jobs are answered together, by one
+    /// transaction (`ClaimBatcher`, `claimBatch`): fifty builders woken at once by new work cost
+    /// a few transactions, not fifty queued for connections.
     func claim(organizationId: String?, projectId: String? = nil, platforms requested: [Platform], emulated: [Platform] = [], workerName: String,
                workerTokenId: String) async throws -> ClaimedJob? {
-        let agentBuilder = projectId != nil
         let platforms = requested.map(\.description)
-        let emulatedPlatforms = emulated.map(\.description).filter { !platforms.contains($0) }
+        let key = ClaimKey(organizationId: organizationId, projectId: projectId, platforms: platforms,
+                           emulatedPlatforms: emulated.map(\.description).filter { !platforms.contains($0) })
+        let queue = self
+        return try await claims.claim(key, ClaimWorker(name: workerName, tokenId: workerTokenId)) { key, workers in
+            try await queue.claimBatch(key, workers: workers)
+        }
+    }
+
+    /// What a claim asks for: claims with equal keys may be answered by one transaction.
+    struct ClaimKey: Hashable, Sendable {
+        var organizationId: String?
+        var projectId: String?
+        var platforms: [String]
+        var emulatedPlatforms: [String]
+    }
+
+    struct ClaimWorker: Sendable {
+        var name: String
+        var tokenId: String
+    }
+
+    /// Starts up to one job for each of these workers, oldest first, in one transaction; the
+    /// i-th job goes to the i-th worker (fewer jobs than workers: the last ones get none).
+    /// A queued build does not start past a cap reached since it was queued: the picked jobs of
+    /// an organization its usage check refuses fail with the reason, and others are picked.
+    func claimBatch(_ key: ClaimKey, workers: [ClaimWorker]) async throws -> [ClaimedJob] {
+        var claimed: [ClaimedJob] = []
+        while claimed.count < workers.count {
+            let (started, refused) = try await claimOnce(key, workers: Array(workers[claimed.count...]))
+            claimed += started
+            // Jobs that failed a usage check leave room for others; without such, no more are
+            // queued for these workers.
+            if !refused { break }
+        }
+        return claimed
+    }
+
+    private func claimOnce(_ key: ClaimKey, workers: [ClaimWorker]) async throws -> (started: [ClaimedJob], refused: Bool) {
+        let agentBuilder = key.projectId != nil
         let fallback = Double(emulationFallback.components.seconds)
-        return try await client.transaction(logger: logger) { tx -> ClaimedJob? in
-            var picked: Candidate?
-            while picked == nil {
-                var candidate: Candidate?
-                // First among the oldest queued jobs as this statement sees them (read without
-                // locks), then, if all of those are taken by claims in flight, among all. With the
-                // job come its build's project and isolation, and its organization's usage facts.
-                let monthFrom = UsagePeriod.month(containing: Date()).from
-                for bounded in [true, false] where candidate == nil {
-                    let query = Self.candidateQuery(platforms: platforms, emulatedPlatforms: emulatedPlatforms, fallback: fallback,
-                                                    organizationId: organizationId, projectId: projectId, bounded: bounded, monthFrom: monthFrom)
-                    for try await r in try await tx.query(query, logger: logger).decode(
-                        (String, String, String, String, Bool, Bool, String,
-                         String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
-                    {
-                        let facts = UsageStore.usageFacts((r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17, r.18, r.19))
-                        candidate = Candidate(jobId: r.0, buildId: r.1, projectId: r.3, isolated: r.4, emulated: r.5, platform: r.6,
-                                              usage: (organizationId: r.2, facts: facts))
-                    }
+        return try await client.transaction(logger: logger) { tx -> ([ClaimedJob], Bool) in
+            var candidates: [Candidate] = []
+            // First among the oldest queued jobs as this statement sees them (read without
+            // locks), then, if all of those are taken by claims in flight, among all. With each
+            // job come its build's project and isolation, and its organization's usage facts.
+            let monthFrom = UsagePeriod.month(containing: Date()).from
+            for bounded in [true, false] where candidates.isEmpty {
+                let query = Self.candidateQuery(platforms: key.platforms, emulatedPlatforms: key.emulatedPlatforms, fallback: fallback,
+                                                organizationId: key.organizationId, projectId: key.projectId, bounded: bounded,
+                                                monthFrom: monthFrom, limit: workers.count)
+                for try await r in try await tx.query(query, logger: logger).decode(
+                    (String, String, String, String, Bool, Bool, String,
+                     String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
+                {
+                    let facts = UsageStore.usageFacts((r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17, r.18, r.19))
+                    candidates.append(Candidate(jobId: r.0, buildId: r.1, projectId: r.3, isolated: r.4, emulated: r.5, platform: r.6,
+                                                usage: (organizationId: r.2, facts: facts)))
                 }
-                guard let candidate else { return nil }
-                // A queued build does not start past a cap reached since it was queued.
-                if let refusal = try await UsageStore.refusal(candidate.usage.facts, organizationId: candidate.usage.organizationId,
-                                                              on: tx, logger: logger) {
-                    try await tx.query(
-                        """
-                        UPDATE build_jobs SET status = 'failed', error = \("not started: " + refusal), finished_at = now()
-                        WHERE id = \(candidate.jobId)
-                        """, logger: logger)
-                    try await BuildStore.closeIfDone(buildId: candidate.buildId, on: tx, logger: logger)
+            }
+            guard !candidates.isEmpty else { return ([], false) }
+            // A queued build does not start past a cap reached since it was queued: one check per
+            // organization.
+            var refusals: [String: String?] = [:]
+            for candidate in candidates where refusals[candidate.usage.organizationId] == nil {
+                refusals[candidate.usage.organizationId] = .some(try await UsageStore.refusal(
+                    candidate.usage.facts, organizationId: candidate.usage.organizationId, on: tx, logger: logger))
+            }
+            var picked: [Candidate] = []
+            var refusedBuilds: Set<String> = []
+            for candidate in candidates {
+                guard let refusal = refusals[candidate.usage.organizationId] ?? nil else {
+                    picked.append(candidate)
                     continue
                 }
-                picked = candidate
+                try await tx.query(
+                    """
+                    UPDATE build_jobs SET status = 'failed', error = \("not started: " + refusal), finished_at = now()
+                    WHERE id = \(candidate.jobId)
+                    """, logger: logger)
+                refusedBuilds.insert(candidate.buildId)
             }
-            guard let picked else { return nil }
-            // The job's own credential: this project only, revoked when the job ends. An isolated
-            // build's token may push its own image only (`<project>/build:<its tag>`, set below
-            // once the job's platform is read).
-            var token = NewToken(kind: .build, name: "build \(picked.buildId) job \(picked.jobId)", organizationId: picked.usage.organizationId,
-                                 projectId: picked.projectId, expiresAt: Date().addingTimeInterval(6 * 3600))
-            token.isolated = picked.isolated
-            let tokenHash = ByteBuffer(bytes: TokenSecret.hash(token.secret))
-            // In one round trip: the build locked and marked running if this is its first job to
-            // start (with "picked up" in its log then), the build token, the job started (and how
-            // long it waited), and the project's cache generation and policy.
-            let pickedUp = try BuildLog.stored(LogEntry(kind: .status, platform: picked.platform, line: "picked up by worker \(workerName)",
-                                                        status: .running))
-            var claimed: (build: BuildStore.BuildRow, sealed: ByteBuffer?, wasQueued: Bool, job: JobRecord)?
-            var generation = 0
-            var policy = (gigabytes: 50, days: 14)
-            for try await row in try await tx.query(
-                """
-                WITH started AS (
-                    UPDATE builds b SET status = CASE WHEN o.old_status = 'queued' THEN 'running' ELSE b.status END,
-                                        started_at = CASE WHEN o.old_status = 'queued' THEN now() ELSE b.started_at END,
-                                        next_log_position = b.next_log_position + CASE WHEN o.old_status = 'queued' THEN 1 ELSE 0 END
-                    FROM (SELECT id AS old_id, status AS old_status FROM builds WHERE id = \(picked.buildId) FOR UPDATE) o
-                    WHERE b.id = o.old_id
-                    RETURNING \(unescaped: BuildStore.buildColumns), sealed_secrets, o.old_status = 'queued' AS was_queued,
-                              b.next_log_position - 1 AS log_position
-                ), logged AS (
-                    INSERT INTO build_log (build_id, position, kind, entry)
-                    SELECT started.id, started.log_position, \(LogEntry.Kind.status.rawValue),
-                           replace(\(pickedUp), \(BuildLog.offsetPattern), '"offset":' || started.log_position)
-                    FROM started WHERE started.was_queued
-                ), new_token AS (
-                    INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, project_id, expires_at, isolated)
-                    VALUES (\(token.id), \(token.organizationId), \(token.kind.rawValue), \(token.name), \(tokenHash),
-                            \(TokenSecret.displayPrefix(token.secret)), \(token.projectId), \(token.expiresAt), \(token.isolated))
-                ), job AS (
-                    UPDATE build_jobs j SET status = 'running', worker_name = \(workerName), worker_token_id = \(workerTokenId), emulated = \(picked.emulated),
-                           build_token_id = \(token.id), started_at = now(),
-                           lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
-                    FROM projects p
-                    WHERE j.id = \(picked.jobId) AND p.id = \(picked.projectId)
-                    RETURNING j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error, j.emulated,
-                              extract(epoch FROM now() - j.queued_at)::float8, p.cache_keep_gb, p.cache_keep_days,
-                              coalesce((SELECT c.generation FROM project_caches c WHERE c.project_id = p.id AND c.platform = j.platform), 0)
-                )
-                SELECT started.*, job.* FROM started, job
-                """, logger: logger)
-            {
-                let r = try row.decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?, Bool, Int64,
-                                        String, String, String, String, String?, Date?, Date?, String?, String?, Bool, Double, Int, Int, Int).self)
-                claimed = ((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11), r.12, r.13,
-                           BuildStore.job((r.15, r.16, r.17, r.18, r.19, r.20, r.21, r.22, r.23, r.24)))
-                Observability.queueToStart.recordNanoseconds(Int64(max(r.25, 0) * 1e9))
-                policy = (r.26, r.27)
-                generation = r.28
-            }
-            guard let claimed else { return nil }
-            let build = try BuildStore.build(claimed.build).item
-            let job = claimed.job
+            for buildId in refusedBuilds.sorted() { try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger) }
+            guard !picked.isEmpty else { return ([], true) }
+            return (try await start(picked, workers: workers, agentBuilder: agentBuilder, on: tx), !refusedBuilds.isEmpty)
+        }
+    }
+
+    /// Starts these jobs for these workers (the i-th job for the i-th worker) in one statement:
+    /// their builds locked (in id order) and marked running where this is their first job to
+    /// start (with "picked up" in the log then), each job's build token, the jobs started (and
+    /// how long they waited), and each project's cache generation and policy.
+    private func start(_ picked: [Candidate], workers: [ClaimWorker], agentBuilder: Bool, on tx: PostgresConnection) async throws -> [ClaimedJob] {
+        // Each job's own credential: its project only, revoked when the job ends. An isolated
+        // build's token may push its own image only (`<project>/build:<its tag>`, set below
+        // once the job's platform is read).
+        let expiresAt = Date().addingTimeInterval(6 * 3600)
+        var tokens: [(id: String, secret: String)] = []
+        var columns = (jobs: [String](), builds: [String](), projects: [String](), organizations: [String](), emulated: [Bool](),
+                       workerNames: [String](), workerTokens: [String](), tokenIds: [String](), tokenNames: [String](),
+                       hashes: [ByteBuffer](), prefixes: [String](), isolated: [Bool](), entries: [String]())
+        for (candidate, worker) in zip(picked, workers) {
+            let secret = TokenSecret.generate(kind: .build)
+            let tokenId = Identifier.generate()
+            tokens.append((tokenId, secret))
+            columns.jobs.append(candidate.jobId)
+            columns.builds.append(candidate.buildId)
+            columns.projects.append(candidate.projectId)
+            columns.organizations.append(candidate.usage.organizationId)
+            columns.emulated.append(candidate.emulated)
+            columns.workerNames.append(worker.name)
+            columns.workerTokens.append(worker.tokenId)
+            columns.tokenIds.append(tokenId)
+            columns.tokenNames.append("build \(candidate.buildId) job \(candidate.jobId)")
+            columns.hashes.append(ByteBuffer(bytes: TokenSecret.hash(secret)))
+            columns.prefixes.append(TokenSecret.displayPrefix(secret))
+            columns.isolated.append(candidate.isolated)
+            columns.entries.append(try BuildLog.stored(LogEntry(kind: .status, platform: candidate.platform,
+                                                                line: "picked up by worker \(worker.name)", status: .running)))
+        }
+        var started: [(build: BuildStore.BuildRow, sealed: ByteBuffer?, wasQueued: Bool, job: JobRecord, policy: (Int, Int), generation: Int)] = []
+        for try await row in try await tx.query(
+            """
+            WITH input AS (
+                SELECT * FROM unnest(\(columns.jobs)::text[], \(columns.builds)::text[], \(columns.projects)::text[], \(columns.organizations)::text[],
+                                     \(columns.emulated)::boolean[], \(columns.workerNames)::text[], \(columns.workerTokens)::text[],
+                                     \(columns.tokenIds)::text[], \(columns.tokenNames)::text[], \(columns.hashes)::bytea[], \(columns.prefixes)::text[],
+                                     \(columns.isolated)::boolean[], \(columns.entries)::text[])
+                    WITH ORDINALITY AS i(job_id, build_id, project_id, organization_id, emulated, worker_name, worker_token_id,
+                                         token_id, token_name, secret_hash, prefix, isolated, entry, n)
+            ), locked AS (
+                SELECT id AS old_id, status AS old_status FROM builds WHERE id IN (SELECT build_id FROM input) ORDER BY id FOR UPDATE
+            ), started AS (
+                UPDATE builds b SET status = CASE WHEN o.old_status = 'queued' THEN 'running' ELSE b.status END,
+                                    started_at = CASE WHEN o.old_status = 'queued' THEN now() ELSE b.started_at END,
+                                    next_log_position = b.next_log_position + CASE WHEN o.old_status = 'queued' THEN 1 ELSE 0 END
+                FROM locked o
+                WHERE b.id = o.old_id
+                RETURNING \(unescaped: BuildStore.buildColumns), sealed_secrets, o.old_status = 'queued' AS was_queued,
+                          b.next_log_position - 1 AS log_position
+            ), logged AS (
+                INSERT INTO build_log (build_id, position, kind, entry)
+                SELECT s.id, s.log_position, \(LogEntry.Kind.status.rawValue),
+                       replace(f.entry, \(BuildLog.offsetPattern), '"offset":' || s.log_position)
+                FROM started s JOIN (SELECT DISTINCT ON (build_id) build_id, entry FROM input ORDER BY build_id, n) f ON f.build_id = s.id
+                WHERE s.was_queued
+            ), new_tokens AS (
+                INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, project_id, expires_at, isolated)
+                SELECT token_id, organization_id, \(TokenKind.build.rawValue), token_name, secret_hash, prefix, project_id, \(expiresAt), isolated
+                FROM input
+            ), job AS (
+                UPDATE build_jobs j SET status = 'running', worker_name = i.worker_name, worker_token_id = i.worker_token_id, emulated = i.emulated,
+                       build_token_id = i.token_id, started_at = now(),
+                       lease_expires_at = now() + make_interval(secs => \(Double(min(leaseSeconds, Self.firstLeaseSeconds))))
+                FROM input i JOIN projects p ON p.id = i.project_id
+                WHERE j.id = i.job_id
+                RETURNING i.n, j.id, j.build_id, j.platform, j.status, j.worker_name, j.started_at, j.finished_at, j.digest, j.error, j.emulated,
+                          extract(epoch FROM now() - j.queued_at)::float8, p.cache_keep_gb, p.cache_keep_days,
+                          coalesce((SELECT c.generation FROM project_caches c WHERE c.project_id = p.id AND c.platform = j.platform), 0)
+            )
+            SELECT started.*, job.* FROM job JOIN started ON started.id = job.build_id ORDER BY job.n
+            """, logger: logger)
+        {
+            let r = try row.decode((String, String, String, String, String, String, String?, String?, Date, Date?, Date?, Int64, ByteBuffer?, Bool, Int64,
+                                    Int64, String, String, String, String, String?, Date?, Date?, String?, String?, Bool, Double, Int, Int, Int).self)
+            started.append(((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11), r.12, r.13,
+                            BuildStore.job((r.16, r.17, r.18, r.19, r.20, r.21, r.22, r.23, r.24, r.25)), (r.27, r.28), r.29))
+            Observability.queueToStart.recordNanoseconds(Int64(max(r.26, 0) * 1e9))
+        }
+        guard started.count == picked.count else {
+            throw DomainError.internal("\(picked.count) jobs were picked for a claim but \(started.count) started")
+        }
+        var claimed: [ClaimedJob] = []
+        var buildTags: (tokens: [String], tags: [String]) = ([], [])
+        var signals: Set<String> = []
+        for (i, start) in started.enumerated() {
+            let build = try BuildStore.build(start.build).item
+            let job = start.job
+            let token = tokens[i]
             var buildTag: String?
-            if token.isolated {
+            if picked[i].isolated {
                 let tag = String(build.image(forJobOn: job.platform).split(separator: ":").last ?? "")
-                try await PostgresTokenStore.setBuildTag(tag, tokenId: token.id, on: tx, logger: logger)
+                buildTags.tokens.append(token.id)
+                buildTags.tags.append(tag)
                 buildTag = tag
             }
-            // A builder an agent started counts the jobs it served.
-            if agentBuilder {
-                try await tx.query("UPDATE agent_builders SET jobs_served = jobs_served + 1 WHERE worker_token_id = \(workerTokenId)", logger: logger)
-            }
-            if claimed.wasQueued { try await BuildSignals.notify("build:\(build.id)", on: tx, logger: logger) }
+            if start.wasQueued { signals.insert("build:\(build.id)") }
             // The worker itself was recorded (`recordWorker`) when its claim request came in.
-            let secrets = try claimed.sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
+            let secrets = try start.sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
             let grant = TokenGrant(tokenId: token.id, kind: .build, organizationId: build.organizationId, projectId: build.projectId,
-                                   userId: nil, role: nil, expiresAt: token.expiresAt, revoked: false, lastUsedAt: nil,
-                                   isolated: token.isolated, buildTag: buildTag)
-            return ClaimedJob(job: job, build: build, buildToken: token.secret, secrets: secrets, cacheGeneration: generation,
-                              keepGigabytes: policy.gigabytes, keepDays: policy.days, buildGrant: grant)
+                                   userId: nil, role: nil, expiresAt: expiresAt, revoked: false, lastUsedAt: nil,
+                                   isolated: picked[i].isolated, buildTag: buildTag)
+            claimed.append(ClaimedJob(job: job, build: build, buildToken: token.secret, secrets: secrets, cacheGeneration: start.generation,
+                                      keepGigabytes: start.policy.0, keepDays: start.policy.1, buildGrant: grant))
         }
+        if !buildTags.tokens.isEmpty {
+            try await tx.query(
+                "UPDATE tokens t SET build_tag = v.tag FROM unnest(\(buildTags.tokens)::text[], \(buildTags.tags)::text[]) AS v(id, tag) WHERE t.id = v.id",
+                logger: logger)
+        }
+        // A builder an agent started counts the jobs it served.
+        if agentBuilder {
+            try await tx.query(
+                """
+                UPDATE agent_builders a SET jobs_served = jobs_served + c.n
+                FROM (SELECT t, count(*)::int AS n FROM unnest(\(Array(columns.workerTokens))::text[]) AS t GROUP BY t) c
+                WHERE a.worker_token_id = c.t
+                """, logger: logger)
+        }
+        for signal in signals.sorted() { try await BuildSignals.notify(signal, on: tx, logger: logger) }
+        return claimed
     }
 
     /// A job a claim may take, with what deciding needs.
@@ -166,8 +267,8 @@ public struct JobQueue: Sendable {
         var usage: (organizationId: String, facts: UsageStore.UsageFacts)
     }
 
-    /// The oldest claimable job, locked (`SKIP LOCKED`: claims in flight do not wait for each
-    /// other), with its build's project and isolation and its organization's usage facts
+    /// The `limit` oldest claimable jobs, locked (`SKIP LOCKED`: claims in flight do not wait for
+    /// each other), each with its build's project and isolation and its organization's usage facts
     /// (`UsageStore.usageFactsColumns`): the job id, build id, organization id, project id,
     /// isolated, emulated, platform, then the facts.
     ///
@@ -179,7 +280,7 @@ public struct JobQueue: Sendable {
     /// project's setting (native-only, fallback after a delay, allowed); a worker without any
     /// takes the short path.
     static func candidateQuery(platforms: [String], emulatedPlatforms: [String], fallback: Double, organizationId: String?,
-                               projectId: String?, bounded: Bool, monthFrom: Int64) -> PostgresQuery {
+                               projectId: String?, bounded: Bool, monthFrom: Int64, limit: Int = 1) -> PostgresQuery {
         let all = platforms + emulatedPlatforms
         let facts = """
             SELECT picked.id, picked.build_id, picked.organization_id, bb.project_id,
@@ -198,7 +299,7 @@ public struct JobQueue: Sendable {
                     AND (NOT \(bounded) OR j.id IN (SELECT q.id FROM build_jobs q WHERE q.status = 'queued' AND NOT q.blocked AND q.platform = ANY(\(all))
                                                      AND (\(organizationId)::text IS NULL OR q.organization_id = \(organizationId))
                                                      ORDER BY q.seq LIMIT 64))
-                  ORDER BY j.seq LIMIT 1
+                  ORDER BY j.seq LIMIT \(limit)
                   FOR UPDATE SKIP LOCKED
               )
               \(unescaped: facts)
@@ -218,7 +319,7 @@ public struct JobQueue: Sendable {
                     AND (NOT \(bounded) OR j.id IN (SELECT q.id FROM build_jobs q WHERE q.status = 'queued' AND NOT q.blocked AND q.platform = ANY(\(all))
                                                      AND (\(organizationId)::text IS NULL OR q.organization_id = \(organizationId))
                                                      ORDER BY q.seq LIMIT 64))
-                  ORDER BY j.seq LIMIT 1
+                  ORDER BY j.seq LIMIT \(limit)
                   FOR UPDATE OF j SKIP LOCKED
               )
               \(unescaped: facts)

@@ -1,0 +1,123 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import DrydockServer
+
+/// A stand-in for the queue: hands out numbered jobs while it has any, records each batch, and
+/// holds a batch while told to (as a slow transaction would).
+final class FakeQueue: Sendable {
+    private struct State {
+        var next = 0
+        var remaining: Int
+        var batches: [[String]] = []
+        var held = true
+        var heldRequests = 0
+        var waitingForRelease: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state: Mutex<State>
+
+    init(jobs: Int) { state = Mutex(State(remaining: jobs)) }
+
+    var batches: [[String]] { state.withLock { $0.batches } }
+    /// Requests in batches held back.
+    var heldRequests: Int { state.withLock { $0.heldRequests } }
+
+    func release() {
+        let waiting = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.held = false
+            defer { state.waitingForRelease = [] }
+            return state.waitingForRelease
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    func run(_ key: String, _ workers: [String]) async throws -> [String] {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let held = state.withLock { state -> Bool in
+                if state.held {
+                    state.waitingForRelease.append(continuation)
+                    state.heldRequests += workers.count
+                }
+                return state.held
+            }
+            if !held { continuation.resume() }
+        }
+        return state.withLock { state -> [String] in
+            state.batches.append(workers)
+            let count = min(workers.count, state.remaining)
+            state.remaining -= count
+            defer { state.next += count }
+            return (0..<count).map { "\(key)-job\(state.next + $0)" }
+        }
+    }
+}
+
+@Suite("Claims waiting together are answered together")
+struct ClaimBatcherTests {
+    func eventually(_ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { Issue.record("condition not met within 10 s"); return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    @Test("fifty claims at once: a few batches, each claim its own job, none twice; claims past the queued jobs get none")
+    func burst() async throws {
+        let batcher = ClaimBatcher<String, String, String>(maxBatch: 32, concurrentBatches: 2)
+        let queue = FakeQueue(jobs: 45)
+        let answers = try await withThrowingTaskGroup(of: (String, String?).self) { group in
+            for n in 0..<50 {
+                group.addTask {
+                    let worker = "w\(n)"
+                    return (worker, try await batcher.claim("linux/amd64", worker) { key, workers in try await queue.run(key, workers) })
+                }
+            }
+            // The first batches are held (a slow transaction) until every claim waits, in them or for the next.
+            try await eventually { batcher.waitingCount("linux/amd64") + queue.heldRequests == 50 }
+            queue.release()
+            return try await group.reduce(into: [String: String?]()) { $0[$1.0] = $1.1 }
+        }
+        let jobs = answers.values.compactMap { $0 }
+        #expect(answers.count == 50)
+        #expect(jobs.count == 45 && Set(jobs).count == 45, "\(jobs)")
+        let batches = queue.batches
+        #expect(batches.count <= 5, "\(batches.map(\.count))")
+        #expect(batches.allSatisfy { $0.count <= 32 })
+        #expect(batches.flatMap { $0 }.sorted() == (0..<50).map { "w\($0)" }.sorted(), "each claim in exactly one batch")
+        #expect(batcher.waitingCount("linux/amd64") == 0)
+    }
+
+    @Test("claims for different jobs are not mixed; a claim canceled while it waits gets none and is not in any batch")
+    func keysAndCancel() async throws {
+        let batcher = ClaimBatcher<String, String, String>(maxBatch: 32, concurrentBatches: 1)
+        let queue = FakeQueue(jobs: 10)
+        let first = Task { try await batcher.claim("arm64", "a0") { key, workers in try await queue.run(key, workers) } }
+        // The first claim's batch runs (held, as a slow transaction) before the next claims come.
+        try await eventually { queue.heldRequests == 1 }
+        let canceled = Task { try await batcher.claim("arm64", "gone") { key, workers in try await queue.run(key, workers) } }
+        let other = Task { try await batcher.claim("amd64", "b0") { key, workers in try await queue.run(key, workers) } }
+        try await eventually { batcher.waitingCount("arm64") == 1 }
+        canceled.cancel()
+        #expect(try await canceled.value == nil)
+        queue.release()
+        #expect(try await first.value?.hasPrefix("arm64-") == true)
+        #expect(try await other.value?.hasPrefix("amd64-") == true)
+        #expect(!queue.batches.contains { $0.contains("gone") }, "\(queue.batches)")
+        #expect(queue.batches.allSatisfy { Set($0.map(\.first)).count == 1 }, "\(queue.batches)")
+    }
+
+    @Test("a failed batch fails its claims only; the next batch runs")
+    func failure() async throws {
+        struct Broken: Error {}
+        let batcher = ClaimBatcher<String, String, String>(maxBatch: 4, concurrentBatches: 1)
+        let calls = Mutex(0)
+        let run: ClaimBatcher<String, String, String>.Run = { _, workers in
+            let call = calls.withLock { $0 += 1; return $0 }
+            if call == 1 { throw Broken() }
+            return workers.map { "job-for-\($0)" }
+        }
+        await #expect(throws: Broken.self) { try await batcher.claim("k", "w1", run: run) }
+        #expect(try await batcher.claim("k", "w2", run: run) == "job-for-w2")
+    }
+}
