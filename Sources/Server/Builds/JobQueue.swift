@@ -95,10 +95,10 @@ public struct JobQueue: Sendable {
                                                 organizationId: key.organizationId, projectId: key.projectId, bounded: bounded,
                                                 monthFrom: monthFrom, limit: workers.count)
                 for try await r in try await tx.query(query, logger: logger).decode(
-                    (String, String, String, String, Bool, Bool, String,
+                    (String, String, String, String, Bool, Bool, String, String,
                      String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
                 {
-                    let facts = UsageStore.usageFacts((r.7, r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17, r.18, r.19))
+                    let facts = UsageStore.usageFacts((r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17, r.18, r.19, r.20))
                     candidates.append(Candidate(jobId: r.0, buildId: r.1, projectId: r.3, isolated: r.4, emulated: r.5, platform: r.6,
                                                 usage: (organizationId: r.2, facts: facts)))
                 }
@@ -269,8 +269,9 @@ public struct JobQueue: Sendable {
 
     /// The `limit` oldest claimable jobs, locked (`SKIP LOCKED`: claims in flight do not wait for
     /// each other), each with its build's project and isolation and its organization's usage facts
-    /// (`UsageStore.usageFactsColumns`): the job id, build id, organization id, project id,
-    /// isolated, emulated, platform, then the facts.
+    /// (`UsageStore.usageFactsColumns`, read once per organization): the job id, build id,
+    /// organization id, project id, isolated, emulated, platform, the organization id again,
+    /// then the facts; oldest first.
     ///
     /// `bounded` looks only at the 64 oldest queued jobs of these platforms, read without locks.
     /// Unbounded, the locking scan walks the queued-jobs index from its start, where entries of
@@ -282,17 +283,22 @@ public struct JobQueue: Sendable {
     static func candidateQuery(platforms: [String], emulatedPlatforms: [String], fallback: Double, organizationId: String?,
                                projectId: String?, bounded: Bool, monthFrom: Int64, limit: Int = 1) -> PostgresQuery {
         let all = platforms + emulatedPlatforms
+        // The usage facts are read once per organization, not per job.
         let facts = """
+            , organization_facts AS MATERIALIZED (
+                SELECT f.* FROM (SELECT DISTINCT organization_id FROM picked) d
+                CROSS JOIN LATERAL (SELECT o.id AS fact_organization, \(UsageStore.usageFactsColumns(monthFrom: monthFrom))
+                                    FROM \(UsageStore.usageFactsFrom) WHERE o.id = d.organization_id) f
+            )
             SELECT picked.id, picked.build_id, picked.organization_id, bb.project_id,
                    coalesce((bb.spec::jsonb ->> 'isolated')::boolean, false), picked.emulated, picked.platform, f.*
-            FROM picked JOIN builds bb ON bb.id = picked.build_id
-            CROSS JOIN LATERAL (SELECT \(UsageStore.usageFactsColumns(monthFrom: monthFrom))
-                                FROM \(UsageStore.usageFactsFrom) WHERE o.id = picked.organization_id) f
+            FROM picked JOIN builds bb ON bb.id = picked.build_id JOIN organization_facts f ON f.fact_organization = picked.organization_id
+            ORDER BY picked.seq
             """
         return emulatedPlatforms.isEmpty
             ? """
               WITH picked AS MATERIALIZED (
-                  SELECT j.id, j.build_id, j.organization_id, false AS emulated, j.platform FROM build_jobs j
+                  SELECT j.id, j.build_id, j.organization_id, false AS emulated, j.platform, j.seq FROM build_jobs j
                   WHERE j.status = 'queued' AND NOT j.blocked AND j.platform = ANY(\(platforms))
                     AND (\(organizationId)::text IS NULL OR j.organization_id = \(organizationId))
                     AND (\(projectId)::text IS NULL OR j.build_id IN (SELECT id FROM builds WHERE project_id = \(projectId)))
@@ -306,7 +312,7 @@ public struct JobQueue: Sendable {
               """
             : """
               WITH picked AS MATERIALIZED (
-                  SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) AS emulated, j.platform FROM build_jobs j
+                  SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) AS emulated, j.platform, j.seq FROM build_jobs j
                   JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
                   WHERE j.status = 'queued' AND NOT j.blocked
                     AND (j.platform = ANY(\(platforms))
