@@ -124,6 +124,15 @@ struct QueueLoadTests {
             #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM build_jobs WHERE status = 'running'") == 40)
             #expect(try await TestDatabase.count(server.database, "SELECT count(DISTINCT worker_name)::int FROM build_jobs") == 40)
             #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM builds WHERE status = 'running'") == 40)
+            // /metrics counts claim transactions and the claims they answered (this process's
+            // servers together): fifty claims at once took fewer transactions than claims.
+            let metrics = try await server.request(.get, "/metrics").text
+            func counter(_ name: String) -> Double {
+                metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            #expect(counter("drydock_claims_in_batches_total") >= 50, "\(metrics)")
+            #expect(counter("drydock_claim_batches_total") >= 1)
+            #expect(counter("drydock_claim_batches_total") < counter("drydock_claims_in_batches_total"))
         }
     }
 

@@ -93,6 +93,8 @@ final class ClaimBatcher<Key: Hashable & Sendable, Request: Sendable, Answer: Se
                 return taken
             }
             if batch.isEmpty { return }
+            Observability.claimBatches.increment()
+            Observability.claimsInBatches.increment(by: batch.count)
             do {
                 let claimed = try await run(key, batch.map(\.request))
                 for (index, waiter) in batch.enumerated() {

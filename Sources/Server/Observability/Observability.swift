@@ -9,6 +9,11 @@ public enum Observability {
     /// Builders agents were told to start and to stop.
     static let builderStarts = Counter(label: "drydock_builder_starts_total")
     static let builderStops = Counter(label: "drydock_builder_stops_total")
+    /// Claim transactions, and the claims they answered (claims waiting together are answered
+    /// by one: the second over the first is the mean batch size). Looked up at each use, so a
+    /// use before the metrics system is bootstrapped (a unit test) does not bind them to nothing.
+    static var claimBatches: Metrics.Counter { Metrics.Counter(label: "drydock_claim_batches_total") }
+    static var claimsInBatches: Metrics.Counter { Metrics.Counter(label: "drydock_claims_in_batches_total") }
     /// From a job's queueing to a builder claiming it.
     static let queueToStart = Metrics.Timer(label: "drydock_job_queue_to_start_seconds", preferredDisplayUnit: .seconds)
     /// How long an operation waited for a pooled PostgreSQL connection (for a single query, until
