@@ -16,16 +16,22 @@ struct QueueLoadTests {
         }
     }
 
+    /// A project of its own with `count` single-platform builds queued; its id.
+    static func queueBuilds(_ server: TestServer, _ name: String, count: Int) async throws -> String {
+        let project = try await server.createProject(name)
+        let context = try await server.uploadZeroContext(project)
+        for _ in 0..<count {
+            let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                   json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#)
+            #expect(created.status == .created, "\(created.text)")
+        }
+        return project
+    }
+
     @Test("a claim passes over jobs other claims hold: with the 64 oldest locked it takes the 65th, and the oldest once they are free")
     func claimPastHeldJobs() async throws {
         try await withTestServer { server in
-            let project = try await server.createProject("crowd")
-            let context = try await server.uploadZeroContext(project)
-            for _ in 0..<66 {
-                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
-                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#)
-                #expect(created.status == .created, "\(created.text)")
-            }
+            _ = try await Self.queueBuilds(server, "crowd", count: 66)
             let queued = try await Self.strings(server.database, "SELECT build_id FROM build_jobs WHERE status = 'queued' ORDER BY seq")
             try #require(queued.count == 66)
             let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
@@ -99,13 +105,7 @@ struct QueueLoadTests {
     @Test("fifty workers claiming at once for forty queued jobs: forty get one each, none twice, ten get none; every job is running with its own token")
     func burstOfClaims() async throws {
         try await withTestServer { server in
-            let project = try await server.createProject("burst")
-            let context = try await server.uploadZeroContext(project)
-            for _ in 0..<40 {
-                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
-                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64"]}"#)
-                #expect(created.status == .created, "\(created.text)")
-            }
+            _ = try await Self.queueBuilds(server, "burst", count: 40)
             let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
             let answers = try await withThrowingTaskGroup(of: Schemas.JobAssignment?.self) { group in
                 for n in 0..<50 {

@@ -54,14 +54,6 @@ final class FakeQueue: Sendable {
 
 @Suite("Claims waiting together are answered together")
 struct ClaimBatcherTests {
-    func eventually(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            guard ContinuousClock.now < deadline else { Issue.record("condition not met within 10 s"); return }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
     @Test("fifty claims at once: a few batches, each claim its own job, none twice; claims past the queued jobs get none")
     func burst() async throws {
         let batcher = ClaimBatcher<String, String, String>(maxBatch: 32, concurrentBatches: 2)

@@ -3,6 +3,15 @@ import Synchronization
 import Testing
 @testable import DrydockServer
 
+/// Waits (bounded) until `condition` holds; records an issue if it never does.
+func eventually(_ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !condition() {
+        guard ContinuousClock.now < deadline else { Issue.record("condition not met within 10 s"); return }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
 final class Order: Sendable {
     private let list = Mutex<[Int]>([])
     func append(_ n: Int) { list.withLock { $0.append(n) } }
@@ -11,15 +20,6 @@ final class Order: Sendable {
 
 @Suite("The connection lane: ordinary work gives way to heartbeats and claims")
 struct ConnectionLaneTests {
-    /// Waits (bounded) until `condition` holds.
-    func eventually(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            guard ContinuousClock.now < deadline else { Issue.record("condition not met within 10 s"); return }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
     @Test("at most the lane's permits run at once; the others wait their turn, first come first served")
     func permitsAndOrder() async throws {
         let lane = ConnectionLane(idleLimit: 2, busyLimit: 2)
@@ -39,9 +39,12 @@ struct ConnectionLaneTests {
         lane.release()
         try await tasks[0].value
         #expect(order.values == [0])
-        lane.release()
+        // One permit at a time, so which waiter got it is known (two woken together may record
+        // themselves in either order).
         lane.release()
         try await tasks[1].value
+        #expect(order.values == [0, 1])
+        lane.release()
         try await tasks[2].value
         #expect(order.values == [0, 1, 2])
         #expect(lane.waiting == 0)
