@@ -248,7 +248,7 @@ public struct JobQueue: Sendable {
             try await tx.query(
                 """
                 UPDATE agent_builders a SET jobs_served = jobs_served + c.n
-                FROM (SELECT t, count(*)::int AS n FROM unnest(\(Array(columns.workerTokens))::text[]) AS t GROUP BY t) c
+                FROM (SELECT t, count(*)::int AS n FROM unnest(\(columns.workerTokens)::text[]) AS t GROUP BY t) c
                 WHERE a.worker_token_id = c.t
                 """, logger: logger)
         }
@@ -281,7 +281,7 @@ public struct JobQueue: Sendable {
     /// project's setting (native-only, fallback after a delay, allowed); a worker without any
     /// takes the short path.
     static func candidateQuery(platforms: [String], emulatedPlatforms: [String], fallback: Double, organizationId: String?,
-                               projectId: String?, bounded: Bool, monthFrom: Int64, limit: Int = 1) -> PostgresQuery {
+                               projectId: String?, bounded: Bool, monthFrom: Int64, limit: Int) -> PostgresQuery {
         let all = platforms + emulatedPlatforms
         // The usage facts are read once per organization, not per job.
         let facts = """

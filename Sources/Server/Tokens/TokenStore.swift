@@ -208,11 +208,6 @@ public struct PostgresTokenStore: TokenStore {
             """, logger: logger)
     }
 
-    /// The one tag an isolated build's token may push in `<project>/build`.
-    static func setBuildTag(_ tag: String, tokenId: String, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query("UPDATE tokens SET build_tag = \(tag) WHERE id = \(tokenId)", logger: logger)
-    }
-
     public func revoke(id: String, organizationId: String) async throws {
         try await client.query(
             "UPDATE tokens SET revoked_at = now() WHERE id = \(id) AND organization_id = \(organizationId) AND revoked_at IS NULL",
