@@ -113,7 +113,13 @@ struct QueueLoadTests {
                         let answer = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
                                                                  json: #"{"name":"w\#(n)","platforms":["linux/amd64"],"waitSeconds":0}"#)
                         #expect(answer.status == .ok || answer.status == .noContent, "\(answer.text)")
-                        return answer.status == .ok ? try answer.decoded(Schemas.JobAssignment.self) : nil
+                        guard answer.status == .ok else { return nil }
+                        // A heartbeat at once, as a worker sends it: past the short first lease (5 s,
+                        // which a loaded machine can outlast before the counts below) the job stays running.
+                        let job = try answer.decoded(Schemas.JobAssignment.self)
+                        let beat = try await server.requestOwn(.post, "/api/v1/jobs/\(job.jobId)/heartbeat", token: job.buildToken, json: "{}")
+                        #expect(beat.status == .ok, "\(beat.text)")
+                        return job
                     }
                 }
                 return try await group.reduce(into: [Schemas.JobAssignment?]()) { $0.append($1) }
