@@ -322,9 +322,21 @@ extension APIHandler {
             emulated = scope.emulated ? [Platform(scope.platform)].compactMap { $0 } : []
             projectScope = scope.projectId
         }
-        try await jobs.recordWorker(tokenId: caller.tokenId, name: name, platforms: platforms, emulated: emulated)
         let wait = try Validation.range(body.waitSeconds, 0...60, field: "waitSeconds") ?? 25
-        let deadline = ContinuousClock.now + .seconds(wait)
+        // That the worker is online is written while its claim runs, not before it: fifty
+        // builders starting together otherwise queue fifty writes ahead of their claims.
+        let (served, servedEmulated) = (platforms, emulated)
+        async let recorded: Void = jobs.recordWorker(tokenId: caller.tokenId, name: name, platforms: served, emulated: servedEmulated)
+        let answer = try await claimOrWait(caller: caller, name: name, platforms: served, emulated: servedEmulated, projectScope: projectScope,
+                                           deadline: ContinuousClock.now + .seconds(wait))
+        try await recorded
+        return answer
+    }
+
+    /// The claim's job, or 204 once `deadline` passes with none for it (or the worker leaves, or
+    /// the server shuts down).
+    private func claimOrWait(caller: Caller, name: String, platforms: [Platform], emulated: [Platform], projectScope: String?,
+                             deadline: ContinuousClock.Instant) async throws -> Operations.ClaimJob.Output {
         let organization = caller.isServerWide ? nil : caller.organizationId
         while true {
             let ticket = signals.ticket("jobs")
