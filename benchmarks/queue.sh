@@ -131,7 +131,7 @@ for scenario in $SCENARIOS; do
     esac
     echo "==> scenario $scenario: $JOBS jobs, $workers workers"
     status=0
-    line=$(echo "sha256:$HEX" | python3 benchmarks/queue_sim.py "$URL" "$WORKER" "$JOBS" "$workers" "${args[@]}") || status=$?
+    line=$(echo "sha256:$HEX" | python3 ${SIM:-benchmarks/queue_sim.py} "$URL" "$WORKER" "$JOBS" "$workers" "${args[@]}") || status=$?
     echo "$line"
     if ((status)); then failed=1; echo "scenario $scenario FAILED: a job was lost, claimed twice or refused (see above)"; fi
     results+=("$scenario $line")

@@ -31,7 +31,8 @@ public struct BuildLog: Sendable {
         let kinds = entries.map(\.kind.rawValue)
         let texts = try entries.map(stored)
         let count = Int64(entries.count)
-        try await tx.query(
+        for try await _ in try await tx.prepared(
+            Append.self,
             """
             WITH taken AS (
                 UPDATE builds SET next_log_position = next_log_position + \(count) WHERE id = \(buildId)
@@ -43,9 +44,12 @@ public struct BuildLog: Sendable {
                 FROM taken, unnest(\(kinds)::text[], \(texts)::text[]) WITH ORDINALITY AS e(kind, text, n)
             )
             SELECT first FROM taken
-            """, logger: logger)
+            """, logger: logger) {}
         try await BuildSignals.notify("build:\(buildId)", on: tx, logger: logger)
     }
+
+    /// The append, prepared once per connection (`StatementShape`).
+    enum Append: StatementShape {}
 
     /// An entry as stored, before its position is known: the statement that writes it replaces
     /// `offsetPattern` with `"offset":<position>` (JSON keys come in no set order; a string value

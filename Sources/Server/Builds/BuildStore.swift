@@ -230,9 +230,10 @@ public struct BuildStore: Sendable {
     @discardableResult
     static func closeIfDone(buildId: String, on tx: PostgresConnection, logger: Logger) async throws -> CloseOutcome {
         var jobs: [(status: BuildStatus, digest: String?, error: String?, platform: String)] = []
-        for try await (status, digest, error, platform) in try await tx.query(
-            "SELECT status, digest, error, platform FROM build_jobs WHERE build_id = \(buildId) ORDER BY seq", logger: logger
-        ).decode((String, String?, String?, String).self) {
+        for try await row in try await tx.prepared(
+            JobsOfBuild.self, "SELECT status, digest, error, platform FROM build_jobs WHERE build_id = \(buildId) ORDER BY seq", logger: logger
+        ) {
+            let (status, digest, error, platform) = try row.decode((String, String?, String?, String).self)
             jobs.append((BuildStatus(rawValue: status) ?? .failed, digest, error, platform))
         }
         guard !jobs.isEmpty, jobs.allSatisfy({ $0.status.isFinished }) else { return .open }
@@ -247,6 +248,11 @@ public struct BuildStore: Sendable {
         return .closed
     }
 
+    /// Statements every build runs as it closes, prepared once per connection (`StatementShape`).
+    enum JobsOfBuild: StatementShape {}
+    enum CloseBuild: StatementShape {}
+    enum Dependents: StatementShape {}
+
     enum CloseOutcome {
         case open, closed, needsIndex
     }
@@ -254,13 +260,14 @@ public struct BuildStore: Sendable {
     /// Records a build's final status (once) and ends its log with it.
     static func close(buildId: String, status: BuildStatus, digest: String?, error: String?, on tx: PostgresConnection, logger: Logger) async throws {
         var closed = false
-        for try await _ in try await tx.query(
+        for try await _ in try await tx.prepared(
+            CloseBuild.self,
             """
             UPDATE builds SET status = \(status.rawValue), digest = \(digest), error = \(error), finished_at = now(),
                    sealed_secrets = NULL
             WHERE id = \(buildId) AND status NOT IN ('succeeded', 'failed', 'canceled')
             RETURNING id
-            """, logger: logger).decode(String.self) { closed = true }
+            """, logger: logger) { closed = true }
         guard closed else { return }
         try await BuildLog.append(
             [LogEntry(kind: .status, status: status, error: error, digest: digest)],
@@ -274,13 +281,20 @@ public struct BuildStore: Sendable {
     /// becomes their context and those waiting for nothing else are handed to builders; when it
     /// failed or was canceled, they are canceled (and so, in turn, theirs).
     static func releaseDependents(of buildId: String, status: BuildStatus, digest: String?, on tx: PostgresConnection, logger: Logger) async throws {
+        // Through the index of waiting builds only (a few rows, whatever the history or the
+        // queue's depth): with the status in the same scan the planner may walk every unfinished
+        // build instead. The status is checked on the locked rows.
         var dependents: [(id: String, projectId: String, spec: String, waiting: [String])] = []
-        for try await row in try await tx.query(
+        for try await row in try await tx.prepared(
+            Dependents.self,
             """
-            SELECT id, project_id, spec, waiting_for FROM builds
-            WHERE waiting_for @> ARRAY[\(buildId)]::text[] AND status = 'queued'
-            ORDER BY seq FOR UPDATE
-            """, logger: logger).decode((String, String, String, [String]).self) { dependents.append(row) }
+            WITH waiting AS MATERIALIZED (
+                SELECT id, project_id, spec, waiting_for, status, seq FROM builds
+                WHERE waiting_for <> '{}' AND waiting_for @> ARRAY[\(buildId)]::text[]
+                ORDER BY seq FOR UPDATE
+            )
+            SELECT id, project_id, spec, waiting_for FROM waiting WHERE status = 'queued' ORDER BY seq
+            """, logger: logger) { dependents.append(try row.decode((String, String, String, [String]).self)) }
         for dependent in dependents {
             var spec = try BuildJSON.decoder.decode(BuildSpec.self, from: Data(dependent.spec.utf8))
             let names = (spec.pendingContexts ?? [:]).filter { $0.value == buildId }.keys.sorted()

@@ -94,10 +94,12 @@ public struct JobQueue: Sendable {
                 let query = Self.candidateQuery(platforms: key.platforms, emulatedPlatforms: key.emulatedPlatforms, fallback: fallback,
                                                 organizationId: key.organizationId, projectId: key.projectId, bounded: bounded,
                                                 monthFrom: monthFrom, limit: workers.count)
-                for try await r in try await tx.query(query, logger: logger).decode(
-                    (String, String, String, String, Bool, Bool, String, String,
-                     String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
-                {
+                let rows = key.emulatedPlatforms.isEmpty
+                    ? try await tx.prepared(ClaimCandidates.self, query, logger: logger)
+                    : try await tx.prepared(ClaimCandidatesEmulated.self, query, logger: logger)
+                for try await row in rows {
+                    let r = try row.decode((String, String, String, String, Bool, Bool, String, String,
+                                            String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64).self)
                     let facts = UsageStore.usageFacts((r.8, r.9, r.10, r.11, r.12, r.13, r.14, r.15, r.16, r.17, r.18, r.19, r.20))
                     candidates.append(Candidate(jobId: r.0, buildId: r.1, projectId: r.3, isolated: r.4, emulated: r.5, platform: r.6,
                                                 usage: (organizationId: r.2, facts: facts)))
@@ -164,7 +166,8 @@ public struct JobQueue: Sendable {
                                                                 line: "picked up by worker \(worker.name)", status: .running)))
         }
         var started: [(build: BuildStore.BuildRow, sealed: ByteBuffer?, wasQueued: Bool, job: JobRecord, policy: (Int, Int), generation: Int)] = []
-        for try await row in try await tx.query(
+        for try await row in try await tx.prepared(
+            StartJobs.self,
             """
             WITH input AS (
                 SELECT * FROM unnest(\(columns.jobs)::text[], \(columns.builds)::text[], \(columns.projects)::text[], \(columns.organizations)::text[],
@@ -173,6 +176,10 @@ public struct JobQueue: Sendable {
                                      \(columns.isolated)::boolean[], \(columns.entries)::text[])
                     WITH ORDINALITY AS i(job_id, build_id, project_id, organization_id, emulated, worker_name, worker_token_id,
                                          token_id, token_name, secret_hash, prefix, isolated, entry, n)
+                -- Changes nothing (the arrays hold this many), but tells the planner how few rows
+                -- come: otherwise a plan made without the values assumes ten, costs more than the
+                -- ones made for them, and PostgreSQL plans the statement anew at every claim.
+                LIMIT \(Int64(picked.count))
             ), locked AS (
                 SELECT id AS old_id, status AS old_status FROM builds WHERE id IN (SELECT build_id FROM input) ORDER BY id FOR UPDATE
             ), started AS (
@@ -256,6 +263,14 @@ public struct JobQueue: Sendable {
         return claimed
     }
 
+    /// The statements every job runs, prepared once per connection (`StatementShape`).
+    enum ClaimCandidates: StatementShape {}
+    enum ClaimCandidatesEmulated: StatementShape {}
+    enum StartJobs: StatementShape {}
+    enum Heartbeat: StatementShape {}
+    enum AppendEvents: StatementShape {}
+    enum FinishJob: StatementShape {}
+
     /// A job a claim may take, with what deciding needs.
     struct Candidate {
         var jobId: String
@@ -286,8 +301,8 @@ public struct JobQueue: Sendable {
         // The usage facts are read once per organization, not per job.
         let facts = """
             , organization_facts AS MATERIALIZED (
-                SELECT f.* FROM (SELECT DISTINCT organization_id FROM picked) d
-                CROSS JOIN LATERAL (SELECT o.id AS fact_organization, \(UsageStore.usageFactsColumns(monthFrom: monthFrom))
+                SELECT f.* FROM (SELECT DISTINCT organization_id FROM picked) d CROSS JOIN m
+                CROSS JOIN LATERAL (SELECT o.id AS fact_organization, \(UsageStore.usageFactsColumns)
                                     FROM \(UsageStore.usageFactsFrom) WHERE o.id = d.organization_id) f
             )
             SELECT picked.id, picked.build_id, picked.organization_id, bb.project_id,
@@ -297,7 +312,7 @@ public struct JobQueue: Sendable {
             """
         return emulatedPlatforms.isEmpty
             ? """
-              WITH picked AS MATERIALIZED (
+              WITH m AS (SELECT \(monthFrom)::bigint AS month_from), picked AS MATERIALIZED (
                   SELECT j.id, j.build_id, j.organization_id, false AS emulated, j.platform, j.seq FROM build_jobs j
                   WHERE j.status = 'queued' AND NOT j.blocked AND j.platform = ANY(\(platforms))
                     AND (\(organizationId)::text IS NULL OR j.organization_id = \(organizationId))
@@ -311,7 +326,7 @@ public struct JobQueue: Sendable {
               \(unescaped: facts)
               """
             : """
-              WITH picked AS MATERIALIZED (
+              WITH m AS (SELECT \(monthFrom)::bigint AS month_from), picked AS MATERIALIZED (
                   SELECT j.id, j.build_id, j.organization_id, NOT (j.platform = ANY(\(platforms))) AS emulated, j.platform, j.seq FROM build_jobs j
                   JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
                   WHERE j.status = 'queued' AND NOT j.blocked
@@ -354,7 +369,8 @@ public struct JobQueue: Sendable {
     }
 
     func heartbeat(jobId: String, buildTokenId: String) async throws -> HeartbeatOutcome {
-        let rows = try await client.query(
+        let rows = try await client.prepared(
+            Heartbeat.self,
             """
             UPDATE build_jobs j SET lease_expires_at = now() + make_interval(secs => \(Double(leaseSeconds))),
                    confirmed_at = coalesce(j.confirmed_at, now())
@@ -362,7 +378,7 @@ public struct JobQueue: Sendable {
             WHERE j.id = \(jobId) AND j.build_token_id = \(buildTokenId) AND j.status = 'running' AND b.id = j.build_id
             RETURNING b.cancel_requested
             """, logger: logger)
-        for try await cancel in rows.decode(Bool.self) { return .renewed(cancelRequested: cancel) }
+        for try await row in rows { return .renewed(cancelRequested: try row.decode(Bool.self)) }
         guard let found = try await job(id: jobId, buildTokenId: buildTokenId) else { return .unknown }
         return .notRunning(found.job.status)
     }
@@ -380,14 +396,15 @@ public struct JobQueue: Sendable {
             // statement (the sub-select takes the row lock and reads the latest committed value).
             let highest = events.map(\.sequence).max() ?? -1
             var found: (buildId: String, platform: String, status: String, last: Int64, projectId: String)?
-            for try await row in try await tx.query(
+            for try await row in try await tx.prepared(
+                AppendEvents.self,
                 """
                 UPDATE build_jobs j SET last_event_sequence = CASE WHEN o.status = 'running' THEN greatest(o.last, \(highest)) ELSE o.last END
                 FROM (SELECT id, status, last_event_sequence AS last FROM build_jobs
                       WHERE id = \(jobId) AND build_token_id = \(buildTokenId) FOR UPDATE) o, builds b
                 WHERE j.id = o.id AND b.id = j.build_id
                 RETURNING j.build_id, j.platform, o.status, o.last, b.project_id
-                """, logger: logger).decode((String, String, String, Int64, String).self) { found = row }
+                """, logger: logger) { found = try row.decode((String, String, String, Int64, String).self) }
             guard let found else { return .unknown }
             guard found.status == "running" else { return .notRunning(BuildStatus(rawValue: found.status) ?? .failed) }
             let fresh = events.filter { $0.sequence > found.last }.sorted { $0.sequence < $1.sequence }
@@ -421,7 +438,8 @@ public struct JobQueue: Sendable {
             // server's cache is told once it commits).
             var buildId: String?
             var revoked: String?
-            for try await build in try await tx.query(
+            for try await row in try await tx.prepared(
+                FinishJob.self,
                 """
                 WITH closed AS (
                     UPDATE build_jobs SET status = \(status.rawValue), digest = \(digest), error = \(error),
@@ -436,9 +454,9 @@ public struct JobQueue: Sendable {
                     RETURNING id
                 )
                 SELECT closed.build_id, (SELECT id FROM revoked) FROM closed
-                """, logger: logger).decode((String, String?).self)
+                """, logger: logger)
             {
-                (buildId, revoked) = build
+                (buildId, revoked) = try row.decode((String, String?).self)
             }
             if let revoked { try await BuildSignals.notify("invalidate:token:\(revoked)", on: tx, logger: logger) }
             guard let buildId else {

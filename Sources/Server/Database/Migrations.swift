@@ -526,6 +526,15 @@ public enum Migrations {
             $$
             """,
         ]),
+        Migration(version: 15, name: "the index of builds waiting for others holds only those", statements: [
+            // Every finishing build looks for builds waiting for it. The index held every build
+            // (almost all with nothing to wait for) and, with GIN's pending list, each insert made
+            // the next lookups scan a longer list until a vacuum; the planner also chose the index
+            // of unfinished builds instead, whose cost grows with the queue. Now it holds only the
+            // builds that wait, written at once, and the lookup names its predicate.
+            "DROP INDEX builds_waiting_for",
+            "CREATE INDEX builds_waiting_for ON builds USING gin (waiting_for) WITH (fastupdate = off) WHERE waiting_for <> '{}'",
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.

@@ -335,11 +335,15 @@ public struct UsageStore: Sendable {
         let period = UsagePeriod.month(containing: now)
         // The plan, the caps and the month's seconds so far, in one round trip.
         var found: UsageFacts?
-        for try await r in try await tx.query(
-            "SELECT \(unescaped: usageFactsColumns(monthFrom: period.from)) FROM \(unescaped: usageFactsFrom) WHERE o.id = \(organizationId)",
-            logger: logger).decode(UsageFactsRow.self)
+        for try await r in try await tx.prepared(
+            UsageFactsQuery.self,
+            """
+            SELECT \(unescaped: usageFactsColumns) FROM \(unescaped: usageFactsFrom) CROSS JOIN (SELECT \(period.from)::bigint AS month_from) m
+            WHERE o.id = \(organizationId)
+            """,
+            logger: logger)
         {
-            found = usageFacts(r)
+            found = usageFacts(try r.decode(UsageFactsRow.self))
         }
         guard let found else { throw DomainError.notFound("organization", organizationId) }
         return try await refusal(found, organizationId: organizationId, on: tx, logger: logger, now: now)
@@ -347,17 +351,18 @@ public struct UsageStore: Sendable {
 
     /// What a usage check reads of an organization (`o`): its plan's terms, its caps and the
     /// month's build seconds so far (finished and running), as one row; a claim reads them with
-    /// its job. `monthFrom` is the month's first second (an integer, written into the SQL).
-    static func usageFactsColumns(monthFrom: Int64) -> String {
-        """
+    /// its job. `m.month_from` is the month's first second (the caller's query binds it: the
+    /// statement's text is the same every month, so it stays prepared).
+    static let usageFactsColumns = """
         \(termsColumns), o.plan_overrides, c.minutes_per_month, c.spend_cents_per_month,
-        (coalesce((SELECT sum(t.build_seconds) FROM usage_totals t WHERE t.organization_id = o.id AND t.month_from = \(monthFrom)), 0)
-         + coalesce((SELECT sum(greatest(0, ceil(extract(epoch FROM now()) - greatest(floor(extract(epoch FROM j.started_at)), \(monthFrom)))))
+        (coalesce((SELECT sum(t.build_seconds) FROM usage_totals t WHERE t.organization_id = o.id AND t.month_from = m.month_from), 0)
+         + coalesce((SELECT sum(greatest(0, ceil(extract(epoch FROM now()) - greatest(floor(extract(epoch FROM j.started_at)), m.month_from))))
                      FROM build_jobs j WHERE j.organization_id = o.id AND j.status = 'running' AND j.started_at IS NOT NULL), 0))::bigint
         """
-    }
 
     static let usageFactsFrom = "organizations o JOIN plans p ON p.id = o.plan LEFT JOIN usage_caps c ON c.organization_id = o.id"
+    /// The usage check's query, prepared (`StatementShape`).
+    enum UsageFactsQuery: StatementShape {}
     typealias UsageFactsRow = (String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64?, Int64?, Int64)
 
     struct UsageFacts {
