@@ -323,14 +323,9 @@ extension APIHandler {
             projectScope = scope.projectId
         }
         let wait = try Validation.range(body.waitSeconds, 0...60, field: "waitSeconds") ?? 25
-        // That the worker is online is written while its claim runs, not before it: fifty
-        // builders starting together otherwise queue fifty writes ahead of their claims.
-        let (served, servedEmulated) = (platforms, emulated)
-        async let recorded: Void = jobs.recordWorker(tokenId: caller.tokenId, name: name, platforms: served, emulated: servedEmulated)
-        let answer = try await claimOrWait(caller: caller, name: name, platforms: served, emulated: servedEmulated, projectScope: projectScope,
-                                           deadline: ContinuousClock.now + .seconds(wait))
-        try await recorded
-        return answer
+        // The claim also records that the worker is online (`JobQueue.claim`).
+        return try await claimOrWait(caller: caller, name: name, platforms: platforms, emulated: emulated, projectScope: projectScope,
+                                     deadline: ContinuousClock.now + .seconds(wait))
     }
 
     /// The claim's job, or 204 once `deadline` passes with none for it (or the worker leaves, or

@@ -46,10 +46,18 @@ public struct JobQueue: Sendable {
         let platforms = requested.map(\.description)
         let key = ClaimKey(organizationId: organizationId, projectId: projectId, platforms: platforms,
                            emulatedPlatforms: emulated.map(\.description).filter { !platforms.contains($0) })
+        // That the worker is online (and what it serves) is written by its claim's transaction,
+        // at most every 10 s per worker: fifty builders starting together are one write, not fifty
+        // transactions ahead of their claims.
+        let recordKey = "\(workerTokenId) \(workerName) \(platforms) \(emulated.map(\.description))"
+        let worker = ClaimWorker(name: workerName, tokenId: workerTokenId, platforms: platforms, emulated: emulated.map(\.description),
+                                 record: recentWorkers.cachedValue(for: recordKey) == nil)
         let queue = self
-        return try await claims.claim(key, ClaimWorker(name: workerName, tokenId: workerTokenId)) { key, workers in
+        let claimed = try await claims.claim(key, worker) { key, workers in
             try await queue.claimBatch(key, workers: workers)
         }
+        if worker.record { recentWorkers.insert(true, for: recordKey) }
+        return claimed
     }
 
     /// What a claim asks for: claims with equal keys may be answered by one transaction.
@@ -63,6 +71,11 @@ public struct JobQueue: Sendable {
     struct ClaimWorker: Sendable {
         var name: String
         var tokenId: String
+        /// What it serves, natively and emulated, as it said.
+        var platforms: [String] = []
+        var emulated: [String] = []
+        /// Its online record is due (none written in the last seconds).
+        var record = false
     }
 
     /// Starts up to one job for each of these workers, oldest first, in one transaction; the
@@ -71,8 +84,10 @@ public struct JobQueue: Sendable {
     /// an organization its usage check refuses fail with the reason, and others are picked.
     func claimBatch(_ key: ClaimKey, workers: [ClaimWorker]) async throws -> [ClaimedJob] {
         var claimed: [ClaimedJob] = []
+        var records = workers.filter(\.record)
         while claimed.count < workers.count {
-            let (started, refused) = try await claimOnce(key, workers: Array(workers[claimed.count...]))
+            let (started, refused) = try await claimOnce(key, workers: Array(workers[claimed.count...]), records: records)
+            records = []
             claimed += started
             // Jobs that failed a usage check leave room for others; without such, no more are
             // queued for these workers.
@@ -81,10 +96,11 @@ public struct JobQueue: Sendable {
         return claimed
     }
 
-    private func claimOnce(_ key: ClaimKey, workers: [ClaimWorker]) async throws -> (started: [ClaimedJob], refused: Bool) {
+    private func claimOnce(_ key: ClaimKey, workers: [ClaimWorker], records: [ClaimWorker]) async throws -> (started: [ClaimedJob], refused: Bool) {
         let agentBuilder = key.projectId != nil
         let fallback = Double(emulationFallback.components.seconds)
         return try await client.transaction(logger: logger) { tx -> ([ClaimedJob], Bool) in
+            if !records.isEmpty { try await Self.record(records, on: tx, logger: logger) }
             var candidates: [Candidate] = []
             // First among the oldest queued jobs as this statement sees them (read without
             // locks), then, if all of those are taken by claims in flight, among all. With each
@@ -237,7 +253,7 @@ public struct JobQueue: Sendable {
                 buildTag = tag
             }
             if start.wasQueued { signals.insert("build:\(build.id)") }
-            // The worker itself was recorded (`recordWorker`) when its claim request came in.
+            // The worker itself was recorded (`record`) by this transaction or one in the last seconds.
             let secrets = try start.sealed.map { try secretBox.open(Array(buffer: $0)) } ?? BuildSecrets()
             let grant = TokenGrant(tokenId: token.id, kind: .build, organizationId: build.organizationId, projectId: build.projectId,
                                    userId: nil, role: nil, expiresAt: expiresAt, revoked: false, lastUsedAt: nil,
@@ -485,21 +501,18 @@ public struct JobQueue: Sendable {
             logger: logger)
     }
 
-    /// Records that a worker is online and which platforms it serves (every claim, with or
-    /// without a job to hand out: an idle builder in its long-poll is online).
-    func recordWorker(tokenId: String, name: String, platforms: [Platform], emulated: [Platform] = []) async throws {
-        let key = "\(tokenId) \(name) \(platforms.map(\.description)) \(emulated.map(\.description))"
-        _ = try await recentWorkers.value(for: key) {
-            try await write(tokenId: tokenId, name: name, platforms: platforms, emulated: emulated)
-            return true
-        }
-    }
-
-    private func write(tokenId: String, name: String, platforms: [Platform], emulated: [Platform]) async throws {
-        try await client.query(
+    /// Records that these workers are online and which platforms they serve (a claim does, with or
+    /// without a job to hand out: an idle builder in its long-poll is online), in one statement,
+    /// rows in key order. Platforms hold no commas (`Platform`), so each worker's list travels as
+    /// one comma-joined string.
+    static func record(_ workers: [ClaimWorker], on tx: PostgresConnection, logger: Logger) async throws {
+        try await tx.query(
             """
             INSERT INTO workers (token_id, name, platforms, emulated_platforms)
-            VALUES (\(tokenId), \(name), \(platforms.map(\.description)), \(emulated.map(\.description)))
+            SELECT DISTINCT ON (w.token_id, w.name) w.token_id, w.name, string_to_array(w.platforms, ','), string_to_array(w.emulated, ',')
+            FROM unnest(\(workers.map(\.tokenId))::text[], \(workers.map(\.name))::text[], \(workers.map { $0.platforms.joined(separator: ",") })::text[],
+                        \(workers.map { $0.emulated.joined(separator: ",") })::text[]) AS w(token_id, name, platforms, emulated)
+            ORDER BY w.token_id, w.name
             ON CONFLICT (token_id, name) DO UPDATE SET platforms = EXCLUDED.platforms, emulated_platforms = EXCLUDED.emulated_platforms,
                 last_seen_at = now()
             """, logger: logger)
