@@ -106,7 +106,7 @@ FROM generate_series(1, 20000) i;
 INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
 SELECT 'j$tag' || lpad(i::text, 10, '0'), '$org', '$project', 'linux/amd64', extract(epoch FROM now() - interval '1 hour')::bigint, 1
 FROM generate_series(1, 20000) i;
-ANALYZE build_jobs; ANALYZE builds;
+VACUUM ANALYZE build_jobs, builds, usage_builds;
 SQL
 }
 
