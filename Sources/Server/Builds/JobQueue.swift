@@ -49,15 +49,12 @@ public struct JobQueue: Sendable {
         // That the worker is online (and what it serves) is written by its claim's transaction,
         // at most every 10 s per worker: fifty builders starting together are one write, not fifty
         // transactions ahead of their claims.
-        let recordKey = "\(workerTokenId) \(workerName) \(platforms) \(emulated.map(\.description))"
-        let worker = ClaimWorker(name: workerName, tokenId: workerTokenId, platforms: platforms, emulated: emulated.map(\.description),
-                                 record: recentWorkers.cachedValue(for: recordKey) == nil)
+        var worker = ClaimWorker(name: workerName, tokenId: workerTokenId, platforms: platforms, emulated: emulated.map(\.description))
+        worker.record = recentWorkers.cachedValue(for: worker.recordKey) == nil
         let queue = self
-        let claimed = try await claims.claim(key, worker) { key, workers in
+        return try await claims.claim(key, worker) { key, workers in
             try await queue.claimBatch(key, workers: workers)
         }
-        if worker.record { recentWorkers.insert(true, for: recordKey) }
-        return claimed
     }
 
     /// What a claim asks for: claims with equal keys may be answered by one transaction.
@@ -76,6 +73,8 @@ public struct JobQueue: Sendable {
         var emulated: [String] = []
         /// Its online record is due (none written in the last seconds).
         var record = false
+        /// Its entry in `recentWorkers`, set once its record is committed.
+        var recordKey: String { "\(tokenId) \(name) \(platforms) \(emulated)" }
     }
 
     /// Starts up to one job for each of these workers, oldest first, in one transaction; the
@@ -87,6 +86,7 @@ public struct JobQueue: Sendable {
         var records = workers.filter(\.record)
         while claimed.count < workers.count {
             let (started, refused) = try await claimOnce(key, workers: Array(workers[claimed.count...]), records: records)
+            for worker in records { recentWorkers.insert(true, for: worker.recordKey) }
             records = []
             claimed += started
             // Jobs that failed a usage check leave room for others; without such, no more are
