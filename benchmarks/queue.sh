@@ -9,7 +9,7 @@
 # Targets: >= 150 jobs/s at 20 workers, claim p99 < 50 ms at 50 workers, heartbeat p99 < 50 ms.
 # REPLICAS=2 runs a second server on the first one's PostgreSQL and a shared blob directory,
 # with Debian's haproxy balancing the workers' requests over both, round-robin.
-# Usage: [JOBS=2000] [REPLICAS=1|2] [SCENARIOS="5 20 50 cap20 cap50 orgs20"] benchmarks/queue.sh
+# Usage: [JOBS=2000] [REPLICAS=1|2] [SCENARIOS="5 20 50 cap20 cap50 orgs20"] [SIM=another_sim.py] benchmarks/queue.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2000}
