@@ -12,18 +12,7 @@ struct PreparedStatementTests {
     /// A pool of one connection, so what a test runs and what it then reads of the session
     /// (`pg_prepared_statements` is per connection) meet on the same connection.
     static func withOneConnection<T: Sendable>(_ url: DatabaseURL, _ body: @escaping @Sendable (Database) async throws -> T) async throws -> T {
-        var configuration = try url.clientConfiguration()
-        configuration.options.maximumConnections = 1
-        configuration.options.minimumConnections = 0
-        let client = PostgresClient(configuration: configuration, backgroundLogger: TestDatabase.logger)
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                await client.run()
-                return nil
-            }
-            defer { group.cancelAll() }
-            return try await body(Database(client: client, waitLimit: TestDatabase.setupWaitLimit))
-        }
+        try await ServerRunner.withDatabase(url, logger: TestDatabase.logger, waitLimit: TestDatabase.setupWaitLimit, connections: 1, body)
     }
 
     static func preparedStatements(_ db: Database) async throws -> [(name: String, sql: String, generic: Int64, custom: Int64)] {

@@ -154,14 +154,21 @@ public enum ServerRunner {
     }
 
     /// Runs `body` with a connected client, then shuts the client down. `waitLimit`: how long one
-    /// operation may wait for PostgreSQL (`Database`).
+    /// operation may wait for PostgreSQL (`Database`); `connections`: the pool's size, when not
+    /// the default (one makes every operation use the same session).
     public static func withDatabase<T: Sendable>(
-        _ database: DatabaseURL, logger: Logger, waitLimit: Duration = .seconds(5), _ body: @escaping @Sendable (Database) async throws -> T
+        _ database: DatabaseURL, logger: Logger, waitLimit: Duration = .seconds(5), connections: Int? = nil,
+        _ body: @escaping @Sendable (Database) async throws -> T
     ) async throws -> T {
         // The pool's background chatter (such as leasing before run() is scheduled) is not news here.
         var backgroundLogger = logger
         backgroundLogger.logLevel = .error
-        let client = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: backgroundLogger)
+        var configuration = try database.clientConfiguration()
+        if let connections {
+            configuration.options.maximumConnections = connections
+            configuration.options.minimumConnections = min(configuration.options.minimumConnections, connections)
+        }
+        let client = PostgresClient(configuration: configuration, backgroundLogger: backgroundLogger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()
