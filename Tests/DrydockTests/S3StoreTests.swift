@@ -66,9 +66,19 @@ final class FaultProxy: Sendable {
         try #require(result.status == 0, "\(result.stderr)")
     }
 
-    func injected() async throws -> Int {
+    func injected() async throws -> Int { try await counts()["injected"] ?? -1 }
+
+    /// Connections that carried requests to the store so far (not those asking for counts).
+    func connections() async throws -> Int { try await counts()["connections"] ?? -1 }
+
+    private func counts() async throws -> [String: Int] {
         let text = try await runTool("curl", ["-sf", "http://127.0.0.1:\(port)/__fault"]).stdout
-        return Int(text.split(separator: " ").first?.split(separator: "=").last ?? "") ?? -1
+        var counts: [String: Int] = [:]
+        for field in text.split(whereSeparator: \.isWhitespace) {
+            let parts = field.split(separator: "=")
+            if parts.count == 2, let value = Int(parts[1]) { counts[String(parts[0])] = value }
+        }
+        return counts
     }
 
     func stop() { process.signal(SIGKILL) }
@@ -108,6 +118,57 @@ struct S3StoreTests {
                 start = end
             }
             continuation.finish()
+        }
+    }
+
+    func readAll(_ store: S3BlobStore, _ digest: Digest, range: ClosedRange<Int64>? = nil) async throws -> [UInt8] {
+        let blob = try #require(try await store.read(digest, range: range))
+        var read: [UInt8] = []
+        for try await chunk in blob.body { read += Array(chunk.readableBytesView) }
+        return read
+    }
+
+    @Test("blob reads: one kept-alive connection serves read after read; a reader that stops early costs its connection, not the next read's bytes; a 500 or a connection dropped before the answer is retried; a missing blob is nil")
+    func reads() async throws {
+        try await withTemporaryDirectory { dir in
+            let moto = try await MotoS3(directory: dir)
+            defer { moto.stop() }
+            let proxy = try await FaultProxy(directory: dir, upstream: moto.port)
+            defer { proxy.stop() }
+            let settings = try S3Settings.parse(
+                "s3://drydock-reads/r?endpoint=http://127.0.0.1:\(proxy.port)&region=us-east-1&path-style=true",
+                environment: moto.environment)
+            let store = S3BlobStore(settings: settings, logger: Self.logger)
+            try await store.prepare()
+            let data = pseudoRandomBytes(6 << 20, seed: 7)
+            let digest = try #require(Digest(sha256(data)))
+            try await store.createUpload(id: "r1")
+            _ = try await store.commit(upload: "r1", appending: chunks(data[...]), limit: .max, as: digest)
+
+            #expect(try await readAll(store, digest) == data)
+            let before = try await proxy.connections()
+            for _ in 0..<3 { #expect(try await readAll(store, digest) == data) }
+            #expect(try await readAll(store, digest, range: 100...199) == Array(data[100...199]))
+            #expect(try await store.read(Digest(sha256([1, 2, 3]))!, range: nil) == nil)
+            #expect(try await proxy.connections() == before, "reads after the first opened connections of their own")
+
+            // A reader that takes one piece and goes: that connection is closed, not handed to the next read mid-body.
+            do {
+                let blob = try #require(try await store.read(digest, range: nil))
+                var iterator = blob.body.makeAsyncIterator()
+                #expect(try await iterator.next() != nil)
+            }
+            // (It may have had the whole body already, and then its connection is kept.)
+            #expect(try await readAll(store, digest) == data)
+            #expect(try await proxy.connections() <= before + 1)
+
+            // Faults before the answer's first byte: retried, the reader never sees them.
+            let injected = try await proxy.injected()
+            try await proxy.inject("500", count: 1, match: "GET%20/drydock-reads/r/blobs")
+            #expect(try await readAll(store, digest) == data)
+            try await proxy.inject("drop", count: 1, match: "GET%20/drydock-reads/r/blobs")
+            #expect(try await readAll(store, digest) == data)
+            #expect(try await proxy.injected() == injected + 2)
         }
     }
 

@@ -7,7 +7,7 @@ Requests go to 127.0.0.1:UPSTREAM_PORT unchanged (the Host header too, so signat
 verify). `POST /__fault?mode=500|drop&count=N&match=TEXT` makes the next N requests whose
 method + path + query contain TEXT fail: `500` answers an S3 InternalError, `drop` reads part of
 the request body and closes the connection without an answer. `GET /__fault` reports how many
-faults were injected so far. Prints `listening` once it accepts connections.
+faults were injected so far and how many connections carried requests to proxy. Prints `listening` once it accepts connections.
 """
 import http.client
 import http.server
@@ -17,7 +17,7 @@ import threading
 import urllib.parse
 
 LISTEN, UPSTREAM = int(sys.argv[1]), int(sys.argv[2])
-state = {"mode": None, "count": 0, "match": "", "injected": 0}
+state = {"mode": None, "count": 0, "match": "", "injected": 0, "connections": 0}
 lock = threading.Lock()
 
 
@@ -34,7 +34,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                 state["mode"] = query.get("mode", [None])[0]
                 state["count"] = int(query.get("count", ["1"])[0])
                 state["match"] = query.get("match", [""])[0]
-        body = ("injected=%d remaining=%d\n" % (state["injected"], state["count"])).encode()
+        body = ("injected=%d remaining=%d connections=%d\n" % (state["injected"], state["count"], state["connections"])).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -51,6 +51,10 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         if self.path.startswith("/__fault"):
             return self.control()
+        if not getattr(self, "counted", False):  # one handler per connection: count those that proxy
+            self.counted = True
+            with lock:
+                state["connections"] += 1
         length = int(self.headers.get("Content-Length") or 0)
         mode = self.fault()
         if mode == "drop":

@@ -186,8 +186,7 @@ struct S3Client: Sendable {
             headers.append(("content-length", "\(length)"))
         }
         let signed = signer.sign(method: method.rawValue, path: path, query: query, headers: headers, payloadHash: payloadHash)
-        let queryText = query.isEmpty ? "" : "?" + query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
-        var request = HTTPClientRequest(url: base + path + queryText)
+        var request = HTTPClientRequest(url: base + path + Self.queryText(query))
         request.method = method
         for (name, value) in headers + signed { request.headers.replaceOrAdd(name: name, value: value) }
         switch body {
@@ -196,6 +195,46 @@ struct S3Client: Sendable {
         case .stream(let stream, _): request.body = stream
         }
         return try await Self.http.execute(request, timeout: timeout, logger: logger)
+    }
+
+    static func queryText(_ query: [(String, String)]) -> String {
+        query.isEmpty ? "" : "?" + query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
+    }
+
+    /// Where the store listens, for `S3Downloads`.
+    var downloadEndpoint: S3Downloads.Endpoint {
+        let endpoint = settings.endpoint
+        let tls = (endpoint.scheme ?? "https") == "https"
+        let host = (settings.pathStyle ? "" : settings.bucket + ".") + (endpoint.host ?? "")
+        return .init(host: host, port: endpoint.port ?? (tls ? 443 : 80), tls: tls)
+    }
+
+    /// A signed GET of `key` on a channel of `S3Downloads` (bodies read in large pieces), retried
+    /// like `send` while nothing of the body has been handed out. nil when there is no such object.
+    func download(_ key: String, headers extra: [(String, String)]) async throws -> S3Downloads.Response? {
+        let (host, path, _) = address(key: key)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let headers = [("host", host)] + extra
+            let signed = signer.sign(method: "GET", path: path, query: [], headers: headers, payloadHash: SigV4.emptyPayload)
+            var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+            for (name, value) in headers + signed { head.headers.replaceOrAdd(name: name, value: value) }
+            do {
+                let response = try await S3Downloads.shared.execute(head, on: downloadEndpoint, timeout: .seconds(120))
+                let status = Int(response.status.code)
+                if (200..<300).contains(status) { return response }
+                let text = (try? await response.body.collect(upTo: 1 << 16)).map { String(buffer: $0) } ?? ""
+                if status == 404 { return nil }
+                throw S3Failure(status: status, code: Self.element("Code", in: text) ?? "\(status)",
+                                message: Self.element("Message", in: text) ?? "failed", operation: "GET \(key)")
+            } catch var failure as S3Failure {
+                if failure.operation.isEmpty { failure.operation = "GET \(key)" }
+                guard failure.retryable && attempt < 3 else { throw failure }
+                logger.debug("S3 request failed; retrying", metadata: ["error": "\(failure)", "attempt": "\(attempt)"])
+                try await Task.sleep(for: .milliseconds(100 * attempt * attempt))
+            }
+        }
     }
 
     /// A URL that lets its holder GET `key` for `seconds` without credentials.
@@ -213,15 +252,10 @@ struct S3Client: Sendable {
     }
 
     /// The object's bytes (or a range of them) as they arrive; nil when there is no such object.
-    func get(_ key: String, range: ClosedRange<Int64>? = nil) async throws -> HTTPClientResponse? {
+    func get(_ key: String, range: ClosedRange<Int64>? = nil) async throws -> S3Downloads.Response? {
         var headers: [(String, String)] = []
         if let range { headers.append(("range", "bytes=\(range.lowerBound)-\(range.upperBound)")) }
-        let response = try await send(.GET, key: key, headers: headers, accept: [404])
-        if response.status == .notFound {
-            _ = try? await response.body.collect(upTo: 1 << 16)
-            return nil
-        }
-        return response
+        return try await download(key, headers: headers)
     }
 
     /// A small object, read whole (at most `limit` bytes).
