@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A pass-through HTTP proxy in front of an S3 endpoint that can be told to fail.
 
-    s3-fault-proxy.py LISTEN_PORT UPSTREAM_PORT
+    s3-fault-proxy.py LISTEN_PORT UPSTREAM_PORT [--tls CERT KEY]
 
 Requests go to 127.0.0.1:UPSTREAM_PORT unchanged (the Host header too, so signatures still
 verify). `POST /__fault?mode=500|drop&count=N&match=TEXT` makes the next N requests whose
@@ -99,5 +99,11 @@ class Proxy(http.server.BaseHTTPRequestHandler):
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", LISTEN), Proxy)
 server.daemon_threads = True
+if "--tls" in sys.argv:  # https on LISTEN_PORT with CERT and KEY (PEM); plain HTTP upstream
+    import ssl
+    at = sys.argv.index("--tls")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[at + 1], sys.argv[at + 2])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print("listening", flush=True)
 server.serve_forever()

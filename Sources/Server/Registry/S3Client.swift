@@ -6,6 +6,7 @@ import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// Where blobs live in an S3-compatible store: `s3://BUCKET/PREFIX?endpoint=URL&region=REGION&path-style=true`,
 /// credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
@@ -25,6 +26,9 @@ public struct S3Settings: Sendable, Equatable {
     public var accessKeyId: String
     public var secretAccessKey: String
     public var sessionToken: String?
+    /// PEM certificates trusted for an https endpoint instead of the system's (`AWS_CA_BUNDLE`, as
+    /// AWS's own tools read it): a store whose certificate a private CA signed.
+    public var caBundle: String?
 
     public static let minimumPartSize = 5 << 20
 
@@ -66,9 +70,13 @@ public struct S3Settings: Sendable, Equatable {
         guard let key = environment["AWS_ACCESS_KEY_ID"], !key.isEmpty, let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else {
             throw ConfigurationError("DRYDOCK_BLOB_STORE=s3://… needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
         }
+        let caBundle = environment["AWS_CA_BUNDLE"].flatMap { $0.isEmpty ? nil : $0 }
+        if let caBundle, !FileManager.default.isReadableFile(atPath: caBundle) {
+            throw ConfigurationError("AWS_CA_BUNDLE names \(caBundle), which cannot be read")
+        }
         return S3Settings(bucket: bucket, prefix: prefix, endpoint: endpoint, region: region, pathStyle: try flag("path-style"),
                           redirect: try flag("redirect"), partSize: partSize, accessKeyId: key, secretAccessKey: secret,
-                          sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
+                          sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }, caBundle: caBundle)
     }
 
     /// The settings without the secret, for logs.
@@ -95,6 +103,10 @@ struct S3Client: Sendable {
     let settings: S3Settings
     let signer: SigV4
     let logger: Logger
+    /// For an https endpoint with a CA bundle: the bundle as the only trusted roots.
+    let tlsConfiguration: TLSConfiguration?
+    /// For an https endpoint: the TLS context of `S3Downloads`' connections (or why there is none).
+    let tlsContext: Result<NIOSSLContext, S3Failure>?
 
     /// One HTTP client for every store in the process: it lives as long as the process does.
     static let http: HTTPClient = {
@@ -110,6 +122,18 @@ struct S3Client: Sendable {
         self.signer = SigV4(accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey,
                             region: settings.region, sessionToken: settings.sessionToken)
         self.logger = logger
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let bundle = settings.caBundle { tls.trustRoots = .file(bundle) }
+        tlsConfiguration = settings.caBundle == nil ? nil : tls
+        if settings.endpoint.scheme == "https" {
+            do {
+                tlsContext = .success(try NIOSSLContext(configuration: tls))
+            } catch {
+                tlsContext = .failure(S3Failure(status: 0, code: "", message: "cannot set up TLS for \(settings.endpoint.absoluteString)\(settings.caBundle.map { " with AWS_CA_BUNDLE=" + $0 } ?? ""): \(error)"))
+            }
+        } else {
+            tlsContext = nil
+        }
     }
 
     /// `host[:port]` as sent in the Host header, and the request path (encoded) for a key.
@@ -188,6 +212,7 @@ struct S3Client: Sendable {
         let signed = signer.sign(method: method.rawValue, path: path, query: query, headers: headers, payloadHash: payloadHash)
         var request = HTTPClientRequest(url: base + path + Self.queryText(query))
         request.method = method
+        request.tlsConfiguration = tlsConfiguration
         for (name, value) in headers + signed { request.headers.replaceOrAdd(name: name, value: value) }
         switch body {
         case .none: break
@@ -202,11 +227,11 @@ struct S3Client: Sendable {
     }
 
     /// Where the store listens, for `S3Downloads`.
-    var downloadEndpoint: S3Downloads.Endpoint {
+    func downloadEndpoint() throws -> S3Downloads.Endpoint {
         let endpoint = settings.endpoint
-        let tls = (endpoint.scheme ?? "https") == "https"
         let host = (settings.pathStyle ? "" : settings.bucket + ".") + (endpoint.host ?? "")
-        return .init(host: host, port: endpoint.port ?? (tls ? 443 : 80), tls: tls)
+        let tls = try tlsContext.map { try $0.get() }
+        return .init(host: host, port: endpoint.port ?? (tls == nil ? 80 : 443), tls: tls.map { .init(context: $0, trust: settings.caBundle) })
     }
 
     /// A signed GET of `key` on a channel of `S3Downloads` (bodies read in large pieces), retried
@@ -221,7 +246,7 @@ struct S3Client: Sendable {
             var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
             for (name, value) in headers + signed { head.headers.replaceOrAdd(name: name, value: value) }
             do {
-                let response = try await S3Downloads.shared.execute(head, on: downloadEndpoint, timeout: .seconds(120))
+                let response = try await S3Downloads.shared.execute(head, on: try downloadEndpoint(), timeout: .seconds(120))
                 let status = Int(response.status.code)
                 if (200..<300).contains(status) { return response }
                 let text = (try? await response.body.collect(upTo: 1 << 16)).map { String(buffer: $0) } ?? ""

@@ -33,7 +33,15 @@ final class S3Downloads: Sendable {
     struct Endpoint: Hashable, Sendable {
         let host: String
         let port: Int
-        let tls: Bool
+        let tls: TLS?
+
+        /// Connections are pooled by what they trust, not by the context object.
+        struct TLS: Hashable, Sendable {
+            let context: NIOSSLContext
+            let trust: String?
+            static func == (a: TLS, b: TLS) -> Bool { a.trust == b.trust }
+            func hash(into hasher: inout Hasher) { hasher.combine(trust) }
+        }
     }
 
     private struct Idle {
@@ -52,20 +60,23 @@ final class S3Downloads: Sendable {
         if let reused = takeIdle(endpoint) {
             do {
                 return try await send(head, on: reused.channel, handler: reused.handler, endpoint: endpoint, timeout: timeout)
-            } catch is ConnectionReused {
+            } catch is NothingReceived {
                 // The store closed it while it was idle: a fresh connection below.
             }
         }
         let (channel, handler) = try await connect(endpoint)
         do {
             return try await send(head, on: channel, handler: handler, endpoint: endpoint, timeout: timeout)
-        } catch is ConnectionReused {
-            throw S3Failure(status: 0, code: "", message: "the store closed the connection before answering")
+        } catch let failure as NothingReceived {
+            throw failure.underlying ?? S3Failure(status: 0, code: "", message: "the store closed the connection before answering")
         }
     }
 
-    /// A failure on a connection before any byte of the answer came back.
-    private struct ConnectionReused: Error {}
+    /// A failure on a connection before any byte of the answer came back: on a reused connection,
+    /// most likely one the store had closed while it was idle.
+    private struct NothingReceived: Error {
+        var underlying: S3Failure?
+    }
 
     private func send(_ head: HTTPRequestHead, on channel: any Channel, handler: NIOLoopBound<ResponseHandler>,
                       endpoint: Endpoint, timeout: TimeAmount) async throws -> Response {
@@ -80,7 +91,6 @@ final class S3Downloads: Sendable {
     }
 
     private func connect(_ endpoint: Endpoint) async throws -> (any Channel, NIOLoopBound<ResponseHandler>) {
-        let sslContext = endpoint.tls ? try NIOSSLContext(configuration: .makeClientConfiguration()) : nil
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(10))
             .channelOption(.autoRead, value: false)
@@ -96,8 +106,10 @@ final class S3Downloads: Sendable {
         do {
             return try await channel.eventLoop.submit {
                 let pipeline = channel.pipeline.syncOperations
-                if let sslContext {
-                    try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: endpoint.host))
+                if let tls = endpoint.tls {
+                    // Server names are sent (and checked) for host names; an IP address has none.
+                    let isAddress = (try? SocketAddress(ipAddress: endpoint.host, port: 0)) != nil
+                    try pipeline.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: isAddress ? nil : endpoint.host))
                 }
                 try pipeline.addHTTPClientHandlers()
                 let handler = ResponseHandler()
@@ -174,7 +186,7 @@ final class S3Downloads: Sendable {
         func start(_ head: HTTPRequestHead, promise: EventLoopPromise<Response>, timeout: TimeAmount,
                    done: @escaping (Bool) -> Void) {
             guard let context, context.channel.isActive else {
-                promise.fail(ConnectionReused())
+                promise.fail(NothingReceived())
                 return
             }
             generation += 1
@@ -237,19 +249,23 @@ final class S3Downloads: Sendable {
         }
 
         func channelInactive(context: ChannelHandlerContext) {
-            fail(S3Failure(status: 0, code: "", message: "the store closed the connection mid-answer"))
+            fail(S3Failure(status: 0, code: "", message: receivedAny ? "the store closed the connection mid-answer" : "the store closed the connection before answering"))
             context.fireChannelInactive()
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            fail(S3Failure(status: 0, code: "", message: "\(error)"))
+            var message = "\(error)"
+            if message.contains("CERTIFICATE_VERIFY_FAILED") {
+                message = "the store's TLS certificate is not trusted (CERTIFICATE_VERIFY_FAILED); a store whose certificate a private CA signed needs AWS_CA_BUNDLE set to that CA's PEM file"
+            }
+            fail(S3Failure(status: 0, code: "", message: message))
             context.close(promise: nil)
         }
 
-        private func fail(_ error: any Error) {
+        private func fail(_ error: S3Failure) {
             if let promise {
                 self.promise = nil
-                promise.fail(receivedAny ? error : ConnectionReused())
+                promise.fail(receivedAny ? error : NothingReceived(underlying: error))
             }
             if let source {
                 self.source = nil
