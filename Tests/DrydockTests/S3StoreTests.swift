@@ -53,12 +53,13 @@ final class FaultProxy: Sendable {
     let scheme: String
 
     /// `tls`: https with that certificate and key (PEM files).
-    init(directory: URL, upstream: Int, tls: (certificate: String, key: String)? = nil) async throws {
+    /// `idle`: connections idle that many seconds are closed by the proxy.
+    init(directory: URL, upstream: Int, tls: (certificate: String, key: String)? = nil, idle: Int? = nil) async throws {
         port = try kernelPort()
         scheme = tls == nil ? "http" : "https"
         let log = directory.appendingPathComponent("proxy-\(port).log")
         process = try await RunningProcess(["python3", packageRoot.appendingPathComponent("Tests/Fixtures/s3-fault-proxy.py").path, "\(port)", "\(upstream)"]
-                                           + (tls.map { ["--tls", $0.certificate, $0.key] } ?? []),
+                                           + (tls.map { ["--tls", $0.certificate, $0.key] } ?? []) + (idle.map { ["--idle", "\($0)"] } ?? []),
                                            environment: ProcessInfo.processInfo.environment, log: log.path)
         let port = self.port
         let up = await eventually(.seconds(20)) {
@@ -78,6 +79,9 @@ final class FaultProxy: Sendable {
 
     /// Connections that carried requests to the store so far (not those asking for counts).
     func connections() async throws -> Int { try await counts()["connections"] ?? -1 }
+
+    /// Of those, the ones still open.
+    func openConnections() async throws -> Int { try await counts()["open"] ?? -1 }
 
     private func counts() async throws -> [String: Int] {
         let text = try await runTool("curl", ["-skf", "\(scheme)://127.0.0.1:\(port)/__fault"]).stdout
@@ -136,7 +140,7 @@ struct S3StoreTests {
         return read
     }
 
-    @Test("blob reads: one kept-alive connection serves read after read; a reader that stops early costs its connection, not the next read's bytes; a 500 or a connection dropped before the answer is retried; a missing blob is nil")
+    @Test("blob reads: one kept-alive connection serves read after read; a reader that stops early costs its connection, not the next read's bytes; a 500 or a connection dropped before the answer is retried; a connection the store closed while idle is replaced; a missing blob is nil")
     func reads() async throws {
         try await withTemporaryDirectory { dir in
             let moto = try await MotoS3(directory: dir)
@@ -177,6 +181,18 @@ struct S3StoreTests {
             try await proxy.inject("drop", count: 1, match: "GET%20/drydock-reads/r/blobs")
             #expect(try await readAll(store, digest) == data)
             #expect(try await proxy.injected() == injected + 2)
+
+            // A store that closes idle connections (here after 1 s): the read after it is not hurt.
+            let closing = try await FaultProxy(directory: dir, upstream: moto.port, idle: 1)
+            defer { closing.stop() }
+            var closingSettings = settings
+            closingSettings.endpoint = try #require(URL(string: "http://127.0.0.1:\(closing.port)"))
+            let closingStore = S3BlobStore(settings: closingSettings, logger: Self.logger)
+            #expect(try await readAll(closingStore, digest) == data)
+            let closed = await eventually(.seconds(20)) { (try? await closing.openConnections()) == 0 }
+            #expect(closed, "the proxy still holds connections open")
+            #expect(try await readAll(closingStore, digest) == data)
+            #expect(try await closing.connections() == 2)
         }
     }
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """A pass-through HTTP proxy in front of an S3 endpoint that can be told to fail.
 
-    s3-fault-proxy.py LISTEN_PORT UPSTREAM_PORT [--tls CERT KEY]
+    s3-fault-proxy.py LISTEN_PORT UPSTREAM_PORT [--tls CERT KEY] [--idle SECONDS]
 
 Requests go to 127.0.0.1:UPSTREAM_PORT unchanged (the Host header too, so signatures still
 verify). `POST /__fault?mode=500|drop&count=N&match=TEXT` makes the next N requests whose
 method + path + query contain TEXT fail: `500` answers an S3 InternalError, `drop` reads part of
 the request body and closes the connection without an answer. `GET /__fault` reports how many
-faults were injected so far and how many connections carried requests to proxy. Prints `listening` once it accepts connections.
+faults were injected so far, how many connections carried requests to proxy, and how many of
+those are open. `--idle` closes a connection idle that long, as stores do. Prints `listening` once it accepts connections.
 """
 import http.client
 import http.server
@@ -17,12 +18,19 @@ import threading
 import urllib.parse
 
 LISTEN, UPSTREAM = int(sys.argv[1]), int(sys.argv[2])
-state = {"mode": None, "count": 0, "match": "", "injected": 0, "connections": 0}
+state = {"mode": None, "count": 0, "match": "", "injected": 0, "connections": 0, "open": 0}
 lock = threading.Lock()
 
 
 class Proxy(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = float(sys.argv[sys.argv.index("--idle") + 1]) if "--idle" in sys.argv else None
+
+    def finish(self):
+        if getattr(self, "counted", False):
+            with lock:
+                state["open"] -= 1
+        super().finish()
 
     def log_message(self, *args):
         pass
@@ -34,7 +42,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                 state["mode"] = query.get("mode", [None])[0]
                 state["count"] = int(query.get("count", ["1"])[0])
                 state["match"] = query.get("match", [""])[0]
-        body = ("injected=%d remaining=%d connections=%d\n" % (state["injected"], state["count"], state["connections"])).encode()
+        body = ("injected=%d remaining=%d connections=%d open=%d\n" % (state["injected"], state["count"], state["connections"], state["open"])).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -55,6 +63,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.counted = True
             with lock:
                 state["connections"] += 1
+                state["open"] += 1
         length = int(self.headers.get("Content-Length") or 0)
         mode = self.fault()
         if mode == "drop":

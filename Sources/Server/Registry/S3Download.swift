@@ -83,7 +83,10 @@ final class S3Downloads: Sendable {
         let promise = channel.eventLoop.makePromise(of: Response.self)
         channel.eventLoop.execute {
             handler.value.start(head, promise: promise, timeout: timeout) { [weak self] keepAlive in
-            guard keepAlive, let self else { channel.close(promise: nil); return }
+                guard keepAlive, let self else { channel.close(promise: nil); return }
+                // A read left pending while idle lets the channel see the store close it (and
+                // release its socket) instead of finding out at the next request.
+                channel.read()
                 self.putIdle(endpoint, Idle(channel: channel, handler: handler, since: .now()))
             }
         }
