@@ -121,7 +121,7 @@ final class S3Downloads: Sendable {
             }.get()
         } catch {
             channel.close(promise: nil)
-            throw error
+            throw S3Failure(status: 0, code: "", message: "cannot set up a connection to \(endpoint.host):\(endpoint.port): \(error)")
         }
     }
 
