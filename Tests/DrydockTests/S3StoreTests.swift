@@ -236,6 +236,13 @@ struct S3StoreTests {
             } catch {
                 #expect("\(error)".contains("CERTIFICATE_VERIFY_FAILED"), "\(error)")
             }
+            // A server starting on it stops at once, saying what to set.
+            do {
+                try await untrusted.prepare()
+                Issue.record("a store with an untrusted certificate was accepted at start")
+            } catch {
+                #expect("\(error)".contains("AWS_CA_BUNDLE"), "\(error)")
+            }
             #expect(throws: ConfigurationError.self) {
                 try S3Settings.parse(url, environment: moto.environment.merging(["AWS_CA_BUNDLE": dir.appendingPathComponent("none.pem").path]) { $1 })
             }

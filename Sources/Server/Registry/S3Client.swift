@@ -394,6 +394,14 @@ struct S3Client: Sendable {
 
     /// Creates the bucket when it does not exist (a fresh MinIO or moto); an existing one is left alone.
     func ensureBucket() async throws {
+        // First a probe on a download connection, which fails within a second when the store
+        // cannot be reached or its certificate is not trusted (AsyncHTTPClient keeps retrying such a
+        // connection for its whole connect timeout, three times over). Any answer at all will do.
+        do {
+            _ = try await download(settings.prefix + "drydock-probe", headers: [])
+        } catch let failure as S3Failure where failure.status != 0 {
+            // The store answered (403 without permission to list, say): the HEAD below decides.
+        }
         let response = try await send(.HEAD, key: nil, accept: [404, 403, 301])
         switch response.status.code {
         case 200..<300: return
