@@ -101,6 +101,8 @@ struct Browser {
             #expect(other.status == .notFound && other.text.contains("does not exist or is not visible"))
             let members = try await ci.get("/members")
             #expect(members.status == .forbidden && members.text.contains("may not see the organization"))
+            // Error pages keep the signed-in navigation (and a way to sign out).
+            for page in [other, members] { #expect(page.text.contains("<nav>") && page.text.contains("id=\"signout\""), "\(page.text)") }
             let ciOverview = try await ci.get("/")
             #expect(ciOverview.text.contains("alpha") && !ciOverview.text.contains("beta"))
 

@@ -50,13 +50,14 @@ struct Dashboard: Sendable {
         router.get("/static/dashboard.js") { _, _ in Self.asset(DashboardAssets.javascript, type: "text/javascript; charset=utf-8") }
 
         router.get("/") { request, _ in
-            await timed {
+            await timed { signedIn in
                 guard let session = try await session(request) else { return signInPage(error: nil, status: .ok) }
+                signedIn = session
                 return try await overview(session, request: request)
             }
         }
-        router.post("/signin") { request, _ in await timed { try await signIn(request) } }
-        router.post("/signout") { request, _ in await timed { try await signOut(request) } }
+        router.post("/signin") { request, _ in await timed { _ in try await signIn(request) } }
+        router.post("/signout") { request, _ in await timed { _ in try await signOut(request) } }
 
         router.get("/projects/:id") { request, context in
             await page(request) { try await projectPage($0, id: context.parameters.get("id") ?? "", request: request) }
@@ -121,16 +122,18 @@ struct Dashboard: Sendable {
 
     /// A page for signed-in users; signed out, the sign-in page.
     func page(_ request: Request, _ render: (Session) async throws -> Response) async -> Response {
-        await timed {
+        await timed { signedIn in
             guard let session = try await session(request) else { return redirect("/") }
+            signedIn = session
             return try await render(session)
         }
     }
 
     /// A form post: signed in, with the page's CSRF token, from this site.
     func form(_ request: Request, _ handle: (Session, Form) async throws -> Response) async -> Response {
-        await timed {
+        await timed { signedIn in
             guard let session = try await session(request) else { return redirect("/") }
+            signedIn = session
             let form = try await Form(request)
             guard sameOrigin(request),
                   let sent = form["csrf"], Self.constantTimeEqual(sent, session.csrf)
@@ -142,14 +145,16 @@ struct Dashboard: Sendable {
         }
     }
 
-    /// Renders what went wrong in the user's words; times the page (`Server-Timing`).
-    func timed(_ body: () async throws -> Response) async -> Response {
+    /// Renders what went wrong in the user's words (with the navigation, once `body` has said who
+    /// is signed in); times the page (`Server-Timing`).
+    func timed(_ body: (inout Session?) async throws -> Response) async -> Response {
         let start = ContinuousClock.now
         var response: Response
+        var session: Session?
         do {
-            response = try await body()
+            response = try await body(&session)
         } catch let error as FormError {
-            response = errorPage(status: .badRequest, heading: "That did not work", message: error.message, session: nil)
+            response = errorPage(status: .badRequest, heading: "That did not work", message: error.message, session: session)
         } catch {
             let problem = ProblemMiddleware.problem(for: error, operationID: "dashboard", logger: logger)
             let heading = switch problem.status.code {
@@ -158,7 +163,7 @@ struct Dashboard: Sendable {
             case 400, 409, 402: "That did not work"
             default: "Something went wrong"
             }
-            response = errorPage(status: problem.status, heading: heading, message: problem.detail, session: nil)
+            response = errorPage(status: problem.status, heading: heading, message: problem.detail, session: session)
         }
         let elapsed = ContinuousClock.now - start
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
