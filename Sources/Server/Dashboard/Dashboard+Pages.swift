@@ -293,10 +293,15 @@ extension Dashboard {
         context["host"] = request.head.authority ?? "HOST"
         let canDelete = may(session, "deleteRepositoryTag")
         var rows: [[String: Any]] = []
-        for repository in repositories.items.prefix(100) {
-            let tags = try await call(session, "listRepositoryTags") {
+        let shown = Array(repositories.items.prefix(100))
+        // Each repository's tags, eight requests at a time (one after another, a project with a
+        // hundred repositories made this page a hundred queries long).
+        let tagPages = try await Self.concurrentMap(shown, limit: 8) { repository in
+            try await call(session, "listRepositoryTags") {
                 try await api.listRepositoryTags(.init(path: .init(projectId: project.id), query: .init(repository: repository.name))).ok.body.json
             }
+        }
+        for (repository, tags) in zip(shown, tagPages) {
             rows.append([
                 "name": repository.name, "size": DashboardFormat.bytes(repository.sizeBytes), "tagCount": repository.tagCount,
                 "manifestCount": repository.manifestCount,
@@ -311,6 +316,30 @@ extension Dashboard {
         }
         context["repositories"] = rows
         return html("registry", context)
+    }
+
+    /// `transform` of every element, at most `limit` at once, in the elements' order.
+    static func concurrentMap<Element: Sendable, T: Sendable>(
+        _ elements: [Element], limit: Int, _ transform: @escaping @Sendable (Element) async throws -> T
+    ) async throws -> [T] {
+        try await withThrowingTaskGroup(of: (Int, T).self) { group in
+            var results = [T?](repeating: nil, count: elements.count)
+            var next = 0
+            while next < min(limit, elements.count) {
+                let index = next
+                group.addTask { (index, try await transform(elements[index])) }
+                next += 1
+            }
+            while let (index, value) = try await group.next() {
+                results[index] = value
+                if next < elements.count {
+                    let index = next
+                    group.addTask { (index, try await transform(elements[index])) }
+                    next += 1
+                }
+            }
+            return results.compactMap { $0 }
+        }
     }
 
     func confirmDelete(_ session: Session, id: String, request: Request) async throws -> Response {
