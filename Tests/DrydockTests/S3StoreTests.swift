@@ -54,12 +54,12 @@ final class FaultProxy: Sendable {
 
     /// `tls`: https with that certificate and key (PEM files).
     /// `idle`: connections idle that many seconds are closed by the proxy.
-    init(directory: URL, upstream: Int, tls: (certificate: String, key: String)? = nil, idle: Int? = nil) async throws {
+    init(directory: URL, upstream: Int, tls: (certificate: String, key: String)? = nil, idle: Int? = nil, chunked: Bool = false) async throws {
         port = try kernelPort()
         scheme = tls == nil ? "http" : "https"
         let log = directory.appendingPathComponent("proxy-\(port).log")
         process = try await RunningProcess(["python3", packageRoot.appendingPathComponent("Tests/Fixtures/s3-fault-proxy.py").path, "\(port)", "\(upstream)"]
-                                           + (tls.map { ["--tls", $0.certificate, $0.key] } ?? []) + (idle.map { ["--idle", "\($0)"] } ?? []),
+                                           + (tls.map { ["--tls", $0.certificate, $0.key] } ?? []) + (idle.map { ["--idle", "\($0)"] } ?? []) + (chunked ? ["--chunked"] : []),
                                            environment: ProcessInfo.processInfo.environment, log: log.path)
         let port = self.port
         let up = await eventually(.seconds(20)) {
@@ -140,7 +140,7 @@ struct S3StoreTests {
         return read
     }
 
-    @Test("blob reads: one kept-alive connection serves read after read; a reader that stops early costs its connection, not the next read's bytes; a 500 or a connection dropped before the answer is retried; a connection the store closed while idle is replaced; a missing blob is nil")
+    @Test("blob reads: one kept-alive connection serves read after read; a reader that stops early costs its connection, not the next read's bytes; a 500 or a connection dropped before the answer is retried; a connection the store closed while idle is replaced; a store answering in chunks without a length; a missing blob is nil")
     func reads() async throws {
         try await withTemporaryDirectory { dir in
             let moto = try await MotoS3(directory: dir)
@@ -193,6 +193,18 @@ struct S3StoreTests {
             #expect(closed, "the proxy still holds connections open")
             #expect(try await readAll(closingStore, digest) == data)
             #expect(try await closing.connections() == 2)
+
+            // A store that answers in chunks, without a length: the blob's size still comes out right.
+            let chunking = try await FaultProxy(directory: dir, upstream: moto.port, chunked: true)
+            defer { chunking.stop() }
+            var chunkingSettings = settings
+            chunkingSettings.endpoint = try #require(URL(string: "http://127.0.0.1:\(chunking.port)"))
+            let chunkingStore = S3BlobStore(settings: chunkingSettings, logger: Self.logger)
+            let whole = try #require(try await chunkingStore.read(digest, range: nil))
+            #expect(whole.size == Int64(data.count))
+            #expect(try await chunkingStore.read(digest, range: 10...19)?.size == 10)
+            #expect(try await readAll(chunkingStore, digest) == data)
+            #expect(try await readAll(chunkingStore, digest, range: 10...19) == Array(data[10...19]))
         }
     }
 

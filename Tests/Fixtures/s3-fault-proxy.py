@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """A pass-through HTTP proxy in front of an S3 endpoint that can be told to fail.
 
-    s3-fault-proxy.py LISTEN_PORT UPSTREAM_PORT [--tls CERT KEY] [--idle SECONDS]
+    s3-fault-proxy.py LISTEN_PORT UPSTREAM_PORT [--tls CERT KEY] [--idle SECONDS] [--chunked]
 
 Requests go to 127.0.0.1:UPSTREAM_PORT unchanged (the Host header too, so signatures still
 verify). `POST /__fault?mode=500|drop&count=N&match=TEXT` makes the next N requests whose
 method + path + query contain TEXT fail: `500` answers an S3 InternalError, `drop` reads part of
 the request body and closes the connection without an answer. `GET /__fault` reports how many
 faults were injected so far, how many connections carried requests to proxy, and how many of
-those are open. `--idle` closes a connection idle that long, as stores do. Prints `listening` once it accepts connections.
+those are open. `--idle` closes a connection idle that long, as stores do; `--chunked` answers
+GETs in chunks, without a Content-Length, as some gateways do. Prints `listening` once it accepts connections.
 """
 import http.client
 import http.server
@@ -95,6 +96,15 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         for k, v in response.getheaders():
             if k.lower() not in ("connection", "transfer-encoding", "content-length", "date", "server"):
                 self.send_header(k, v)
+        if "--chunked" in sys.argv and self.command == "GET":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, len(data), 1 << 20):
+                piece = data[start:start + (1 << 20)]
+                self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            upstream.close()
+            return
         # A HEAD answer tells the object's length without sending it.
         length = response.getheader("Content-Length") if self.command == "HEAD" else None
         self.send_header("Content-Length", length or str(len(data)))

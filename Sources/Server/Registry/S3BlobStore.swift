@@ -61,8 +61,11 @@ public struct S3BlobStore: BlobStore {
     public func read(_ digest: Digest, range: ClosedRange<Int64>?) async throws -> BlobBytes? {
         try await unavailableOnFailure {
             guard let response = try await client.get(blobKey(digest), range: range) else { return nil }
-            let size = response.headers.first(name: "content-length").flatMap { Int64($0) } ?? 0
-            return BlobBytes(size: size, sequence: response.body)
+            // A store answering without a length (chunked): the range's, or the object's own.
+            var size = response.headers.first(name: "content-length").flatMap { Int64($0) }
+            if size == nil, let range { size = range.upperBound - range.lowerBound + 1 }
+            if size == nil { size = try await client.head(blobKey(digest)) }
+            return BlobBytes(size: size ?? 0, sequence: response.body)
         }
     }
 
