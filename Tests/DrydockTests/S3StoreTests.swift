@@ -183,11 +183,15 @@ struct S3StoreTests {
             #expect(try await proxy.injected() == injected + 2)
 
             // A store that closes idle connections (here after 1 s): the read after it is not hurt.
+            // The same bucket through another proxy in front of moto.
+            func storeThrough(_ other: FaultProxy) throws -> S3BlobStore {
+                var through = settings
+                through.endpoint = try #require(URL(string: "http://127.0.0.1:\(other.port)"))
+                return S3BlobStore(settings: through, logger: Self.logger)
+            }
             let closing = try await FaultProxy(directory: dir, upstream: moto.port, idle: 1)
             defer { closing.stop() }
-            var closingSettings = settings
-            closingSettings.endpoint = try #require(URL(string: "http://127.0.0.1:\(closing.port)"))
-            let closingStore = S3BlobStore(settings: closingSettings, logger: Self.logger)
+            let closingStore = try storeThrough(closing)
             #expect(try await readAll(closingStore, digest) == data)
             let closed = await eventually(.seconds(20)) { (try? await closing.openConnections()) == 0 }
             #expect(closed, "the proxy still holds connections open")
@@ -197,9 +201,7 @@ struct S3StoreTests {
             // A store that answers in chunks, without a length: the blob's size still comes out right.
             let chunking = try await FaultProxy(directory: dir, upstream: moto.port, chunked: true)
             defer { chunking.stop() }
-            var chunkingSettings = settings
-            chunkingSettings.endpoint = try #require(URL(string: "http://127.0.0.1:\(chunking.port)"))
-            let chunkingStore = S3BlobStore(settings: chunkingSettings, logger: Self.logger)
+            let chunkingStore = try storeThrough(chunking)
             let whole = try #require(try await chunkingStore.read(digest, range: nil))
             #expect(whole.size == Int64(data.count))
             #expect(try await chunkingStore.read(digest, range: 10...19)?.size == 10)
