@@ -148,7 +148,7 @@ struct S3StoreTests {
             let proxy = try await FaultProxy(directory: dir, upstream: moto.port)
             defer { proxy.stop() }
             let settings = try S3Settings.parse(
-                "s3://drydock-reads/r?endpoint=http://127.0.0.1:\(proxy.port)&region=us-east-1&path-style=true",
+                "s3://drydock-reads/r?endpoint=http://127.0.0.1:\(proxy.port)&region=us-east-1&path-style=true&part-size-mib=5",
                 environment: moto.environment)
             let store = S3BlobStore(settings: settings, logger: Self.logger)
             try await store.prepare()
@@ -156,6 +156,13 @@ struct S3StoreTests {
             let digest = try #require(Digest(sha256(data)))
             try await store.createUpload(id: "r1")
             _ = try await store.commit(upload: "r1", appending: chunks(data[...]), limit: .max, as: digest)
+            // Pushed again (two parts, then the commit): the stored blob is not copied over again,
+            // so a fault waiting for a write under blobs/ is never met.
+            try await proxy.inject("500", count: 1, match: "PUT%20/drydock-reads/r/blobs/")
+            try await store.createUpload(id: "r2")
+            #expect(try await store.commit(upload: "r2", appending: chunks(data[...]), limit: .max, as: digest) == Int64(data.count))
+            #expect(try await proxy.injected() == 0, "the second commit wrote the blob again")
+            try await proxy.inject("500", count: 0, match: "")
 
             #expect(try await readAll(store, digest) == data)
             let before = try await proxy.connections()

@@ -98,6 +98,9 @@ public struct S3BlobStore: BlobStore {
         var state: UploadState
         var hasher: DigestHasher?
         var pending: ByteBuffer
+        /// The part on its way to the store while the next one fills (at most one): an upload
+        /// holds at most two parts in memory, and receiving does not stop for each part's PUT.
+        var sending: (number: Int, size: Int64, etag: Task<String, any Error>)?
     }
 
     func open(_ id: String) async throws -> Writer {
@@ -123,8 +126,9 @@ public struct S3BlobStore: BlobStore {
         }
     }
 
-    /// Sends the pending bytes as the next part.
+    /// Starts sending the pending bytes as the next part, once the part before it is stored.
     func flush(_ writer: inout Writer, id: String) async throws {
+        try await settle(&writer)
         let key = uploadKey(id, "data")
         let upload: String
         if let existing = writer.state.multipart {
@@ -134,10 +138,20 @@ public struct S3BlobStore: BlobStore {
             writer.state.multipart = upload
         }
         let number = (writer.state.parts.last?.n ?? 0) + 1
-        let etag = try await client.uploadPart(key, upload: upload, number: number, writer.pending)
-        writer.state.parts.append(.init(n: number, etag: etag, size: Int64(writer.pending.readableBytes)))
+        let (client, bytes) = (self.client, writer.pending)
+        writer.sending = (number, Int64(bytes.readableBytes), Task { try await client.uploadPart(key, upload: upload, number: number, bytes) })
         writer.pending = ByteBuffer()
         writer.state.tail = 0
+    }
+
+    /// Waits for the part on its way, and records it. (A request that fails before this leaves
+    /// that part unrecorded: the upload's saved state does not change, and the part's number is
+    /// sent again by whatever continues the upload.)
+    func settle(_ writer: inout Writer) async throws {
+        guard let sending = writer.sending else { return }
+        writer.sending = nil
+        let etag = try await sending.etag.value
+        writer.state.parts.append(.init(n: sending.number, etag: etag, size: sending.size))
     }
 
     public func append<S: AsyncSequence & Sendable>(to id: String, _ chunks: S, limit: Int64) async throws -> Int64 where S.Element == ByteBuffer {
@@ -145,6 +159,7 @@ public struct S3BlobStore: BlobStore {
             var writer = try await open(id)
             try await write(chunks, into: &writer, id: id, limit: limit)
             if writer.pending.readableBytes >= partSize { try await flush(&writer, id: id) }
+            try await settle(&writer)
             // What is left, fewer bytes than a part, waits in the tail object for the next request.
             if writer.pending.readableBytes > 0 {
                 try await client.put(uploadKey(id, "tail"), writer.pending)
@@ -184,6 +199,7 @@ public struct S3BlobStore: BlobStore {
                 return total
             }
             if writer.pending.readableBytes > 0 { try await flush(&writer, id: id) }
+            try await settle(&writer)
             let data = uploadKey(id, "data")
             guard let upload = writer.state.multipart else { throw BlobStoreError.uploadUnknown }
             if var hasher = writer.hasher, hasher.algorithm == digest.algorithm {
@@ -208,7 +224,11 @@ public struct S3BlobStore: BlobStore {
                 }
             }
             writer.state.multipart = nil
-            try await client.copy(from: data, to: destination, size: total)
+            // The same bytes may be stored already (a blob pushed again, to another repository or
+            // by a client that does not ask first): then no copy, as the reference registry does.
+            if try await client.head(destination) != total {
+                try await client.copy(from: data, to: destination, size: total)
+            }
             try await removeUpload(id, writer.state)
             return total
         }
