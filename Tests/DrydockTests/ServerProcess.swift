@@ -73,7 +73,11 @@ final class RawConnection: @unchecked Sendable {
     let fd: Int32
 
     init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // `self.fd` is set only once connected: a class whose initializer throws after setting
+        // every property still runs its deinit, which closed the descriptor a second time (by
+        // then, perhaps, a file another test's server had just opened: NIO stops the process on
+        // such an EBADF).
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw CLITestError("socket: \(String(cString: strerror(errno)))") }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -87,6 +91,7 @@ final class RawConnection: @unchecked Sendable {
             close(fd)
             throw CLITestError("connect: \(message)")
         }
+        self.fd = fd
     }
 
     func send(_ text: String) throws {
