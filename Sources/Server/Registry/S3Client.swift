@@ -162,34 +162,44 @@ struct S3Client: Sendable {
     /// answers 5xx or the connection fails. Non-2xx answers other than `accept` throw `S3Failure`.
     func send(_ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers extra: [(String, String)] = [],
               body: Body = .none, accept: Set<Int> = [], timeout: TimeAmount = .seconds(600)) async throws -> HTTPClientResponse {
-        var attempt = 0
+        let operation = "\(method.rawValue) \(key ?? settings.bucket)\(query.isEmpty ? "" : "?" + query.map(\.0).joined(separator: "&"))"
+        return try await retrying(operation, retry: !body.isStream) {
+            let response = try await once(method, key: key, query: query, headers: extra, body: body, timeout: timeout)
+            let status = Int(response.status.code)
+            if (200..<300).contains(status) || accept.contains(status) { return response }
+            throw Self.failure(status: status, body: try? await response.body.collect(upTo: 1 << 16), operation: operation)
+        }
+    }
+
+    /// Runs `attempt` up to three times while it fails with a retryable `S3Failure` (a 5xx, or
+    /// no answer) or a broken connection, pausing between; other failures go to the caller, as
+    /// an `S3Failure` naming `operation`.
+    func retrying<T>(_ operation: String, retry: Bool = true, _ attempt: () async throws -> T) async throws -> T {
+        var tries = 0
         while true {
-            attempt += 1
+            tries += 1
+            var failure: S3Failure
             do {
-                let response = try await once(method, key: key, query: query, headers: extra, body: body, timeout: timeout)
-                let status = Int(response.status.code)
-                if (200..<300).contains(status) || accept.contains(status) { return response }
-                let text = (try? await response.body.collect(upTo: 1 << 16)).map { String(buffer: $0) } ?? ""
-                throw S3Failure(status: status, code: Self.element("Code", in: text) ?? "\(status)",
-                                message: Self.element("Message", in: text) ?? "failed",
-                                operation: "\(method.rawValue) \(key ?? settings.bucket)\(query.isEmpty ? "" : "?" + query.map(\.0).joined(separator: "&"))")
-            } catch let failure as S3Failure where failure.retryable && attempt < 3 && !body.isStream {
-                logger.debug("S3 request failed; retrying", metadata: ["error": "\(failure)", "attempt": "\(attempt)"])
-                try await Task.sleep(for: .milliseconds(100 * attempt * attempt))
+                return try await attempt()
             } catch let error as S3Failure {
-                throw error
+                failure = error
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
-                let failure = S3Failure(status: 0, code: "", message: "\(error)", operation: "\(method.rawValue) \(key ?? settings.bucket)")
-                if attempt < 3 && !body.isStream {
-                    logger.debug("S3 request failed; retrying", metadata: ["error": "\(failure)", "attempt": "\(attempt)"])
-                    try await Task.sleep(for: .milliseconds(100 * attempt * attempt))
-                    continue
-                }
-                throw failure
+                failure = S3Failure(status: 0, code: "", message: "\(error)")
             }
+            if failure.operation.isEmpty { failure.operation = operation }
+            guard retry, failure.retryable, tries < 3 else { throw failure }
+            logger.debug("S3 request failed; retrying", metadata: ["error": "\(failure)", "attempt": "\(tries)"])
+            try await Task.sleep(for: .milliseconds(100 * tries * tries))
         }
+    }
+
+    /// The store's error answer (`<Error><Code>…<Message>…`) as an `S3Failure`.
+    static func failure(status: Int, body: ByteBuffer?, operation: String) -> S3Failure {
+        let text = body.map { String(buffer: $0) } ?? ""
+        return S3Failure(status: status, code: element("Code", in: text) ?? "\(status)",
+                         message: element("Message", in: text) ?? "failed", operation: operation)
     }
 
     private func once(_ method: HTTPMethod, key: String?, query: [(String, String)], headers extra: [(String, String)],
@@ -238,27 +248,18 @@ struct S3Client: Sendable {
     /// like `send` while nothing of the body has been handed out. nil when there is no such object.
     func download(_ key: String, headers extra: [(String, String)]) async throws -> S3Downloads.Response? {
         let (host, path, _) = address(key: key)
-        var attempt = 0
-        while true {
-            attempt += 1
-            let headers = [("host", host)] + extra
+        let headers = [("host", host)] + extra
+        return try await retrying("GET \(key)") {
+            // Signed anew for each attempt: the signature carries the time.
             let signed = signer.sign(method: "GET", path: path, query: [], headers: headers, payloadHash: SigV4.emptyPayload)
             var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
             for (name, value) in headers + signed { head.headers.replaceOrAdd(name: name, value: value) }
-            do {
-                let response = try await S3Downloads.shared.execute(head, on: try downloadEndpoint(), timeout: .seconds(120))
-                let status = Int(response.status.code)
-                if (200..<300).contains(status) { return response }
-                let text = (try? await response.body.collect(upTo: 1 << 16)).map { String(buffer: $0) } ?? ""
-                if status == 404 { return nil }
-                throw S3Failure(status: status, code: Self.element("Code", in: text) ?? "\(status)",
-                                message: Self.element("Message", in: text) ?? "failed", operation: "GET \(key)")
-            } catch var failure as S3Failure {
-                if failure.operation.isEmpty { failure.operation = "GET \(key)" }
-                guard failure.retryable && attempt < 3 else { throw failure }
-                logger.debug("S3 request failed; retrying", metadata: ["error": "\(failure)", "attempt": "\(attempt)"])
-                try await Task.sleep(for: .milliseconds(100 * attempt * attempt))
-            }
+            let response = try await S3Downloads.shared.execute(head, on: try downloadEndpoint(), timeout: .seconds(120))
+            let status = Int(response.status.code)
+            if (200..<300).contains(status) { return response }
+            let body = try? await response.body.collect(upTo: 1 << 16)
+            if status == 404 { return nil }
+            throw Self.failure(status: status, body: body, operation: "GET \(key)")
         }
     }
 
