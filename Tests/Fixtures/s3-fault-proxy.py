@@ -8,7 +8,8 @@ verify). `POST /__fault?mode=500|drop&count=N&match=TEXT` makes the next N reque
 method + path + query contain TEXT fail: `500` answers an S3 InternalError, `drop` reads part of
 the request body and closes the connection without an answer. `GET /__fault` reports how many
 faults were injected so far, how many connections carried requests to proxy, and how many of
-those are open. `--idle` closes a connection idle that long, as stores do; `--chunked` answers
+those are open. `--idle` closes a connection left idle that long between requests, as stores do
+(a request in progress, however slowly its answer is read, is not cut); `--chunked` answers
 GETs in chunks, without a Content-Length, as some gateways do. Prints `listening` once it accepts connections.
 """
 import http.client
@@ -58,6 +59,15 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         return None
 
     def handle_any(self):
+        # The idle timeout (`timeout`, set on the socket) is for waiting for the next request only:
+        # a client reading a large answer slowly is not idle.
+        self.connection.settimeout(None)
+        try:
+            self.proxy()
+        finally:
+            self.connection.settimeout(self.timeout)
+
+    def proxy(self):
         if self.path.startswith("/__fault"):
             return self.control()
         if not getattr(self, "counted", False):  # one handler per connection: count those that proxy

@@ -258,7 +258,10 @@ final class S3Downloads: Sendable {
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
             var message = "\(error)"
-            if message.contains("CERTIFICATE_VERIFY_FAILED") {
+            if let parse = error as? HTTPParserError, parse == .invalidEOFState {
+                // The decoder saw the connection end inside an answer.
+                message = receivedAny ? "the store closed the connection mid-answer" : "the store closed the connection before answering"
+            } else if message.contains("CERTIFICATE_VERIFY_FAILED") {
                 message = "the store's TLS certificate is not trusted (CERTIFICATE_VERIFY_FAILED); a store whose certificate a private CA signed needs AWS_CA_BUNDLE set to that CA's PEM file"
             }
             fail(S3Failure(status: 0, code: "", message: message))
