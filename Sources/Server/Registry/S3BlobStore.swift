@@ -144,9 +144,9 @@ public struct S3BlobStore: BlobStore {
         writer.state.tail = 0
     }
 
-    /// Waits for the part on its way, and records it. (A request that fails before this leaves
-    /// that part unrecorded: the upload's saved state does not change, and the part's number is
-    /// sent again by whatever continues the upload.)
+    /// Waits for the part on its way, and records it. (A request that fails before this cancels
+    /// that part's PUT and leaves it unrecorded: the upload's saved state does not change, and the
+    /// part's number is sent again by whatever continues the upload.)
     func settle(_ writer: inout Writer) async throws {
         guard let sending = writer.sending else { return }
         writer.sending = nil
@@ -157,6 +157,8 @@ public struct S3BlobStore: BlobStore {
     public func append<S: AsyncSequence & Sendable>(to id: String, _ chunks: S, limit: Int64) async throws -> Int64 where S.Element == ByteBuffer {
         try await unavailableOnFailure {
             var writer = try await open(id)
+            // A request that fails with a part on its way stops that part's PUT too.
+            defer { writer.sending?.etag.cancel() }
             try await write(chunks, into: &writer, id: id, limit: limit)
             if writer.pending.readableBytes >= partSize { try await flush(&writer, id: id) }
             try await settle(&writer)
@@ -179,6 +181,7 @@ public struct S3BlobStore: BlobStore {
     where S.Element == ByteBuffer {
         try await unavailableOnFailure {
             var writer = try await open(id)
+            defer { writer.sending?.etag.cancel() }
             try await write(chunks, into: &writer, id: id, limit: limit)
             let total = writer.state.total
             let destination = blobKey(digest)
