@@ -70,6 +70,12 @@ AGENT_PIDFILE=$DRYDOCK_DATA_DIR/agent.pid
 if [[ -f $AGENT_PIDFILE ]] && kill -0 "$(cat "$AGENT_PIDFILE")" 2>/dev/null; then
     echo "==> drydock-agent already running (pid $(cat "$AGENT_PIDFILE"))"
 else
+    # The agent of an earlier run is gone: its token is revoked, so it neither lingers as a live
+    # credential nor lists as an offline agent beside the new one.
+    for id in $("$BIN/drydock" tokens list --kind agent --format csv --limit 200 | awk -F, 'NR > 1 && $2 == "quickstart-agent" && $9 == "active" { print $1 }'); do
+        echo "==> drydock tokens revoke $id (the agent token of an earlier quickstart run)"
+        "$BIN/drydock" tokens revoke "$id" >/dev/null
+    done
     echo "==> drydock tokens create --kind agent --name quickstart-agent; starting drydock-agent"
     AGENT_TOKEN=$("$BIN/drydock" tokens create --kind agent --name quickstart-agent 2>/dev/null | tail -1)
     # It starts one builder per project and platform on demand (each exits when idle): amd64 (and

@@ -135,6 +135,17 @@ struct AgentTests {
                 #expect(started.map { $0.jobsServed ?? 0 }.reduce(0, +) == 6)
                 let agents = try await client.agents()
                 #expect(agents.count == 1 && agents.first?.online == true && agents.first?.launcher == "process", "\(agents)")
+                // Another agent of the same name (a machine's agent restarted with a new token) is
+                // listed with its own builders, none: not with those of the agent named alike.
+                let twin = try await runExecutable("drydock", ["tokens", "create", "--kind", "agent", "--name", "rack-2"] + cli, environment: home)
+                let twinSecret = String(twin.stdout.split(separator: "\n").last ?? "")
+                let polled = try await server.request(.post, "/api/v1/agents/poll", token: twinSecret, json: """
+                    {"name": "agent", "launcher": "process", "platforms": ["linux/amd64"], "maxBuilders": 1, "builders": [], "waitSeconds": 0}
+                    """)
+                #expect(polled.status == .ok, "\(polled.text)")
+                let both = try await client.agents()
+                #expect(both.count == 2 && both.allSatisfy { $0.name == "agent" }, "\(both)")
+                #expect(both.map { $0.builders.count }.sorted() == [0, 3], "\(both.map { ($0.id, $0.builders.map(\.id)) })")
                 // The CLI's JSON: each builder names its project and platform.
                 for command in [["agents", "list"], ["builders", "list"]] {
                     let listed = try await runExecutable("drydock", command + ["--format", "json"] + cli, environment: home)

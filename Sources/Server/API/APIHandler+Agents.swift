@@ -95,7 +95,7 @@ extension APIHandler {
                   maxBuilders: agent.maxBuilders,
                   cpusPerBuilder: agent.cpus, memoryMegabytesPerBuilder: agent.memoryMegabytes.map(Int.init), online: agent.online,
                   lastSeenAt: agent.lastSeenAt, serverWide: agent.serverWide,
-                  builders: builderRows.filter { $0.agentName == agent.name && $0.state != "stopped" }.map(Components.Schemas.Builder.init))
+                  builders: builderRows.filter { $0.agentId == agent.id && $0.state != "stopped" }.map(Components.Schemas.Builder.init))
         }))))
     }
 

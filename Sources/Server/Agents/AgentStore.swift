@@ -253,6 +253,7 @@ public struct AgentStore: Sendable {
 
     struct BuilderRow: Sendable {
         var id: String
+        var agentId: String
         var agentName: String
         var projectId: String
         var platform: String
@@ -273,7 +274,7 @@ public struct AgentStore: Sendable {
         var out: [BuilderRow] = []
         for try await r in try await client.query(
             """
-            SELECT b.id, a.name, b.project_id, b.platform,
+            SELECT b.id, a.id, a.name, b.project_id, b.platform,
                    CASE WHEN b.state <> 'running' THEN b.state
                         WHEN EXISTS (SELECT 1 FROM build_jobs j WHERE j.worker_token_id = b.worker_token_id AND j.status = 'running') THEN 'busy'
                         ELSE 'idle' END,
@@ -288,9 +289,9 @@ public struct AgentStore: Sendable {
             WHERE b.organization_id = \(organizationId)
               AND (b.state <> 'stopped' OR b.state_since > now() - interval '1 hour')
             ORDER BY b.state = 'stopped', b.seq
-            """, logger: logger).decode((String, String, String, String, String, Date, Int, Int64?, Bool, Bool, Date?, Bool).self) {
-            out.append(BuilderRow(id: r.0, agentName: r.1, projectId: r.2, platform: r.3, state: r.4, since: r.5, jobsServed: r.6,
-                                  cacheBytes: r.7, clone: r.8, emulated: r.9, lastSeenAt: r.10, serverWide: r.11))
+            """, logger: logger).decode((String, String, String, String, String, String, Date, Int, Int64?, Bool, Bool, Date?, Bool).self) {
+            out.append(BuilderRow(id: r.0, agentId: r.1, agentName: r.2, projectId: r.3, platform: r.4, state: r.5, since: r.6, jobsServed: r.7,
+                                  cacheBytes: r.8, clone: r.9, emulated: r.10, lastSeenAt: r.11, serverWide: r.12))
         }
         for try await (builderId, jobId, buildId, projectId, platform, emulated) in try await client.query(
             """
