@@ -224,6 +224,37 @@ struct RobustnessTests {
         }
     }
 
+    @Test("SIGTERM is logged and starts the shutdown; a second one while the shutdown waits stops at once, with the private PostgreSQL")
+    func secondSignalStopsNow() async throws {
+        try await withTemporaryDirectory { dir in
+            let dataDir = dir.appendingPathComponent("data")
+            let env = ["DRYDOCK_DATA_DIR": dataDir.path, "HOME": dir.path]
+            let pidFile = dataDir.appendingPathComponent("postgres/postmaster.pid").path
+            let server = try await ServerProcess(environment: env, logFile: dir.appendingPathComponent("server.log"))
+            #expect(await httpStatus(port: server.port, "/readyz") == 200)
+            // A PostgreSQL that does not stop when asked keeps the graceful shutdown waiting at its
+            // last step (here: stopped with SIGSTOP, so `pg_ctl stop` waits).
+            let postmaster = try #require(
+                (try? String(contentsOfFile: pidFile, encoding: .utf8))?.split(separator: "\n").first.flatMap { pid_t($0) })
+            #expect(kill(postmaster, SIGSTOP) == 0)
+            defer { kill(postmaster, SIGCONT) }
+            server.signal(SIGTERM)
+            let waiting = await eventually(.seconds(30)) { server.output.contains("stopping private PostgreSQL cluster") }
+            #expect(waiting, "\(server.lastOutput)")
+            #expect(server.output.contains("SIGTERM: shutting down gracefully"), "\(server.lastOutput)")
+            #expect(server.process.isRunning)
+
+            server.signal(SIGTERM)
+            let stopping = await eventually(.seconds(30)) { server.output.contains("SIGTERM again: stopping now") }
+            #expect(stopping, "\(server.lastOutput)")
+            // The forced stop asks PostgreSQL to stop too, and waits for it (at most 20 s).
+            kill(postmaster, SIGCONT)
+            let status = try await server.waitForExit(timeout: .seconds(60))
+            #expect(status == 130, "exit \(status.map(String.init) ?? "none within 60 s"):\n\(server.lastOutput)")
+            #expect(!FileManager.default.fileExists(atPath: pidFile), "PostgreSQL outlived the forced stop:\n\(server.lastOutput)")
+        }
+    }
+
     @Test("a full disk: a push is refused with 507 naming storage, the partial upload is gone at once, and pushing works again", .enabled(if: SmallDisk.canMount))
     func fullDisk() async throws {
         try await SmallDisk.with(megabytes: 4) { mount in

@@ -17,10 +17,12 @@ import ServiceLifecycle
 public func buildApplication(
     _ configuration: ServerConfiguration,
     database explicitDatabase: DatabaseURL? = nil,
-    logger: Logger
+    logger: Logger,
+    signals: ShutdownSignals? = nil
 ) throws -> some ApplicationProtocol {
     var startup: [any Service] = []
     let tracker = ShutdownTracker(logger: logger)
+    signals?.attach(tracker)
     let database: DatabaseURL
     let databaseReady: StartupGate
     if let explicitDatabase {
@@ -34,6 +36,7 @@ public func buildApplication(
         database = cluster.databaseURL
         databaseReady = StartupGate("private PostgreSQL")
         startup.append(EmbeddedPostgresService(cluster: cluster, ready: databaseReady, logger: logger))
+        signals?.addEmergencyStop("private PostgreSQL", cluster.emergencyStopCommand)
     }
     logger.info("database", metadata: ["url": "\(database.redacted)"])
     let schemaReady = StartupGate("schema")

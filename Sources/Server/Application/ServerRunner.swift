@@ -61,14 +61,21 @@ public enum ServerRunner {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         let descriptors = ConnectionLimits.raiseDescriptorLimit()
         logger.info("descriptor limit", metadata: ["open files": "\(descriptors)"])
-        let app = try buildApplication(configuration, logger: logger)
         // SIGTERM/SIGINT shut down gracefully; whatever has not returned after
-        // `shutdownTimeout` is cancelled, so the process always ends (and the private PostgreSQL,
-        // stopped last, with it).
-        var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // `shutdownTimeout` is cancelled, and if even that does not end the process within 30 s
+        // more (and a margin), it stops the private PostgreSQL and exits (`ShutdownSignals`). A
+        // second signal stops at once.
+        let cancellation = Duration.seconds(30)
+        let signals = ShutdownSignals(logger: logger, deadline: configuration.shutdownTimeout + cancellation + .seconds(15))
+        let app = try buildApplication(configuration, logger: logger, signals: signals)
+        var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [], logger: logger)
         group.maximumGracefulShutdownDuration = configuration.shutdownTimeout
-        group.maximumCancellationDuration = .seconds(30)
-        try await ServiceGroup(configuration: group).run()
+        group.maximumCancellationDuration = cancellation
+        let serviceGroup = ServiceGroup(configuration: group)
+        try signals.install { await serviceGroup.triggerGracefulShutdown() }
+        try await serviceGroup.run()
+        // A forced stop that began meanwhile ends the process with its own status.
+        while signals.isForcingExit { try? await Task.sleep(for: .seconds(1)) }
     }
 
     public struct BootstrapResult: Sendable {

@@ -10,6 +10,8 @@ final class ShutdownTracker: Sendable {
     private struct State {
         var running: [String] = []
         var watching = false
+        /// A service has been told to stop: the HTTP server, which stops first, is done.
+        var servicesStopping = false
     }
     private let state = Mutex(State())
     let logger: Logger
@@ -37,9 +39,11 @@ final class ShutdownTracker: Sendable {
         if shuttingDown { logger.info("shutdown: \(name) stopped") }
     }
 
-    fileprivate func shutdownBegan() {
+    /// From the signal (`ShutdownSignals`), or from the first service told to stop.
+    func shutdownBegan(servicesStopping: Bool = false) {
         let first = state.withLock { state -> Bool in
             defer { state.watching = true }
+            if servicesStopping { state.servicesStopping = true }
             return !state.watching
         }
         guard first else { return }
@@ -47,9 +51,13 @@ final class ShutdownTracker: Sendable {
         Task.detached { [self] in
             while true {
                 try? await Task.sleep(for: interval)
-                let left = remaining
+                let (left, stopping) = state.withLock { ($0.running, $0.servicesStopping) }
                 if left.isEmpty { return }
-                logger.warning("shutdown: still waiting for \(left.joined(separator: ", "))")
+                if stopping {
+                    logger.warning("shutdown: still waiting for \(left.joined(separator: ", "))")
+                } else {
+                    logger.warning("shutdown: still waiting for the HTTP server to finish its requests and close its connections")
+                }
             }
         }
     }
@@ -68,7 +76,7 @@ private struct TrackedService: Service, CustomStringConvertible {
         try await withGracefulShutdownHandler {
             try await inner.run()
         } onGracefulShutdown: {
-            tracker.shutdownBegan()
+            tracker.shutdownBegan(servicesStopping: true)
         }
     }
 }

@@ -117,6 +117,15 @@ public struct EmbeddedPostgres: Sendable {
         }
     }
 
+    /// `pg_ctl stop` (fast: sessions are ended, no recovery at the next start), waiting at most
+    /// 20 s, as a command to run without tasks: a server forced to exit stops its cluster with it.
+    var emergencyStopCommand: [String] {
+        let argv = [binDirectory.appendingPathComponent("pg_ctl").path, "-D", clusterDirectory.path, "-m", "fast", "-w", "-t", "20", "stop"]
+        guard let runAs else { return argv }
+        let runuser = FileManager.default.isExecutableFile(atPath: "/sbin/runuser") ? "/sbin/runuser" : "/usr/sbin/runuser"
+        return [runuser, "-u", runAs, "--"] + argv
+    }
+
     private func createDatabaseIfMissing() async throws {
         let psql = binDirectory.appendingPathComponent("psql").path
         let psqlPath = FileManager.default.isExecutableFile(atPath: psql) ? psql : "/usr/bin/psql"
