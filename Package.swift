@@ -155,10 +155,10 @@ let package = Package(
             name: "drydock-builder",
             dependencies: [
                 "DrydockBuilder",
+                "DrydockProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Workers/drydock-builder"
         ),
@@ -177,10 +177,10 @@ let package = Package(
             name: "drydock-agent",
             dependencies: [
                 "DrydockAgent",
+                "DrydockProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Workers/drydock-agent"
         ),
@@ -193,7 +193,6 @@ let package = Package(
                 "DrydockWireFormats",
                 "DrydockBake",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],

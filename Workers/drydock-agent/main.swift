@@ -3,7 +3,7 @@ import DrydockAgent
 import Foundation
 import Logging
 import ServiceLifecycle
-import UnixSignals
+import DrydockProcess
 
 @main
 struct DrydockAgentCommand: AsyncParsableCommand {
@@ -53,13 +53,17 @@ struct DrydockAgentCommand: AsyncParsableCommand {
         }
         let agent = Agent(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [agent], gracefulShutdownSignals: [], logger: logger))
+        // Signals through a handler of its own (`SignalPipe`), not Dispatch's signal sources.
+        let signals = try SignalPipe.signals([SIGTERM, SIGINT])
         let hardStop = Task {
             var seen = 0
-            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+            for await number in signals {
+                let signal = number == SIGINT ? "SIGINT" : "SIGTERM"
                 seen += 1
                 if seen == 1 {
                     logger.notice("letting builders finish their jobs, then exiting; send \(signal) again to stop at once")
+                    await group.triggerGracefulShutdown()
                 } else {
                     logger.warning("stopping now: builders and their builds are stopped")
                     await agent.stopNow()

@@ -3,7 +3,7 @@ import DrydockBuilder
 import Foundation
 import Logging
 import ServiceLifecycle
-import UnixSignals
+import DrydockProcess
 
 @main
 struct DrydockBuilderCommand: AsyncParsableCommand {
@@ -50,14 +50,18 @@ struct DrydockBuilderCommand: AsyncParsableCommand {
         }
         let builder = Builder(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [builder], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [builder], gracefulShutdownSignals: [], logger: logger))
+        // Signals through a handler of its own (`SignalPipe`), not Dispatch's signal sources.
+        let signals = try SignalPipe.signals([SIGTERM, SIGINT])
         // The first signal is the group's graceful shutdown; a second one stops at once.
         let hardStop = Task {
             var seen = 0
-            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+            for await number in signals {
+                let signal = number == SIGINT ? "SIGINT" : "SIGTERM"
                 seen += 1
                 if seen == 1 {
                     logger.notice("finishing the jobs in hand, then exiting; send \(signal) again to stop at once")
+                    await group.triggerGracefulShutdown()
                 } else {
                     logger.warning("stopping now: running builds are killed")
                     await builder.stopNow()
