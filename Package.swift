@@ -100,6 +100,7 @@ let package = Package(
             name: "DrydockServerCommands",
             dependencies: [
                 "DrydockServer",
+                "DrydockProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

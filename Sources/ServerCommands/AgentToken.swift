@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockServer
 
@@ -5,11 +6,11 @@ struct AgentToken: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent-token",
         abstract: "Mint an agent token for drydock-agents that start builders for every organization; printed once (last line of stdout).",
-        discussion: """
+        discussion: HelpText.reflow("""
             Start an agent with it: DRYDOCK_API_URL=http://HOST:PORT DRYDOCK_AGENT_TOKEN=<token> drydock-agent.
             An agent for one organization only uses a token an admin makes with
             'drydock tokens create --kind agent --name NAME'.
-            """)
+            """))
     @OptionGroup var storage: StorageOptions
 
     @Option(help: "A name for the token (shown in token lists and build records).")

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockServer
 import Foundation
@@ -7,12 +8,12 @@ public struct DrydockServerCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "drydock-server",
         abstract: "The Drydock server: management API, registry and build queue.",
-        discussion: """
+        discussion: HelpText.reflow("""
             With no DRYDOCK_DATABASE_URL the server runs its own PostgreSQL cluster inside the data
             directory (needs the 'postgresql' package). Create the first organization and its
             owner's token with 'drydock-server bootstrap --org NAME', and a token for builders that
             serve every organization with 'drydock-server worker-token --name NAME'.
-            """,
+            """),
         version: drydockVersion,
         subcommands: [Serve.self, Bootstrap.self, SetPlan.self, WorkerToken.self, AgentToken.self, RotateKeys.self],
         defaultSubcommand: Serve.self

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockServer
 
@@ -5,11 +6,11 @@ struct RotateKeys: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate-keys",
         abstract: "Add a new version of the keys that sign registry tokens and seal build secrets.",
-        discussion: """
+        discussion: HelpText.reflow("""
             Every replica signs and seals with the newest version once it restarts, and verifies
             and opens with every version kept (the three newest), so tokens and secrets made before
             stay good until they expire. Works whether servers are running or not.
-            """)
+            """))
     @OptionGroup var storage: StorageOptions
 
     func run() async throws {

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockServer
 
@@ -5,12 +6,13 @@ struct SetPlan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set-plan",
         abstract: "Move an organization to a plan: developer, startup or business (with custom amounts).",
-        discussion: """
+        discussion: HelpText.reflow("""
             Developer: $20/month, 1 user, 500 build minutes, 25 GB storage. Startup: $200/month, unlimited
             users, 5,000 minutes then $0.04/minute, 250 GB then $0.20/GB-month, usage caps. Business: the
             Startup terms unless given here, e.g.
-              drydock-server set-plan --org ID business --monthly-price 1500 --included-minutes 40000 --minute-price 0.03
-            """)
+              drydock-server set-plan --org ID business --monthly-price 1500 \\
+                  --included-minutes 40000 --minute-price 0.03
+            """))
     @OptionGroup var storage: StorageOptions
 
     @Option(help: "The organization's id.")

@@ -12,6 +12,27 @@ struct CLIWordsTests {
         ])
     }
 
+    @Test("every program's --help fits an 80-column terminal: examples and tables are never cut, and prose paragraphs are one line each for the terminal to wrap")
+    func helpLayout() async throws {
+        let commands: [(String, [String])] = [("drydock-server", []), ("drydock-builder", []), ("drydock-agent", []), ("drydock", [])]
+            + ["set-plan", "worker-token", "agent-token", "rotate-keys"].map { ("drydock-server", [$0]) }
+            + [["login"], ["whoami"], ["init"], ["build"], ["bake"], ["usage"], ["members"], ["cache"], ["registry"], ["registry", "retention"],
+               ["projects", "trust"], ["tokens", "create"], ["projects", "update"], ["pull-token"], ["configure-docker"]].map { ("drydock", $0) }
+        for (program, arguments) in commands {
+            func discussion(columns: Int) async throws -> [Substring] {
+                let help = try await runExecutable(program, arguments + ["--help"], environment: ["COLUMNS": "\(columns)"])
+                let lines = help.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+                return Array(lines.prefix { !$0.hasPrefix("USAGE:") }.drop { !$0.isEmpty })
+            }
+            let narrow = try await discussion(columns: 80), wide = try await discussion(columns: 10_000)
+            let name = ([program] + arguments).joined(separator: " ")
+            #expect(narrow.filter { $0.hasPrefix(" ") } == wide.filter { $0.hasPrefix(" ") }, "\(name): an indented line is cut at 80 columns")
+            for (line, next) in zip(wide, wide.dropFirst()) where !line.isEmpty && !line.hasPrefix(" ") && !line.hasSuffix(":") {
+                #expect(next.isEmpty || next.hasPrefix(" ") || next.hasPrefix("- "), "\(name): a paragraph broken by hand: \(line) / \(next)")
+            }
+        }
+    }
+
     @Test("members: add (printing their first token once), list, set a role by email, remove")
     func members() async throws {
         try await withTestServer { server in

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 
@@ -14,10 +15,10 @@ struct AgentCommands: AsyncParsableCommand {
 struct AgentList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list", abstract: "Agents seen in the last day: what they can start, and the builders they run for you now.",
-        discussion: """
+        discussion: HelpText.reflow("""
             Each builder an agent starts serves one project and platform; its state is starting (until it
             registers), idle, busy or stopping. With --format json each builder names its projectId and platform.
-            """,
+            """),
         aliases: ["ls"])
 
     @OptionGroup var connection: ConnectionOptions

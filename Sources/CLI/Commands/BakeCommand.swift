@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockBake
 import DrydockBuildContext
@@ -11,7 +12,7 @@ struct BakeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bake",
         abstract: "Build several images from a bake file (docker-bake.hcl, JSON or compose), all on remote builders.",
-        discussion: """
+        discussion: HelpText.reflow("""
             Without -f, the files buildx looks for are read and merged in its order: compose.yaml, \
             compose.yml, docker-compose.yml, docker-compose.yaml, docker-bake.json, docker-bake.hcl, \
             docker-bake.override.json, docker-bake.override.hcl. With no TARGET, the 'default' group.
@@ -27,7 +28,7 @@ struct BakeCommand: AsyncParsableCommand {
               drydock bake -f docker-bake.hcl api web --push
               drydock bake --set '*.platform=linux/arm64' --set api.tags=reg/api:dev
               TAG=v2 drydock bake --print
-            """)
+            """))
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var projectOption: ProjectOption

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockBuildContext
 import DrydockClient
@@ -9,7 +10,7 @@ struct Build: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "build",
         abstract: "Build an image on a remote builder (a drop-in for 'docker build').",
-        discussion: """
+        discussion: HelpText.reflow("""
             The context is packed honouring .dockerignore, sent only if the server does not have it
             yet, and built on a builder with the project's persistent layer cache. The image always
             lands in the project's registry as HOST/<project-id>/build:<build-id>, and every bare -t
@@ -20,9 +21,10 @@ struct Build: AsyncParsableCommand {
 
             Examples:
               drydock build -t app:1 .
-              drydock build -f docker/Dockerfile --target release --build-arg VERSION=1.2 --push -t app:1.2 .
+              drydock build -f docker/Dockerfile --target release --build-arg VERSION=1.2 \\
+                  --push -t app:1.2 .
               drydock build --secret id=npmrc,src=$HOME/.npmrc -o type=oci,dest=app.tar .
-            """)
+            """))
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var projectOption: ProjectOption

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 
@@ -5,11 +6,11 @@ struct CacheCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cache",
         abstract: "A project's layer cache: its size per platform, and starting it over.",
-        discussion: """
+        discussion: HelpText.reflow("""
             Each project has a persistent layer cache per platform on its builders. Its policy (drydock
             projects update --keep-gb, --keep-days) is applied after every job: the least recently used
             images go first until the cache is within its size, and nothing unused for longer than its days stays.
-            """,
+            """),
         subcommands: [CacheShow.self, CacheReset.self],
         defaultSubcommand: CacheShow.self
     )

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 import Foundation
@@ -6,14 +7,14 @@ struct ConfigureDocker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "configure-docker",
         abstract: "Plug Drydock into the docker CLI: 'docker drydock build', and with --default, 'docker build' itself.",
-        discussion: """
+        discussion: HelpText.reflow("""
             Installs drydock as a docker CLI plugin ($DOCKER_CONFIG/cli-plugins/docker-drydock, default \
             ~/.docker), and the credential helper docker-credential-drydock for this server's registry, \
             so docker, podman, buildah and skopeo pull and push there with your Drydock login (no \
             'docker login'). With --default, 'docker build …' runs on Drydock (the docker CLI's builder \
             alias), exiting with the build's status; no Docker engine is needed for it. \
             --undo puts everything back as it was.
-            """)
+            """))
 
     @OptionGroup var connection: ConnectionOptions
 
@@ -46,12 +47,12 @@ struct RegistryLogin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "login",
         abstract: "Let docker, podman, buildah and skopeo use your Drydock login for this server's registry.",
-        discussion: """
+        discussion: HelpText.reflow("""
             Sets up the credential helper docker-credential-drydock for the registry's host in the docker \
             configuration ($DOCKER_CONFIG/config.json, default ~/.docker), which the containers tools read \
             too. The helper hands out the token drydock itself would use (DRYDOCK_TOKEN, an OIDC exchange in \
             CI, or the saved login), so nothing is copied. 'drydock configure-docker --undo' takes it back.
-            """)
+            """))
 
     @OptionGroup var connection: ConnectionOptions
 

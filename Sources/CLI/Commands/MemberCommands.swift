@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 
@@ -5,11 +6,11 @@ struct MemberCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "members",
         abstract: "List, add and remove the people of your organization, and change their roles.",
-        discussion: """
+        discussion: HelpText.reflow("""
             Roles: owner (everything, including billing and other owners), admin (members, projects,
             tokens, caps) and member (builds and their own tokens). Owners and admins manage
             members; only owners make owners. Name a member by email or user id.
-            """,
+            """),
         subcommands: [MemberList.self, MemberAdd.self, MemberSetRole.self, MemberRemove.self],
         aliases: ["member"]
     )

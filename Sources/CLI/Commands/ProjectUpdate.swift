@@ -1,10 +1,11 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 
 struct ProjectUpdate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "update", abstract: "Rename a project, or change its cache policy or how its builds are placed.",
-        discussion: """
+        discussion: HelpText.reflow("""
             --emulation native-only: only builders of a job's platform take it. fallback (the default):
             a builder that emulates the platform (qemu) takes it when no native one has within
             --emulation-fallback. allowed: either kind at once. --queue-timeout: how long a job waits
@@ -13,7 +14,7 @@ struct ProjectUpdate: AsyncParsableCommand {
             Builders that drydock-agent starts for the project: --max-builders (per platform; more than 1
             turns on autoscaling, the extra builders working on clones of the cache), --builds-per-builder
             (builds one builder runs at once), --builder-idle (how long a builder waits for a job before it exits).
-            """)
+            """))
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: FormatOption

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 import Foundation
@@ -6,12 +7,12 @@ struct RegistryCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry",
         abstract: "Look after the project's registry: repositories, tags, storage.",
-        discussion: """
+        discussion: HelpText.reflow("""
             Images live at HOST/<project-id>/<name>:<tag>. 'drydock registry login' lets docker, podman,
             buildah and skopeo use your Drydock login there (a credential helper); or log them in with
             any username and a Drydock token as the password, e.g.
               skopeo login --username ci --password "$DRYDOCK_TOKEN" HOST
-            """,
+            """),
         subcommands: [RegistryLogin.self, RegistryList.self, RegistryTags.self, RegistryRemove.self, RegistryUsage.self, RegistryRetention.self]
     )
 }

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 import Foundation
@@ -6,7 +7,7 @@ struct RegistryRetention: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retention",
         abstract: "Show, set and preview what registry housekeeping deletes in a project.",
-        discussion: """
+        discussion: HelpText.reflow("""
             A policy deletes untagged manifests older than N days, build images (<project>/build:<id>) \
             older than N days, and tags beyond the newest N matching a pattern; it also makes tags \
             immutable (a push that would move them is refused). Patterns are TAG-GLOB or \
@@ -15,9 +16,10 @@ struct RegistryRetention: AsyncParsableCommand {
 
             Examples:
               drydock registry retention show --project ID
-              drydock registry retention set --untagged-days 14 --build-tag-days 7 --keep 'v*=10' --immutable 'release-*'
+              drydock registry retention set --untagged-days 14 --build-tag-days 7 \\
+                  --keep 'v*=10' --immutable 'release-*'
               drydock registry retention preview
-            """,
+            """),
         subcommands: [Show.self, Set.self, Preview.self])
 
     struct Show: AsyncParsableCommand {

@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 import Foundation
@@ -5,11 +6,11 @@ import Foundation
 struct TokenCreate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create", abstract: "Create a token and print its secret (shown only this once).",
-        discussion: """
+        discussion: HelpText.reflow("""
             Kinds: user (acts as you), organization (automation across the organization),
             project (build and pull in one project; the default with --project), pull (registry
             read-only, 1 hour unless --expires), worker (registers builders).
-            """)
+            """))
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: FormatOption

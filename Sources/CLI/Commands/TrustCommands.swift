@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 import Foundation
@@ -6,7 +7,7 @@ struct TrustCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trust",
         abstract: "Let CI jobs build in a project without a stored secret (OIDC trust relationships).",
-        discussion: """
+        discussion: HelpText.reflow("""
             A CI job proves who it is with its provider's OIDC ID token; 'drydock' running in the job \
             trades it for a token of the projects that trust it (POST /api/v1/oidc/token), good for an \
             hour at most. Nothing to paste into the CI's secrets.
@@ -16,15 +17,16 @@ struct TrustCommands: AsyncParsableCommand {
               drydock projects trust add api --gitlab acme/backend/api --ref main
               drydock projects trust add api --circleci ORG-ID/PROJECT-ID
               drydock projects trust add api --buildkite acme/api-pipeline
-              drydock projects trust add api --issuer https://idp.example.com --claim sub=deploy-bot
-            """,
+              drydock projects trust add api --issuer https://idp.example.com \\
+                  --claim sub=deploy-bot
+            """),
         subcommands: [TrustAdd.self, TrustList.self, TrustRemove.self])
 }
 
 struct TrustAdd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add", abstract: "Trust a CI identity to build in a project.",
-        discussion: """
+        discussion: HelpText.reflow("""
             Exactly one of --github, --gitlab, --circleci, --buildkite or --issuer. --ref narrows to refs \
             (GitHub: main means refs/heads/main, refs/tags/v* is a prefix; GitLab and Buildkite: branch \
             names), --environment to deployment environments, --workflow to GitHub workflow names, \
@@ -34,7 +36,7 @@ struct TrustAdd: AsyncParsableCommand {
             request pipelines) get a token that can start isolated builds only (no cache, no secrets, \
             no tags); a pull request's ref is refs/pull/N/merge, so trust --ref 'refs/pull/*' for them. \
             --isolate always: every job does.
-            """)
+            """))
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: FormatOption

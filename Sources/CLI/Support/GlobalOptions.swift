@@ -1,3 +1,4 @@
+import DrydockProcess
 import ArgumentParser
 import DrydockClient
 import Foundation
@@ -7,11 +8,11 @@ public struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("api-url"), help: ArgumentHelp("Drydock server URL.", discussion: "Overrides DRYDOCK_API_URL and the saved login."))
     var apiURL: String?
 
-    @Option(help: ArgumentHelp("Drydock token.", discussion: """
+    @Option(help: ArgumentHelp("Drydock token.", discussion: HelpText.reflow("""
         The token is looked for in this order: --token, DRYDOCK_TOKEN, an OIDC exchange when running \
         in CI (GitHub Actions with 'id-token: write', GitLab's DRYDOCK_OIDC_TOKEN, CircleCI, Buildkite), \
         then the saved login. 'drydock whoami' says which was used.
-        """))
+        """)))
     var token: String?
 
     public init() {}
