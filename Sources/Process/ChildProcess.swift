@@ -9,7 +9,8 @@ import SystemPackage
 #endif
 
 /// The one way Drydock runs a child process, in the server (initdb, pg_ctl), the builder
-/// (buildah), the CLI (skopeo, tar) and the tests; a thin layer over swift-subprocess.
+/// (buildah), the CLI (skopeo, tar) and the tests; a thin layer over swift-subprocess (and, for a
+/// forced stop that must not need tasks, `runWithoutTasks` over posix_spawn).
 ///
 /// Every child starts with the default signal dispositions and an empty signal mask, no
 /// descriptors but its three standard ones, and standard input from /dev/null unless given.
@@ -144,6 +145,35 @@ public enum ChildProcess {
         case .signaled(let signal): 128 + signal
         }
     }
+
+    /// Runs a command to its end on the calling thread (no task, no event loop, no output kept)
+    /// and returns its exit status, or -1: for what must still work when tasks do not (a forced
+    /// stop after a signal, `SignalPipe`). Everything else uses `run`.
+    public static func runWithoutTasks(_ argv: [String]) -> Int32 {
+        guard let executable = argv.first else { return -1 }
+        var arguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+        arguments.append(nil)
+        defer { for argument in arguments { free(argument) } }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // The child starts with no signal blocked and every disposition at its default.
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, executable, nil, &attributes, arguments, environ) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return -1 }
+        }
+        // WIFEXITED and WEXITSTATUS, which Swift does not import.
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : -1
+    }
+
 }
 
 /// What a finished child left: its exit status (128 + signal when killed) and its output.

@@ -93,33 +93,6 @@ public enum SignalPipe {
             for subscriber in subscribers { subscriber(signal) }
         }
     }
-
-    /// Runs a command to its end on the calling thread (no task, no event loop) and returns its
-    /// exit status, or -1: for what must still work when tasks do not (a forced stop).
-    public static func runAndWait(_ argv: [String]) -> Int32 {
-        guard let executable = argv.first else { return -1 }
-        var arguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
-        arguments.append(nil)
-        defer { for argument in arguments { free(argument) } }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // The child starts with no signal blocked and every disposition at its default.
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, executable, nil, &attributes, arguments, environ) == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { return -1 }
-        }
-        // WIFEXITED and WEXITSTATUS, which Swift does not import.
-        return status & 0x7f == 0 ? (status >> 8) & 0xff : -1
-    }
 }
 
 /// The pipe's write end, for the handler (stored before any handler is installed).

@@ -1,9 +1,9 @@
 import ArgumentParser
 import DrydockBuilder
+import DrydockProcess
 import Foundation
 import Logging
 import ServiceLifecycle
-import DrydockProcess
 
 @main
 struct DrydockBuilderCommand: AsyncParsableCommand {

@@ -80,7 +80,7 @@ public final class ShutdownSignals: Sendable {
         logger.warning("\(reason)")
         for stop in state.withLock({ $0.emergencyStops }) {
             logger.warning("stopping \(stop.name)")
-            let exit = SignalPipe.runAndWait(stop.argv)
+            let exit = ChildProcess.runWithoutTasks(stop.argv)
             if exit != 0 { logger.error("could not stop \(stop.name) (exit \(exit))") }
         }
         fflush(nil)  // every open stream: the log lines above reach the log

@@ -27,8 +27,6 @@ final class ShutdownTracker: Sendable {
         TrackedService(name: name, inner: service, tracker: self)
     }
 
-    var remaining: [String] { state.withLock { $0.running } }
-
     fileprivate func started(_ name: String) { state.withLock { $0.running.append(name) } }
 
     fileprivate func finished(_ name: String) {

@@ -120,10 +120,16 @@ public struct EmbeddedPostgres: Sendable {
     /// `pg_ctl stop` (fast: sessions are ended, no recovery at the next start), waiting at most
     /// 20 s, as a command to run without tasks: a server forced to exit stops its cluster with it.
     var emergencyStopCommand: [String] {
-        let argv = [binDirectory.appendingPathComponent("pg_ctl").path, "-D", clusterDirectory.path, "-m", "fast", "-w", "-t", "20", "stop"]
-        guard let runAs else { return argv }
+        Self.command(binDirectory.appendingPathComponent("pg_ctl").path, ["-D", clusterDirectory.path, "-m", "fast", "-w", "-t", "20", "stop"],
+                     asUser: runAs)
+    }
+
+    /// `executable` with `arguments`, through runuser as `user` when given.
+    static func command(_ executable: String, _ arguments: [String], asUser user: String?) -> [String] {
+        let argv = [executable] + arguments
+        guard let user else { return argv }
         let runuser = FileManager.default.isExecutableFile(atPath: "/sbin/runuser") ? "/sbin/runuser" : "/usr/sbin/runuser"
-        return [runuser, "-u", runAs, "--"] + argv
+        return [runuser, "-u", user, "--"] + argv
     }
 
     private func createDatabaseIfMissing() async throws {
@@ -166,11 +172,7 @@ public struct EmbeddedPostgres: Sendable {
     /// with its output in the log file, so nothing it inherits keeps the run waiting.
     @discardableResult
     func run(_ executable: String, _ arguments: [String], asUser user: String?) async throws -> String {
-        var argv = [executable] + arguments
-        if let user {
-            let runuser = FileManager.default.isExecutableFile(atPath: "/sbin/runuser") ? "/sbin/runuser" : "/usr/sbin/runuser"
-            argv = [runuser, "-u", user, "--"] + argv
-        }
+        let argv = Self.command(executable, arguments, asUser: user)
         let name = (executable as NSString).lastPathComponent
         let outcome: ProcessOutcome
         do {
