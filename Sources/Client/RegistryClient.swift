@@ -117,6 +117,27 @@ public struct DrydockRegistryClient: Sendable {
         return try await putManifest(repository: repository, reference: digest, mediaType: "application/vnd.oci.image.manifest.v1+json", bytes)
     }
 
+    /// The referrers of `digest` in `repository` (the referrers API), only those of
+    /// `artifactType` when given.
+    public func referrers(repository: String, digest: String, artifactType: String? = nil) async throws -> [OCIDescriptor] {
+        var url = baseURL.appendingPathComponent("v2/\(repository)/referrers/\(digest)").absoluteString
+        if let artifactType {
+            url += "?artifactType=" + (artifactType.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(["+", "&", "="])) ?? artifactType)
+        }
+        var get = HTTPClientRequest(url: url)
+        get.headers.add(name: "Authorization", value: authorization)
+        get.headers.add(name: "Accept", value: "application/vnd.oci.image.index.v1+json")
+        let response = try await httpClient.execute(get, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 4 << 20)
+        guard response.status == .ok else {
+            throw Failure(description: "the registry did not list the referrers of \(digest): HTTP \(response.status.code) \(String(buffer: body).prefix(300))")
+        }
+        struct Listing: Decodable { var manifests: [OCIDescriptor]? }
+        let listing = try JSONDecoder().decode(Listing.self, from: Data(body.readableBytesView))
+        // A registry that ignores the filter (no `OCI-Filters-Applied`) lists them all.
+        return (listing.manifests ?? []).filter { artifactType == nil || $0.artifactType == artifactType }
+    }
+
     /// Whether the repository can serve the blob already.
     public func hasBlob(repository: String, digest: String) async throws -> Bool {
         var head = HTTPClientRequest(url: baseURL.appendingPathComponent("v2/\(repository)/blobs/\(digest)").absoluteString)

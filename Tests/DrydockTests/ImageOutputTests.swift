@@ -64,7 +64,7 @@ struct ImageOutputTests {
         return (chosen.joined(separator: "\n\n") + "\n", packages)
     }
 
-    @Test("provenance by default: a referrer of the platform manifest naming the context and the base image by digest, no secret value; --provenance=false: none; --sbom=true: dpkg, apk and Python packages; annotations on the manifest")
+    @Test("provenance by default: a referrer of the platform manifest naming the context and the base image by digest, no secret value; a cached rebuild of the same image adds no second one; --provenance=false: none; --sbom=true: dpkg, apk and Python packages; annotations on the manifest")
     func attestations() async throws {
         try await withTestServer { server in
             try await withTemporaryDirectory { dir in
@@ -128,6 +128,15 @@ struct ImageOutputTests {
                 #expect(!text.contains("dockerfileSource"), "min mode carries no Dockerfile")
                 let metadata = (predicate["runDetails"] as? [String: Any])?["metadata"] as? [String: String] ?? [:]
                 #expect(metadata["startedOn"] != nil && metadata["finishedOn"] != nil)
+
+                // A rebuild that makes the same image (every step cached) adds no second provenance:
+                // the image keeps the one it has, and the build's log says so.
+                let again = try await build(["--annotation", "org.opencontainers.image.description=<b>built</b>",
+                                             "--annotation", "manifest:org.example.team=web"], tag: "min")
+                try #require(again.status == 0, "\(again.stderr)\n\(builder.output.suffix(3000))")
+                #expect(try await Self.manifestDigest(server, repository, "min").digest == image.digest, "the cached rebuild made another image")
+                #expect(try await Self.referrers(server, repository, image.digest).map { $0["digest"] as? String } == [provenance["digest"] as? String])
+                #expect((again.stdout + again.stderr).contains("carries one from an earlier build already"), "\(again.stderr.suffix(2000))")
 
                 // mode=max: the Dockerfile and the steps too. --provenance=false: nothing attached.
                 let max = try await build(["--provenance=mode=max"], tag: "max")

@@ -5,6 +5,9 @@ import Foundation
 /// an in-toto statement with a SLSA provenance v1 predicate, and an SPDX 2.3 SBOM.
 public enum Attestations {
     public static let inTotoMediaType = "application/vnd.in-toto+json"
+    /// On each statement Drydock attaches: which kind it is (`provenance-min`, `provenance-max`,
+    /// `sbom`), so a rebuild of the same image can tell it has one already.
+    public static let kindAnnotation = "dev.drydock.attestation"
     public static let provenanceType = "https://slsa.dev/provenance/v1"
     public static let spdxType = "https://spdx.dev/Document"
     public static let buildType = "https://github.com/drydock-build/drydock/dockerfile@v1"

@@ -473,40 +473,59 @@ struct JobRun: Sendable {
         }
         let subject = (mediaType: manifest.mediaType, digest: digest, size: manifest.bytes.count)
         let subjectName = Attestations.purl("\(registryHost)/\(job.image)", platform: job.platform)
-        var attachments: [(payload: [UInt8], predicate: String)] = []
+        // What each repository's copy of the image carries already: a rebuild that produces the
+        // same image (all steps cached) adds no second statement of a kind it has, so the
+        // referrers list does not grow with every rebuild.
+        var present: [String: Set<String>] = [:]
+        for repository in repositories {
+            let listed = try await registry.referrers(repository: repository, digest: digest, artifactType: Attestations.inTotoMediaType)
+            present[repository] = Set(listed.compactMap { $0.annotations?[Attestations.kindAnnotation] })
+        }
+        func wanted(_ kind: String) -> Bool { repositories.contains { !(present[$0]?.contains(kind) ?? false) } }
+        var attachments: [(payload: [UInt8], predicate: String, kind: String)] = []
         if mode != Components.Schemas.Attestations.ProvenancePayload.none {
-            var materials: [Attestations.Material] = []
-            for reference in Attestations.baseReferences(dockerfileText, buildArgs: job.buildArgs.additionalProperties) {
-                if let resolved = await imageDigest(reference, environment: environment, control: control) {
-                    materials.append(.init(reference: reference, digest: resolved))
+            let kind = "provenance-\(mode.rawValue)"
+            if wanted(kind) {
+                var materials: [Attestations.Material] = []
+                for reference in Attestations.baseReferences(dockerfileText, buildArgs: job.buildArgs.additionalProperties) {
+                    if let resolved = await imageDigest(reference, environment: environment, control: control) {
+                        materials.append(.init(reference: reference, digest: resolved))
+                    }
                 }
+                let invocation = Attestations.Invocation(
+                    buildId: job.buildId, projectId: job.projectId,
+                    builderId: configuration.apiURL.appendingPathComponent("builders/\(configuration.name)").absoluteString,
+                    platform: job.platform, builderPlatform: Platform.host.description,
+                    emulated: Platform(job.platform).map { $0 != Platform.host && $0.architecture != Platform.host.architecture } ?? false,
+                    dockerfile: job.dockerfile, target: job.target, buildArgs: job.buildArgs.additionalProperties,
+                    labels: job.labels.additionalProperties, contextDigest: job.contextDigest,
+                    contextURI: configuration.apiURL.appendingPathComponent("api/v1/projects/\(job.projectId)/contexts/\(job.contextDigest.replacingOccurrences(of: "sha256:", with: ""))").absoluteString,
+                    materials: materials, startedOn: startedOn, finishedOn: Date(),
+                    dockerfileText: mode == .max ? dockerfileText : nil,
+                    steps: mode == .max ? steps.map { ($0.instruction, $0.cached, $0.durationMs.map { Double($0) / 1000 }) } : nil)
+                attachments.append((try Attestations.provenance(invocation, subject: (subjectName, digest)), Attestations.provenanceType, kind))
+                await reporter.log("#drydock provenance (\(mode.rawValue)): \(materials.count) base image(s) by digest, the context \(job.contextDigest.prefix(19))…")
+            } else {
+                await reporter.log("#drydock provenance (\(mode.rawValue)): the image \(digest.prefix(19))… carries one from an earlier build already (kept)")
             }
-            let invocation = Attestations.Invocation(
-                buildId: job.buildId, projectId: job.projectId,
-                builderId: configuration.apiURL.appendingPathComponent("builders/\(configuration.name)").absoluteString,
-                platform: job.platform, builderPlatform: Platform.host.description,
-                emulated: Platform(job.platform).map { $0 != Platform.host && $0.architecture != Platform.host.architecture } ?? false,
-                dockerfile: job.dockerfile, target: job.target, buildArgs: job.buildArgs.additionalProperties,
-                labels: job.labels.additionalProperties, contextDigest: job.contextDigest,
-                contextURI: configuration.apiURL.appendingPathComponent("api/v1/projects/\(job.projectId)/contexts/\(job.contextDigest.replacingOccurrences(of: "sha256:", with: ""))").absoluteString,
-                materials: materials, startedOn: startedOn, finishedOn: Date(),
-                dockerfileText: mode == .max ? dockerfileText : nil,
-                steps: mode == .max ? steps.map { ($0.instruction, $0.cached, $0.durationMs.map { Double($0) / 1000 }) } : nil)
-            attachments.append((try Attestations.provenance(invocation, subject: (subjectName, digest)), Attestations.provenanceType))
-            await reporter.log("#drydock provenance (\(mode.rawValue)): \(materials.count) base image(s) by digest, the context \(job.contextDigest.prefix(19))…")
         }
         if sbom {
-            let packages = try await imagePackages(imageId, environment: environment, control: control)
-            let document = try Attestations.spdx(packages: packages.list, image: "\(registryHost)/\(job.image)", platform: job.platform,
-                                                 buildId: job.buildId, distro: packages.distro, created: Date())
-            attachments.append((try Attestations.sbomStatement(document, subject: (subjectName, digest)), Attestations.spdxType))
-            await reporter.log("#drydock SBOM (SPDX 2.3): \(packages.list.count) package(s) found in the image")
+            if wanted("sbom") {
+                let packages = try await imagePackages(imageId, environment: environment, control: control)
+                let document = try Attestations.spdx(packages: packages.list, image: "\(registryHost)/\(job.image)", platform: job.platform,
+                                                     buildId: job.buildId, distro: packages.distro, created: Date())
+                attachments.append((try Attestations.sbomStatement(document, subject: (subjectName, digest)), Attestations.spdxType, "sbom"))
+                await reporter.log("#drydock SBOM (SPDX 2.3): \(packages.list.count) package(s) found in the image")
+            } else {
+                await reporter.log("#drydock SBOM (SPDX 2.3): the image \(digest.prefix(19))… carries one from an earlier build already (kept)")
+            }
         }
         for repository in repositories {
-            for attachment in attachments {
+            for attachment in attachments where !(present[repository]?.contains(attachment.kind) ?? false) {
                 try await registry.attach(repository: repository, subject: subject, artifactType: Attestations.inTotoMediaType,
                                           payload: attachment.payload, payloadMediaType: Attestations.inTotoMediaType,
-                                          annotations: ["in-toto.io/predicate-type": attachment.predicate])
+                                          annotations: ["in-toto.io/predicate-type": attachment.predicate,
+                                                        Attestations.kindAnnotation: attachment.kind])
             }
         }
     }
