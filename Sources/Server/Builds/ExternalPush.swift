@@ -78,7 +78,7 @@ struct ExternalPush: Sendable {
         if let authorization { head.headers.add(name: "Authorization", value: authorization) }
         let exists = try await client.execute(head, timeout: .seconds(30))
         if exists.status == .ok { return }
-        guard let parsed = Digest(digest), let blob = try await blobs?.read(parsed, range: nil) else {
+        guard let parsed = Digest(digest), let blobs, try await blobs.size(of: parsed) != nil else {
             throw Failure(description: "blob \(digest) is not in the project registry")
         }
         var start = HTTPClientRequest(url: "\(base)/blobs/uploads/")
@@ -89,6 +89,11 @@ struct ExternalPush: Sendable {
         _ = try? await started.body.collect(upTo: 1 << 16)
         guard started.status == .accepted, let location = started.headers.first(name: "Location") else {
             throw Failure(description: "\(host) refused a blob upload to \(repository) (HTTP \(started.status.code))")
+        }
+        // The blob is opened only once the other registry has taken the upload: a refused one
+        // leaves no stream (an open file, or a GET from the object store) behind.
+        guard let blob = try await blobs.read(parsed, range: nil) else {
+            throw Failure(description: "blob \(digest) left the project registry during the push")
         }
         let target = location.hasPrefix("http") ? location : "\(insecure ? "http" : "https")://\(host)\(location)"
         var put = HTTPClientRequest(url: target + (target.contains("?") ? "&" : "?") + "digest=\(digest)")
