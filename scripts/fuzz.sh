@@ -17,7 +17,10 @@ seconds=${2:-60}
 out=$ROOT/.build-fuzz
 mkdir -p "$out"
 
-sources=(Sources/WireFormats/*.swift Sources/BuildContext/DockerIgnore.swift Sources/BuildContext/ContextUnpacker.swift Sources/BuildContext/Tar.swift)
+# The parsers, without swift-crypto (built here with swiftc alone): Digest.swift hashes only
+# when Crypto can be imported, and SigV4.swift signs the server's own requests to an object
+# store, which parse nothing a client sends.
+sources=($(ls Sources/WireFormats/*.swift | grep -v '/SigV4.swift$') Sources/BuildContext/DockerIgnore.swift Sources/BuildContext/ContextUnpacker.swift Sources/BuildContext/Tar.swift)
 failed=0
 for target in "${targets[@]}"; do
     flag=FUZZ_$(echo "$target" | tr 'a-z-' 'A-Z_')
