@@ -1,5 +1,5 @@
-import DrydockProcess
 import ArgumentParser
+import DrydockProcess
 
 /// `drydock`: remote container builds with a shared, persistent cache.
 public struct DrydockCommand: AsyncParsableCommand {

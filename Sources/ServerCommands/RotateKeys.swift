@@ -1,5 +1,5 @@
-import DrydockProcess
 import ArgumentParser
+import DrydockProcess
 import DrydockServer
 
 struct RotateKeys: AsyncParsableCommand {

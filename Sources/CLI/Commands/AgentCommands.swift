@@ -1,6 +1,6 @@
-import DrydockProcess
 import ArgumentParser
 import DrydockClient
+import DrydockProcess
 
 struct AgentCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

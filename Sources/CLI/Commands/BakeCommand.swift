@@ -1,8 +1,8 @@
-import DrydockProcess
 import ArgumentParser
 import DrydockBake
 import DrydockBuildContext
 import DrydockClient
+import DrydockProcess
 import DrydockWireFormats
 import Foundation
 import Synchronization

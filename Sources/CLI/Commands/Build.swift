@@ -1,7 +1,7 @@
-import DrydockProcess
 import ArgumentParser
 import DrydockBuildContext
 import DrydockClient
+import DrydockProcess
 import DrydockWireFormats
 import Foundation
 

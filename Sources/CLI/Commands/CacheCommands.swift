@@ -1,6 +1,6 @@
-import DrydockProcess
 import ArgumentParser
 import DrydockClient
+import DrydockProcess
 
 struct CacheCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

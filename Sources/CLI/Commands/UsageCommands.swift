@@ -1,6 +1,6 @@
-import DrydockProcess
 import ArgumentParser
 import DrydockClient
+import DrydockProcess
 import Foundation
 
 struct UsageCommands: AsyncParsableCommand {

@@ -1,8 +1,8 @@
+import DrydockProcess
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import DrydockProcess
 import Logging
 import Synchronization
 

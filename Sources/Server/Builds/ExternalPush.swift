@@ -78,7 +78,7 @@ struct ExternalPush: Sendable {
         if let authorization { head.headers.add(name: "Authorization", value: authorization) }
         let exists = try await client.execute(head, timeout: .seconds(30))
         if exists.status == .ok { return }
-        guard let parsed = Digest(digest), let blobs, try await blobs.size(of: parsed) != nil else {
+        guard let parsed = Digest(digest), let blobs else {
             throw Failure(description: "blob \(digest) is not in the project registry")
         }
         var start = HTTPClientRequest(url: "\(base)/blobs/uploads/")
@@ -93,7 +93,7 @@ struct ExternalPush: Sendable {
         // The blob is opened only once the other registry has taken the upload: a refused one
         // leaves no stream (an open file, or a GET from the object store) behind.
         guard let blob = try await blobs.read(parsed, range: nil) else {
-            throw Failure(description: "blob \(digest) left the project registry during the push")
+            throw Failure(description: "blob \(digest) is not in the project registry")
         }
         let target = location.hasPrefix("http") ? location : "\(insecure ? "http" : "https")://\(host)\(location)"
         var put = HTTPClientRequest(url: target + (target.contains("?") ? "&" : "?") + "digest=\(digest)")
