@@ -148,7 +148,9 @@ public enum ChildProcess {
 
     /// Runs a command to its end on the calling thread (no task, no event loop, no output kept)
     /// and returns its exit status, or -1: for what must still work when tasks do not (a forced
-    /// stop after a signal, `SignalPipe`). Everything else uses `run`.
+    /// stop after a signal, `SignalPipe`). Everything else uses `run`. Unlike `run`'s children,
+    /// this one inherits the caller's descriptors that are not close-on-exec: its caller exits
+    /// right after it.
     public static func runWithoutTasks(_ argv: [String]) -> Int32 {
         guard let executable = argv.first else { return -1 }
         var arguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
