@@ -102,6 +102,51 @@ struct QueueLoadTests {
         }
     }
 
+    @Test("the two jobs of a build finishing at the same moment close it: twenty two-platform builds, each job finished by its own worker at once, none left running")
+    func siblingsFinishingTogether() async throws {
+        // A multi-platform build closes when its last job finishes; two finishes at once must not
+        // each see the other's job as still running (the build would stay running for ever).
+        try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
+            let project = try await server.createProject("pair")
+            let context = try await server.uploadZeroContext(project)
+            var builds: [String] = []
+            for _ in 0..<20 {
+                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
+                try #require(created.status == .created, "\(created.text)")
+                builds.append(try created.decoded(Schemas.Build.self).id)
+            }
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            var jobs: [String: [Schemas.JobAssignment]] = [:]
+            for n in 0..<40 {
+                let answer = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
+                                                         json: #"{"name":"w\#(n)","platforms":["linux/amd64","linux/arm64"],"waitSeconds":0}"#)
+                try #require(answer.status == .ok, "claim \(n): \(answer.text)")
+                let job = try answer.decoded(Schemas.JobAssignment.self)
+                jobs[job.buildId, default: []].append(job)
+            }
+            try #require(jobs.count == 20 && jobs.values.allSatisfy { $0.count == 2 })
+            let digest = "sha256:" + String(repeating: "ab", count: 32)
+            for build in builds {
+                let pair = try #require(jobs[build])
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for job in pair {
+                        group.addTask {
+                            let finished = try await server.requestOwn(.post, "/api/v1/jobs/\(job.jobId)/finish", token: job.buildToken,
+                                                                       json: #"{"status":"succeeded","digest":"\#(digest)"}"#)
+                            #expect(finished.status == .noContent, "\(finished.text)")
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            // The last finish of each build assembled its index before answering (here it fails:
+            // the digests name no image), so every build has its final status now.
+            let open = try await Self.strings(server.database, "SELECT id FROM builds WHERE status IN ('queued', 'running') ORDER BY id")
+            #expect(open.isEmpty, "\(open.count) of 20 builds left open after both their jobs finished: \(open)")
+        }
+    }
+
     @Test("fifty workers claiming at once for forty queued jobs: forty get one each, none twice, ten get none; every job is running with its own token")
     func burstOfClaims() async throws {
         // No lease reaping while it runs: on a loaded machine (a CI run took 83 s for this test) the

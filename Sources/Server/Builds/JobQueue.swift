@@ -451,7 +451,11 @@ public struct JobQueue: Sendable {
                 cacheImages: Int? = nil) async throws -> FinishOutcome {
         try await client.transaction(logger: logger) { tx -> FinishOutcome in
             // The running job closed, metered and its build token revoked, in one statement (every
-            // server's cache is told once it commits).
+            // server's cache is told once it commits). It also locks the build's row, as cancels,
+            // claims, log appends and the lease reaper do before they look at a build's jobs: the
+            // next statement (a fresh snapshot) then sees every sibling job whose own finish
+            // committed first. Without the lock, the two jobs of a build finishing at the same
+            // moment each saw the other still running, and the build stayed open for ever.
             var buildId: String?
             var revoked: String?
             for try await row in try await tx.prepared(
@@ -468,8 +472,10 @@ public struct JobQueue: Sendable {
                     UPDATE tokens SET revoked_at = now()
                     WHERE id = \(buildTokenId) AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM closed)
                     RETURNING id
+                ), locked AS (
+                    SELECT b.id FROM builds b JOIN closed ON b.id = closed.build_id FOR NO KEY UPDATE OF b
                 )
-                SELECT closed.build_id, (SELECT id FROM revoked) FROM closed
+                SELECT closed.build_id, (SELECT id FROM revoked) FROM closed JOIN locked ON locked.id = closed.build_id
                 """, logger: logger)
             {
                 (buildId, revoked) = try row.decode((String, String?).self)
