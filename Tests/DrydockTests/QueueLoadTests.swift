@@ -150,6 +150,53 @@ struct QueueLoadTests {
         }
     }
 
+    @Test("a cancel while a claim holds the build's job does not deadlock with it: the claim starts the job and the build runs with the cancel requested, for its worker to see")
+    func cancelDuringClaim() async throws {
+        try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
+            let project = try await Self.queueBuilds(server, "cancel-claim", count: 1)
+            let build = try #require(try await Self.strings(server.database, "SELECT id FROM builds WHERE project_id = \(project)").first)
+            // A claim in flight, by its lock order: the job it picked (FOR UPDATE SKIP LOCKED),
+            // then, in its next statement, the job's build; then it starts the job.
+            let (locked, lockedSignal) = AsyncStream<Void>.makeStream()
+            let (proceed, proceedSignal) = AsyncStream<Void>.makeStream()
+            let claim = Task {
+                try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger, waitLimit: TestDatabase.setupWaitLimit) { client in
+                    try await client.transaction(logger: TestDatabase.logger) { tx in
+                        let logger = TestDatabase.logger
+                        try await tx.query("SELECT id FROM build_jobs WHERE build_id = \(build) AND status = 'queued' FOR UPDATE SKIP LOCKED", logger: logger)
+                        lockedSignal.yield()
+                        for await _ in proceed { break }
+                        try await tx.query("SELECT id FROM builds WHERE id = \(build) FOR UPDATE", logger: logger)
+                        try await tx.query("UPDATE build_jobs SET status = 'running', started_at = now() WHERE build_id = \(build)", logger: logger)
+                        try await tx.query("UPDATE builds SET status = 'running', started_at = now() WHERE id = \(build)", logger: logger)
+                    }
+                }
+            }
+            for await _ in locked { break }
+            let cancel = Task { try await server.requestOwn(.post, "/api/v1/builds/\(build)/cancel", token: server.ownerToken) }
+            // The cancel answers, or waits for a lock the claim holds (as it did before); then the
+            // claim goes on to lock the build.
+            let deadline = ContinuousClock.now + .seconds(60)
+            let answered = Atomic(false)
+            let watch = Task { _ = try? await cancel.value; answered.store(true, ordering: .sequentiallyConsistent) }
+            while !answered.load(ordering: .sequentiallyConsistent),
+                  try await TestDatabase.count(server.database, "SELECT count(*)::int FROM pg_locks WHERE NOT granted") == 0 {
+                try #require(ContinuousClock.now < deadline, "the cancel neither answered nor waited for the claim's lock")
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            proceedSignal.yield()
+            _ = await watch.value
+            // Before, the cancel held the build while it waited for the job, and the claim waited
+            // for the build: PostgreSQL broke the deadlock after a second by failing one of them
+            // (the cancel, answered 500).
+            await #expect(throws: Never.self, "the claim failed") { try await claim.value }
+            let answer = try await cancel.value
+            #expect(answer.status == .ok, "\(answer.text)")
+            let state = try await Self.strings(server.database, "SELECT status || ' ' || cancel_requested FROM builds WHERE id = \(build)")
+            #expect(state == ["running true"], "the running build should wait for its worker to see the cancel: \(state)")
+        }
+    }
+
     @Test("fifty workers claiming at once for forty queued jobs: forty get one each, none twice, ten get none; every job is running with its own token")
     func burstOfClaims() async throws {
         // No lease reaping while it runs: on a loaded machine (a CI run took 83 s for this test) the

@@ -372,10 +372,15 @@ public struct BuildStore: Sendable {
             }
             guard let status, !status.isFinished else { return }
             try await tx.query("UPDATE builds SET cancel_requested = true WHERE id = \(buildId)", logger: logger)
+            // Queued jobs a claim holds are passed over: that claim, which locked the job before
+            // it locks the build, waits for this transaction and then starts the job, whose worker
+            // hears of the cancel at its first heartbeat. Waiting for them here instead (this
+            // holding the build, the claim waiting for it) was a deadlock, which PostgreSQL broke
+            // after a second by failing one of the two.
             try await tx.query(
                 """
                 UPDATE build_jobs SET status = 'canceled', finished_at = now(), error = 'canceled before it started'
-                WHERE build_id = \(buildId) AND status = 'queued'
+                WHERE id IN (SELECT id FROM build_jobs WHERE build_id = \(buildId) AND status = 'queued' FOR UPDATE SKIP LOCKED)
                 """, logger: logger)
             try await Self.closeIfDone(buildId: buildId, on: tx, logger: logger)
             try await BuildSignals.notify("cancel", on: tx, logger: logger)
