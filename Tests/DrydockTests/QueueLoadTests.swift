@@ -150,6 +150,43 @@ struct QueueLoadTests {
         }
     }
 
+    @Test("past a cap, the two jobs of a build refused by two claims at once close it: twenty two-platform builds, an amd64 and an arm64 worker claiming together, none left queued")
+    func siblingsRefusedTogether() async throws {
+        try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
+            let project = try await server.createProject("refused-pairs")
+            let context = try await server.uploadZeroContext(project)
+            let caps = "/api/v1/orgs/\(server.organizationId)/usage/caps"
+            #expect(try await server.request(.put, caps, token: server.ownerToken, json: #"{"minutesPerMonth":10}"#).status == .ok)
+            for _ in 0..<20 {
+                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
+                try #require(created.status == .created, "\(created.text)")
+            }
+            // The cap is reached while they wait.
+            let now = Int64(Date().timeIntervalSince1970)
+            try await TestDatabase.execute(server.database, """
+                INSERT INTO usage_builds (job_id, organization_id, project_id, platform, start_epoch, seconds)
+                VALUES ('usedcccccccccccc', \(server.organizationId), \(project), 'linux/amd64', \(now - 1000), 600)
+                """)
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            // Each claim fails the jobs of its platform one transaction at a time, oldest first:
+            // the two walk the same builds side by side.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for platform in ["linux/amd64", "linux/arm64"] {
+                    group.addTask {
+                        let claim = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
+                                                                json: #"{"name":"\#(platform)","platforms":["\#(platform)"],"waitSeconds":0}"#)
+                        #expect(claim.status == .noContent, "\(claim.text)")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM build_jobs WHERE status <> 'failed'") == 0)
+            let open = try await Self.strings(server.database, "SELECT id FROM builds WHERE status <> 'failed' ORDER BY id")
+            #expect(open.isEmpty, "\(open.count) of 20 builds not failed after both their jobs were refused: \(open)")
+        }
+    }
+
     @Test("a cancel while a claim holds the build's job does not deadlock with it: the claim starts the job and the build runs with the cancel requested, for its worker to see")
     func cancelDuringClaim() async throws {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in

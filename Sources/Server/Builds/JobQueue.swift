@@ -143,6 +143,12 @@ public struct JobQueue: Sendable {
                     """, logger: logger)
                 refusedBuilds.insert(candidate.buildId)
             }
+            if !refusedBuilds.isEmpty {
+                // Their builds locked (in id order) before their jobs are read, as a finish does:
+                // two claims refusing the two jobs of one build at once each saw the other's job
+                // still queued, and the build stayed queued for ever.
+                try await tx.query("SELECT id FROM builds WHERE id = ANY(\(refusedBuilds.sorted())) ORDER BY id FOR UPDATE", logger: logger)
+            }
             for buildId in refusedBuilds.sorted() { try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger) }
             guard !picked.isEmpty else { return ([], true) }
             return (try await start(picked, workers: workers, agentBuilder: agentBuilder, on: tx), !refusedBuilds.isEmpty)
