@@ -150,6 +150,52 @@ struct QueueLoadTests {
         }
     }
 
+    @Test("a multi-platform build's index is assembled by one server at a time: the reaper's sweep passes over a build whose assembly another holds, and takes over once that hold is stale")
+    func oneAssemblyAtATime() async throws {
+        try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
+            let project = try await server.createProject("assembled")
+            let context = try await server.uploadZeroContext(project)
+            let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                   json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
+            try #require(created.status == .created, "\(created.text)")
+            let build = try created.decoded(Schemas.Build.self).id
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            for n in 0..<2 {
+                let claim = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
+                                                        json: #"{"name":"w\#(n)","platforms":["linux/amd64","linux/arm64"],"waitSeconds":0}"#)
+                try #require(claim.status == .ok, "\(claim.text)")
+            }
+            // Both jobs succeeded, as a server that stopped before assembling the index leaves them.
+            try await TestDatabase.execute(server.database, """
+                UPDATE build_jobs SET status = 'succeeded', digest = 'sha256:' || repeat('ab', 32), finished_at = now() WHERE build_id = \(build)
+                """)
+            @Sendable func state() async throws -> [String] {
+                try await Self.strings(server.database, "SELECT status || ' ' || coalesce(error, '') FROM builds WHERE id = \(build)")
+            }
+            let logger = TestDatabase.logger
+            try await ServerRunner.withDatabase(server.database, logger: logger, waitLimit: TestDatabase.setupWaitLimit) { db in
+                let keys = ServerKeys(dataDirectory: nil)
+                try await keys.load(from: db, logger: logger)
+                let store = BuildStore(client: db, logger: logger, secretBox: BuildSecretBox(keys: keys))
+                let assembler = IndexAssembler(builds: store, registry: RegistryStore(client: db, logger: logger), logger: logger)
+                #expect(try await store.awaitingIndex() == [build])
+                // One server takes the assembly; a second (a sweep on this or another replica) does not.
+                #expect(try await store.claimAssembly(buildId: build))
+                #expect(try await store.claimAssembly(buildId: build) == false)
+                #expect(try await store.awaitingIndex().isEmpty, "the sweep would assemble the index beside the assembly that holds it")
+                await assembler.assemble(buildId: build)
+                #expect(try await state() == ["running "], "an assembler ran beside the one holding the build")
+                // The holder stopped without renewing: the sweep finds the build again and its
+                // assembly closes it (failed here: the digests name no image in the registry).
+                try await TestDatabase.execute(server.database, "UPDATE builds SET index_claimed_at = now() - interval '10 minutes' WHERE id = \(build)")
+                #expect(try await store.awaitingIndex() == [build])
+                await assembler.assemble(buildId: build)
+                let closed = try await state()
+                #expect(closed.first?.hasPrefix("failed ") == true && closed.first?.contains("is not in the project registry") == true, "\(closed)")
+            }
+        }
+    }
+
     @Test("past a cap, the two jobs of a build refused by two claims at once close it: twenty two-platform builds, an amd64 and an arm64 worker claiming together, none left queued")
     func siblingsRefusedTogether() async throws {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in

@@ -348,13 +348,39 @@ public struct BuildStore: Sendable {
         }
     }
 
+    /// How long an index assembly holds its build without renewing: a server that stopped
+    /// mid-way is taken over by the lease reaper's sweep after this.
+    static let assemblyHoldSeconds = 120
+
+    /// Takes the assembly of a running build's index for this server, unless another assembly
+    /// (the finishing request's or a sweep's, on any replica) holds it: with an image to push to
+    /// another registry, an assembly takes longer than the sweep's interval, and a second one
+    /// pushed everything again beside it.
+    func claimAssembly(buildId: String) async throws -> Bool {
+        var claimed = false
+        for try await _ in try await client.query(
+            """
+            UPDATE builds SET index_claimed_at = now()
+            WHERE id = \(buildId) AND status = 'running'
+              AND (index_claimed_at IS NULL OR index_claimed_at < now() - make_interval(secs => \(Double(Self.assemblyHoldSeconds))))
+            RETURNING id
+            """, logger: logger).decode(String.self) { claimed = true }
+        return claimed
+    }
+
+    /// Keeps an assembly's hold while it runs.
+    func renewAssembly(buildId: String) async throws {
+        try await client.query("UPDATE builds SET index_claimed_at = now() WHERE id = \(buildId) AND status = 'running'", logger: logger)
+    }
+
     /// Multi-platform builds whose jobs all succeeded but whose index is not written yet (the
-    /// server stopped in between): the lease reaper assembles them.
+    /// server stopped in between) and no assembly holds: the lease reaper assembles them.
     func awaitingIndex() async throws -> [String] {
         let rows = try await client.query(
             """
             SELECT b.id FROM builds b
             WHERE b.status = 'running'
+              AND (b.index_claimed_at IS NULL OR b.index_claimed_at < now() - make_interval(secs => \(Double(Self.assemblyHoldSeconds))))
               AND (SELECT count(*) FROM build_jobs j WHERE j.build_id = b.id) > 1
               AND NOT EXISTS (SELECT 1 FROM build_jobs j WHERE j.build_id = b.id AND j.status <> 'succeeded')
             """, logger: logger)

@@ -15,8 +15,34 @@ struct IndexAssembler: Sendable {
 
     static let indexMediaType = "application/vnd.oci.image.index.v1+json"
 
-    /// Assembles and closes; a failure closes the build as failed with the reason.
+    /// How often a running assembly renews its hold on the build (`BuildStore.assemblyHoldSeconds`).
+    var renewal: Duration = .seconds(30)
+
+    /// Assembles and closes, unless another assembly of this build is running (on this server or
+    /// another); a failure closes the build as failed with the reason.
     func assemble(buildId: String) async {
+        do {
+            guard try await builds.claimAssembly(buildId: buildId) else {
+                logger.debug("another assembly holds this build's index", metadata: ["build": "\(buildId)"])
+                return
+            }
+        } catch {
+            // The lease reaper's sweep tries again.
+            logger.warning("could not take a build's index assembly", metadata: ["build": "\(buildId)", "error": "\(String(reflecting: error))"])
+            return
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [builds, renewal] in
+                while (try? await Task.sleep(for: renewal)) != nil {
+                    try? await builds.renewAssembly(buildId: buildId)
+                }
+            }
+            await assembleAndClose(buildId: buildId)
+            group.cancelAll()
+        }
+    }
+
+    private func assembleAndClose(buildId: String) async {
         do {
             try await assembleOrThrow(buildId: buildId)
         } catch let error as DomainError where error.code == "push_failed" {

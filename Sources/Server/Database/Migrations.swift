@@ -535,6 +535,12 @@ public enum Migrations {
             "DROP INDEX builds_waiting_for",
             "CREATE INDEX builds_waiting_for ON builds USING gin (waiting_for) WITH (fastupdate = off) WHERE waiting_for <> '{}'",
         ]),
+        Migration(version: 16, name: "a multi-platform build's index is assembled by one server at a time", statements: [
+            // Set by the server assembling the index (the last job's finish, or the lease reaper's
+            // sweep after a server stopped mid-way) and renewed while it runs: the sweep of every
+            // replica passes over a build whose assembly another one holds.
+            "ALTER TABLE builds ADD COLUMN index_claimed_at timestamptz",
+        ]),
     ]
 
     /// Applies every migration not yet recorded. Returns the versions applied by this call.
