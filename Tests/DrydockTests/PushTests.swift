@@ -1,5 +1,6 @@
 import DrydockClient
 import DrydockProcess
+@testable import DrydockServer
 import Foundation
 import Testing
 
@@ -7,6 +8,32 @@ import Testing
 /// registries with --push and the user's own docker login, over plain HTTP on loopback.
 @Suite("Pushing where users push")
 struct PushTests {
+    @Test("a multi-platform push to a registry that asks for credentials the build was not sent says how to send them; wrong ones are refused as such")
+    func externalPushWithoutCredentials() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("elsewhere")
+            let host = "127.0.0.1:\(server.port)"
+            let anonymous = ExternalPush(host: host, repository: "\(project)/app", username: nil, password: nil, insecure: true, blobs: nil)
+            do {
+                _ = try await anonymous.authorize()
+                Issue.record("an anonymous push was let in")
+            } catch {
+                let said = "\(error)"
+                #expect(said.contains("the build was sent none for it") && said.contains("docker login \(host)"), "\(said)")
+            }
+            let wrong = ExternalPush(host: host, repository: "\(project)/app", username: "ci", password: "ddu_notavalidtoken", insecure: true, blobs: nil)
+            do {
+                _ = try await wrong.authorize()
+                Issue.record("a wrong password was let in")
+            } catch {
+                #expect("\(error)".contains("refused the credentials"), "\(error)")
+            }
+            // The owner's token is let in: a bearer token for the push.
+            let owner = ExternalPush(host: host, repository: "\(project)/app", username: "ci", password: server.ownerToken, insecure: true, blobs: nil)
+            #expect(try await owner.authorize()?.hasPrefix("Bearer ") == true)
+        }
+    }
+
     @Test("-t app:1 alone tags the project registry and says where; another registry's name waits for --push, then goes there with the docker login of DOCKER_CONFIG")
     func tagsAndPushes() async throws {
         try await withTestServer { server in

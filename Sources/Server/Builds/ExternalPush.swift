@@ -64,7 +64,12 @@ struct ExternalPush: Sendable {
         if let basic { request.headers.add(name: "Authorization", value: basic) }
         let response = try await client.execute(request, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 1 << 20)
-        guard response.status == .ok else { throw Failure(description: "\(host) refused the credentials (HTTP \(response.status.code))") }
+        guard response.status == .ok else {
+            guard basic != nil else {
+                throw Failure(description: "\(host) asks for credentials and the build was sent none for it (HTTP \(response.status.code)): save them with 'docker login \(host)' (or 'drydock registry login' for this server's own registry) and build again")
+            }
+            throw Failure(description: "\(host) refused the credentials (HTTP \(response.status.code))")
+        }
         struct Token: Decodable { let token: String?; let access_token: String? }
         guard let token = try? JSONDecoder().decode(Token.self, from: Data(buffer: body)), let value = token.token ?? token.access_token else {
             throw Failure(description: "\(host)'s token service answered without a token")
