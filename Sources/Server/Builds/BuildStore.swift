@@ -227,6 +227,10 @@ public struct BuildStore: Sendable {
     /// Closes a build once none of its jobs is left to run: its status follows its jobs'. A
     /// multi-platform build whose jobs all succeeded is not closed here: its image index is
     /// assembled first (`IndexAssembler`), which closes it; the answer says so.
+    ///
+    /// The caller's transaction holds the build's row lock, taken in an earlier statement, so the
+    /// jobs read here include every other job whose end committed first: two transactions ending
+    /// the two jobs of one build at once must not each see the other's job still open.
     @discardableResult
     static func closeIfDone(buildId: String, on tx: PostgresConnection, logger: Logger) async throws -> CloseOutcome {
         var jobs: [(status: BuildStatus, digest: String?, error: String?, platform: String)] = []

@@ -461,7 +461,9 @@ public struct JobQueue: Sendable {
             // claims, log appends and the lease reaper do before they look at a build's jobs: the
             // next statement (a fresh snapshot) then sees every sibling job whose own finish
             // committed first. Without the lock, the two jobs of a build finishing at the same
-            // moment each saw the other still running, and the build stayed open for ever.
+            // moment each saw the other still running, and the build stayed open: for ever when
+            // one was canceled, until the lease reaper's sweep assembled the index when both
+            // succeeded.
             var buildId: String?
             var revoked: String?
             for try await row in try await tx.prepared(
