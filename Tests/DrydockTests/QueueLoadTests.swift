@@ -263,7 +263,9 @@ struct QueueLoadTests {
             let answered = Atomic(false)
             let watch = Task { _ = try? await cancel.value; answered.store(true, ordering: .sequentiallyConsistent) }
             while !answered.load(ordering: .sequentiallyConsistent),
-                  try await TestDatabase.count(server.database, "SELECT count(*)::int FROM pg_locks WHERE NOT granted") == 0 {
+                  try await TestDatabase.count(server.database, """
+                      SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+                      """) == 0 {
                 try #require(ContinuousClock.now < deadline, "the cancel neither answered nor waited for the claim's lock")
                 try await Task.sleep(for: .milliseconds(20))
             }
