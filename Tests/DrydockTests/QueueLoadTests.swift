@@ -196,6 +196,59 @@ struct QueueLoadTests {
         }
     }
 
+    @Test("builds an earlier version left open after all their jobs ended are closed by the reaper's repair, as their jobs say; open jobs and unassembled indexes are left alone")
+    func repairEndedBuilds() async throws {
+        try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
+            let project = try await server.createProject("left-open")
+            let context = try await server.uploadZeroContext(project)
+            var builds: [String] = []
+            for _ in 0..<4 {
+                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
+                try #require(created.status == .created, "\(created.text)")
+                builds.append(try created.decoded(Schemas.Build.self).id)
+            }
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            for n in 0..<8 {
+                let claim = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
+                                                        json: #"{"name":"w\#(n)","platforms":["linux/amd64","linux/arm64"],"waitSeconds":0}"#)
+                try #require(claim.status == .ok, "\(claim.text)")
+            }
+            // As the race before the build lock left them: both jobs ended, the build still running.
+            // 0: both canceled; 1: one failed, one succeeded; 2: one still running; 3: both succeeded.
+            try await TestDatabase.execute(server.database, """
+                UPDATE build_jobs SET status = 'canceled', error = 'canceled', finished_at = now() WHERE build_id = \(builds[0])
+                """)
+            try await TestDatabase.execute(server.database, """
+                UPDATE build_jobs SET status = CASE WHEN platform = 'linux/amd64' THEN 'failed' ELSE 'succeeded' END,
+                       error = CASE WHEN platform = 'linux/amd64' THEN 'RUN exited 1' END, digest = 'sha256:' || repeat('ab', 32),
+                       finished_at = now() WHERE build_id = \(builds[1])
+                """)
+            try await TestDatabase.execute(server.database, """
+                UPDATE build_jobs SET status = 'succeeded', digest = 'sha256:' || repeat('ab', 32), finished_at = now()
+                WHERE build_id = \(builds[2]) AND platform = 'linux/amd64'
+                """)
+            try await TestDatabase.execute(server.database, """
+                UPDATE build_jobs SET status = 'succeeded', digest = 'sha256:' || repeat('ab', 32), finished_at = now() WHERE build_id = \(builds[3])
+                """)
+            let logger = TestDatabase.logger
+            let closed = try await ServerRunner.withDatabase(server.database, logger: logger, waitLimit: TestDatabase.setupWaitLimit) { db in
+                let keys = ServerKeys(dataDirectory: nil)
+                try await keys.load(from: db, logger: logger)
+                return try await BuildStore(client: db, logger: logger, secretBox: BuildSecretBox(keys: keys)).closeEnded()
+            }
+            #expect(closed == 2)
+            var states: [String] = []
+            for build in builds {
+                states += try await Self.strings(server.database, "SELECT status || ' ' || coalesce(error, '') FROM builds WHERE id = \(build)")
+            }
+            #expect(states == ["canceled linux/amd64: canceled", "failed linux/amd64: RUN exited 1", "running ", "running "], "\(states)")
+            // The closed build's log ends with its status, as one closed by its last job does.
+            let log = try await server.request(.get, "/api/v1/builds/\(builds[0])/logs", token: server.ownerToken).text
+            #expect(log.split(separator: "\n").last?.contains(#""status":"canceled""#) == true, "\(log)")
+        }
+    }
+
     @Test("past a cap, the two jobs of a build refused by two claims at once close it: twenty two-platform builds, an amd64 and an arm64 worker claiming together, none left queued")
     func siblingsRefusedTogether() async throws {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in

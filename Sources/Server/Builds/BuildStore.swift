@@ -393,6 +393,31 @@ public struct BuildStore: Sendable {
         return out
     }
 
+    /// Closes builds left open with none of their jobs left to run (a version before the build
+    /// lock left some when two of a build's jobs ended at the same moment): the lease reaper runs
+    /// this now and then. Each is closed as its jobs say, under its lock; multi-platform builds
+    /// whose jobs all succeeded are left to the index assembly. Returns how many it closed.
+    func closeEnded() async throws -> Int {
+        var ids: [String] = []
+        for try await id in try await client.query(
+            """
+            SELECT b.id FROM builds b
+            WHERE b.status IN ('queued', 'running')
+              AND EXISTS (SELECT 1 FROM build_jobs j WHERE j.build_id = b.id)
+              AND NOT EXISTS (SELECT 1 FROM build_jobs j WHERE j.build_id = b.id AND j.status IN ('queued', 'running'))
+            ORDER BY b.id
+            """, logger: logger).decode(String.self) { ids.append(id) }
+        var closed = 0
+        for id in ids {
+            let outcome = try await client.transaction(logger: logger) { tx -> CloseOutcome in
+                try await tx.query("SELECT id FROM builds WHERE id = \(id) FOR UPDATE", logger: logger)
+                return try await Self.closeIfDone(buildId: id, on: tx, logger: logger)
+            }
+            if outcome == .closed { closed += 1 }
+        }
+        return closed
+    }
+
     /// Cancels a build: queued jobs at once, running ones when their worker next checks in.
     func cancel(buildId: String) async throws {
         try await client.transaction(logger: logger) { tx in

@@ -22,6 +22,9 @@ struct LeaseReaper: Service {
         var graceGiven = false
         // When each waiting job's build was last told why (kept here: telling locks no job row).
         var told: [String: ContinuousClock.Instant] = [:]
+        // When builds whose jobs had all ended were last looked for (at the first turn, then
+        // every minute).
+        var repaired: ContinuousClock.Instant?
         while !Task.isCancelled {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
@@ -53,6 +56,11 @@ struct LeaseReaper: Service {
                 // Multi-platform builds whose index a stopped server did not write.
                 if let indexes {
                     for buildId in try await indexes.builds.awaitingIndex() { await indexes.assemble(buildId: buildId) }
+                    if repaired.map({ ContinuousClock.now - $0 >= .seconds(60) }) ?? true {
+                        repaired = .now
+                        let closed = try await indexes.builds.closeEnded()
+                        if closed > 0 { logger.notice("closed builds left open after all their jobs had ended", metadata: ["builds": "\(closed)"]) }
+                    }
                 }
                 if let agents, try await agents.stopBuildersOfSilentAgents() > 0 {
                     authenticator.invalidate()  // their worker tokens were revoked
