@@ -280,7 +280,11 @@ struct QueueLoadTests {
                 }
                 try await group.waitForAll()
             }
-            #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM build_jobs WHERE status <> 'failed'") == 0)
+            // Each job was refused, or canceled by its sibling's refusal (the build had failed).
+            #expect(try await TestDatabase.count(server.database, "SELECT count(*)::int FROM build_jobs WHERE status NOT IN ('failed', 'canceled')") == 0)
+            #expect(try await TestDatabase.count(server.database, """
+                SELECT count(*)::int FROM builds b WHERE NOT EXISTS (SELECT 1 FROM build_jobs j WHERE j.build_id = b.id AND j.status = 'failed')
+                """) == 0)
             let open = try await Self.strings(server.database, "SELECT id FROM builds WHERE status <> 'failed' ORDER BY id")
             #expect(open.isEmpty, "\(open.count) of 20 builds not failed after both their jobs were refused: \(open)")
         }
@@ -332,6 +336,87 @@ struct QueueLoadTests {
             #expect(answer.status == .ok, "\(answer.text)")
             let state = try await Self.strings(server.database, "SELECT status || ' ' || cancel_requested FROM builds WHERE id = \(build)")
             #expect(state == ["running true"], "the running build should wait for its worker to see the cancel: \(state)")
+        }
+    }
+
+    @Test("a job that fails while a claim holds its build's other job does not deadlock with that claim: the other job starts canceled-to-be and the build fails once it ends; a job failed by the lease reaper cancels its queued sibling too")
+    func failingJobDuringSiblingClaim() async throws {
+        try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
+            let project = try await server.createProject("fail-claim")
+            let context = try await server.uploadZeroContext(project)
+            var builds: [String] = []
+            for _ in 0..<2 {
+                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
+                try #require(created.status == .created, "\(created.text)")
+                builds.append(try created.decoded(Schemas.Build.self).id)
+            }
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            var amd: [String: Schemas.JobAssignment] = [:]
+            for n in 0..<2 {
+                let claim = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
+                                                        json: #"{"name":"w\#(n)","platforms":["linux/amd64"],"waitSeconds":0}"#)
+                try #require(claim.status == .ok, "\(claim.text)")
+                let job = try claim.decoded(Schemas.JobAssignment.self)
+                amd[job.buildId] = job
+            }
+            let first = try #require(amd[builds[0]])
+            let held = builds[0]
+            // A claim of the first build's arm64 job in flight: the job locked, the build next.
+            let (locked, lockedSignal) = AsyncStream<Void>.makeStream()
+            let (proceed, proceedSignal) = AsyncStream<Void>.makeStream()
+            let claim = Task {
+                try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger, waitLimit: TestDatabase.setupWaitLimit) { client in
+                    try await client.transaction(logger: TestDatabase.logger) { tx in
+                        let logger = TestDatabase.logger
+                        try await tx.query("SELECT id FROM build_jobs WHERE build_id = \(held) AND status = 'queued' FOR UPDATE SKIP LOCKED", logger: logger)
+                        lockedSignal.yield()
+                        for await _ in proceed { break }
+                        try await tx.query("SELECT id FROM builds WHERE id = \(held) FOR UPDATE", logger: logger)
+                        try await tx.query("UPDATE build_jobs SET status = 'running', started_at = now() WHERE build_id = \(held) AND status = 'queued'", logger: logger)
+                    }
+                }
+            }
+            for await _ in locked { break }
+            let finish = Task {
+                try await server.requestOwn(.post, "/api/v1/jobs/\(first.jobId)/finish", token: first.buildToken,
+                                            json: #"{"status":"failed","error":"RUN exited 1"}"#)
+            }
+            let deadline = ContinuousClock.now + .seconds(60)
+            let answered = Atomic(false)
+            let watch = Task { _ = try? await finish.value; answered.store(true, ordering: .sequentiallyConsistent) }
+            while !answered.load(ordering: .sequentiallyConsistent),
+                  try await TestDatabase.count(server.database, """
+                      SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+                      """) == 0 {
+                try #require(ContinuousClock.now < deadline, "the finish neither answered nor waited for the claim's lock")
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            proceedSignal.yield()
+            _ = await watch.value
+            await #expect(throws: Never.self, "the claim failed") { try await claim.value }
+            let answer = try await finish.value
+            #expect(answer.status == .noContent, "\(answer.text)")
+            let state = try await Self.strings(server.database, "SELECT status || ' ' || cancel_requested FROM builds WHERE id = \(builds[0])")
+            #expect(state == ["running true"], "the arm64 job's worker should hear of the cancel at its first heartbeat: \(state)")
+
+            // The second build's amd64 worker vanished: the reaper fails its job, which cancels the
+            // queued arm64 job as a failure reported by a worker does, and the build fails.
+            try await TestDatabase.execute(server.database, """
+                UPDATE build_jobs SET lease_expires_at = now() - interval '1 minute', confirmed_at = now()
+                WHERE build_id = \(builds[1]) AND status = 'running'
+                """)
+            let logger = TestDatabase.logger
+            let reaped = try await ServerRunner.withDatabase(server.database, logger: logger, waitLimit: TestDatabase.setupWaitLimit) { db in
+                let keys = ServerKeys(dataDirectory: nil)
+                try await keys.load(from: db, logger: logger)
+                return try await JobQueue(client: db, logger: logger, secretBox: BuildSecretBox(keys: keys), lease: .seconds(60)).expireLeases()
+            }
+            #expect(reaped == 1)
+            let jobs = try await Self.strings(server.database, "SELECT platform || ' ' || status FROM build_jobs WHERE build_id = \(builds[1]) ORDER BY platform")
+            #expect(jobs == ["linux/amd64 failed", "linux/arm64 canceled"], "\(jobs)")
+            let second = try await Self.strings(server.database, "SELECT status FROM builds WHERE id = \(builds[1])")
+            #expect(second == ["failed"], "\(second)")
         }
     }
 

@@ -426,19 +426,25 @@ public struct BuildStore: Sendable {
                 status = BuildStatus(rawValue: value)
             }
             guard let status, !status.isFinished else { return }
-            try await tx.query("UPDATE builds SET cancel_requested = true WHERE id = \(buildId)", logger: logger)
-            // Queued jobs a claim holds are passed over: that claim, which locked the job before
-            // it locks the build, waits for this transaction and then starts the job, whose worker
-            // hears of the cancel at its first heartbeat. Waiting for them here instead (this
-            // holding the build, the claim waiting for it) was a deadlock, which PostgreSQL broke
-            // after a second by failing one of the two.
-            try await tx.query(
-                """
-                UPDATE build_jobs SET status = 'canceled', finished_at = now(), error = 'canceled before it started'
-                WHERE id IN (SELECT id FROM build_jobs WHERE build_id = \(buildId) AND status = 'queued' FOR UPDATE SKIP LOCKED)
-                """, logger: logger)
+            try await Self.requestCancel(buildId: buildId, queuedError: "canceled before it started", on: tx, logger: logger)
             try await Self.closeIfDone(buildId: buildId, on: tx, logger: logger)
             try await BuildSignals.notify("cancel", on: tx, logger: logger)
         }
+    }
+
+    /// Stops a build's jobs: queued ones are canceled at once, running ones when their worker next
+    /// heartbeats (a user's cancel, or a failed job of a multi-platform build: the build has
+    /// failed). The caller holds the build's row lock. Queued jobs a claim holds at this moment
+    /// are passed over: that claim, which locked the job before it locks the build, waits for this
+    /// transaction and then starts the job, whose worker hears of the cancel at its first
+    /// heartbeat. Waiting for them here instead (this holding the build, the claim waiting for it)
+    /// was a deadlock, which PostgreSQL broke after a second by failing one of the two.
+    static func requestCancel(buildId: String, queuedError: String?, on tx: PostgresConnection, logger: Logger) async throws {
+        try await tx.query("UPDATE builds SET cancel_requested = true WHERE id = \(buildId)", logger: logger)
+        try await tx.query(
+            """
+            UPDATE build_jobs SET status = 'canceled', finished_at = now(), error = \(queuedError)
+            WHERE id IN (SELECT id FROM build_jobs WHERE build_id = \(buildId) AND status = 'queued' FOR UPDATE SKIP LOCKED)
+            """, logger: logger)
     }
 }

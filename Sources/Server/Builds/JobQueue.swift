@@ -149,7 +149,10 @@ public struct JobQueue: Sendable {
                 // still queued, and the build stayed queued for ever.
                 try await tx.query("SELECT id FROM builds WHERE id = ANY(\(refusedBuilds.sorted())) ORDER BY id FOR UPDATE", logger: logger)
             }
-            for buildId in refusedBuilds.sorted() { try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger) }
+            for buildId in refusedBuilds.sorted() {
+                try await Self.cancelSiblings(buildId: buildId, on: tx, logger: logger)
+                try await BuildStore.closeIfDone(buildId: buildId, on: tx, logger: logger)
+            }
             guard !picked.isEmpty else { return ([], true) }
             return (try await start(picked, workers: workers, agentBuilder: agentBuilder, on: tx), !refusedBuilds.isEmpty)
         }
@@ -506,13 +509,11 @@ public struct JobQueue: Sendable {
         }
     }
 
-    /// The other jobs of a build one of whose jobs failed: queued ones are canceled at once,
-    /// running ones when their worker next heartbeats.
+    /// The other jobs of a build one of whose jobs failed (reported so, past a cap, its worker
+    /// gone, or no builder for it): queued ones are canceled at once, running ones when their
+    /// worker next heartbeats. The caller holds the build's row lock.
     static func cancelSiblings(buildId: String, on tx: PostgresConnection, logger: Logger) async throws {
-        try await tx.query("UPDATE builds SET cancel_requested = true WHERE id = \(buildId)", logger: logger)
-        try await tx.query(
-            "UPDATE build_jobs SET status = 'canceled', finished_at = now() WHERE build_id = \(buildId) AND status = 'queued'",
-            logger: logger)
+        try await BuildStore.requestCancel(buildId: buildId, queuedError: nil, on: tx, logger: logger)
     }
 
     /// Records that these workers are online and which platforms they serve (a claim does, with or
@@ -658,6 +659,7 @@ public struct JobQueue: Sendable {
             guard failed else { return false }
             try await BuildLog.append([.line("error: \(reason)", platform: job.platform)],
                                       buildId: job.buildId, on: tx, logger: logger)
+            try await Self.cancelSiblings(buildId: job.buildId, on: tx, logger: logger)
             try await BuildStore.closeIfDone(buildId: job.buildId, on: tx, logger: logger)
             return true
         }
@@ -735,6 +737,7 @@ public struct JobQueue: Sendable {
                 try await UsageStore.recordBuild(jobId: job.id, on: tx, logger: logger)
                 try await BuildLog.append([.line("error: \(reason)", platform: job.platform)],
                                       buildId: job.buildId, on: tx, logger: logger)
+                try await Self.cancelSiblings(buildId: job.buildId, on: tx, logger: logger)
                 try await BuildStore.closeIfDone(buildId: job.buildId, on: tx, logger: logger)
             }
             return expired.count
