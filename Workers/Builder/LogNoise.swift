@@ -25,6 +25,10 @@ public enum LogNoise {
         // buildah checks it at every start, but chroot isolation runs steps on the host's network
         // and never uses it.
         if text.hasPrefix("time="), text.contains(" level=warning msg=\"Error validating CNI config file ") { return true }
+        // Stopping a canceled build's RUN container (its process group and the container were
+        // stopped first): the runtime, asked to kill what is already gone, says so twice.
+        if text.hasPrefix("time="), text.hasSuffix(" level=error msg=\"container not running\"")
+            || text.hasSuffix(" level=error msg=\"exit status 1 sending SIGKILL\"") { return true }
         let marker = "build args were not consumed: ["
         if line.hasPrefix("[Warning] one or more "), let range = line.range(of: marker) {
             let names = line[range.upperBound...].prefix { $0 != "]" }.split(separator: " ")
