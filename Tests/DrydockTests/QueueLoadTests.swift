@@ -28,6 +28,71 @@ struct QueueLoadTests {
         return project
     }
 
+    /// A project of its own with `count` two-platform builds (linux/amd64 and linux/arm64)
+    /// queued; its id and the builds' ids, oldest first.
+    static func queuePairs(_ server: TestServer, _ name: String, count: Int) async throws -> (project: String, builds: [String]) {
+        let project = try await server.createProject(name)
+        let context = try await server.uploadZeroContext(project)
+        var builds: [String] = []
+        for _ in 0..<count {
+            let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
+                                                   json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
+            try #require(created.status == .created, "\(created.text)")
+            builds.append(try created.decoded(Schemas.Build.self).id)
+        }
+        return (project, builds)
+    }
+
+    /// The build and queue stores on a database connection of the test's own.
+    static func withStores<T: Sendable>(_ server: TestServer, _ body: @escaping @Sendable (BuildStore, JobQueue, Database) async throws -> T) async throws -> T {
+        let logger = TestDatabase.logger
+        return try await ServerRunner.withDatabase(server.database, logger: logger, waitLimit: TestDatabase.setupWaitLimit) { db in
+            let keys = ServerKeys(dataDirectory: nil)
+            try await keys.load(from: db, logger: logger)
+            let box = BuildSecretBox(keys: keys)
+            return try await body(BuildStore(client: db, logger: logger, secretBox: box), JobQueue(client: db, logger: logger, secretBox: box, lease: .seconds(60)), db)
+        }
+    }
+
+    /// Sends `request` while a claim of `build`'s queued jobs is in flight, in a claim's lock
+    /// order: the jobs locked (as picked, `FOR UPDATE SKIP LOCKED`), then, once the request has
+    /// answered or waits for a lock, the build, and the jobs started. Fails if the claim fails
+    /// (a deadlock PostgreSQL broke); returns the request's answer.
+    static func duringClaim(of build: String, _ server: TestServer, what: String,
+                            _ request: @escaping @Sendable () async throws -> JSONResponse) async throws -> JSONResponse {
+        let (locked, lockedSignal) = AsyncStream<Void>.makeStream()
+        let (proceed, proceedSignal) = AsyncStream<Void>.makeStream()
+        let claim = Task {
+            try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger, waitLimit: TestDatabase.setupWaitLimit) { client in
+                try await client.transaction(logger: TestDatabase.logger) { tx in
+                    let logger = TestDatabase.logger
+                    try await tx.query("SELECT id FROM build_jobs WHERE build_id = \(build) AND status = 'queued' FOR UPDATE SKIP LOCKED", logger: logger)
+                    lockedSignal.yield()
+                    for await _ in proceed { break }
+                    try await tx.query("SELECT id FROM builds WHERE id = \(build) FOR UPDATE", logger: logger)
+                    try await tx.query("UPDATE build_jobs SET status = 'running', started_at = now() WHERE build_id = \(build) AND status = 'queued'", logger: logger)
+                    try await tx.query("UPDATE builds SET status = 'running', started_at = now() WHERE id = \(build) AND status = 'queued'", logger: logger)
+                }
+            }
+        }
+        for await _ in locked { break }
+        let sent = Task { try await request() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        let answered = Atomic(false)
+        let watch = Task { _ = try? await sent.value; answered.store(true, ordering: .sequentiallyConsistent) }
+        while !answered.load(ordering: .sequentiallyConsistent),
+              try await TestDatabase.count(server.database, """
+                  SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+                  """) == 0 {
+            try #require(ContinuousClock.now < deadline, "the \(what) neither answered nor waited for the claim's lock")
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        proceedSignal.yield()
+        _ = await watch.value
+        await #expect(throws: Never.self, "the claim failed") { try await claim.value }
+        return try await sent.value
+    }
+
     @Test("a claim passes over jobs other claims hold: with the 64 oldest locked it takes the 65th, and the oldest once they are free")
     func claimPastHeldJobs() async throws {
         try await withTestServer { server in
@@ -109,15 +174,7 @@ struct QueueLoadTests {
         // running. Canceled ones stayed so for ever; succeeded ones waited for the lease reaper's
         // sweep of unassembled indexes (turned off here, so the finish itself must close them).
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
-            let project = try await server.createProject("pair")
-            let context = try await server.uploadZeroContext(project)
-            var builds: [String] = []
-            for _ in 0..<20 {
-                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
-                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
-                try #require(created.status == .created, "\(created.text)")
-                builds.append(try created.decoded(Schemas.Build.self).id)
-            }
+            let (_, builds) = try await Self.queuePairs(server, "pair", count: 20)
             let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
             var jobs: [String: [Schemas.JobAssignment]] = [:]
             for n in 0..<40 {
@@ -153,12 +210,7 @@ struct QueueLoadTests {
     @Test("a multi-platform build's index is assembled by one server at a time: the reaper's sweep passes over a build whose assembly another holds, and takes over once that hold is stale")
     func oneAssemblyAtATime() async throws {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
-            let project = try await server.createProject("assembled")
-            let context = try await server.uploadZeroContext(project)
-            let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
-                                                   json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
-            try #require(created.status == .created, "\(created.text)")
-            let build = try created.decoded(Schemas.Build.self).id
+            let build = try #require(try await Self.queuePairs(server, "assembled", count: 1).builds.first)
             let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
             for n in 0..<2 {
                 let claim = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
@@ -172,12 +224,8 @@ struct QueueLoadTests {
             @Sendable func state() async throws -> [String] {
                 try await Self.strings(server.database, "SELECT status || ' ' || coalesce(error, '') FROM builds WHERE id = \(build)")
             }
-            let logger = TestDatabase.logger
-            try await ServerRunner.withDatabase(server.database, logger: logger, waitLimit: TestDatabase.setupWaitLimit) { db in
-                let keys = ServerKeys(dataDirectory: nil)
-                try await keys.load(from: db, logger: logger)
-                let store = BuildStore(client: db, logger: logger, secretBox: BuildSecretBox(keys: keys))
-                let assembler = IndexAssembler(builds: store, registry: RegistryStore(client: db, logger: logger), logger: logger)
+            try await Self.withStores(server) { store, _, db in
+                let assembler = IndexAssembler(builds: store, registry: RegistryStore(client: db, logger: TestDatabase.logger), logger: TestDatabase.logger)
                 #expect(try await store.awaitingIndex() == [build])
                 // One server takes the assembly; a second (a sweep on this or another replica) does not.
                 #expect(try await store.claimAssembly(buildId: build))
@@ -199,15 +247,7 @@ struct QueueLoadTests {
     @Test("builds an earlier version left open after all their jobs ended are closed by the reaper's repair, as their jobs say; open jobs and unassembled indexes are left alone")
     func repairEndedBuilds() async throws {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
-            let project = try await server.createProject("left-open")
-            let context = try await server.uploadZeroContext(project)
-            var builds: [String] = []
-            for _ in 0..<4 {
-                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
-                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
-                try #require(created.status == .created, "\(created.text)")
-                builds.append(try created.decoded(Schemas.Build.self).id)
-            }
+            let (_, builds) = try await Self.queuePairs(server, "left-open", count: 4)
             let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
             for n in 0..<8 {
                 let claim = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
@@ -231,12 +271,7 @@ struct QueueLoadTests {
             try await TestDatabase.execute(server.database, """
                 UPDATE build_jobs SET status = 'succeeded', digest = 'sha256:' || repeat('ab', 32), finished_at = now() WHERE build_id = \(builds[3])
                 """)
-            let logger = TestDatabase.logger
-            let closed = try await ServerRunner.withDatabase(server.database, logger: logger, waitLimit: TestDatabase.setupWaitLimit) { db in
-                let keys = ServerKeys(dataDirectory: nil)
-                try await keys.load(from: db, logger: logger)
-                return try await BuildStore(client: db, logger: logger, secretBox: BuildSecretBox(keys: keys)).closeEnded()
-            }
+            let closed = try await Self.withStores(server) { store, _, _ in try await store.closeEnded() }
             #expect(closed == 2)
             var states: [String] = []
             for build in builds {
@@ -252,15 +287,9 @@ struct QueueLoadTests {
     @Test("past a cap, the two jobs of a build refused by two claims at once close it: twenty two-platform builds, an amd64 and an arm64 worker claiming together, none left queued")
     func siblingsRefusedTogether() async throws {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
-            let project = try await server.createProject("refused-pairs")
-            let context = try await server.uploadZeroContext(project)
             let caps = "/api/v1/orgs/\(server.organizationId)/usage/caps"
             #expect(try await server.request(.put, caps, token: server.ownerToken, json: #"{"minutesPerMonth":10}"#).status == .ok)
-            for _ in 0..<20 {
-                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
-                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
-                try #require(created.status == .created, "\(created.text)")
-            }
+            let (project, _) = try await Self.queuePairs(server, "refused-pairs", count: 20)
             // The cap is reached while they wait.
             let now = Int64(Date().timeIntervalSince1970)
             try await TestDatabase.execute(server.database, """
@@ -295,44 +324,12 @@ struct QueueLoadTests {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
             let project = try await Self.queueBuilds(server, "cancel-claim", count: 1)
             let build = try #require(try await Self.strings(server.database, "SELECT id FROM builds WHERE project_id = \(project)").first)
-            // A claim in flight, by its lock order: the job it picked (FOR UPDATE SKIP LOCKED),
-            // then, in its next statement, the job's build; then it starts the job.
-            let (locked, lockedSignal) = AsyncStream<Void>.makeStream()
-            let (proceed, proceedSignal) = AsyncStream<Void>.makeStream()
-            let claim = Task {
-                try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger, waitLimit: TestDatabase.setupWaitLimit) { client in
-                    try await client.transaction(logger: TestDatabase.logger) { tx in
-                        let logger = TestDatabase.logger
-                        try await tx.query("SELECT id FROM build_jobs WHERE build_id = \(build) AND status = 'queued' FOR UPDATE SKIP LOCKED", logger: logger)
-                        lockedSignal.yield()
-                        for await _ in proceed { break }
-                        try await tx.query("SELECT id FROM builds WHERE id = \(build) FOR UPDATE", logger: logger)
-                        try await tx.query("UPDATE build_jobs SET status = 'running', started_at = now() WHERE build_id = \(build)", logger: logger)
-                        try await tx.query("UPDATE builds SET status = 'running', started_at = now() WHERE id = \(build)", logger: logger)
-                    }
-                }
-            }
-            for await _ in locked { break }
-            let cancel = Task { try await server.requestOwn(.post, "/api/v1/builds/\(build)/cancel", token: server.ownerToken) }
-            // The cancel answers, or waits for a lock the claim holds (as it did before); then the
-            // claim goes on to lock the build.
-            let deadline = ContinuousClock.now + .seconds(60)
-            let answered = Atomic(false)
-            let watch = Task { _ = try? await cancel.value; answered.store(true, ordering: .sequentiallyConsistent) }
-            while !answered.load(ordering: .sequentiallyConsistent),
-                  try await TestDatabase.count(server.database, """
-                      SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
-                      """) == 0 {
-                try #require(ContinuousClock.now < deadline, "the cancel neither answered nor waited for the claim's lock")
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            proceedSignal.yield()
-            _ = await watch.value
             // Before, the cancel held the build while it waited for the job, and the claim waited
             // for the build: PostgreSQL broke the deadlock after a second by failing one of them
             // (the cancel, answered 500).
-            await #expect(throws: Never.self, "the claim failed") { try await claim.value }
-            let answer = try await cancel.value
+            let answer = try await Self.duringClaim(of: build, server, what: "cancel") {
+                try await server.requestOwn(.post, "/api/v1/builds/\(build)/cancel", token: server.ownerToken)
+            }
             #expect(answer.status == .ok, "\(answer.text)")
             let state = try await Self.strings(server.database, "SELECT status || ' ' || cancel_requested FROM builds WHERE id = \(build)")
             #expect(state == ["running true"], "the running build should wait for its worker to see the cancel: \(state)")
@@ -342,15 +339,7 @@ struct QueueLoadTests {
     @Test("a job that fails while a claim holds its build's other job does not deadlock with that claim: the other job starts canceled-to-be and the build fails once it ends; a job failed by the lease reaper cancels its queued sibling too")
     func failingJobDuringSiblingClaim() async throws {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
-            let project = try await server.createProject("fail-claim")
-            let context = try await server.uploadZeroContext(project)
-            var builds: [String] = []
-            for _ in 0..<2 {
-                let created = try await server.request(.post, "/api/v1/projects/\(project)/builds", token: server.ownerToken,
-                                                       json: #"{"contextDigest":"\#(context)","platforms":["linux/amd64","linux/arm64"]}"#)
-                try #require(created.status == .created, "\(created.text)")
-                builds.append(try created.decoded(Schemas.Build.self).id)
-            }
+            let (_, builds) = try await Self.queuePairs(server, "fail-claim", count: 2)
             let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
             var amd: [String: Schemas.JobAssignment] = [:]
             for n in 0..<2 {
@@ -361,41 +350,10 @@ struct QueueLoadTests {
                 amd[job.buildId] = job
             }
             let first = try #require(amd[builds[0]])
-            let held = builds[0]
-            // A claim of the first build's arm64 job in flight: the job locked, the build next.
-            let (locked, lockedSignal) = AsyncStream<Void>.makeStream()
-            let (proceed, proceedSignal) = AsyncStream<Void>.makeStream()
-            let claim = Task {
-                try await ServerRunner.withDatabase(server.database, logger: TestDatabase.logger, waitLimit: TestDatabase.setupWaitLimit) { client in
-                    try await client.transaction(logger: TestDatabase.logger) { tx in
-                        let logger = TestDatabase.logger
-                        try await tx.query("SELECT id FROM build_jobs WHERE build_id = \(held) AND status = 'queued' FOR UPDATE SKIP LOCKED", logger: logger)
-                        lockedSignal.yield()
-                        for await _ in proceed { break }
-                        try await tx.query("SELECT id FROM builds WHERE id = \(held) FOR UPDATE", logger: logger)
-                        try await tx.query("UPDATE build_jobs SET status = 'running', started_at = now() WHERE build_id = \(held) AND status = 'queued'", logger: logger)
-                    }
-                }
-            }
-            for await _ in locked { break }
-            let finish = Task {
+            let answer = try await Self.duringClaim(of: builds[0], server, what: "finish") {
                 try await server.requestOwn(.post, "/api/v1/jobs/\(first.jobId)/finish", token: first.buildToken,
                                             json: #"{"status":"failed","error":"RUN exited 1"}"#)
             }
-            let deadline = ContinuousClock.now + .seconds(60)
-            let answered = Atomic(false)
-            let watch = Task { _ = try? await finish.value; answered.store(true, ordering: .sequentiallyConsistent) }
-            while !answered.load(ordering: .sequentiallyConsistent),
-                  try await TestDatabase.count(server.database, """
-                      SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
-                      """) == 0 {
-                try #require(ContinuousClock.now < deadline, "the finish neither answered nor waited for the claim's lock")
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            proceedSignal.yield()
-            _ = await watch.value
-            await #expect(throws: Never.self, "the claim failed") { try await claim.value }
-            let answer = try await finish.value
             #expect(answer.status == .noContent, "\(answer.text)")
             let state = try await Self.strings(server.database, "SELECT status || ' ' || cancel_requested FROM builds WHERE id = \(builds[0])")
             #expect(state == ["running true"], "the arm64 job's worker should hear of the cancel at its first heartbeat: \(state)")
@@ -406,12 +364,7 @@ struct QueueLoadTests {
                 UPDATE build_jobs SET lease_expires_at = now() - interval '1 minute', confirmed_at = now()
                 WHERE build_id = \(builds[1]) AND status = 'running'
                 """)
-            let logger = TestDatabase.logger
-            let reaped = try await ServerRunner.withDatabase(server.database, logger: logger, waitLimit: TestDatabase.setupWaitLimit) { db in
-                let keys = ServerKeys(dataDirectory: nil)
-                try await keys.load(from: db, logger: logger)
-                return try await JobQueue(client: db, logger: logger, secretBox: BuildSecretBox(keys: keys), lease: .seconds(60)).expireLeases()
-            }
+            let reaped = try await Self.withStores(server) { _, queue, _ in try await queue.expireLeases() }
             #expect(reaped == 1)
             let jobs = try await Self.strings(server.database, "SELECT platform || ' ' || status FROM build_jobs WHERE build_id = \(builds[1]) ORDER BY platform")
             #expect(jobs == ["linux/amd64 failed", "linux/arm64 canceled"], "\(jobs)")
