@@ -418,6 +418,26 @@ struct QueueLoadTests {
         }
     }
 
+    @Test("a server keeps its minimum of database connections open before any request (8, and the 4 of heartbeats' pool), so a burst of claims after a quiet spell does not wait for connections to open; 0 opens them on demand")
+    func warmConnections() async throws {
+        let others = "SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        try await withTestServer(configure: { $0.databaseMinConnections = 8 }) { server in
+            var open = 0
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                open = try await TestDatabase.count(server.database, PostgresQuery(unsafeSQL: others))
+                if open >= 12 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(open >= 12 && open <= 24, "connections open with no request made: \(open)")
+        }
+        try await withTestServer { server in
+            // The same server with 0: after startup's own statements, a few at most.
+            let open = try await TestDatabase.count(server.database, PostgresQuery(unsafeSQL: others))
+            #expect(open < 12, "connections open on demand only: \(open)")
+        }
+    }
+
     @Test("signals raised in a transaction leave after it commits, batched; a rolled-back transaction's never leave")
     func signalsAfterCommit() async throws {
         try await withTestServer { server in

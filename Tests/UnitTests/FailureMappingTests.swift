@@ -70,8 +70,9 @@ struct FailureMappingTests {
     func connectionSettings() throws {
         let configured = try ServerConfiguration.fromEnvironment([
             "DRYDOCK_IDLE_TIMEOUT_SECONDS": "30", "DRYDOCK_HEADER_TIMEOUT_SECONDS": "4", "DRYDOCK_MAX_CONNECTIONS": "500",
-            "DRYDOCK_DATABASE_WAIT_SECONDS": "3", "DRYDOCK_DATA_DIR": "/tmp/x",
+            "DRYDOCK_DATABASE_WAIT_SECONDS": "3", "DRYDOCK_DATABASE_MIN_CONNECTIONS": "0", "DRYDOCK_DATA_DIR": "/tmp/x",
         ])
+        #expect(configured.databaseMinConnections == 0)
         #expect(configured.idleTimeout == .seconds(30))
         #expect(configured.headerTimeout == .seconds(4))
         #expect(configured.maxConnections == 500)
@@ -81,7 +82,9 @@ struct FailureMappingTests {
         #expect(defaults.headerTimeout == .seconds(10))
         #expect(defaults.maxConnections == nil)
         #expect(defaults.databaseWaitLimit == .seconds(5))
-        for (name, value) in [("DRYDOCK_IDLE_TIMEOUT_SECONDS", "0"), ("DRYDOCK_HEADER_TIMEOUT_SECONDS", "x"), ("DRYDOCK_MAX_CONNECTIONS", "-5")] {
+        #expect(defaults.databaseMinConnections == 8)
+        for (name, value) in [("DRYDOCK_IDLE_TIMEOUT_SECONDS", "0"), ("DRYDOCK_HEADER_TIMEOUT_SECONDS", "x"), ("DRYDOCK_MAX_CONNECTIONS", "-5"),
+                              ("DRYDOCK_DATABASE_MIN_CONNECTIONS", "21"), ("DRYDOCK_DATABASE_MIN_CONNECTIONS", "-1"), ("DRYDOCK_DATABASE_MIN_CONNECTIONS", "many")] {
             #expect(throws: ConfigurationError.self) { try ServerConfiguration.fromEnvironment([name: value, "DRYDOCK_DATA_DIR": "/tmp/x"]) }
         }
     }

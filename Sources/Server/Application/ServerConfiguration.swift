@@ -44,6 +44,11 @@ public struct ServerConfiguration: Sendable {
     /// How long a request waits for PostgreSQL before it is answered 503
     /// (`DRYDOCK_DATABASE_WAIT_SECONDS`, default 5).
     public var databaseWaitLimit: Duration = .seconds(5)
+    /// Connections to PostgreSQL kept open even when idle (`DRYDOCK_DATABASE_MIN_CONNECTIONS`,
+    /// default 8, at most the pool's 20), and with any, the 4 of job heartbeats' own pool: a
+    /// burst of claims after a quiet spell does not wait for connections to be opened. 0 opens
+    /// them only on demand (they close after 60 s idle).
+    public var databaseMinConnections: Int = 8
     /// How long a kept-alive connection may sit idle, or a request body stall, before it is closed
     /// (`DRYDOCK_IDLE_TIMEOUT_SECONDS`, default 60).
     public var idleTimeout: Duration = .seconds(60)
@@ -117,6 +122,12 @@ public struct ServerConfiguration: Sendable {
         if let value = try seconds("DRYDOCK_SHUTDOWN_TIMEOUT_SECONDS", in: 1...3600, environment) { configuration.shutdownTimeout = value }
         if let value = try seconds("DRYDOCK_EMULATION_FALLBACK_SECONDS", in: 0...3600, environment) { configuration.emulationFallback = value }
         if let value = try seconds("DRYDOCK_DATABASE_WAIT_SECONDS", in: 1...300, environment) { configuration.databaseWaitLimit = value }
+        if let raw = environment["DRYDOCK_DATABASE_MIN_CONNECTIONS"].nonEmpty {
+            guard let value = Int(raw), (0...DatabaseURL.poolSize).contains(value) else {
+                throw ConfigurationError("DRYDOCK_DATABASE_MIN_CONNECTIONS must be a number of connections from 0 to \(DatabaseURL.poolSize), not '\(raw)'")
+            }
+            configuration.databaseMinConnections = value
+        }
         if let value = try seconds("DRYDOCK_IDLE_TIMEOUT_SECONDS", in: 1...3600, environment) { configuration.idleTimeout = value }
         if let value = try seconds("DRYDOCK_HEADER_TIMEOUT_SECONDS", in: 1...600, environment) { configuration.headerTimeout = value }
         configuration.oidc = try OIDCSettings.parse(issuers: environment["DRYDOCK_OIDC_ISSUERS"].nonEmpty,
