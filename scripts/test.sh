@@ -34,6 +34,13 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 
 stop_pg() {
+    local status=$?
+    # A failed run keeps what PostgreSQL said about it (connections refused, statements that
+    # failed) in the output, since the cluster is deleted.
+    if [[ $status -ne 0 && -f $PGDIR/log ]] && grep -qE 'FATAL|PANIC|too many' "$PGDIR/log"; then
+        echo "==> the test PostgreSQL's log, its FATAL lines (the run failed):" >&2
+        grep -E 'FATAL|PANIC|too many' "$PGDIR/log" | tail -20 >&2
+    fi
     (cd / && "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate -w stop >/dev/null 2>&1) || true
     rm -rf "$PGDIR"
 }
@@ -43,7 +50,7 @@ trap stop_pg EXIT
 echo "==> starting PostgreSQL for the tests (socket in $PGDIR)"
 (cd / && "${AS[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -U drydock -A trust -E UTF8 --no-instructions >/dev/null)
 if ! (cd / && "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w -t 60 \
-    -o "-c listen_addresses='' -k $PGDIR -c max_connections=300 -c fsync=off" start >/dev/null); then
+    -o "-c listen_addresses='' -k $PGDIR -c max_connections=500 -c fsync=off" start >/dev/null); then
     echo "drydock: the test PostgreSQL did not start:" >&2
     tail -20 "$PGDIR/log" >&2
     exit 1

@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 
 // One test at a time: each runs a server whose pools open up to 24 connections, and ten of them at
-// once beside the other suites can take the shared test cluster past its 300 connections (the
+// once beside the other suites took the shared test cluster past its 300 connections of then (the
 // likely cause of a CI run in which other suites' requests waited 5 s for the database: 503).
 @Suite("The queue under load", .serialized)
 struct QueueLoadTests {

@@ -196,7 +196,7 @@ func withTestServer<T: Sendable>(
     // The test client keeps one connection and does not reconnect; a long build (minutes under a
     // loaded CI machine) must not see it closed as idle. The idle-timeout tests set their own.
     configuration.idleTimeout = .seconds(900)
-    // Dozens of test servers share one PostgreSQL (300 connections): each opens connections on
+    // Dozens of test servers share one PostgreSQL (500 connections): each opens connections on
     // demand. The test of the default sets its own.
     configuration.databaseMinConnections = 0
     configure(&configuration)
