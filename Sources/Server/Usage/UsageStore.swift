@@ -107,8 +107,12 @@ public struct UsageStore: Sendable {
         try await client.withConnection { try await Self.planHistory(organizationId: organizationId, on: $0, logger: logger) }
     }
 
+    /// Read by every claim batch of an organization with a cap or no overage: prepared.
+    enum PlanHistoryQuery: StatementShape {}
+
     static func planHistory(organizationId: String, on connection: PostgresConnection, logger: Logger) async throws -> [PlanPeriod] {
-        let rows = try await connection.query(
+        let rows = try await connection.prepared(
+            PlanHistoryQuery.self,
             """
             SELECT \(unescaped: Self.termsColumns), h.plan_overrides,
                    extract(epoch FROM h.valid_from)::bigint, extract(epoch FROM h.valid_to)::bigint
@@ -116,7 +120,8 @@ public struct UsageStore: Sendable {
             WHERE h.organization_id = \(organizationId) ORDER BY h.valid_from
             """, logger: logger)
         var periods: [PlanPeriod] = []
-        for try await r in rows.decode((String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64, Int64?).self) {
+        for try await row in rows {
+            let r = try row.decode((String, String, Int64, Int?, Int64, Int64?, Int64, Int64?, Bool, String?, Int64, Int64?).self)
             periods.append(PlanPeriod(terms: terms((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)), from: r.10, to: r.11))
         }
         return periods
