@@ -44,13 +44,18 @@ public func buildApplication(
     // Connections kept open while idle: measured with fifty simulated builders, claims sent
     // after the drain's first second had a p99 of about 18 ms with them against 26 ms when the
     // pool opened connections on demand (benchmarks/queue.sh; README).
+    // The pools log their own retries (a kept connection reopened every few seconds while
+    // PostgreSQL is down) at info: below debug, only their warnings and errors; the server says
+    // that the database is unreachable in its own words (503s, "lease check failed").
+    var poolLogger = logger
+    if logger.logLevel > .debug { poolLogger.logLevel = max(logger.logLevel, .warning) }
     var mainConfiguration = try database.clientConfiguration()
     mainConfiguration.options.minimumConnections = min(max(configuration.databaseMinConnections, 0), DatabaseURL.poolSize)
-    let postgres = PostgresClient(configuration: mainConfiguration, backgroundLogger: logger)
+    let postgres = PostgresClient(configuration: mainConfiguration, backgroundLogger: poolLogger)
     var heartbeatConfiguration = try database.clientConfiguration()
     heartbeatConfiguration.options.maximumConnections = DatabaseURL.heartbeatPoolSize
     heartbeatConfiguration.options.minimumConnections = configuration.databaseMinConnections > 0 ? DatabaseURL.heartbeatPoolSize : 0
-    let heartbeats = PostgresClient(configuration: heartbeatConfiguration, backgroundLogger: logger)
+    let heartbeats = PostgresClient(configuration: heartbeatConfiguration, backgroundLogger: poolLogger)
     // While job heartbeats and claims run, other work holds at most 4 of the pool's 20
     // connections at once (`ConnectionLane`).
     let db = Database(client: postgres, waitLimit: configuration.databaseWaitLimit, batchesSignals: true,
