@@ -438,6 +438,50 @@ struct QueueLoadTests {
         }
     }
 
+    @Test("the reaper's sweep for jobs no builder serves costs the same whatever the organization's history: 150 queued jobs, and 4,000 revoked build tokens of earlier jobs add no blocks to read")
+    func unservedSweepIgnoresHistory() async throws {
+        try await withTestServer { server in
+            let project = try await Self.queueBuilds(server, "sweep", count: 150)
+            // A worker of the organization online for linux/amd64: every queued job is served.
+            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+            let claimed = try await server.request(.post, "/api/v1/workers/claim", token: worker,
+                                                   json: #"{"name":"w1","platforms":["linux/amd64"],"waitSeconds":0}"#)
+            try #require(claimed.status == .ok, "\(claimed.text)")
+            let logger = TestDatabase.logger
+            // The blocks the sweep's statement reads, as PostgreSQL counts them (EXPLAIN of the
+            // statement the sweep just prepared, on the same connection).
+            func blocksRead() async throws -> Int {
+                try await ServerRunner.withDatabase(server.database, logger: logger, waitLimit: TestDatabase.setupWaitLimit, connections: 1) { db in
+                    let keys = ServerKeys(dataDirectory: nil)
+                    try await keys.load(from: db, logger: logger)
+                    let queue = JobQueue(client: db, logger: logger, secretBox: BuildSecretBox(keys: keys), lease: .seconds(60))
+                    #expect(try await queue.unservedJobs().isEmpty, "every queued job has an online builder")
+                    let name = try #require(PreparedTexts.shared.entry(for: JobQueue.UnservedJobs.self)?.name)
+                    var plan = ""
+                    for try await text in try await db.query(PostgresQuery(unsafeSQL:
+                        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE \"\(name)\"(\(JobQueue.onlineWindowSeconds), \(JobQueue.onlineWindowSeconds), \(AgentStore.onlineWindowSeconds), \(AgentStore.onlineWindowSeconds))"),
+                        logger: logger).decode(String.self) { plan += text }
+                    let json = try #require(try JSONSerialization.jsonObject(with: Data(plan.utf8)) as? [[String: Any]])
+                    let top = try #require(json.first?["Plan"] as? [String: Any], "\(plan)")
+                    return (top["Shared Hit Blocks"] as? Int ?? 0) + (top["Shared Read Blocks"] as? Int ?? 0)
+                }
+            }
+            let before = try await blocksRead()
+            let organization = try #require(try await Self.strings(server.database,
+                "SELECT organization_id FROM projects WHERE id = \(project)").first)
+            try await TestDatabase.execute(server.database, """
+                INSERT INTO tokens (id, organization_id, kind, name, secret_hash, prefix, revoked_at)
+                SELECT 'old' || i, \(organization), 'build', 'build of an earlier job', sha256(('old' || i)::bytea), 'ddb_old', now()
+                FROM generate_series(1, 4000) i
+                """)
+            try await TestDatabase.execute(server.database, "ANALYZE tokens")
+            let after = try await blocksRead()
+            // Checked per job through each builder's token, the sweep read the organization's
+            // tokens for every queued job: about 150 x 40 more blocks here.
+            #expect(after <= max(2 * before, before + 500), "blocks read: \(before) with no earlier tokens, \(after) with 4,000")
+        }
+    }
+
     @Test("signals raised in a transaction leave after it commits, batched; a rolled-back transaction's never leave")
     func signalsAfterCommit() async throws {
         try await withTestServer { server in

@@ -593,29 +593,52 @@ public struct JobQueue: Sendable {
 
     /// Queued jobs whose platform no online builder (of their organization, or server-wide)
     /// serves. Read without locks: a claim in progress is never held up or skipped because of it.
+    ///
+    /// What the online builders and agents serve is read once, as a few (organization,
+    /// platform, emulated) rows, and each queued job is checked against those. Checked per job
+    /// through each builder's token instead, PostgreSQL read every token of the job's
+    /// organization (one per job it ever ran) for every queued job: with 2,000 queued jobs in an
+    /// organization of 2,000 finished ones the sweep took 0.6–2.0 s of a core every 2 s, and it
+    /// grew with the organization's history.
     func unservedJobs() async throws -> [WaitingJob] {
         var out: [WaitingJob] = []
-        for try await (id, buildId, platform, age, timeout) in try await client.query(
+        for try await row in try await client.prepared(
+            UnservedJobs.self,
             """
+            WITH online AS MATERIALIZED (
+                SELECT DISTINCT s.organization_id, s.platform, s.emulated FROM (
+                    SELECT t.organization_id, unnest(w.platforms) AS platform, false AS emulated
+                    FROM workers w JOIN tokens t ON t.id = w.token_id
+                    WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds))) AND t.revoked_at IS NULL
+                    UNION ALL
+                    SELECT t.organization_id, unnest(w.emulated_platforms), true
+                    FROM workers w JOIN tokens t ON t.id = w.token_id
+                    WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds))) AND t.revoked_at IS NULL
+                    UNION ALL
+                    SELECT t.organization_id, unnest(a.platforms), false
+                    FROM agents a JOIN tokens t ON t.id = a.token_id
+                    WHERE a.last_seen_at > now() - make_interval(secs => \(Double(AgentStore.onlineWindowSeconds))) AND t.revoked_at IS NULL
+                    UNION ALL
+                    SELECT t.organization_id, unnest(a.emulated_platforms), true
+                    FROM agents a JOIN tokens t ON t.id = a.token_id
+                    WHERE a.last_seen_at > now() - make_interval(secs => \(Double(AgentStore.onlineWindowSeconds))) AND t.revoked_at IS NULL
+                ) s
+            )
             SELECT j.id, j.build_id, j.platform, extract(epoch FROM now() - b.created_at)::bigint, p.queue_timeout_seconds::bigint
             FROM build_jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
             WHERE j.status = 'queued' AND NOT j.blocked AND NOT EXISTS (
-                SELECT 1 FROM workers w JOIN tokens t ON t.id = w.token_id
-                WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds)))
-                  AND (j.platform = ANY(w.platforms) OR (j.platform = ANY(w.emulated_platforms) AND p.emulation <> 'native-only'))
-                  AND t.revoked_at IS NULL
-                  AND (t.organization_id IS NULL OR t.organization_id = j.organization_id))
-              AND NOT EXISTS (
-                SELECT 1 FROM agents a JOIN tokens t ON t.id = a.token_id
-                WHERE a.last_seen_at > now() - make_interval(secs => \(Double(AgentStore.onlineWindowSeconds)))
-                  AND (j.platform = ANY(a.platforms) OR (j.platform = ANY(a.emulated_platforms) AND p.emulation <> 'native-only'))
-                  AND t.revoked_at IS NULL
-                  AND (t.organization_id IS NULL OR t.organization_id = j.organization_id))
-            """, logger: logger).decode((String, String, String, Int64, Int64?).self) {
-            out.append(WaitingJob(id: id, buildId: buildId, platform: platform, ageSeconds: age, timeoutSeconds: timeout))
+                SELECT 1 FROM online o
+                WHERE o.platform = j.platform
+                  AND (o.organization_id IS NULL OR o.organization_id = j.organization_id)
+                  AND (NOT o.emulated OR p.emulation <> 'native-only'))
+            """, logger: logger) {
+            let r = try row.decode((String, String, String, Int64, Int64?).self)
+            out.append(WaitingJob(id: r.0, buildId: r.1, platform: r.2, ageSeconds: r.3, timeoutSeconds: r.4))
         }
         return out
     }
+
+    enum UnservedJobs: StatementShape {}
 
     /// Queued jobs per platform (not those waiting for another build), for /metrics.
     func waitingCounts() async throws -> [String: Int] {
