@@ -9,7 +9,10 @@
 # Targets: >= 150 jobs/s at 20 workers, claim p99 < 50 ms at 50 workers, heartbeat p99 < 50 ms.
 # REPLICAS=2 runs a second server on the first one's PostgreSQL and a shared blob directory,
 # with Debian's haproxy balancing the workers' requests over both, round-robin.
-# Usage: [JOBS=2000] [REPLICAS=1|2] [SCENARIOS="5 20 50 cap20 cap50 orgs20"] [SIM=another_sim.py] benchmarks/queue.sh
+# SLOW_MS=N has PostgreSQL log every statement slower than N ms (and autovacuum runs) to
+# DATA/postgres.log, with a line marking each scenario's start; KEEP=1 keeps DATA to read it.
+# (That is how a sweep of the lease reaper that grew with history was found: README.)
+# Usage: [JOBS=2000] [REPLICAS=1|2] [SCENARIOS="5 20 50 cap20 cap50 orgs20"] [SIM=another_sim.py] [SLOW_MS=15 KEEP=1] benchmarks/queue.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2000}
@@ -81,6 +84,11 @@ head -c 1024 /dev/zero >"$ZERO"
 HEX=$(sha256sum "$ZERO" | cut -d' ' -f1)
 psql_() { psql -q -h "$DATA/run" -U drydock -d drydock -v ON_ERROR_STOP=1 "$@"; }
 if [[ $(id -u) -eq 0 ]]; then psql_() { runuser -u postgres -- psql -q -h "$DATA/run" -U drydock -d drydock -v ON_ERROR_STOP=1 "$@"; }; fi
+if [[ -n ${SLOW_MS:-} ]]; then
+    psql_ -c "ALTER SYSTEM SET log_min_duration_statement = ${SLOW_MS}" -c "ALTER SYSTEM SET log_autovacuum_min_duration = 0" \
+        -c "SELECT pg_reload_conf()" >/dev/null
+    echo "==> PostgreSQL logs statements slower than $SLOW_MS ms to $DATA/postgres.log"
+fi
 
 # An organization with a project and the empty context uploaded → "ORG PROJECT TOKEN".
 organization() {
@@ -134,6 +142,8 @@ for scenario in $SCENARIOS; do
         args+=("$project:$token") ;;
     esac
     echo "==> scenario $scenario: $JOBS jobs, $workers workers"
+    # A statement slower than any threshold, so the log marks where the scenario begins.
+    [[ -z ${SLOW_MS:-} ]] || psql_ -c "SELECT pg_sleep(($SLOW_MS + 1) / 1000.0), 'scenario $scenario starts'" >/dev/null
     status=0
     line=$(echo "sha256:$HEX" | python3 ${SIM:-benchmarks/queue_sim.py} "$URL" "$WORKER" "$JOBS" "$workers" "${args[@]}") || status=$?
     echo "$line"

@@ -459,7 +459,7 @@ struct QueueLoadTests {
                     let name = try #require(PreparedTexts.shared.entry(for: JobQueue.UnservedJobs.self)?.name)
                     var plan = ""
                     for try await text in try await db.query(PostgresQuery(unsafeSQL:
-                        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE \"\(name)\"(\(JobQueue.onlineWindowSeconds), \(JobQueue.onlineWindowSeconds), \(AgentStore.onlineWindowSeconds), \(AgentStore.onlineWindowSeconds))"),
+                        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE \"\(name)\"(\(JobQueue.onlineWindowSeconds), \(AgentStore.onlineWindowSeconds))"),
                         logger: logger).decode(String.self) { plan += text }
                     let json = try #require(try JSONSerialization.jsonObject(with: Data(plan.utf8)) as? [[String: Any]])
                     let top = try #require(json.first?["Plan"] as? [String: Any], "\(plan)")

@@ -605,24 +605,16 @@ public struct JobQueue: Sendable {
         for try await row in try await client.prepared(
             UnservedJobs.self,
             """
-            WITH online AS MATERIALIZED (
-                SELECT DISTINCT s.organization_id, s.platform, s.emulated FROM (
-                    SELECT t.organization_id, unnest(w.platforms) AS platform, false AS emulated
-                    FROM workers w JOIN tokens t ON t.id = w.token_id
-                    WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds))) AND t.revoked_at IS NULL
-                    UNION ALL
-                    SELECT t.organization_id, unnest(w.emulated_platforms), true
-                    FROM workers w JOIN tokens t ON t.id = w.token_id
-                    WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds))) AND t.revoked_at IS NULL
-                    UNION ALL
-                    SELECT t.organization_id, unnest(a.platforms), false
-                    FROM agents a JOIN tokens t ON t.id = a.token_id
-                    WHERE a.last_seen_at > now() - make_interval(secs => \(Double(AgentStore.onlineWindowSeconds))) AND t.revoked_at IS NULL
-                    UNION ALL
-                    SELECT t.organization_id, unnest(a.emulated_platforms), true
-                    FROM agents a JOIN tokens t ON t.id = a.token_id
-                    WHERE a.last_seen_at > now() - make_interval(secs => \(Double(AgentStore.onlineWindowSeconds))) AND t.revoked_at IS NULL
-                ) s
+            WITH builders AS (
+                SELECT t.organization_id, w.platforms, w.emulated_platforms FROM workers w JOIN tokens t ON t.id = w.token_id
+                WHERE w.last_seen_at > now() - make_interval(secs => \(Double(Self.onlineWindowSeconds))) AND t.revoked_at IS NULL
+                UNION ALL
+                SELECT t.organization_id, a.platforms, a.emulated_platforms FROM agents a JOIN tokens t ON t.id = a.token_id
+                WHERE a.last_seen_at > now() - make_interval(secs => \(Double(AgentStore.onlineWindowSeconds))) AND t.revoked_at IS NULL
+            ), online AS MATERIALIZED (
+                SELECT DISTINCT b.organization_id, s.platform, s.emulated
+                FROM builders b CROSS JOIN LATERAL (
+                    SELECT unnest(b.platforms), false UNION ALL SELECT unnest(b.emulated_platforms), true) s(platform, emulated)
             )
             SELECT j.id, j.build_id, j.platform, extract(epoch FROM now() - b.created_at)::bigint, p.queue_timeout_seconds::bigint
             FROM build_jobs j JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id
