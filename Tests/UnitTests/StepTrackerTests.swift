@@ -64,8 +64,12 @@ struct StepTrackerTests {
         let step = StepTracker.Step(number: 2, total: 3, instruction: "RUN make", cached: false, status: "failed")
         #expect(BuildFailure.describe(step: step, buildahError: #"error building at STEP "RUN make": exit status 2"#, exitCode: 1)
                 == "step [2/3] RUN make: the command exited with code 2")
-        #expect(BuildFailure.describe(step: nil, buildahError: "Error: no FROM statement found", exitCode: 125)
-                == "the build failed: no FROM statement found")
+        // A FROM whose image is a build arg given no value: the way out, in the user's words.
+        for buildah in ["Error: no FROM statement found", "Error: determining starting point for build: no FROM statement found"] {
+            let described = BuildFailure.describe(step: nil, buildahError: buildah, exitCode: 125)
+            #expect(described.hasPrefix("the build failed: the Dockerfile names no base image (buildah: no FROM statement found)"), "\(described)")
+            #expect(described.contains("--build-arg BASE=IMAGE"), "\(described)")
+        }
         #expect(BuildFailure.describe(step: nil, buildahError: "", exitCode: 125) == "the build failed: buildah exited with code 125")
     }
 }

@@ -706,6 +706,12 @@ public enum BuildFailure {
             cause = "the command exited with code \(code)"
         }
         if cause.isEmpty { cause = "buildah exited with code \(exitCode)" }
+        // `determining starting point for build: no FROM statement found`: most often a FROM
+        // whose image is a build arg left without a value (`FROM ${BASE}`, no --build-arg).
+        if cause.hasSuffix("no FROM statement found") {
+            cause = "the Dockerfile names no base image (buildah: no FROM statement found): a FROM that uses a build arg, "
+                + "such as FROM ${BASE}, needs a value for it: pass --build-arg BASE=IMAGE, or give the ARG a default (ARG BASE=IMAGE)"
+        }
         guard let step else { return "the build failed: \(cause)" }
         return "step \(step.label) \(step.instruction): \(cause)"
     }
