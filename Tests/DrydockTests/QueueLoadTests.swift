@@ -46,6 +46,20 @@ struct QueueLoadTests {
         return (project, builds)
     }
 
+    /// Starts `count` queued jobs of either platform, each for a worker of its own name (w0, w1…)
+    /// under one worker token of the organization; their assignments, in claim order.
+    static func claimJobs(_ server: TestServer, count: Int) async throws -> [Schemas.JobAssignment] {
+        let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
+        var jobs: [Schemas.JobAssignment] = []
+        for n in 0..<count {
+            let answer = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
+                                                     json: #"{"name":"w\#(n)","platforms":["linux/amd64","linux/arm64"],"waitSeconds":0}"#)
+            try #require(answer.status == .ok, "claim \(n): \(answer.text)")
+            jobs.append(try answer.decoded(Schemas.JobAssignment.self))
+        }
+        return jobs
+    }
+
     /// The build and queue stores on a database connection of the test's own.
     static func withStores<T: Sendable>(_ server: TestServer, _ body: @escaping @Sendable (BuildStore, JobQueue, Database) async throws -> T) async throws -> T {
         let logger = TestDatabase.logger
@@ -178,15 +192,7 @@ struct QueueLoadTests {
         // sweep of unassembled indexes (turned off here, so the finish itself must close them).
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
             let (_, builds) = try await Self.queuePairs(server, "pair", count: 20)
-            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
-            var jobs: [String: [Schemas.JobAssignment]] = [:]
-            for n in 0..<40 {
-                let answer = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
-                                                         json: #"{"name":"w\#(n)","platforms":["linux/amd64","linux/arm64"],"waitSeconds":0}"#)
-                try #require(answer.status == .ok, "claim \(n): \(answer.text)")
-                let job = try answer.decoded(Schemas.JobAssignment.self)
-                jobs[job.buildId, default: []].append(job)
-            }
+            let jobs = Dictionary(grouping: try await Self.claimJobs(server, count: 40), by: \.buildId)
             try #require(jobs.count == 20 && jobs.values.allSatisfy { $0.count == 2 })
             let digest = "sha256:" + String(repeating: "ab", count: 32)
             for (n, build) in builds.enumerated() {
@@ -214,12 +220,7 @@ struct QueueLoadTests {
     func oneAssemblyAtATime() async throws {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
             let build = try #require(try await Self.queuePairs(server, "assembled", count: 1).builds.first)
-            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
-            for n in 0..<2 {
-                let claim = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
-                                                        json: #"{"name":"w\#(n)","platforms":["linux/amd64","linux/arm64"],"waitSeconds":0}"#)
-                try #require(claim.status == .ok, "\(claim.text)")
-            }
+            _ = try await Self.claimJobs(server, count: 2)
             // Both jobs succeeded, as a server that stopped before assembling the index leaves them.
             try await TestDatabase.execute(server.database, """
                 UPDATE build_jobs SET status = 'succeeded', digest = 'sha256:' || repeat('ab', 32), finished_at = now() WHERE build_id = \(build)
@@ -251,12 +252,7 @@ struct QueueLoadTests {
     func repairEndedBuilds() async throws {
         try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
             let (_, builds) = try await Self.queuePairs(server, "left-open", count: 4)
-            let (_, worker) = try await server.createToken(#"{"name":"w","kind":"worker"}"#)
-            for n in 0..<8 {
-                let claim = try await server.requestOwn(.post, "/api/v1/workers/claim", token: worker,
-                                                        json: #"{"name":"w\#(n)","platforms":["linux/amd64","linux/arm64"],"waitSeconds":0}"#)
-                try #require(claim.status == .ok, "\(claim.text)")
-            }
+            _ = try await Self.claimJobs(server, count: 8)
             // As the race before the build lock left them: both jobs ended, the build still running.
             // 0: both canceled; 1: one failed, one succeeded; 2: one still running; 3: both succeeded.
             try await TestDatabase.execute(server.database, """

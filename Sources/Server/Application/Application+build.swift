@@ -41,14 +41,14 @@ public func buildApplication(
     logger.info("database", metadata: ["url": "\(database.redacted)"])
     let schemaReady = StartupGate("schema")
 
-    // Connections kept open while idle: measured with fifty simulated builders, claims sent
-    // after the drain's first second had a p99 of about 18 ms with them against 26 ms when the
-    // pool opened connections on demand (benchmarks/queue.sh; README).
     // The pools log their own retries (a kept connection reopened every few seconds while
     // PostgreSQL is down) at info: below debug, only their warnings and errors; the server says
     // that the database is unreachable in its own words (503s, "lease check failed").
     var poolLogger = logger
     if logger.logLevel > .debug { poolLogger.logLevel = max(logger.logLevel, .warning) }
+    // Connections kept open while idle: measured with fifty simulated builders, claims sent
+    // after the drain's first second had a p99 of about 18 ms with them against 26 ms when the
+    // pool opened connections on demand (benchmarks/queue.sh; README).
     var mainConfiguration = try database.clientConfiguration()
     mainConfiguration.options.minimumConnections = min(max(configuration.databaseMinConnections, 0), DatabaseURL.poolSize)
     let postgres = PostgresClient(configuration: mainConfiguration, backgroundLogger: poolLogger)
