@@ -478,6 +478,58 @@ struct QueueLoadTests {
         }
     }
 
+    @Test("waiting builds are told why in one transaction: one numbered line per waiting job (two for a two-platform build), none for a build a claim or cancel holds, which is told at the next sweep")
+    func tellWaitingTogether() async throws {
+        // The reaper sleeps for an hour first: only this test tells.
+        try await withTestServer(configure: { $0.leaseCheckInterval = .seconds(3600) }) { server in
+            let project = try await Self.queueBuilds(server, "tell", count: 120)
+            let pairs = try await Self.queuePairs(server, "tell-pairs", count: 2)
+            let logger = TestDatabase.logger
+            try await ServerRunner.withDatabase(server.database, logger: logger, waitLimit: TestDatabase.setupWaitLimit, connections: 3) { db in
+                let keys = ServerKeys(dataDirectory: nil)
+                try await keys.load(from: db, logger: logger)
+                let queue = JobQueue(client: db, logger: logger, secretBox: BuildSecretBox(keys: keys), lease: .seconds(60))
+                // No builder is online: every job waits (120 + 2 x 2).
+                let waiting = try await queue.unservedJobs()
+                try #require(waiting.count == 124, "\(waiting.count) waiting")
+                let held = pairs.builds[0]
+                // A claim or cancel holds one two-platform build while the sweep tells.
+                let told = try await db.transaction(logger: logger) { tx -> Set<String> in
+                    for try await _ in try await tx.query("SELECT id FROM builds WHERE id = \(held) FOR UPDATE", logger: logger).decode(String.self) {}
+                    return try await queue.tellWaiting(waiting.map { ($0, Duration.seconds(600)) })
+                }
+                let heldJobs = Set(waiting.filter { $0.buildId == held }.map(\.id))
+                #expect(heldJobs.count == 2)
+                #expect(told == Set(waiting.map(\.id)).subtracting(heldJobs), "\(told.count) told")
+                // Every told build's log: its lines numbered in order, each entry's offset its position.
+                func lines(_ build: String) async throws -> [(position: Int64, offset: Int64, line: String)] {
+                    var out: [(Int64, Int64, String)] = []
+                    for try await (position, entry) in try await db.query(
+                        "SELECT position, entry FROM build_log WHERE build_id = \(build) ORDER BY position", logger: logger).decode((Int64, String).self) {
+                        let object = try #require(try JSONSerialization.jsonObject(with: Data(entry.utf8)) as? [String: Any])
+                        out.append((position, (object["offset"] as? NSNumber)?.int64Value ?? -1, object["line"] as? String ?? ""))
+                    }
+                    return out
+                }
+                let builds = try await Self.strings(server.database, "SELECT id FROM builds WHERE project_id = \(project)")
+                #expect(builds.count == 120)
+                for build in builds + [pairs.builds[1]] {
+                    let log = try await lines(build)
+                    #expect(log.map(\.position) == Array((log.first?.position ?? 0)..<((log.first?.position ?? 0) + Int64(log.count))), "\(build): positions \(log.map(\.position))")
+                    #expect(log.allSatisfy { $0.offset == $0.position }, "\(build): \(log)")
+                    let said = log.filter { $0.line.hasPrefix("#drydock waiting: no online builder serves") }
+                    #expect(said.count == (build == pairs.builds[1] ? 2 : 1), "\(build): \(said)")
+                    #expect(said.allSatisfy { $0.line.hasSuffix("the build fails if none comes within 9 min") || $0.line.hasSuffix("within 10 min") }, "\(said)")
+                }
+                #expect(try await lines(held).allSatisfy { !$0.line.contains("no online builder") }, "the held build was told while locked")
+                // Released, it is told at the next sweep.
+                let again = try await queue.tellWaiting(waiting.filter { $0.buildId == held }.map { ($0, Duration.seconds(600)) })
+                #expect(again == heldJobs)
+                #expect(try await lines(held).filter { $0.line.contains("no online builder serves") }.count == 2)
+            }
+        }
+    }
+
     @Test("signals raised in a transaction leave after it commits, batched; a rolled-back transaction's never leave")
     func signalsAfterCommit() async throws {
         try await withTestServer { server in

@@ -642,23 +642,37 @@ public struct JobQueue: Sendable {
         return out
     }
 
-    /// Tells a waiting job's build why it waits.
-    func tellWaiting(_ job: WaitingJob, timeout: Duration) async throws {
-        let left = timeout.components.seconds - job.ageSeconds
-        let line = "#drydock waiting: no online builder serves \(job.platform); the build fails if none comes within \(Self.duration(left))"
-        try await client.transaction(logger: logger) { tx in
-            // Under the build's lock (the one cancel and claims take), and only if the job still
-            // waits: nothing is said after a build's final status.
-            // The lock first, then the job's status in a statement of its own: a status read in
-            // the locking statement could be the one from before a cancel that held the lock
-            // (PostgreSQL re-reads only the locked row), and the notice would follow the end.
-            for try await _ in try await tx.query("SELECT id FROM builds WHERE id = \(job.buildId) FOR UPDATE", logger: logger).decode(String.self) {}
-            var queued = false
-            for try await status in try await tx.query(
-                "SELECT status FROM build_jobs WHERE id = \(job.id)", logger: logger).decode(String.self) { queued = status == "queued" }
-            guard queued else { return }
-            try await BuildLog.append([.line(line, platform: job.platform)],
-                                      buildId: job.buildId, on: tx, logger: logger)
+    /// Tells waiting jobs' builds why they wait, in one transaction: one log line each.
+    ///
+    /// Under the builds' locks (the ones cancels and claims take), and only for jobs still
+    /// queued: nothing is said after a build's final status. The locks first, then the jobs'
+    /// statuses in a statement of their own: a status read in the locking statement could be the
+    /// one from before a cancel that held the lock (PostgreSQL re-reads only the locked row), and
+    /// the notice would follow the end. A build locked right now (a claim starting it, a cancel)
+    /// is skipped, not waited for: the sweep never holds a claim up, and a build still waiting is
+    /// told at the next sweep. Returns the jobs told.
+    @discardableResult
+    func tellWaiting(_ waiting: [(job: WaitingJob, timeout: Duration)]) async throws -> Set<String> {
+        guard !waiting.isEmpty else { return [] }
+        return try await client.transaction(logger: logger) { tx -> Set<String> in
+            var locked: Set<String> = []
+            for try await id in try await tx.query(
+                "SELECT id FROM builds WHERE id = ANY(\(Array(Set(waiting.map(\.job.buildId))).sorted())) ORDER BY id FOR UPDATE SKIP LOCKED",
+                logger: logger).decode(String.self) { locked.insert(id) }
+            let candidates = waiting.filter { locked.contains($0.job.buildId) }
+            guard !candidates.isEmpty else { return [] }
+            var queued: Set<String> = []
+            for try await id in try await tx.query(
+                "SELECT id FROM build_jobs WHERE id = ANY(\(candidates.map(\.job.id))) AND status = 'queued'", logger: logger).decode(String.self) {
+                queued.insert(id)
+            }
+            let told = candidates.filter { queued.contains($0.job.id) }
+            try await BuildLog.append(told.map { item in
+                let left = item.timeout.components.seconds - item.job.ageSeconds
+                let line = "#drydock waiting: no online builder serves \(item.job.platform); the build fails if none comes within \(Self.duration(left))"
+                return (buildId: item.job.buildId, entry: LogEntry.line(line, platform: item.job.platform))
+            }, on: tx, logger: logger)
+            return Set(told.map(\.job.id))
         }
     }
 

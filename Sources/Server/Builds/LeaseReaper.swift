@@ -15,6 +15,9 @@ struct LeaseReaper: Service {
     var agents: AgentStore? = nil
     let logger: Logger
 
+    /// Waiting builds told why in one transaction.
+    static let tellBatch = 250
+
     func run() async throws {
         try await schemaReady.wait()
         // Leases count from when this server came back: a worker that kept building through a
@@ -40,6 +43,7 @@ struct LeaseReaper: Service {
                 // One replica checks per interval (the others' turns come when it stops).
                 guard try await jobs.client.takeTurn("lease-reaper", every: interval, logger: logger) else { continue }
                 let unserved = try await jobs.unservedJobs()
+                var telling: [(job: JobQueue.WaitingJob, timeout: Duration)] = []
                 for job in unserved {
                     let timeout = job.timeoutSeconds.map { Duration.seconds($0) } ?? queueTimeout
                     if job.ageSeconds >= timeout.components.seconds {
@@ -47,9 +51,14 @@ struct LeaseReaper: Service {
                             logger.notice("failed a job no online builder serves", metadata: ["job": "\(job.id)", "platform": "\(job.platform)"])
                         }
                     } else if told[job.id].map({ ContinuousClock.now - $0 >= .seconds(30) }) ?? true {
-                        try await jobs.tellWaiting(job, timeout: timeout)
-                        told[job.id] = .now
+                        telling.append((job, timeout))
                     }
+                }
+                // A few hundred builds per transaction: 2,000 builds queued before any builder
+                // came were 2,000 commits, still being written while the first builders claimed.
+                for start in stride(from: 0, to: telling.count, by: Self.tellBatch) {
+                    let batch = Array(telling[start..<min(start + Self.tellBatch, telling.count)])
+                    for id in try await jobs.tellWaiting(batch) { told[id] = .now }
                 }
                 let waitingIds = Set(unserved.map(\.id))
                 told = told.filter { waitingIds.contains($0.key) }
