@@ -99,6 +99,46 @@ struct ClaimBatcherTests {
         #expect(queue.batches.allSatisfy { Set($0.map(\.first)).count == 1 }, "\(queue.batches)")
     }
 
+    @Test("claims that keep arriving after a quiet spell are gathered into one batch; without gathering each is a batch of its own")
+    func burstAfterQuiet() async throws {
+        // Wide margins: the claims come 10 ms apart, a batch waits while one came within 300 ms.
+        let gathering = ClaimBatcher<String, String, String>.Gathering(quietSpell: .seconds(1), gap: .milliseconds(300), longest: .seconds(10))
+        for gathers in [true, false] {
+            let batcher = ClaimBatcher<String, String, String>(maxBatch: 8, concurrentBatches: 1, gathering: gathers ? gathering : nil)
+            let queue = FakeQueue(jobs: 8)
+            queue.release()
+            let answers = try await withThrowingTaskGroup(of: String?.self) { group in
+                for n in 0..<8 {
+                    group.addTask { try await batcher.claim("k", "w\(n)") { key, workers in try await queue.run(key, workers) } }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                return try await group.reduce(into: [String?]()) { $0.append($1) }
+            }
+            #expect(answers.compactMap { $0 }.count == 8)
+            if gathers {
+                #expect(queue.batches.map(\.count) == [8], "\(queue.batches)")
+            } else {
+                #expect(queue.batches.count > 1, "\(queue.batches)")
+            }
+        }
+    }
+
+    @Test("a claim soon after the last one does not wait to gather: only a claim after a quiet spell does")
+    func steadyClaimsDoNotWait() async throws {
+        let batcher = ClaimBatcher<String, String, String>(
+            maxBatch: 8, concurrentBatches: 1, gathering: .init(quietSpell: .seconds(30), gap: .milliseconds(200), longest: .seconds(30)))
+        let queue = FakeQueue(jobs: 2)
+        queue.release()
+        let clock = ContinuousClock()
+        var first: String?
+        let waited = try await clock.measure { first = try await batcher.claim("k", "w1") { key, workers in try await queue.run(key, workers) } }
+        var second: String?
+        let steady = try await clock.measure { second = try await batcher.claim("k", "w2") { key, workers in try await queue.run(key, workers) } }
+        #expect(first != nil && second != nil)
+        #expect(waited >= .milliseconds(200), "the first claim after a quiet spell gathers for the gap: \(waited)")
+        #expect(steady < .milliseconds(150), "a claim right after another waited \(steady)")
+    }
+
     @Test("a failed batch fails its claims only; the next batch runs")
     func failure() async throws {
         struct Broken: Error {}

@@ -9,6 +9,14 @@ import Synchronization
 /// transactions, which queued for pooled connections and cores: the last answers took 100–250 ms
 /// on a two-core machine, where a batch of them takes about as long as one claim.
 ///
+/// Claims that come after a quiet spell (none of the key for `quietSpell`) open a gathering
+/// window: until `Gathering.longest` after that first claim, a batch about to take its claims
+/// waits while more keep arriving (one within `Gathering.gap` of the last). Fifty builders started
+/// together (or woken by new work) reach the queue over several milliseconds while the server
+/// reads their requests; without the window the first two batches took the first dozen, and the
+/// rest waited for them, three rounds of transactions in all on two cores. Steady claiming never
+/// has such a spell, so it never waits. Measured: README, "an eighth sitting".
+///
 /// A batch runs in a task of its own, so a claim whose client goes away does not cancel the
 /// others' transaction; a claim canceled while it still waits leaves the queue with no job.
 final class ClaimBatcher<Key: Hashable & Sendable, Request: Sendable, Answer: Sendable>: Sendable {
@@ -25,20 +33,36 @@ final class ClaimBatcher<Key: Hashable & Sendable, Request: Sendable, Answer: Se
     private struct Queue {
         var running = 0
         var waiting: [Waiter] = []
+        /// Batches may wait for more claims until then (a burst after a quiet spell).
+        var gatherUntil: ContinuousClock.Instant?
     }
 
     private struct State {
         var queues: [Key: Queue] = [:]
         var nextId: UInt64 = 0
+        /// When each key's last claim came.
+        var arrivals: [Key: ContinuousClock.Instant] = [:]
+    }
+
+    /// How long a batch may wait for the rest of a burst.
+    struct Gathering: Sendable {
+        /// No claim of the key for this long, and the next one opens a window.
+        var quietSpell: Duration = .milliseconds(50)
+        /// Claims still arriving: the last one came within this.
+        var gap: Duration = .milliseconds(1)
+        /// The window's length from its first claim.
+        var longest: Duration = .milliseconds(4)
     }
 
     private let state = Mutex(State())
     let maxBatch: Int
     let concurrentBatches: Int
+    let gathering: Gathering?
 
-    init(maxBatch: Int = 32, concurrentBatches: Int = 2) {
+    init(maxBatch: Int = 32, concurrentBatches: Int = 2, gathering: Gathering? = Gathering()) {
         self.maxBatch = max(1, maxBatch)
         self.concurrentBatches = max(1, concurrentBatches)
+        self.gathering = gathering
     }
 
     /// This request's answer (the job a worker gets), or nil: none was queued when its batch looked.
@@ -52,6 +76,16 @@ final class ClaimBatcher<Key: Hashable & Sendable, Request: Sendable, Answer: Se
                 let startsBatch = state.withLock { state -> Bool? in
                     if Task.isCancelled { return nil }
                     var queue = state.queues[key] ?? Queue()
+                    if let gathering {
+                        let now = ContinuousClock.now
+                        if state.arrivals[key].map({ now - $0 >= gathering.quietSpell }) ?? true {
+                            queue.gatherUntil = now + gathering.longest
+                        }
+                        if state.arrivals.count >= 10_000, state.arrivals[key] == nil {
+                            state.arrivals = state.arrivals.filter { now - $0.value < gathering.quietSpell }
+                        }
+                        state.arrivals[key] = now
+                    }
                     queue.waiting.append(Waiter(id: id, request: request, continuation: continuation))
                     let starts = queue.running < concurrentBatches
                     if starts { queue.running += 1 }
@@ -80,6 +114,7 @@ final class ClaimBatcher<Key: Hashable & Sendable, Request: Sendable, Answer: Se
     /// Runs batches of this key's waiting claims until none wait.
     private func drain(_ key: Key, run: Run) async {
         while true {
+            await gather(key)
             let batch = state.withLock { state -> [Waiter] in
                 guard var queue = state.queues[key] else { return [] }
                 guard !queue.waiting.isEmpty else {
@@ -103,6 +138,21 @@ final class ClaimBatcher<Key: Hashable & Sendable, Request: Sendable, Answer: Se
             } catch {
                 for waiter in batch { waiter.continuation.resume(throwing: error) }
             }
+        }
+    }
+
+    /// Waits while a burst's claims keep arriving (see the type's comment), up to a full batch.
+    private func gather(_ key: Key) async {
+        guard let gathering else { return }
+        while true {
+            let now = ContinuousClock.now
+            let waits = state.withLock { state -> Bool in
+                guard let queue = state.queues[key], let until = queue.gatherUntil, now < until,
+                      queue.waiting.count < maxBatch, let last = state.arrivals[key] else { return false }
+                return now - last < gathering.gap
+            }
+            guard waits else { return }
+            do { try await Task.sleep(for: gathering.gap) } catch { return }
         }
     }
 }
