@@ -18,7 +18,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -43,11 +43,25 @@ def check(condition, message):
         raise AssertionError(message)
 
 
+def gone_with_its_page(error):
+    """chromedriver's other word for a stale element: the element was found on the page that was
+    there, and read after the browser had moved to the next (seen once in CI, as the live build's
+    page went to its ?done=canceled address between find_element and .text)."""
+    return isinstance(error, WebDriverException) and "does not belong to the document" in (error.msg or "")
+
+
 def wait_for(condition, timeout, message):
+    def attempt(_):
+        try:
+            return condition()
+        except WebDriverException as error:
+            if gone_with_its_page(error):
+                return False
+            raise
     try:
         # A page that reloads or navigates mid-check drops its elements: look again.
         return WebDriverWait(driver, timeout, poll_frequency=0.2,
-                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(lambda d: condition())
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(attempt)
     except Exception as error:  # TimeoutException, or the condition failing while the page reloads
         raise AssertionError(f"{message} (waited {timeout}s; page {driver.current_url}: {error!r})")
 
