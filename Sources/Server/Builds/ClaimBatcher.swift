@@ -42,6 +42,8 @@ final class ClaimBatcher<Key: Hashable & Sendable, Request: Sendable, Answer: Se
         var nextId: UInt64 = 0
         /// When each key's last claim came.
         var arrivals: [Key: ContinuousClock.Instant] = [:]
+        /// Times a batch waited for more of a burst (for tests: whether a claim gathered).
+        var gatheringWaits = 0
     }
 
     /// How long a batch may wait for the rest of a burst.
@@ -111,6 +113,14 @@ final class ClaimBatcher<Key: Hashable & Sendable, Request: Sendable, Answer: Se
         state.withLock { $0.queues[key]?.waiting.count ?? 0 }
     }
 
+    /// Batches of this key running now.
+    func runningBatches(_ key: Key) -> Int {
+        state.withLock { $0.queues[key]?.running ?? 0 }
+    }
+
+    /// Times a batch of any key waited for more claims of a burst.
+    var gatheringWaits: Int { state.withLock { $0.gatheringWaits } }
+
     /// Runs batches of this key's waiting claims until none wait.
     private func drain(_ key: Key, run: Run) async {
         while true {
@@ -147,12 +157,14 @@ final class ClaimBatcher<Key: Hashable & Sendable, Request: Sendable, Answer: Se
         while true {
             let now = ContinuousClock.now
             let waits = state.withLock { state -> Bool in
-                guard let queue = state.queues[key], let until = queue.gatherUntil, now < until,
-                      queue.waiting.count < maxBatch, let last = state.arrivals[key] else { return false }
-                return now - last < gathering.gap
+                guard let queue = state.queues[key], let until = queue.gatherUntil, now < until, !queue.waiting.isEmpty,
+                      queue.waiting.count < maxBatch, let last = state.arrivals[key], now - last < gathering.gap else { return false }
+                state.gatheringWaits += 1
+                return true
             }
             guard waits else { return }
-            do { try await Task.sleep(for: gathering.gap) } catch { return }
+            // Looks again at least every millisecond: a batch that fills stops waiting.
+            do { try await Task.sleep(for: min(gathering.gap, .milliseconds(1))) } catch { return }
         }
     }
 }
