@@ -55,6 +55,7 @@ struct DockerIgnoreTests {
         let deep = DockerIgnore(String(repeating: "**/", count: 30) + "x")
         #expect(!deep.excludes(Array(repeating: "d", count: 60).joined(separator: "/")))
         #expect(deep.excludes(Array(repeating: "d", count: 60).joined(separator: "/") + "/x"))
-        #expect(ContinuousClock.now - started < .seconds(2))
+        // Minutes before; a loaded machine's stalls stay far below this.
+        #expect(ContinuousClock.now - started < .seconds(20))
     }
 }
