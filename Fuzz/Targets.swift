@@ -69,6 +69,23 @@ func fuzzOne(_ bytes: [UInt8]) {
     let outside = (try? FileManager.default.contentsOfDirectory(atPath: scratch.path)) ?? []
     check(Set(outside).isSubset(of: ["in.tar", "out"]), "unpacking wrote outside its directory: \(outside)")
     try? FileManager.default.removeItem(at: scratch)
+    #elseif FUZZ_MANIFEST
+    // What the registry reads from a pushed manifest or index (sizes, digests, platforms).
+    if let document = try? JSONDecoder().decode(OCIManifestDocument.self, from: Data(bytes)) {
+        check(document.declaredImageBytes >= 0, "negative image bytes \(document.declaredImageBytes)")
+        check(Set(document.requiredBlobs).isSubset(of: Set(document.referencedBlobs)), "a required blob that is not referenced")
+        _ = document.referencedManifests
+        _ = document.effectiveArtifactType
+        for descriptor in document.manifests ?? [] { _ = descriptor.platform?.name }
+    }
+    #elseif FUZZ_IMAGE_REFERENCE
+    if let reference = ImageReference(text) {
+        let written = (reference.host.map { "\($0)/" } ?? "") + "\(reference.path):\(reference.tag)"
+        // (Written out, a reference may gain ":latest" and pass the 512-byte limit.)
+        if written.utf8.count <= 512 { check(ImageReference(written) == reference, "round trip \(text) -> \(written)") }
+        if let host = reference.host { _ = ImageReference.isLoopback(host: host) }
+    }
+    _ = ImageReference.registryHost(of: text)
     #else
     #error("define one FUZZ_<TARGET>")
     #endif

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-targets=(content-range range content-type authorization digest repository-name scope form dockerignore tar)
+targets=(content-range range content-type authorization digest repository-name scope form dockerignore tar manifest image-reference)
 if [[ $# -ge 1 ]]; then targets=("$1"); fi
 seconds=${2:-60}
 out=$ROOT/.build-fuzz

@@ -72,9 +72,10 @@ public struct OCIManifestDocument: Decodable, Sendable {
             || mediaType.hasPrefix("application/vnd.docker.image.rootfs.foreign.diff.tar")
     }
 
-    /// Bytes of the image: the manifest's config and layers as they declare them.
+    /// Bytes of the image: the manifest's config and layers as they declare them (a client's
+    /// numbers, not checked against the blobs: a sum past `Int64.max` stays at it).
     public var declaredImageBytes: Int64 {
-        ([config].compactMap { $0 } + (layers ?? [])).reduce(0) { $0 + max(0, $1.size ?? 0) }
+        ([config].compactMap { $0 } + (layers ?? [])).reduce(0) { $0.addingClamped(max(0, $1.size ?? 0)) }
     }
 
     /// Digests of the manifests an index references.
@@ -98,5 +99,13 @@ public struct OCIIndex: Encodable, Sendable {
     public init(manifests: [OCIDescriptor], annotations: [String: String]? = nil) {
         self.manifests = manifests
         self.annotations = annotations?.isEmpty == true ? nil : annotations
+    }
+}
+
+extension Int64 {
+    /// `self + other`, held at `Int64.max` or `Int64.min` instead of trapping.
+    public func addingClamped(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
     }
 }

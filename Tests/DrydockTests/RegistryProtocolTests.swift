@@ -185,6 +185,35 @@ struct RegistryProtocolTests {
         }
     }
 
+    @Test("a manifest declaring sizes whose sum overflows (Int64.max for its config and layers) is listed with the largest size, and the server stays up")
+    func hugeDeclaredSizes() async throws {
+        try await withTestServer { server in
+            let project = try await server.createProject("app")
+            let name = "\(project)/app"
+            let config = Array(#"{"os":"linux"}"#.utf8)
+            let configDigest = try await Self.pushBlob(server, name, config, token: server.ownerToken)
+            // Sizes are the client's word (the blobs are not read to check them); foreign layers
+            // need no blob at all. Listing the tags added these up and trapped: the server died.
+            let foreign = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            let object: [String: Any] = [
+                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": ["mediaType": "application/vnd.oci.image.config.v1+json", "digest": configDigest, "size": Int64.max],
+                "layers": [
+                    ["mediaType": foreign, "digest": sha256(Array("one".utf8)), "size": Int64.max, "urls": ["https://example.com/1"]],
+                    ["mediaType": foreign, "digest": sha256(Array("two".utf8)), "size": Int64.max, "urls": ["https://example.com/2"]],
+                ],
+            ]
+            let body = Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+            let put = try await Self.putManifest(server, "/v2/\(name)/manifests/huge", body)
+            #expect(put.status == .created, "\(String(decoding: put.body, as: UTF8.self))")
+            let tags = try await server.request(.get, "/api/v1/projects/\(project)/registry/tags?repository=app", token: server.ownerToken)
+            #expect(tags.status == .ok, "\(tags.text)")
+            let items = (try JSONSerialization.jsonObject(with: Data(tags.text.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []
+            #expect((items.first { $0["name"] as? String == "huge" }?["sizeBytes"] as? NSNumber)?.int64Value == Int64.max, "\(tags.text)")
+            #expect(try await server.request(.get, "/healthz").status == .ok)
+        }
+    }
+
     @Test("a referrer with a subject but no artifactType is listed, with its config's media type as artifactType, and filters by it")
     func referrerWithoutArtifactType() async throws {
         try await withTestServer { server in

@@ -25,6 +25,19 @@ struct WireFormatTests {
         #expect(parseByteRange(header, size: 100) == range)
     }
 
+    @Test("a manifest's declared image bytes: config and layers added, negative sizes as 0, a sum past Int64.max held there")
+    func declaredImageBytes() throws {
+        func document(_ sizes: [Int64]) throws -> OCIManifestDocument {
+            let layers = sizes.map { #"{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:00","size":\#($0)}"# }
+            let json = #"{"schemaVersion":2,"config":{"digest":"sha256:00","size":10},"layers":[\#(layers.joined(separator: ","))]}"#
+            return try JSONDecoder().decode(OCIManifestDocument.self, from: Data(json.utf8))
+        }
+        #expect(try document([5, 7]).declaredImageBytes == 22)
+        #expect(try document([-5, 7]).declaredImageBytes == 17)
+        #expect(try document([Int64.max, Int64.max]).declaredImageBytes == Int64.max)
+        #expect(Int64.max.addingClamped(1) == .max && Int64.min.addingClamped(-1) == .min && Int64(2).addingClamped(-3) == -1)
+    }
+
     @Test("a Range on an empty blob is never satisfiable")
     func emptyBlobRange() {
         #expect(parseByteRange("bytes=0-", size: 0) == nil)

@@ -56,7 +56,7 @@ extension RegistryStore {
             if let manifests = document?.manifests {
                 platforms = manifests.compactMap { $0.platform?.name }
             } else {
-                size += document?.declaredImageBytes ?? 0
+                size = size.addingClamped(document?.declaredImageBytes ?? 0)
             }
             out.append(TagDetail(name: name, digest: digest, mediaType: mediaType, sizeBytes: size, updatedAt: updated, platforms: platforms))
         }
