@@ -62,7 +62,7 @@ struct ContractTests {
         }
     }
 
-    @Test("a job's reports keep the spec's limits: at most 1000 events, lines of at most 65536 characters, errors of at most 4096")
+    @Test("a job's reports keep the spec's limits: at most 1000 events, lines of at most 65536 characters, errors of at most 4096, step durations from 0 to a year, cache sizes from 0 to a PiB")
     func jobLimits() async throws {
         try await withTestServer { server in
             let project = try await server.createProject("limits")
@@ -81,6 +81,21 @@ struct ContractTests {
                                                 json: "{\"events\":[{\"sequence\":0,\"kind\":\"log\",\"line\":\"\(String(repeating: "x", count: 65537))\"}]}")
             #expect(long.status == .badRequest)
             #expect(Self.field(long) == "events[0].line", "\(long.text)")
+            // Durations and cache sizes are summed and billed: out of range, they are refused.
+            for duration in ["-1", "31536000001", "9223372036854775807"] {
+                let step = #"{"platform":"linux/amd64","number":1,"instruction":"RUN x","cached":false,"status":"done","durationMs":\#(duration)}"#
+                let refused = try await server.request(.post, "/api/v1/jobs/\(job.jobId)/events", token: job.buildToken,
+                                                       json: #"{"events":[{"sequence":0,"kind":"step","step":\#(step)}]}"#)
+                #expect(refused.status == .badRequest && Self.field(refused) == "events[0].step.durationMs", "\(duration): \(refused.text)")
+            }
+            for bytes in ["-1", "1125899906842625"] {
+                let refused = try await server.request(.post, "/api/v1/jobs/\(job.jobId)/finish", token: job.buildToken,
+                                                       json: #"{"status":"failed","error":"boom","cacheBytes":\#(bytes)}"#)
+                #expect(refused.status == .badRequest && Self.field(refused) == "cacheBytes", "\(bytes): \(refused.text)")
+            }
+            let step = #"{"platform":"linux/amd64","number":1,"instruction":"RUN x","cached":false,"status":"done","durationMs":31536000000}"#
+            #expect(try await server.request(.post, "/api/v1/jobs/\(job.jobId)/events", token: job.buildToken,
+                                             json: #"{"events":[{"sequence":0,"kind":"step","step":\#(step)}]}"#).status == .noContent)
             let error = try await server.request(.post, "/api/v1/jobs/\(job.jobId)/finish", token: job.buildToken,
                                                  json: "{\"status\":\"failed\",\"error\":\"\(String(repeating: "e", count: 4097))\"}")
             #expect(error.status == .badRequest)

@@ -106,7 +106,7 @@ struct BuildRecord: Sendable {
 
     /// What the cache saved: every cached step's `savedMs`, summed.
     var cacheSavedMs: Int64 {
-        steps.reduce(0) { $0 + ($1.cached ? ($1.savedMs ?? 0) : 0) }
+        steps.reduce(Int64(0)) { $0.addingClamped($1.cached ? max($1.savedMs ?? 0, 0) : 0) }
     }
 }
 

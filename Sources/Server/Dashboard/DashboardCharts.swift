@@ -84,7 +84,8 @@ enum DashboardCharts {
         let labelWidth = 360
         let barArea = 560
         let height = steps.count * rowHeight + 24
-        let total = max(steps.reduce(Int64(0)) { $0 + max($1.durationMs ?? 0, 0) }, 1)
+        // Durations are a worker's word (bounded when reported; clamped here for older records).
+        let total = max(steps.reduce(Int64(0)) { $0.addingClamped(max($1.durationMs ?? 0, 0)) }, 1)
         var svg = """
             <svg class="timeline" viewBox="0 0 \(labelWidth + barArea + 90) \(height)" width="100%" role="img" \
             aria-label="steps timeline" xmlns="http://www.w3.org/2000/svg">
@@ -107,7 +108,7 @@ enum DashboardCharts {
             svg += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(width)\" height=\"\(rowHeight - 6)\" rx=\"2\"></rect>"
             let note = step.cached ? "cached" : (step.durationMs.map { DashboardFormat.duration(ms: $0) } ?? step.status)
             svg += "<text x=\"\(min(x + width + 6, labelWidth + barArea + 4))\" y=\"\(y + 14)\" class=\"note\">\(DashboardFormat.escape(note))</text></g>"
-            offset += duration
+            offset = offset.addingClamped(duration)
         }
         svg += "<text x=\"\(labelWidth)\" y=\"\(height - 4)\" class=\"axis\">0</text>"
         svg += "<text x=\"\(labelWidth + barArea)\" y=\"\(height - 4)\" class=\"axis\" text-anchor=\"end\">\(DashboardFormat.escape(DashboardFormat.duration(ms: total)))</text>"
