@@ -159,7 +159,8 @@ struct UsageTests {
             let projectUsage = try projectView.decoded(Schemas.Usage.self)
             #expect(projectUsage.buildSeconds == 45)
             #expect(projectUsage.cost == nil)
-            for query in ["month=2026-13", "from=2026-11-01", "month=2026-11&from=2026-11-01&to=2026-11-02", "from=2026-11-05&to=2026-11-01"] {
+            for query in ["month=2026-13", "from=2026-11-01", "month=2026-11&from=2026-11-01&to=2026-11-02", "from=2026-11-05&to=2026-11-01",
+                          "from=9223372036854775807-01-01&to=9223372036854775807-01-02", "from=0001-01-01&to=0001-01-02"] {
                 #expect(try await server.request(.get, "\(org)?\(query)", token: server.ownerToken).status == .badRequest, "\(query)")
             }
         }

@@ -205,7 +205,7 @@ extension Dashboard {
         context["platforms"] = build.platforms.map { platform -> [String: Any] in
             let job = build.jobs.first { $0.platform == platform }
             let steps = build.steps.filter { $0.platform == platform }.sorted { $0.number < $1.number }
-            let saved = steps.reduce(Int64(0)) { $0 + ($1.cached ? ($1.savedMs ?? 0) : 0) }
+            let saved = steps.reduce(Int64(0)) { $0.addingClamped($1.cached ? max($1.savedMs ?? 0, 0) : 0) }
             return [
                 "platform": platform, "status": job?.status.rawValue ?? build.status.rawValue,
                 "worker": Self.optional(job?.workerName), "emulated": job?.emulated ?? false,

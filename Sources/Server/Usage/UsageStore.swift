@@ -491,7 +491,8 @@ struct UsagePeriod: Sendable, Equatable {
 
     static func day(_ text: String, field: String) throws -> Int64 {
         let parts = text.split(separator: "-")
-        guard parts.count == 3, let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
+        // The year bounded as for `month` (Foundation reads a year of Int.max as year 1).
+        guard parts.count == 3, let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]), (1970...9999).contains(y),
               let date = utc.date(from: DateComponents(year: y, month: m, day: d)),
               utc.component(.day, from: date) == d
         else { throw DomainError.invalidField(field, "must be a date YYYY-MM-DD") }
