@@ -192,18 +192,10 @@ struct RegistryProtocolTests {
             let name = "\(project)/app"
             let config = Array(#"{"os":"linux"}"#.utf8)
             let configDigest = try await Self.pushBlob(server, name, config, token: server.ownerToken)
-            // Sizes are the client's word (the blobs are not read to check them); foreign layers
-            // need no blob at all. Listing the tags added these up and trapped: the server died.
-            let foreign = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            let object: [String: Any] = [
-                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": ["mediaType": "application/vnd.oci.image.config.v1+json", "digest": configDigest, "size": Int64.max],
-                "layers": [
-                    ["mediaType": foreign, "digest": sha256(Array("one".utf8)), "size": Int64.max, "urls": ["https://example.com/1"]],
-                    ["mediaType": foreign, "digest": sha256(Array("two".utf8)), "size": Int64.max, "urls": ["https://example.com/2"]],
-                ],
-            ]
-            let body = Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+            // Sizes are the client's word (the blobs are not read to check them): the config,
+            // pushed, declared as Int64.max, and again as a layer. Listing the tags added these up
+            // and trapped: the server died.
+            let body = Self.manifest(config: configDigest, configSize: Int.max, layers: [(configDigest, Int.max)])
             let put = try await Self.putManifest(server, "/v2/\(name)/manifests/huge", body)
             #expect(put.status == .created, "\(String(decoding: put.body, as: UTF8.self))")
             let tags = try await server.request(.get, "/api/v1/projects/\(project)/registry/tags?repository=app", token: server.ownerToken)
